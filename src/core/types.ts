@@ -1,0 +1,104 @@
+// The vocabulary shared by every layer. Pure types: no node:*, no I/O.
+
+export type Unit = 'second' | 'minute' | 'hour' | 'day' | 'week' | 'month' | 'year';
+export type Algorithm = 'token_bucket' | 'fixed_window';
+
+/** One `key`/`value` pair of a descriptor, as Envoy sends it. */
+export interface Entry {
+  key: string;
+  value: string;
+}
+
+/** A limit given in a request instead of the configured one (RLS `limit` override). */
+export interface LimitOverride {
+  requestsPerUnit: number;
+  unit: Unit;
+}
+
+export interface Descriptor {
+  entries: Entry[];
+  /** Per-descriptor cost; when present it wins over the request's (0 = check only). */
+  hitsAddend?: number;
+  limitOverride?: LimitOverride;
+}
+
+export interface DecisionRequest {
+  /** Already resolved by the transport (default domain applied). */
+  domain: string;
+  descriptors: Descriptor[];
+  /** Request-level cost; 0 is treated as 1, as in envoyproxy/ratelimit. */
+  hitsAddend?: number;
+}
+
+/**
+ * A limit with every derived number computed once at config load.
+ *
+ * Token-bucket state is an integer `level` in units of 1/levelPerToken token,
+ * refilled by `refillPerTick` every `tickUs` micro-seconds, capped at
+ * `capacityLevel` (= burst * levelPerToken). All of these stay below 2^53, so
+ * JavaScript numbers and Redis Lua doubles compute them exactly (no drift).
+ */
+export interface LimitSpec {
+  name: string | undefined;
+  unit: Unit;
+  unitUs: number;
+  requestsPerUnit: number;
+  burst: number;
+  algorithm: Algorithm;
+  tickUs: number;
+  refillPerTick: number;
+  levelPerToken: number;
+  capacityLevel: number;
+  /** Short, stable text naming the parameters; part of every store key. */
+  fingerprint: string;
+}
+
+/** One bucket operation of a batch sent to a store. */
+export interface BucketOp {
+  /** Full store key; carries the `{hash tag}` for Redis Cluster. */
+  key: string;
+  /** The hash tag inside `key` (without braces): ops with equal tags share a slot. */
+  slotTag: string;
+  limit: LimitSpec;
+  /** Tokens to take; 0 = check only. */
+  cost: number;
+  /** A shadow op is evaluated and reported but never causes a denial. */
+  shadow: boolean;
+}
+
+export interface BucketOutcome {
+  /** Whether this bucket alone had enough tokens. */
+  allowed: boolean;
+  /** floor(tokens) after the decision (or count left in the window). */
+  remaining: number;
+  /** Micro-seconds until the bucket is full again (window end for fixed_window). */
+  resetUs: number;
+  /** Micro-seconds until `cost` tokens are available; 0 when allowed. */
+  retryAfterUs: number;
+}
+
+export type Code = 'OK' | 'OVER_LIMIT';
+
+export interface DescriptorStatus {
+  code: Code;
+  /** null when no limit matched (or unknown domain). */
+  limit: { requestsPerUnit: number; unit: Unit; name: string | undefined; burst: number } | null;
+  /** For unlimited descriptors: 4294967295, as envoyproxy/ratelimit. */
+  limitRemaining: number;
+  durationUntilResetMs: number;
+  /** Only meaningful when code is OVER_LIMIT; whole seconds, >= 1. */
+  retryAfterS: number;
+  /** True when a shadow-mode limit would have denied this descriptor. */
+  shadowOverLimit: boolean;
+  /** Metric label of the matched rule (from config, never from request values). */
+  rule: string | undefined;
+}
+
+export interface Decision {
+  overallCode: Code;
+  statuses: DescriptorStatus[];
+  /** Set when the store failed and the failure policy decided. */
+  storeFailure: 'allow' | 'deny' | 'local' | undefined;
+  /** Whether any status was only allowed because of shadow mode. */
+  shadowOverLimit: boolean;
+}
