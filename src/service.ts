@@ -1,0 +1,44 @@
+import type { Decision, DecisionRequest, Descriptor } from './core/types.js';
+import type { HttpRequestInput } from './core/http-actions.js';
+
+/** Which API asked; a metric label. */
+export type Api = 'http_check' | 'http_auth' | 'http_auth_nginx' | 'grpc_rls' | 'grpc_authz';
+
+/** Bounds on one request (SPEC §5); over them → 400 / INVALID_ARGUMENT (413 for a body). */
+export interface RequestBounds {
+  maxDescriptors: number;
+  maxEntries: number;
+  maxKeyOrValueBytes: number;
+  maxBodyBytes: number;
+}
+
+export const DEFAULT_REQUEST_BOUNDS: RequestBounds = Object.freeze({
+  maxDescriptors: 64,
+  maxEntries: 16,
+  maxKeyOrValueBytes: 4096,
+  maxBodyBytes: 65_536,
+});
+
+/**
+ * What the transports (HTTP, gRPC) call. Transports only translate: decode the
+ * wire format into these types, call, encode the Decision.
+ */
+export interface DecisionService {
+  readonly bounds: RequestBounds;
+  /**
+   * The domain a request names, else --default-domain, else the only loaded
+   * domain. Throws InvalidRequestError (field "domain") when none can be chosen.
+   * A named domain that is not loaded is returned as is (unknown domain → OK).
+   */
+  resolveDomain(requested: string | undefined): string;
+  /** Descriptors an HTTP request produces under the domain's `http.descriptors`; [] for an unknown domain. */
+  descriptorsFromHttp(domain: string, request: HttpRequestInput): Descriptor[];
+  /**
+   * Checks bounds (InvalidRequestError naming the field), decides, records
+   * metrics. Rejects with StoreUnavailableError when the store failed and the
+   * policy is `deny`.
+   */
+  decide(request: DecisionRequest, api: Api): Promise<Decision>;
+  /** Config loaded and store usable (or fallback active). */
+  readiness(): { ready: boolean; detail: string };
+}
