@@ -11,7 +11,10 @@ export interface BucketState {
 }
 
 export interface Evaluation {
+  /** The outcome when this op's batch commits (an allowed op took its tokens). */
   outcome: BucketOutcome;
+  /** The outcome when the batch does not commit: nothing taken, same `allowed`. */
+  untaken: BucketOutcome;
   /**
    * State to store when this op is allowed and its batch commits; null = delete
    * (bucket full again / window empty). When not committed, nothing is written:
@@ -42,6 +45,7 @@ function evaluateTokenBucket(limit: LimitSpec, state: BucketState | null, nowUs:
     // requests_per_unit: 0 means "always over" (envoyproxy/ratelimit); check-only passes.
     return {
       outcome: { allowed: cost === 0, remaining: 0, resetUs: 0, retryAfterUs: cost === 0 ? 0 : limit.unitUs },
+      untaken: { allowed: cost === 0, remaining: 0, resetUs: 0, retryAfterUs: cost === 0 ? 0 : limit.unitUs },
       next: null, ttlUs: 0,
     };
   }
@@ -66,12 +70,14 @@ function evaluateTokenBucket(limit: LimitSpec, state: BucketState | null, nowUs:
   const allowed = need <= level;
   const after = allowed ? level - need : level;
   const resetUs = after >= cap ? 0 : ceilDiv(cap - after, refill) * tick - progressUs;
+  const untakenResetUs = level >= cap ? 0 : ceilDiv(cap - level, refill) * tick - progressUs;
   let retryAfterUs = 0;
   if (!allowed) {
     retryAfterUs = need > cap ? resetUs : ceilDiv(need - level, refill) * tick - progressUs;
   }
   return {
     outcome: { allowed, remaining: Math.floor(after / perToken), resetUs, retryAfterUs },
+    untaken: { allowed, remaining: Math.floor(level / perToken), resetUs: untakenResetUs, retryAfterUs },
     next: after >= cap ? null : { level: after, tsUs: ts },
     ttlUs: resetUs,
   };
@@ -84,8 +90,10 @@ function evaluateFixedWindow(limit: LimitSpec, state: BucketState | null, nowUs:
   const resetUs = windowStart + unitUs - nowUs;
   const allowed = count + cost <= max;
   const after = allowed ? count + cost : count;
+  const retryAfterUs = allowed ? 0 : resetUs;
   return {
-    outcome: { allowed, remaining: Math.max(0, max - after), resetUs, retryAfterUs: allowed ? 0 : resetUs },
+    outcome: { allowed, remaining: Math.max(0, max - after), resetUs, retryAfterUs },
+    untaken: { allowed, remaining: Math.max(0, max - count), resetUs, retryAfterUs },
     next: after === 0 ? null : { level: after, tsUs: windowStart },
     ttlUs: resetUs,
   };
