@@ -4,20 +4,10 @@ import type { HttpRequestInput } from './core/http-actions.js';
 /** Which API asked; a metric label. */
 export type Api = 'http_check' | 'http_auth' | 'http_auth_nginx' | 'grpc_rls' | 'grpc_authz';
 
-/** Bounds on one request (SPEC §5); over them → 400 / INVALID_ARGUMENT (413 for a body). */
-export interface RequestBounds {
-  maxDescriptors: number;
-  maxEntries: number;
-  maxKeyOrValueBytes: number;
-  maxBodyBytes: number;
-}
+import type { RequestBounds } from './core/request-bounds.js';
 
-export const DEFAULT_REQUEST_BOUNDS: RequestBounds = Object.freeze({
-  maxDescriptors: 64,
-  maxEntries: 16,
-  maxKeyOrValueBytes: 4096,
-  maxBodyBytes: 65_536,
-});
+/** Bounds on one request (SPEC §5); over them → 400 / INVALID_ARGUMENT (413 for a body). */
+export { DEFAULT_REQUEST_BOUNDS, type RequestBounds } from './core/request-bounds.js';
 
 /**
  * What the transports (HTTP, gRPC) call. Transports only translate: decode the

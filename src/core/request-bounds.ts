@@ -1,0 +1,75 @@
+import { InvalidRequestError } from '../errors.js';
+import type { DecisionRequest } from './types.js';
+
+export interface RequestBounds {
+  maxDescriptors: number;
+  maxEntries: number;
+  maxKeyOrValueBytes: number;
+  maxBodyBytes: number;
+}
+
+export const DEFAULT_REQUEST_BOUNDS: RequestBounds = Object.freeze({
+  maxDescriptors: 64,
+  maxEntries: 16,
+  maxKeyOrValueBytes: 4096,
+  maxBodyBytes: 65_536,
+});
+
+export const MAX_HITS_ADDEND = 0xffff_ffff;
+
+function utf8Length(text: string): number {
+  let bytes = 0;
+  for (let i = 0; i < text.length; i++) {
+    const code = text.charCodeAt(i);
+    if (code < 0x80) bytes += 1;
+    else if (code < 0x800) bytes += 2;
+    else if (code >= 0xd800 && code <= 0xdbff) {
+      bytes += 4;
+      i++;
+    } else bytes += 3;
+  }
+  return bytes;
+}
+
+function checkText(text: string, field: string, max: number): void {
+  // Fast path: even all 3-byte characters would fit.
+  if (text.length * 3 > max && utf8Length(text) > max) {
+    throw new InvalidRequestError(field, `longer than ${max} bytes`);
+  }
+}
+
+export function checkHitsAddend(value: number, field: string): void {
+  if (!Number.isInteger(value) || value < 0 || value > MAX_HITS_ADDEND) {
+    throw new InvalidRequestError(field, `must be an integer from 0 to ${MAX_HITS_ADDEND}`);
+  }
+}
+
+/**
+ * Checks a decoded request against the bounds and basic shape rules shared by
+ * every transport. Throws InvalidRequestError naming the field.
+ */
+export function checkDecisionRequest(request: DecisionRequest, bounds: RequestBounds): void {
+  const { descriptors } = request;
+  if (request.domain === '') throw new InvalidRequestError('domain', 'must not be empty');
+  checkText(request.domain, 'domain', bounds.maxKeyOrValueBytes);
+  if (descriptors.length === 0) throw new InvalidRequestError('descriptors', 'must not be empty');
+  if (descriptors.length > bounds.maxDescriptors) {
+    throw new InvalidRequestError('descriptors', `at most ${bounds.maxDescriptors} descriptors per request`);
+  }
+  if (request.hitsAddend !== undefined) checkHitsAddend(request.hitsAddend, 'hits_addend');
+  for (let i = 0; i < descriptors.length; i++) {
+    const descriptor = descriptors[i]!;
+    const { entries } = descriptor;
+    if (entries.length === 0) throw new InvalidRequestError(`descriptors[${i}].entries`, 'must not be empty');
+    if (entries.length > bounds.maxEntries) {
+      throw new InvalidRequestError(`descriptors[${i}].entries`, `at most ${bounds.maxEntries} entries per descriptor`);
+    }
+    if (descriptor.hitsAddend !== undefined) checkHitsAddend(descriptor.hitsAddend, `descriptors[${i}].hits_addend`);
+    for (let j = 0; j < entries.length; j++) {
+      const entry = entries[j]!;
+      if (entry.key === '') throw new InvalidRequestError(`descriptors[${i}].entries[${j}].key`, 'must not be empty');
+      checkText(entry.key, `descriptors[${i}].entries[${j}].key`, bounds.maxKeyOrValueBytes);
+      checkText(entry.value, `descriptors[${i}].entries[${j}].value`, bounds.maxKeyOrValueBytes);
+    }
+  }
+}

@@ -1,0 +1,86 @@
+import type { CompiledConfig } from './core/config-model.js';
+import { descriptorsFromHttp, type HttpRequestInput } from './core/http-actions.js';
+import type { Limiter } from './core/limiter.js';
+import { checkDecisionRequest, type RequestBounds } from './core/request-bounds.js';
+import type { Decision, DecisionRequest, Descriptor } from './core/types.js';
+import { InvalidRequestError } from './errors.js';
+import type { Api, DecisionService } from './service.js';
+import type { Store } from './store/store.js';
+import { UNKNOWN_DOMAIN_LABEL, type Metrics, type Outcome } from './telemetry/metrics.js';
+
+export interface DecisionServiceOptions {
+  config: () => CompiledConfig;
+  limiter: Limiter;
+  store: Store;
+  metrics: Metrics;
+  bounds: RequestBounds;
+  defaultDomain: string | undefined;
+  /** Under `local`/`allow` a failing store still leaves the server able to decide. */
+  canDecideWithoutStore: boolean;
+}
+
+function outcomeOf(decision: Decision): Outcome {
+  if (decision.storeFailure === 'allow') return 'store_failure';
+  if (decision.overallCode === 'OVER_LIMIT') return 'over_limit';
+  return decision.shadowOverLimit ? 'shadow_over_limit' : 'ok';
+}
+
+/** The DecisionService both transports call: bounds, domain choice, limiter, metrics. */
+export class LimiterDecisionService implements DecisionService {
+  readonly bounds: RequestBounds;
+  private readonly options: DecisionServiceOptions;
+
+  constructor(options: DecisionServiceOptions) {
+    this.options = options;
+    this.bounds = options.bounds;
+  }
+
+  resolveDomain(requested: string | undefined): string {
+    if (requested !== undefined && requested !== '') return requested;
+    if (this.options.defaultDomain !== undefined) return this.options.defaultDomain;
+    const { domains } = this.options.config();
+    if (domains.size === 1) return domains.keys().next().value!;
+    throw new InvalidRequestError(
+      'domain',
+      `required: ${domains.size} domains are loaded (${[...domains.keys()].join(', ')}) and no --default-domain is set`,
+    );
+  }
+
+  descriptorsFromHttp(domain: string, request: HttpRequestInput): Descriptor[] {
+    const compiled = this.options.config().domains.get(domain);
+    if (compiled === undefined) return [];
+    return descriptorsFromHttp(compiled.httpDescriptors, request).map((entries) => ({ entries }));
+  }
+
+  async decide(request: DecisionRequest, api: Api): Promise<Decision> {
+    checkDecisionRequest(request, this.bounds);
+    const started = performance.now();
+    const config = this.options.config();
+    const known = config.domains.has(request.domain);
+    const domainLabel = known ? request.domain : UNKNOWN_DOMAIN_LABEL;
+    const { metrics } = this.options;
+    let decision: Decision;
+    try {
+      decision = await this.options.limiter.decide(config, request);
+    } catch (error: unknown) {
+      metrics.countDecision(domainLabel, api, 'store_failure', (performance.now() - started) / 1000);
+      throw error;
+    }
+    metrics.countDecision(domainLabel, api, outcomeOf(decision), (performance.now() - started) / 1000);
+    if (known) {
+      for (const status of decision.statuses) {
+        if (status.rule === undefined) continue;
+        const outcome = status.code === 'OVER_LIMIT' ? 'over_limit' : status.shadowOverLimit ? 'shadow_over_limit' : 'ok';
+        metrics.ruleDecisions.inc({ domain: request.domain, rule: status.rule, outcome });
+      }
+    }
+    return decision;
+  }
+
+  readiness(): { ready: boolean; detail: string } {
+    const health = this.options.store.health();
+    const ready = this.options.config().domains.size > 0 && (health.ready || this.options.canDecideWithoutStore);
+    const mode = health.ready ? 'store' : this.options.canDecideWithoutStore ? 'store-failure policy' : 'none';
+    return { ready, detail: `${health.detail}; deciding with: ${mode}` };
+  }
+}
