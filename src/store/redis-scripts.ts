@@ -1,0 +1,30 @@
+import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+
+/**
+ * The Lua scripts of the Redis store, read once from the package's `lua/`
+ * folder (the same relative path from src/store and dist/store). ioredis runs
+ * them by EVALSHA and falls back to EVAL on NOSCRIPT (defineCommand).
+ */
+export interface RedisScript {
+  /** ioredis command name given to defineCommand. */
+  readonly name: string;
+  readonly lua: string;
+  /** SHA1 of `lua`, as EVALSHA and SCRIPT LOAD use it. */
+  readonly sha: string;
+  /** ARGV values per KEYS entry. */
+  readonly argsPerKey: number;
+}
+
+function load(name: string, file: string, argsPerKey: number): RedisScript {
+  const lua = readFileSync(new URL(`../../lua/${file}`, import.meta.url), 'utf8');
+  return Object.freeze({ name, lua, sha: createHash('sha1').update(lua).digest('hex'), argsPerKey });
+}
+
+/** Decides one slot group of a batch; see the header of lua/token-bucket.lua. */
+export const TOKEN_BUCKET_SCRIPT = load('rlTokenBucket', 'token-bucket.lua', 9);
+/** Gives back what a committed slot group took when another group denied; lua/refund.lua. */
+export const REFUND_SCRIPT = load('rlRefund', 'refund.lua', 7);
+
+/** Values returned per op by lua/token-bucket.lua, after `committed` and `nowUs`. */
+export const TOKEN_BUCKET_FIELDS_PER_OP = 7;
