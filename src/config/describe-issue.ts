@@ -1,0 +1,108 @@
+// Turns a schema violation into the one line an operator reads at start-up or in
+// `check-config`: the path inside the file and what is wrong, in config words.
+import type { z } from 'zod';
+import { KNOWN_KEYS, HTTP_ACTION_NAMES, type ObjectKind } from './schema.js';
+
+type Issue = z.core.$ZodIssue;
+type PathSegment = PropertyKey;
+
+/** `descriptors[2].rate_limit.unit`, `http.descriptors[0][1].request_headers`. */
+export function formatPath(path: readonly PathSegment[]): string {
+  let text = '';
+  for (const segment of path) {
+    if (typeof segment === 'number') text += `[${segment}]`;
+    else text += text === '' ? String(segment) : `.${String(segment)}`;
+  }
+  return text;
+}
+
+/** Which kind of object sits at `path`, so an unknown key can be compared with the right key list. */
+function objectKindAt(path: readonly PathSegment[]): ObjectKind | undefined {
+  const n = path.length;
+  if (n === 0) return 'file';
+  const last = path[n - 1];
+  const parent = path[n - 2];
+  if (path[0] === 'http') {
+    if (n === 1) return 'http';
+    if (n === 4) return 'action';
+    if (n === 5 && typeof last === 'string' && (HTTP_ACTION_NAMES as readonly string[]).includes(last)) {
+      return last as ObjectKind;
+    }
+    return undefined;
+  }
+  if (last === 'rate_limit') return 'rate_limit';
+  if (typeof last === 'number' && parent === 'replaces') return 'replaces';
+  if (typeof last === 'number' && parent === 'descriptors') return 'descriptor';
+  return undefined;
+}
+
+function editDistance(a: string, b: string): number {
+  let previous = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const current = [i];
+    for (let j = 1; j <= b.length; j++) {
+      const substitution = previous[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1);
+      current.push(Math.min(previous[j]! + 1, current[j - 1]! + 1, substitution));
+    }
+    previous = current;
+  }
+  return previous[b.length]!;
+}
+
+/** The known key a misspelling most likely meant: same letters ignoring case and `_`/`-`, or a typo or two away. */
+export function closestKey(unknown: string, known: readonly string[]): string | undefined {
+  const squash = (key: string): string => key.toLowerCase().replace(/[_-]/g, '');
+  const same = known.find((key) => squash(key) === squash(unknown));
+  if (same !== undefined) return same;
+  let best: string | undefined;
+  let bestDistance = Math.min(2, Math.floor(unknown.length / 3));
+  for (const key of known) {
+    const distance = editDistance(unknown.toLowerCase(), key);
+    if (distance <= bestDistance) {
+      best = key;
+      bestDistance = distance;
+    }
+  }
+  return best;
+}
+
+function unknownKeyProblem(kind: ObjectKind | undefined, key: string): string {
+  if (kind === 'action') {
+    return `unknown action (supported: ${HTTP_ACTION_NAMES.join(', ')})`;
+  }
+  // The two places operators confuse: settings of the node vs settings of its limit.
+  if (kind === 'descriptor' && KNOWN_KEYS.rate_limit.includes(key)) {
+    return 'not allowed here (it belongs inside rate_limit)';
+  }
+  if (kind === 'rate_limit' && KNOWN_KEYS.descriptor.includes(key)) {
+    return 'not allowed here (it belongs on the descriptor, next to rate_limit)';
+  }
+  if (kind === 'file' && KNOWN_KEYS.descriptor.includes(key)) {
+    return 'not allowed at the top level (it belongs on an entry of descriptors)';
+  }
+  if (kind === undefined) return 'unknown key';
+  const known = KNOWN_KEYS[kind];
+  if (known.length === 0) return 'unknown key (this mapping takes no keys: write {})';
+  const guess = closestKey(key, known);
+  return guess === undefined
+    ? `unknown key (expected ${known.join(', ')})`
+    : `unknown key (did you mean "${guess}"?)`;
+}
+
+/**
+ * The issue worth reporting first: an unknown key explains the other issues
+ * it causes (a misspelled `requests_per_unit` also makes it "missing").
+ */
+export function describeIssues(issues: readonly Issue[]): { path: string; problem: string } {
+  const unknown = issues.find((issue) => issue.code === 'unrecognized_keys');
+  if (unknown !== undefined && unknown.code === 'unrecognized_keys') {
+    const key = unknown.keys[0] ?? '';
+    return {
+      path: formatPath([...unknown.path, key]),
+      problem: unknownKeyProblem(objectKindAt(unknown.path), key),
+    };
+  }
+  const first = issues[0];
+  if (first === undefined) return { path: '', problem: 'invalid' };
+  return { path: formatPath(first.path), problem: first.message };
+}

@@ -1,0 +1,291 @@
+// The config file format (SPEC §3): envoyproxy/ratelimit's format unchanged,
+// plus our `burst`, `algorithm` and `http` additions. Every object is strict so
+// a misspelled key is an error, not a silently ignored setting. Types are
+// derived from these schemas so the two cannot drift.
+import { z } from 'zod';
+import { parseUnit, UNITS } from '../core/limit.js';
+import type { Algorithm } from '../core/types.js';
+
+/** How a value looks in an error message: `"fortnight"`, `-5`, `a list`. */
+export function describeValue(value: unknown): string {
+  if (value === null) return 'nothing (null)';
+  if (Array.isArray(value)) return 'a list';
+  if (typeof value === 'object') return 'a mapping';
+  if (typeof value === 'string') return JSON.stringify(value);
+  return String(value);
+}
+
+/** An error callback for zod: "is required" when missing, else what was expected and what came. */
+function expected(what: string) {
+  return (issue: { input?: unknown }): string =>
+    issue.input === undefined ? 'is required' : `expected ${what}, got ${describeValue(issue.input)}`;
+}
+
+function orList(words: readonly string[]): string {
+  return words.length <= 1 ? words.join('') : `${words.slice(0, -1).join(', ')} or ${words[words.length - 1]}`;
+}
+
+const text = z.string({ error: expected('a string') });
+const nonEmptyText = text.min(1, { error: 'must not be empty' });
+const flag = z.boolean({ error: expected('true or false') });
+
+export const ALGORITHMS: readonly Algorithm[] = ['token_bucket', 'fixed_window'];
+
+const algorithmSchema = text
+  .refine((name) => (ALGORITHMS as readonly string[]).includes(name), {
+    error: (issue) =>
+      issue.input === 'sliding_window'
+        ? 'algorithm "sliding_window" is not supported yet (expected token_bucket or fixed_window)'
+        : `unknown algorithm ${describeValue(issue.input)} (expected ${orList(ALGORITHMS)})`,
+  })
+  .transform((name) => name as Algorithm);
+
+const unitSchema = text
+  .refine((name) => parseUnit(name) !== undefined, {
+    error: (issue) => `unknown unit ${describeValue(issue.input)} (expected ${orList(UNITS)})`,
+  })
+  .transform((name) => parseUnit(name)!);
+
+/** Safe integers only: beyond 2^53 a YAML number is no longer the number the operator wrote. */
+const count = (what: string) =>
+  z.int({ error: expected(what) }).min(0, { error: (issue) => `expected ${what}, got ${describeValue(issue.input)}` });
+
+const replacesEntrySchema = z.strictObject({ name: text });
+
+export const rateLimitSchema = z
+  .strictObject({
+    unit: unitSchema.optional(),
+    requests_per_unit: count('a whole number of requests, 0 or more').optional(),
+    unlimited: flag.optional(),
+    /** Names this limit for `replaces`; '' is the same as no name (envoyproxy/ratelimit). */
+    name: text.optional(),
+    replaces: z.array(replacesEntrySchema, { error: expected('a list of {name}') }).optional(),
+    /** Ours: bucket capacity; defaults to requests_per_unit. */
+    burst: count('a whole number of tokens, 1 or more').optional(),
+    /** Ours: overrides the domain's algorithm for this limit. */
+    algorithm: algorithmSchema.optional(),
+  }, { error: expected('a mapping') })
+  .superRefine((limit, ctx) => {
+    if (limit.unlimited === true) {
+      // As envoyproxy/ratelimit: a unit next to `unlimited` is a contradiction.
+      if (limit.unit !== undefined) {
+        ctx.addIssue({ code: 'custom', path: ['unit'], message: 'must not be set when unlimited is true' });
+      }
+      if (limit.burst !== undefined) {
+        ctx.addIssue({ code: 'custom', path: ['burst'], message: 'must not be set when unlimited is true' });
+      }
+      if (limit.algorithm !== undefined) {
+        ctx.addIssue({ code: 'custom', path: ['algorithm'], message: 'must not be set when unlimited is true' });
+      }
+    } else {
+      if (limit.unit === undefined) {
+        ctx.addIssue({ code: 'custom', path: ['unit'], message: 'is required (or set unlimited: true)' });
+      }
+      // envoyproxy/ratelimit would default a missing count to 0 (deny everything);
+      // that is almost always a forgotten line, so we ask for it.
+      if (limit.requests_per_unit === undefined) {
+        ctx.addIssue({ code: 'custom', path: ['requests_per_unit'], message: 'is required' });
+      }
+      const rate = limit.requests_per_unit;
+      if (limit.burst === 0 && rate !== undefined && rate > 0) {
+        ctx.addIssue({
+          code: 'custom', path: ['burst'],
+          message: 'must be at least 1 (a bucket that holds no token denies every request; use requests_per_unit: 0 for that)',
+        });
+      }
+      if (limit.burst !== undefined && limit.burst > 0 && rate === 0) {
+        ctx.addIssue({
+          code: 'custom', path: ['burst'],
+          message: 'must be 0 or absent when requests_per_unit is 0 (such a limit denies every request)',
+        });
+      }
+    }
+    (limit.replaces ?? []).forEach((entry, i) => {
+      if (entry.name === '') {
+        ctx.addIssue({ code: 'custom', path: ['replaces', i, 'name'], message: 'must not be empty' });
+      } else if (entry.name === limit.name) {
+        ctx.addIssue({
+          code: 'custom', path: ['replaces', i, 'name'],
+          message: `a limit cannot replace itself ("${entry.name}" is this limit's own name)`,
+        });
+      }
+    });
+  });
+
+/** Key and value as they identify a node among its siblings; '' and absent are both "key only". */
+function compositeKey(node: { key: string; value?: string | undefined }): string {
+  return node.value === undefined || node.value === '' ? `${node.key}` : `${node.key}\u0000${node.value}`;
+}
+
+function describeComposite(node: { key: string; value?: string | undefined }): string {
+  return node.value === undefined || node.value === ''
+    ? `key "${node.key}" without a value`
+    : `key "${node.key}" with value "${node.value}"`;
+}
+
+const descriptorNodeFieldsSchema = z.strictObject({
+  key: nonEmptyText,
+  /** Absent or '': matches any value (one bucket per value). Containing `*`: a wildcard. */
+  value: text.optional(),
+  rate_limit: rateLimitSchema.optional(),
+  /** Evaluate and count, never deny. */
+  shadow_mode: flag.optional(),
+  detailed_metric: flag.optional(),
+  // envoyproxy/ratelimit's newer node keys, accepted so its configs load unchanged:
+  /**
+   * Accepted and ignored: the limit is enforced as an ordinary limit, which
+   * can only deny more than envoyproxy/ratelimit would, never admit more.
+   */
+  quota_mode: flag.optional(),
+  /** Accepted and ignored: metric labels never carry request values here (label cardinality). */
+  value_to_metric: flag.optional(),
+  /**
+   * Only `false` is accepted: `true` means one shared bucket for every value
+   * matching a wildcard, and silently giving each value its own bucket instead
+   * would admit far more than the operator configured.
+   */
+  share_threshold: flag
+    .refine((shared) => !shared, {
+      error: 'share_threshold: true is not supported yet (each matching value would get its own bucket, admitting more than configured)',
+    })
+    .optional(),
+  /** Accepted and ignored: free-form data envoyproxy/ratelimit attaches to responses. */
+  metadata: z.record(z.string(), z.unknown(), { error: expected('a mapping') }).optional(),
+}, { error: expected('a mapping') });
+
+export type DescriptorNodeConfig = z.infer<typeof descriptorNodeFieldsSchema> & {
+  descriptors?: DescriptorNodeConfig[] | undefined;
+};
+
+export const descriptorNodeSchema = descriptorNodeFieldsSchema.extend({
+  /** Nested nodes: the next entry of a descriptor. */
+  get descriptors(): z.ZodOptional<z.ZodType<DescriptorNodeConfig[]>> {
+    return descriptorListSchema.optional();
+  },
+});
+
+/** Siblings must differ in key+value: the matcher could only ever pick one of two equal ones. */
+export const descriptorListSchema: z.ZodType<DescriptorNodeConfig[]> = z
+  .array(descriptorNodeSchema, { error: expected('a list of descriptors') })
+  .superRefine((nodes, ctx) => {
+    const seen = new Map<string, number>();
+    nodes.forEach((node, i) => {
+      const composite = compositeKey(node);
+      const first = seen.get(composite);
+      if (first === undefined) {
+        seen.set(composite, i);
+      } else {
+        ctx.addIssue({
+          code: 'custom', path: [i],
+          message: `duplicate descriptor: ${describeComposite(node)} is already defined at index ${first}`,
+        });
+      }
+    });
+  });
+
+// --- http: how an HTTP request becomes descriptors (Envoy's rate_limits actions) ---
+
+const requestHeadersSchema = z.strictObject({
+  header_name: nonEmptyText,
+  descriptor_key: nonEmptyText,
+  skip_if_absent: flag.optional(),
+}, { error: expected('a mapping') });
+
+const remoteAddressSchema = z.strictObject({}, { error: expected('an empty mapping {}') }).nullable();
+
+const maskLength = (max: number) =>
+  z.int({ error: expected(`a whole number from 0 to ${max}`) })
+    .min(0, { error: (issue) => `expected a whole number from 0 to ${max}, got ${describeValue(issue.input)}` })
+    .max(max, { error: (issue) => `expected a whole number from 0 to ${max}, got ${describeValue(issue.input)}` });
+
+const maskedRemoteAddressSchema = z.strictObject({
+  /** Default 32 (the whole address), as Envoy. */
+  v4_prefix_mask_len: maskLength(32).optional(),
+  /** Default 128 (the whole address), as Envoy. */
+  v6_prefix_mask_len: maskLength(128).optional(),
+}, { error: expected('a mapping') }).nullable();
+
+const genericKeySchema = z.strictObject({
+  descriptor_value: nonEmptyText,
+  /** Default "generic_key", as Envoy. */
+  descriptor_key: nonEmptyText.optional(),
+}, { error: expected('a mapping') });
+
+const queryParametersSchema = z.strictObject({
+  query_parameter_name: nonEmptyText,
+  descriptor_key: nonEmptyText,
+  skip_if_absent: flag.optional(),
+}, { error: expected('a mapping') });
+
+export const HTTP_ACTION_NAMES = [
+  'request_headers', 'remote_address', 'masked_remote_address', 'generic_key', 'query_parameters',
+] as const;
+
+/** One action: a mapping with exactly one of the action names, as in Envoy's `actions` list. */
+export const httpActionSchema = z
+  .strictObject({
+    request_headers: requestHeadersSchema.optional(),
+    remote_address: remoteAddressSchema.optional(),
+    masked_remote_address: maskedRemoteAddressSchema.optional(),
+    generic_key: genericKeySchema.optional(),
+    query_parameters: queryParametersSchema.optional(),
+  }, { error: expected(`an action (a mapping with one of ${orList(HTTP_ACTION_NAMES)})`) })
+  .superRefine((action, ctx) => {
+    const present = HTTP_ACTION_NAMES.filter((name) => action[name] !== undefined);
+    if (present.length === 0) {
+      ctx.addIssue({ code: 'custom', message: `expected one of ${orList(HTTP_ACTION_NAMES)}` });
+    } else if (present.length > 1) {
+      ctx.addIssue({
+        code: 'custom',
+        message: `an action has exactly one type, found ${present.join(' and ')} (make them separate actions in the list)`,
+      });
+    }
+  });
+
+export type HttpActionConfig = z.infer<typeof httpActionSchema>;
+
+const actionListSchema = z
+  .array(httpActionSchema, {
+    error: (issue) => {
+      const input = issue.input;
+      // Envoy's own config wraps each list as `- actions: [...]`; say how ours differs.
+      if (input !== null && typeof input === 'object' && !Array.isArray(input) && 'actions' in input) {
+        return 'expected a list of actions (write the list itself, without "actions:")';
+      }
+      return expected('a list of actions')(issue);
+    },
+  })
+  .min(1, { error: 'must not be empty (an empty action list produces no descriptor)' });
+
+export const httpSchema = z.strictObject({
+  /** Each inner list of actions produces one descriptor. */
+  descriptors: z.array(actionListSchema, { error: expected('a list of action lists') }),
+}, { error: expected('a mapping') });
+
+export const configFileSchema = z.strictObject({
+  domain: nonEmptyText,
+  /** Ours: the default algorithm of the domain's limits. */
+  algorithm: algorithmSchema.optional(),
+  descriptors: descriptorListSchema.optional(),
+  http: httpSchema.optional(),
+}, { error: expected('a mapping with domain and descriptors') });
+
+export type ConfigFile = z.infer<typeof configFileSchema>;
+export type RateLimitConfig = z.infer<typeof rateLimitSchema>;
+
+/** Keys of each kind of object, for "unknown key" messages and did-you-mean hints. */
+export const KNOWN_KEYS = Object.freeze({
+  file: Object.keys(configFileSchema.shape),
+  descriptor: Object.keys(descriptorNodeSchema.shape),
+  rate_limit: Object.keys(rateLimitSchema.shape),
+  replaces: Object.keys(replacesEntrySchema.shape),
+  http: Object.keys(httpSchema.shape),
+  action: [...HTTP_ACTION_NAMES] as string[],
+  request_headers: Object.keys(requestHeadersSchema.shape),
+  remote_address: [] as string[],
+  masked_remote_address: Object.keys(maskedRemoteAddressSchema.unwrap().shape),
+  generic_key: Object.keys(genericKeySchema.shape),
+  query_parameters: Object.keys(queryParametersSchema.shape),
+});
+
+export type ObjectKind = keyof typeof KNOWN_KEYS;
