@@ -149,10 +149,6 @@ class RedisStoreImpl implements RedisStore {
     this.client.on('end', () => {
       if (!this.closed) this.logger.warn({ mode: this.mode }, 'redis store connection ended');
     });
-    this.breaker.onStateChange((state, previous) => {
-      const log = state === 'open' ? this.logger.warn : this.logger.info;
-      log.call(this.logger, { state, previous, lastError: this.lastError }, 'redis store circuit breaker');
-    });
     this.client.connect().catch((error: unknown) => this.noteError(error, 'redis initial connect failed'));
   }
 

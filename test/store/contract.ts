@@ -1,0 +1,263 @@
+/**
+ * The store contract: one suite run against every Store (memory, single
+ * Redis, Redis Cluster). The stores must decide identically; values that
+ * depend on real time (resetUs, retryAfterUs after the first hit) are compared
+ * with a tolerance of the wall time that passed.
+ */
+import { createHash } from 'node:crypto';
+import type { Test } from 'tap';
+import { evaluate } from '../../src/core/bucket.js';
+import { bucketKey, encodeEntries, slotTagFor } from '../../src/core/keys.js';
+import { compileLimit } from '../../src/core/limit.js';
+import type { Algorithm, BucketOp, BucketOutcome, Entry, LimitSpec, Unit } from '../../src/core/types.js';
+import type { Store } from '../../src/store/store.js';
+
+const SECOND_US = 1_000_000;
+/** Slack for time-dependent values: scheduling on a shared 2-core machine. */
+const SLACK_US = 250_000;
+
+const sha1 = (text: string): string => createHash('sha1').update(text).digest('hex');
+
+export interface LimitInput {
+  requestsPerUnit: number;
+  unit: Unit;
+  burst?: number;
+  algorithm?: Algorithm;
+}
+
+/** Builds BucketOps the way the limiter does (compileLimit + bucketKey). */
+export class OpFactory {
+  private readonly limits = new Map<string, LimitSpec>();
+  constructor(readonly prefix: string) {}
+
+  limit(input: LimitInput): LimitSpec {
+    const id = JSON.stringify(input);
+    let limit = this.limits.get(id);
+    if (limit === undefined) {
+      limit = compileLimit(input);
+      this.limits.set(id, limit);
+    }
+    return limit;
+  }
+
+  /** `entries` as [key, value] pairs; the last one picks the slot. */
+  op(entries: [string, string][], input: LimitInput, cost = 1, shadow = false): BucketOp {
+    const list: Entry[] = entries.map(([key, value]) => ({ key, value }));
+    const limit = this.limit(input);
+    const tag = slotTagFor(list);
+    return { key: bucketKey(this.prefix, tag, `contract_${limit.fingerprint}`, encodeEntries(list, sha1)), slotTag: tag, limit, cost, shadow };
+  }
+}
+
+export function uniquePrefix(label: string): string {
+  return `ct:${label}:${process.pid}:${Date.now().toString(36)}${Math.random().toString(36).slice(2, 8)}:`;
+}
+
+/** What a single-op batch on a bucket that was never seen must return, exactly. */
+export function freshOutcome(limit: LimitSpec, cost: number, shadow = false): BucketOutcome {
+  const evaluation = evaluate(limit, null, 1_700_000_000 * SECOND_US, cost);
+  return evaluation.outcome.allowed || shadow ? evaluation.outcome : evaluation.untaken;
+}
+
+function near(t: Test, actual: number, expected: number, slackUs: number, what: string): void {
+  t.ok(Math.abs(actual - expected) <= slackUs, `${what}: ${actual} within ${slackUs} of ${expected}`);
+}
+
+const elapsedUs = (startMs: number): number => Math.ceil((performance.now() - startMs) * 1000);
+const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+
+export interface ContractOptions {
+  /** A label for key prefixes. */
+  label: string;
+}
+
+/** Runs the whole contract against `store` (created and closed by the caller). */
+export async function storeContract(t: Test, store: Store, options: ContractOptions): Promise<void> {
+  let n = 0;
+  const factory = (): OpFactory => new OpFactory(uniquePrefix(`${options.label}${n++}`));
+  const one = async (op: BucketOp): Promise<BucketOutcome> => (await store.apply([op]))[0]!;
+
+  await t.test('an empty batch decides nothing', async (t) => {
+    t.same(await store.apply([]), []);
+  });
+
+  await t.test('a bucket never seen decides exactly as evaluate() on a full bucket', async (t) => {
+    const f = factory();
+    const limits: LimitInput[] = [
+      { requestsPerUnit: 10, unit: 'second', burst: 20 },
+      { requestsPerUnit: 7, unit: 'second', burst: 13 },
+      { requestsPerUnit: 5, unit: 'minute' },
+      { requestsPerUnit: 600, unit: 'minute' },
+      { requestsPerUnit: 1000, unit: 'hour', burst: 1 },
+      { requestsPerUnit: 100_000, unit: 'day' },
+      { requestsPerUnit: 3, unit: 'week' },
+      { requestsPerUnit: 2, unit: 'month', burst: 9 },
+      { requestsPerUnit: 1, unit: 'year' },
+      { requestsPerUnit: 1_000_000, unit: 'second', burst: 5_000_000 },
+    ];
+    let k = 0;
+    for (const input of limits) {
+      const limit = f.limit(input);
+      for (const cost of [0, 1, 3, limit.burst, limit.burst + 1]) {
+        const op = f.op([['client', `c${k++}`]], input, cost);
+        t.same(await one(op), freshOutcome(limit, cost), `${limit.fingerprint} cost ${cost}`);
+      }
+    }
+  });
+
+  await t.test('a burst passes, then the next request is denied and reports the untaken bucket', async (t) => {
+    const f = factory();
+    const input = { requestsPerUnit: 5, unit: 'minute' as const };
+    const op = f.op([['api_key', 'k1']], input);
+    const start = performance.now();
+    for (let i = 4; i >= 0; i--) {
+      const outcome = await one(op);
+      t.equal(outcome.allowed, true);
+      t.equal(outcome.remaining, i, `remaining ${i}`);
+    }
+    const denied = await one(op);
+    const slack = elapsedUs(start) + SLACK_US;
+    t.equal(denied.allowed, false);
+    t.equal(denied.remaining, 0);
+    t.ok(denied.retryAfterUs > 0 && denied.retryAfterUs <= 12 * SECOND_US, `retryAfterUs ${denied.retryAfterUs} <= 12 s`);
+    near(t, denied.retryAfterUs, 12 * SECOND_US, slack, 'retryAfterUs');
+    near(t, denied.resetUs, 60 * SECOND_US, slack, 'resetUs');
+  });
+
+  await t.test('a cost takes that many tokens; a cost above the burst is always denied and takes nothing', async (t) => {
+    const f = factory();
+    const input = { requestsPerUnit: 5, unit: 'hour' as const };
+    const three = f.op([['api_key', 'k']], input, 3);
+    t.match(await one(three), { allowed: true, remaining: 2 });
+    t.match(await one(three), { allowed: false, remaining: 2 }, 'denied: nothing taken');
+    t.match(await one(f.op([['api_key', 'k']], input, 2)), { allowed: true, remaining: 0 });
+    const big = f.op([['api_key', 'other']], input, 6);
+    t.match(await one(big), { allowed: false, remaining: 5 });
+    t.match(await one(f.op([['api_key', 'other']], input, 1)), { allowed: true, remaining: 4 }, 'the big cost took nothing');
+  });
+
+  for (const sameSlot of [true, false]) {
+    await t.test(`a denied request takes no tokens from its other limits (${sameSlot ? 'same slot' : 'different slots'})`, async (t) => {
+      const f = factory();
+      const wide = { requestsPerUnit: 5, unit: 'hour' as const };
+      const narrow = { requestsPerUnit: 1, unit: 'hour' as const };
+      const a = sameSlot ? f.op([['path', '/rating'], ['api_key', 'k']], wide) : f.op([['remote_address', '10.0.0.1']], wide);
+      const b = f.op([['api_key', 'k']], narrow);
+      t.equal(a.slotTag === b.slotTag, sameSlot, 'slot layout as intended');
+      t.match(await one(b), { allowed: true, remaining: 0 });
+      const [oa, ob] = await store.apply([a, b]);
+      t.match(oa, { allowed: true, remaining: 5 }, 'the allowed limit reports its untaken bucket');
+      t.match(ob, { allowed: false, remaining: 0 });
+      t.ok(ob!.retryAfterUs > 0, 'retry after > 0');
+      t.match(await one({ ...a, cost: 0 }), { allowed: true, remaining: 5 }, 'nothing was taken from the other limit');
+      t.match(await one(a), { allowed: true, remaining: 4 });
+    });
+  }
+
+  await t.test('a batch where every limit allows takes from each', async (t) => {
+    const f = factory();
+    const a = f.op([['remote_address', '10.0.0.2']], { requestsPerUnit: 5, unit: 'hour' });
+    const b = f.op([['api_key', 'k2']], { requestsPerUnit: 3, unit: 'hour' });
+    const c = f.op([['path', '/x'], ['api_key', 'k2']], { requestsPerUnit: 10, unit: 'hour' }, 2);
+    const outcomes = await store.apply([a, b, c]);
+    t.match(outcomes, [{ allowed: true, remaining: 4 }, { allowed: true, remaining: 2 }, { allowed: true, remaining: 8 }]);
+  });
+
+  await t.test('shadow ops never deny; a shadow op over its limit takes nothing, an allowed one takes', async (t) => {
+    const f = factory();
+    const normal = f.op([['api_key', 'k']], { requestsPerUnit: 5, unit: 'hour' });
+    const shadowInput = { requestsPerUnit: 1, unit: 'hour' as const };
+    const shadow = f.op([['path', '/s'], ['api_key', 'k']], shadowInput, 1, true);
+    t.match(await store.apply([normal, shadow]), [{ allowed: true, remaining: 4 }, { allowed: true, remaining: 0 }], 'shadow allowed takes');
+    const [on, os] = await store.apply([normal, shadow]);
+    t.match(on, { allowed: true, remaining: 3 }, 'the batch commits despite the shadow op');
+    t.match(os, { allowed: false, remaining: 0 });
+    t.ok(os!.retryAfterUs > 0);
+    const otherSlotShadow = f.op([['remote_address', '10.9.9.9']], shadowInput, 1, true);
+    t.match(await one(otherSlotShadow), { allowed: true });
+    t.match(await store.apply([normal, otherSlotShadow]), [{ allowed: true, remaining: 2 }, { allowed: false }], 'also across slots');
+  });
+
+  await t.test('check-only (cost 0) passes and takes nothing, even on an empty bucket', async (t) => {
+    const f = factory();
+    const input = { requestsPerUnit: 2, unit: 'hour' as const };
+    const check = f.op([['api_key', 'k']], input, 0);
+    t.same(await one(check), freshOutcome(f.limit(input), 0));
+    t.match(await one(f.op([['api_key', 'k']], input, 2)), { allowed: true, remaining: 0 });
+    t.match(await one(check), { allowed: true, remaining: 0, retryAfterUs: 0 });
+    t.match(await one(f.op([['api_key', 'k']], input, 1)), { allowed: false, remaining: 0 });
+  });
+
+  await t.test('requests_per_unit 0 is always over; check-only still passes', async (t) => {
+    const f = factory();
+    for (const algorithm of ['token_bucket', 'fixed_window'] as const) {
+      const input = { requestsPerUnit: 0, unit: 'minute' as const, algorithm };
+      const outcome = await one(f.op([['blocked', algorithm]], input));
+      t.equal(outcome.allowed, false, `${algorithm} denies`);
+      t.equal(outcome.remaining, 0);
+      if (algorithm === 'token_bucket') t.equal(outcome.retryAfterUs, 60 * SECOND_US);
+      else t.ok(outcome.retryAfterUs > 0 && outcome.retryAfterUs <= 60 * SECOND_US);
+      t.match(await one(f.op([['blocked', algorithm]], input, 0)), { allowed: true, remaining: 0 }, `${algorithm} check-only`);
+    }
+  });
+
+  await t.test('fixed window counts hits in a window aligned to the Unix epoch', async (t) => {
+    const f = factory();
+    const input = { requestsPerUnit: 3, unit: 'minute' as const, algorithm: 'fixed_window' as const };
+    const unitUs = 60 * SECOND_US;
+    const untilBoundaryUs = unitUs - ((Date.now() * 1000) % unitUs);
+    if (untilBoundaryUs < 3 * SECOND_US) await sleep(untilBoundaryUs / 1000 + 100);
+    const op = f.op([['api_key', 'fw']], input);
+    for (let i = 2; i >= 0; i--) {
+      const outcome = await one(op);
+      t.match(outcome, { allowed: true, remaining: i, retryAfterUs: 0 });
+      const phaseUs = (Date.now() * 1000 + outcome.resetUs) % unitUs;
+      t.ok(Math.min(phaseUs, unitUs - phaseUs) < SECOND_US, `window ends on a minute boundary (phase ${phaseUs} µs)`);
+    }
+    const denied = await one(op);
+    t.match(denied, { allowed: false, remaining: 0 });
+    t.equal(denied.retryAfterUs, denied.resetUs, 'retry at the window end');
+    // A fixed-window limit next to a denying limit is not counted.
+    const fw = f.op([['path', '/p'], ['api_key', 'fw2']], input);
+    const blocked = f.op([['api_key', 'fw2']], { requestsPerUnit: 0, unit: 'hour' });
+    t.match(await store.apply([fw, blocked]), [{ allowed: true, remaining: 3 }, { allowed: false }]);
+    t.match(await one(fw), { allowed: true, remaining: 2 }, 'the denied request was not counted');
+    t.match(await one(f.op([['path', '/p'], ['api_key', 'fw2']], input, 5)), { allowed: false, remaining: 2 }, 'cost above the rest is denied');
+  });
+
+  await t.test('tokens refill: after retryAfter the request passes again', async (t) => {
+    const f = factory();
+    const op = f.op([['api_key', 'fast']], { requestsPerUnit: 10, unit: 'second', burst: 2 });
+    t.match(await one(op), { allowed: true, remaining: 1 });
+    t.match(await one(op), { allowed: true, remaining: 0 });
+    const denied = await one(op);
+    t.equal(denied.allowed, false);
+    t.ok(denied.retryAfterUs > 0 && denied.retryAfterUs <= 100_000, `retryAfterUs ${denied.retryAfterUs} <= 100 ms`);
+    t.ok(denied.resetUs > 100_000 && denied.resetUs <= 200_000, `resetUs ${denied.resetUs} <= 200 ms`);
+    await sleep(denied.retryAfterUs / 1000 + 15);
+    t.match(await one(op), { allowed: true, remaining: 0 });
+    await sleep(250);
+    t.match(await one({ ...op, cost: 0 }), { allowed: true, remaining: 2 }, 'full again after resetUs');
+  });
+
+  await t.test('ops on the same key in one batch see each other\'s takes', async (t) => {
+    const f = factory();
+    const input = { requestsPerUnit: 3, unit: 'hour' as const };
+    const op = f.op([['api_key', 'dup']], input);
+    t.match(await store.apply([op, op]), [{ allowed: true, remaining: 2 }, { allowed: true, remaining: 1 }]);
+    const two = f.op([['api_key', 'dup']], input, 2);
+    const [first, second] = await store.apply([op, two]);
+    t.match(first, { allowed: true }, 'the first fits');
+    t.match(second, { allowed: false }, 'the second does not fit after the first');
+    t.match(await one({ ...op, cost: 0 }), { allowed: true, remaining: 1 }, 'the denied batch took nothing');
+  });
+
+  await t.test('concurrent requests never over-admit', async (t) => {
+    const f = factory();
+    const op = f.op([['api_key', 'crowd']], { requestsPerUnit: 30, unit: 'hour' });
+    const outcomes = await Promise.all(Array.from({ length: 100 }, () => one(op)));
+    t.equal(outcomes.filter((o) => o.allowed).length, 30, 'exactly the burst passes');
+    const remaining = outcomes.filter((o) => o.allowed).map((o) => o.remaining).sort((x, y) => x - y);
+    t.same(remaining, Array.from({ length: 30 }, (_, i) => i), 'each remaining value once');
+  });
+}

@@ -1,0 +1,7 @@
+import t from 'tap';
+import { MemoryStore } from '../../src/store/memory-store.js';
+import { storeContract } from './contract.js';
+
+const store = new MemoryStore({ sweep: false });
+t.teardown(() => store.close());
+await storeContract(t, store, { label: 'memory' });
