@@ -1,0 +1,147 @@
+import { createHash } from 'node:crypto';
+import type { FastifyInstance } from 'fastify';
+import type { CompiledConfig } from './core/config-model.js';
+import { Limiter } from './core/limiter.js';
+import { DEFAULT_REQUEST_BOUNDS } from './core/request-bounds.js';
+import { ConfigWatcher } from './config/watch.js';
+import { loadConfig } from './config/load.js';
+import { LimiterDecisionService } from './decision-service.js';
+import { errorMessage } from './errors.js';
+import type { Settings } from './settings.js';
+import { MemoryStore } from './store/memory-store.js';
+import { createRedisStore } from './store/redis-store.js';
+import type { Store } from './store/store.js';
+import { createGrpcServer, type GrpcServer } from './transport/grpc/server.js';
+import { ClientAddressResolver } from './transport/http/client-address.js';
+import { createHttpServer } from './transport/http/server.js';
+import type { Logger } from './telemetry/logger.js';
+import { Metrics } from './telemetry/metrics.js';
+
+/** Long descriptor values are keyed by this digest (bounded keys, collision-resistant). */
+function sha256Digest(text: string): string {
+  return createHash('sha256').update(text).digest('base64url').slice(0, 32);
+}
+
+export interface RunningApp {
+  httpPort: number;
+  /** 0 when gRPC is off. */
+  grpcPort: number;
+  metrics: Metrics;
+  reloadConfig(): void;
+  /** Stops accepting, finishes in-flight requests, closes the store. */
+  stop(): Promise<void>;
+}
+
+/**
+ * The one composition root: loads config (throws ConfigError), picks the
+ * store, builds the limiter, service and transports, listens.
+ */
+export async function startApp(settings: Settings, logger: Logger): Promise<RunningApp> {
+  const metrics = new Metrics();
+  const initial = loadConfig(settings.config);
+  metrics.configDomains.set(initial.domains.size);
+  const watcher = new ConfigWatcher(settings.config, initial, {
+    onReload: (config: CompiledConfig, reason: string) => {
+      metrics.configReloads.inc({ result: 'success' });
+      metrics.configDomains.set(config.domains.size);
+      metrics.forgetDomainsExcept(new Set(config.domains.keys()));
+      logger.info({ reason, domains: [...config.domains.keys()] }, 'config reloaded');
+    },
+    onReloadError: (error: unknown, reason: string) => {
+      metrics.configReloads.inc({ result: 'failure' });
+      logger.error({ reason, error: errorMessage(error) }, 'config reload failed; the previous config stays in force');
+    },
+  });
+  const config = (): CompiledConfig => watcher.current();
+
+  const fallbackStore = new MemoryStore({ maxKeys: settings.memoryMaxKeys });
+  let store: Store = fallbackStore;
+  if (settings.store === 'redis') {
+    const redisStore = createRedisStore({
+      url: settings.redis,
+      cluster: settings.redisCluster,
+      username: settings.redisUsername,
+      password: settings.redisPassword,
+      tls: settings.redisTls,
+      tlsCa: settings.redisTlsCa,
+      tlsCert: settings.redisTlsCert,
+      tlsKey: settings.redisTlsKey,
+      tlsServername: settings.redisTlsServername,
+      tlsInsecure: settings.redisTlsInsecure,
+      timeoutMs: settings.redisTimeoutMs,
+      keyPrefix: settings.redisKeyPrefix,
+      logger,
+    });
+    redisStore.onStateChange((state, previous) => {
+      metrics.fallbackActive.set(state === 'closed' ? 0 : 1);
+      const log = state === 'closed' ? logger.info.bind(logger) : logger.warn.bind(logger);
+      log({ state, previous, policy: settings.onStoreFailure }, `redis circuit ${state}`);
+    });
+    store = redisStore;
+  }
+
+  const limiter = new Limiter({
+    store,
+    fallbackStore,
+    onStoreFailure: settings.onStoreFailure,
+    fallbackDivisor: settings.fallbackDivisor,
+    shadow: settings.shadow,
+    keyPrefix: settings.redisKeyPrefix,
+    digest: sha256Digest,
+    onStoreError: () => metrics.storeErrors.inc(),
+  });
+  const service = new LimiterDecisionService({
+    config,
+    limiter,
+    store,
+    metrics,
+    bounds: {
+      ...DEFAULT_REQUEST_BOUNDS,
+      maxDescriptors: settings.maxDescriptors,
+      maxEntries: settings.maxEntries,
+      maxKeyOrValueBytes: settings.maxValueBytes,
+      maxBodyBytes: settings.maxBodyBytes,
+    },
+    defaultDomain: settings.defaultDomain,
+    canDecideWithoutStore: store === fallbackStore || settings.onStoreFailure !== 'deny',
+  });
+
+  const http: FastifyInstance = createHttpServer({
+    service,
+    metrics,
+    config,
+    clientAddress: new ClientAddressResolver(settings.trustedProxies),
+    logger,
+  });
+  let grpc: GrpcServer | undefined;
+  try {
+    await http.listen({ host: settings.host, port: settings.httpPort });
+    if (settings.grpcPort !== 0 || settings.httpPort === 0) {
+      grpc = createGrpcServer(service, { responseHeaders: settings.responseHeaders, logger });
+    }
+    const grpcPort = grpc === undefined ? 0 : await grpc.listen(settings.host, settings.grpcPort);
+    watcher.start();
+    const address = http.server.address();
+    const httpPort = typeof address === 'object' && address !== null ? address.port : settings.httpPort;
+    logger.info(
+      { httpPort, grpcPort, store: store.kind, onStoreFailure: settings.onStoreFailure, domains: [...initial.domains.keys()] },
+      'openclaw-ratelimit listening',
+    );
+    return {
+      httpPort,
+      grpcPort,
+      metrics,
+      reloadConfig: () => watcher.reload('signal'),
+      stop: async () => {
+        watcher.close();
+        await Promise.all([http.close(), grpc?.shutdown()]);
+        await store.close();
+        if (store !== fallbackStore) await fallbackStore.close();
+      },
+    };
+  } catch (error: unknown) {
+    watcher.close();
+    await Promise.allSettled([http.close(), grpc?.shutdown(), store.close(), fallbackStore.close()]);
+    throw error;
+  }
+}

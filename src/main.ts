@@ -1,0 +1,124 @@
+#!/usr/bin/env node
+import { readFileSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+import { startApp, type RunningApp } from './app.js';
+import { loadConfig } from './config/load.js';
+import { ConfigError, errorMessage } from './errors.js';
+import { FLAGS, SettingsError, resolveSettings, usage } from './settings.js';
+import { createLogger } from './telemetry/logger.js';
+
+/** Exit codes: 0 ok, 1 runtime failure, 2 bad usage or bad config. */
+const EXIT_USAGE = 2;
+
+function version(): string {
+  const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
+  return pkg.version;
+}
+
+function checkConfig(path: string | undefined): number {
+  if (path === undefined) {
+    process.stderr.write('check-config: give the config file or directory\n');
+    return EXIT_USAGE;
+  }
+  try {
+    const config = loadConfig(path);
+    const domains = [...config.domains.keys()];
+    process.stdout.write(`${path}: OK (${domains.length} domain${domains.length === 1 ? '' : 's'}: ${domains.join(', ')})\n`);
+    return 0;
+  } catch (error: unknown) {
+    process.stderr.write(`${errorMessage(error)}\n`);
+    return error instanceof ConfigError ? EXIT_USAGE : 1;
+  }
+}
+
+async function serve(args: string[]): Promise<number> {
+  // Defaults are applied by resolveSettings, after the RL_* env vars: not here.
+  const options: Record<string, { type: 'string' | 'boolean'; short?: string }> = { help: { type: 'boolean', short: 'h' } };
+  for (const [name, spec] of Object.entries(FLAGS)) options[name] = { type: spec.type };
+  const { values } = parseArgs({ args, options, strict: true, allowPositionals: false });
+  if (values.help === true) {
+    process.stdout.write(`${usage()}\n`);
+    return 0;
+  }
+  const settings = resolveSettings(values as Record<string, string | boolean>, process.env);
+  const logger = createLogger(settings.logLevel);
+  let app: RunningApp;
+  try {
+    app = await startApp(settings, logger);
+  } catch (error: unknown) {
+    if (error instanceof ConfigError) {
+      logger.fatal({ error: error.message }, 'invalid config');
+      process.stderr.write(`${error.message}\n`);
+      return EXIT_USAGE;
+    }
+    logger.fatal({ error: errorMessage(error) }, 'cannot start');
+    return 1;
+  }
+  process.on('SIGHUP', () => {
+    logger.info({}, 'SIGHUP: reloading config');
+    app.reloadConfig();
+  });
+  return new Promise<number>((resolve) => {
+    let stopping = false;
+    const stop = (signal: string): void => {
+      if (stopping) return;
+      stopping = true;
+      logger.info({ signal }, 'draining: no new connections, finishing in-flight decisions');
+      const timer = setTimeout(() => {
+        logger.error({ timeoutMs: settings.shutdownTimeoutMs }, 'drain timed out; exiting');
+        resolve(1);
+      }, settings.shutdownTimeoutMs);
+      timer.unref();
+      app.stop().then(
+        () => {
+          clearTimeout(timer);
+          logger.info({}, 'stopped');
+          resolve(0);
+        },
+        (error: unknown) => {
+          clearTimeout(timer);
+          logger.error({ error: errorMessage(error) }, 'error while stopping');
+          resolve(1);
+        },
+      );
+    };
+    process.once('SIGTERM', () => stop('SIGTERM'));
+    process.once('SIGINT', () => stop('SIGINT'));
+  });
+}
+
+async function main(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  switch (command) {
+    case 'serve':
+      return serve(rest);
+    case 'check-config':
+      return checkConfig(rest[0]);
+    case '--version':
+    case 'version':
+      process.stdout.write(`${version()}\n`);
+      return 0;
+    case undefined:
+    case '--help':
+    case '-h':
+    case 'help':
+      process.stdout.write(`${usage()}\n`);
+      return command === undefined ? EXIT_USAGE : 0;
+    default:
+      process.stderr.write(`unknown command "${command}"\n\n${usage()}\n`);
+      return EXIT_USAGE;
+  }
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    // Let pino flush, then exit (open handles of a stopped server must not keep us alive).
+    setImmediate(() => process.exit(code));
+  },
+  (error: unknown) => {
+    const usageError = error instanceof SettingsError || (error as { code?: string }).code?.startsWith('ERR_PARSE_ARGS');
+    process.stderr.write(`${errorMessage(error)}\n`);
+    if (usageError) process.stderr.write('run "openclaw-ratelimit serve --help" for the flags\n');
+    process.exit(usageError ? EXIT_USAGE : 1);
+  },
+);
