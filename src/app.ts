@@ -4,7 +4,6 @@ import type { CompiledConfig } from './core/config-model.js';
 import { Limiter } from './core/limiter.js';
 import { DEFAULT_REQUEST_BOUNDS } from './core/request-bounds.js';
 import { ConfigWatcher } from './config/watch.js';
-import { loadConfig } from './config/load.js';
 import { LimiterDecisionService } from './decision-service.js';
 import { errorMessage } from './errors.js';
 import type { Settings } from './settings.js';
@@ -38,9 +37,7 @@ export interface RunningApp {
  */
 export async function startApp(settings: Settings, logger: Logger): Promise<RunningApp> {
   const metrics = new Metrics();
-  const initial = loadConfig(settings.config);
-  metrics.configDomains.set(initial.domains.size);
-  const watcher = new ConfigWatcher(settings.config, initial, {
+  const watcher = new ConfigWatcher(settings.config, {
     onReload: (config: CompiledConfig, reason: string) => {
       metrics.configReloads.inc({ result: 'success' });
       metrics.configDomains.set(config.domains.size);
@@ -53,6 +50,8 @@ export async function startApp(settings: Settings, logger: Logger): Promise<Runn
     },
   });
   const config = (): CompiledConfig => watcher.current();
+  const initial = watcher.current();
+  metrics.configDomains.set(initial.domains.size);
 
   const fallbackStore = new MemoryStore({ maxKeys: settings.memoryMaxKeys });
   let store: Store = fallbackStore;
