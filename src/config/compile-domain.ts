@@ -42,7 +42,7 @@ function compileRule(ctx: DomainContext, node: DescriptorNodeConfig, id: string,
       });
     } catch (error: unknown) {
       if (error instanceof LimitSpecError) {
-        throw new ConfigError(ctx.file, `${path}.rate_limit`, `cannot be computed exactly: ${error.message}`);
+        throw new ConfigError(ctx.file, `${path}.rate_limit`, `cannot be computed exactly in integers: ${error.message} (lower burst or requests_per_unit, or use a shorter unit)`);
       }
       throw error;
     }

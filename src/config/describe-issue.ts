@@ -36,29 +36,37 @@ function objectKindAt(path: readonly PathSegment[]): ObjectKind | undefined {
   return undefined;
 }
 
+/** Edit distance where swapping two neighbours counts as one typo (optimal string alignment). */
 function editDistance(a: string, b: string): number {
-  let previous = Array.from({ length: b.length + 1 }, (_, j) => j);
-  for (let i = 1; i <= a.length; i++) {
-    const current = [i];
+  const rows: number[][] = [];
+  for (let i = 0; i <= a.length; i++) {
+    const row = [i];
     for (let j = 1; j <= b.length; j++) {
-      const substitution = previous[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1);
-      current.push(Math.min(previous[j]! + 1, current[j - 1]! + 1, substitution));
+      if (i === 0) {
+        row.push(j);
+        continue;
+      }
+      const above = rows[i - 1]!;
+      let best = Math.min(above[j]! + 1, row[j - 1]! + 1, above[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
+      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) best = Math.min(best, rows[i - 2]![j - 2]! + 1);
+      row.push(best);
     }
-    previous = current;
+    rows.push(row);
   }
-  return previous[b.length]!;
+  return rows[a.length]![b.length]!;
 }
 
-/** The known key a misspelling most likely meant: same letters ignoring case and `_`/`-`, or a typo or two away. */
+/** The known key a misspelling most likely meant: same letters ignoring case and `_`/`-`, or a few typos away. */
 export function closestKey(unknown: string, known: readonly string[]): string | undefined {
   const squash = (key: string): string => key.toLowerCase().replace(/[_-]/g, '');
   const same = known.find((key) => squash(key) === squash(unknown));
   if (same !== undefined) return same;
+  const tolerance = Math.max(1, Math.min(4, Math.floor(unknown.length / 4)));
   let best: string | undefined;
-  let bestDistance = Math.min(2, Math.floor(unknown.length / 3));
+  let bestDistance = Infinity;
   for (const key of known) {
     const distance = editDistance(unknown.toLowerCase(), key);
-    if (distance <= bestDistance) {
+    if (distance <= tolerance && distance < bestDistance) {
       best = key;
       bestDistance = distance;
     }

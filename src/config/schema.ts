@@ -35,7 +35,7 @@ const algorithmSchema = text
   .refine((name) => (ALGORITHMS as readonly string[]).includes(name), {
     error: (issue) =>
       issue.input === 'sliding_window'
-        ? 'algorithm "sliding_window" is not supported yet (expected token_bucket or fixed_window)'
+        ? '"sliding_window" is not supported yet (expected token_bucket or fixed_window)'
         : `unknown algorithm ${describeValue(issue.input)} (expected ${orList(ALGORITHMS)})`,
   })
   .transform((name) => name as Algorithm);
@@ -146,7 +146,8 @@ const descriptorNodeFieldsSchema = z.strictObject({
    */
   share_threshold: flag
     .refine((shared) => !shared, {
-      error: 'share_threshold: true is not supported yet (each matching value would get its own bucket, admitting more than configured)',
+      error: 'true is not supported yet (all values matching the wildcard would need one shared bucket; '
+        + 'giving each its own bucket instead would admit more than configured)',
     })
     .optional(),
   /** Accepted and ignored: free-form data envoyproxy/ratelimit attaches to responses. */
