@@ -143,7 +143,8 @@ class RedisProcess implements RedisNode {
     child.once('error', () => live.delete(child));
     await waitFor(`redis-server on port ${this.port}`, async () => {
       if (!this.running) throw new Error(`redis-server exited (see ${this.dir}/redis.log)`);
-      return (await this.cli('PING')) === 'PONG';
+      const answer = await this.cli('PING');
+      return answer === 'PONG' || answer.startsWith('NOAUTH'); // up, with --requirepass
     });
   }
 
