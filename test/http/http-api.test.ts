@@ -1,0 +1,137 @@
+import t from 'tap';
+import { fileURLToPath } from 'node:url';
+import { startServer } from '../helpers/server.js';
+
+const config = fileURLToPath(new URL('../fixtures/shop.yaml', import.meta.url));
+const server = await startServer({ config });
+t.teardown(() => server.stop());
+
+function check(body: unknown, headers: Record<string, string> = {}) {
+  return fetch(`${server.url}/v1/check`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', ...headers },
+    body: typeof body === 'string' ? body : JSON.stringify(body),
+  });
+}
+const key = (value: string) => ({ descriptors: [{ entries: [{ key: 'api_key', value }] }] });
+
+t.test('POST /v1/check: 200s, then 429 with Retry-After and X-RateLimit-* headers', async (t) => {
+  for (let i = 2; i >= 0; i--) {
+    const response = await check(key('c1'));
+    t.equal(response.status, 200);
+    t.equal(response.headers.get('x-ratelimit-limit'), '3');
+    t.equal(response.headers.get('x-ratelimit-remaining'), String(i));
+    t.equal(response.headers.get('retry-after'), null);
+  }
+  const denied = await check(key('c1'));
+  t.equal(denied.status, 429);
+  t.equal(denied.headers.get('retry-after'), '20', '3/minute: one token every 20 s');
+  t.equal(denied.headers.get('x-ratelimit-remaining'), '0');
+  t.equal(denied.headers.get('x-ratelimit-reset'), '60');
+  t.match(await denied.json(), {
+    overall_code: 'OVER_LIMIT',
+    statuses: [{ code: 'OVER_LIMIT', limit: { requests_per_unit: 3, unit: 'minute', burst: 3 }, limit_remaining: 0 }],
+  });
+});
+
+t.test('POST /v1/check works without a content type (curl -d) and with the only domain implied', async (t) => {
+  const response = await fetch(`${server.url}/v1/check`, { method: 'POST', body: JSON.stringify(key('c2')) });
+  t.equal(response.status, 200);
+  t.match(await response.json(), { overall_code: 'OK', statuses: [{ code: 'OK', limit_remaining: 2 }] });
+});
+
+t.test('an unknown domain answers OK with empty statuses', async (t) => {
+  const response = await check({ domain: 'elsewhere', ...key('c3') });
+  t.equal(response.status, 200);
+  t.same(await response.json(), {
+    overall_code: 'OK',
+    statuses: [{ code: 'OK', limit: null, limit_remaining: 0, duration_until_reset_ms: 0 }],
+  });
+});
+
+const badInputs: Array<[string, unknown, string]> = [
+  ['invalid JSON', '{"descriptors": [', 'body'],
+  ['a JSON array', '[]', 'body'],
+  ['missing descriptors', {}, 'descriptors'],
+  ['empty descriptors', { descriptors: [] }, 'descriptors'],
+  ['descriptors not a list', { descriptors: 'x' }, 'descriptors'],
+  ['empty entries', { descriptors: [{ entries: [] }] }, 'descriptors[0].entries'],
+  ['entry value a number', { descriptors: [{ entries: [{ key: 'a', value: 1 }] }] }, 'descriptors[0].entries[0].value'],
+  ['empty key', { descriptors: [{ entries: [{ key: '', value: 'v' }] }] }, 'descriptors[0].entries[0].key'],
+  ['negative hits_addend', { ...key('x'), hits_addend: -1 }, 'hits_addend'],
+  ['fractional hits_addend', { descriptors: [{ entries: [{ key: 'a', value: 'b' }], hits_addend: 1.5 }] }, 'descriptors[0].hits_addend'],
+  ['hits_addend a string', { ...key('x'), hits_addend: '2' }, 'hits_addend'],
+  ['domain a number', { domain: 7, ...key('x') }, 'domain'],
+  ['unknown field', { ...key('x'), extra: true }, 'extra'],
+  ['too many descriptors', { descriptors: Array.from({ length: 65 }, () => key('x').descriptors[0]) }, 'descriptors'],
+  ['too many entries', { descriptors: [{ entries: Array.from({ length: 17 }, (_, i) => ({ key: `k${i}`, value: 'v' })) }] }, 'descriptors[0].entries'],
+  ['a value over 4 KiB', { descriptors: [{ entries: [{ key: 'api_key', value: 'x'.repeat(4097) }] }] }, 'descriptors[0].entries[0].value'],
+  ['an empty body', '', 'body'],
+];
+for (const [name, body, field] of badInputs) {
+  t.test(`bad input is a 400 naming the field: ${name}`, async (t) => {
+    const response = await check(body);
+    t.equal(response.status, 400);
+    const json = (await response.json()) as { error: { field: string; message: string; code: string } };
+    t.equal(json.error.field, field);
+    t.equal(json.error.code, 'RL_ERR_INVALID_REQUEST');
+    t.match(json.error.message, field);
+  });
+}
+
+t.test('a body over the limit is a 413', async (t) => {
+  const response = await check({ descriptors: [{ entries: [{ key: 'api_key', value: 'x'.repeat(70_000) }] }] });
+  t.equal(response.status, 413);
+  t.match(await response.json(), { error: { code: 'RL_ERR_BODY_TOO_LARGE' } });
+});
+
+t.test('/v1/auth/*: the forwarded request is limited; 429 on denial', async (t) => {
+  const auth = (path: string, headers: Record<string, string>) =>
+    fetch(`${server.url}/v1/auth${path}`, { headers: { 'x-real-ip': '203.0.113.9', ...headers } });
+  t.equal((await auth('/rating', { 'x-api-key': 'a1' })).status, 200);
+  t.equal((await auth('/rating?x=1', { 'x-api-key': 'a1' })).status, 200, 'the query is not part of :path');
+  const denied = await auth('/rating', { 'x-api-key': 'a1' });
+  t.equal(denied.status, 429, 'the nested path+api_key limit (2/hour) denies');
+  t.equal(denied.headers.get('retry-after'), '1800');
+  t.equal((await auth('/other', { 'x-api-key': 'a1' })).status, 200, 'the flat api_key limit had tokens left');
+});
+
+t.test('/v1/auth/nginx answers 403 on denial, with Retry-After', async (t) => {
+  const nginx = () => fetch(`${server.url}/v1/auth/nginx`, {
+    headers: { 'x-original-uri': '/rating/x', 'x-original-method': 'DELETE', 'x-real-ip': '203.0.113.10' },
+  });
+  const denied = await nginx();
+  t.equal(denied.status, 403, 'X-Original-Method DELETE matches the always-over limit');
+  t.ok(Number(denied.headers.get('retry-after')) >= 1);
+});
+
+t.test('without an API key the client-address limit applies; X-Forwarded-For only from trusted peers', async (t) => {
+  const hit = (headers: Record<string, string>) => fetch(`${server.url}/v1/auth/x`, { headers });
+  const statuses: number[] = [];
+  for (let i = 0; i < 6; i++) statuses.push((await hit({ 'x-forwarded-for': '198.51.100.7, 127.0.0.1' })).status);
+  t.same(statuses, [200, 200, 200, 200, 200, 429], '5/minute per address; trusted loopback hop skipped');
+  t.equal((await hit({ 'x-forwarded-for': '198.51.100.8' })).status, 200, 'another address has its own bucket');
+});
+
+t.test('/healthz, /readyz, /metrics, /v1/config', async (t) => {
+  t.equal((await fetch(`${server.url}/healthz`)).status, 200);
+  const ready = await fetch(`${server.url}/readyz`);
+  t.equal(ready.status, 200);
+  t.match(await ready.json(), { status: 'ready' });
+  const metrics = await (await fetch(`${server.url}/metrics`)).text();
+  t.match(metrics, /ratelimit_decisions_total\{domain="shop",api="http_check",outcome="over_limit"\} 1/);
+  t.match(metrics, /ratelimit_decisions_total\{domain="_unknown",api="http_check",outcome="ok"\} 1/);
+  t.match(metrics, /ratelimit_decision_duration_seconds_bucket/);
+  t.match(metrics, /ratelimit_config_reloads_total\{result="failure"\} 0/);
+  t.match(metrics, /process_cpu_user_seconds_total/);
+  t.notMatch(metrics, /c1|a1|203\.0\.113/, 'no request values in labels');
+  const config = (await (await fetch(`${server.url}/v1/config`)).json()) as { domains: Array<{ domain: string; config: { domain: string } }> };
+  t.equal(config.domains[0]?.domain, 'shop');
+  t.equal(config.domains[0]?.config.domain, 'shop');
+});
+
+t.test('unknown routes are a JSON 404', async (t) => {
+  const response = await fetch(`${server.url}/nope`);
+  t.equal(response.status, 404);
+  t.match(await response.json(), { error: { code: 'RL_ERR_NOT_FOUND' } });
+});
