@@ -1,0 +1,132 @@
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { request } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import t from 'tap';
+import { MAIN, spawnServer, waitFor } from '../helpers/process.js';
+
+const example = fileURLToPath(new URL('../../examples/openclaw.yaml', import.meta.url));
+const dir = mkdtempSync(join(tmpdir(), 'rl-cli-'));
+t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+
+function run(args: string[], env: NodeJS.ProcessEnv = {}) {
+  const result = spawnSync(process.execPath, [MAIN, ...args], { encoding: 'utf8', env: { ...process.env, ...env }, timeout: 20_000 });
+  return { code: result.status, stdout: result.stdout, stderr: result.stderr };
+}
+
+const limitYaml = (rpu: number) => `domain: app
+descriptors:
+  - key: api_key
+    rate_limit: { unit: hour, requests_per_unit: ${rpu} }
+`;
+const checkBody = JSON.stringify({ descriptors: [{ entries: [{ key: 'api_key', value: 'k' }] }] });
+async function remaining(url: string): Promise<number> {
+  const response = await fetch(`${url}/v1/check`, {
+    method: 'POST',
+    body: JSON.stringify({ descriptors: [{ entries: [{ key: 'api_key', value: 'probe' }], hits_addend: 0 }] }),
+  });
+  const json = (await response.json()) as { statuses: Array<{ limit: { requests_per_unit: number } }> };
+  return json.statuses[0]!.limit.requests_per_unit;
+}
+
+t.test('check-config: exit 0 on a good config, 2 with the reason on a bad one', async (t) => {
+  const good = run(['check-config', example]);
+  t.equal(good.code, 0);
+  t.match(good.stdout, /OK \(1 domain: openclaw\)/);
+  const badFile = join(dir, 'bad.yaml');
+  writeFileSync(badFile, 'domain: x\ndescriptors:\n  - key: a\n    rate_limit: { unit: fortnight, requests_per_unit: 1 }\n');
+  const bad = run(['check-config', badFile]);
+  t.equal(bad.code, 2);
+  t.match(bad.stderr, /bad\.yaml: descriptors\[0\]\.rate_limit\.unit: .*fortnight/);
+  t.equal(run(['check-config', join(dir, 'missing.yaml')]).code, 2);
+  t.equal(run(['check-config']).code, 2);
+});
+
+t.test('usage errors exit 2 and say why', async (t) => {
+  t.equal(run(['frobnicate']).code, 2);
+  const badFlag = run(['serve', '--config', example, '--nope']);
+  t.equal(badFlag.code, 2);
+  t.match(badFlag.stderr, /nope/);
+  const badPort = run(['serve', '--config', example, '--http-port', 'eighty']);
+  t.equal(badPort.code, 2);
+  t.match(badPort.stderr, /--http-port \(RL_HTTP_PORT\)/);
+  const badPolicy = run(['serve', '--config', example], { RL_ON_STORE_FAILURE: 'maybe' });
+  t.equal(badPolicy.code, 2);
+  t.match(badPolicy.stderr, /RL_ON_STORE_FAILURE/);
+  t.equal(run(['serve']).code, 2, '--config is required');
+  const badConfig = join(dir, 'broken.yaml');
+  writeFileSync(badConfig, 'domain: [');
+  const start = run(['serve', '--config', badConfig, '--http-port', '0', '--grpc-port', '0']);
+  t.equal(start.code, 2, 'an invalid config at start-up is fatal with exit 2');
+  t.match(start.stderr, /broken\.yaml/);
+});
+
+t.test('--help lists every flag with its RL_* variable', async (t) => {
+  const help = run(['serve', '--help']);
+  t.equal(help.code, 0);
+  for (const name of ['--http-port', 'RL_HTTP_PORT', '--redis-cluster', 'RL_REDIS_CLUSTER', '--on-store-failure', 'RL_ON_STORE_FAILURE']) {
+    t.match(help.stdout, name);
+  }
+});
+
+t.test('env vars configure serve; flags win over them', async (t) => {
+  const file = join(dir, 'env.yaml');
+  writeFileSync(file, limitYaml(7));
+  const server = await spawnServer(['--http-port', '0'], { RL_CONFIG: file, RL_HTTP_PORT: '1' });
+  t.teardown(() => server.stop());
+  t.equal(await remaining(server.httpUrl), 7, 'RL_CONFIG was read; --http-port 0 won over RL_HTTP_PORT=1');
+});
+
+t.test('hot reload: a file edit takes effect; a broken edit keeps the old config and is counted', async (t) => {
+  const file = join(dir, 'hot.yaml');
+  writeFileSync(file, limitYaml(10));
+  const server = await spawnServer(['--config', file]);
+  t.teardown(() => server.stop());
+  t.equal(await remaining(server.httpUrl), 10);
+  writeFileSync(file, limitYaml(20));
+  await waitFor(async () => (await remaining(server.httpUrl)) === 20, 10_000, 'reload after edit');
+  t.pass('edit reloaded');
+  writeFileSync(file, 'domain: app\ndescriptors: [ { key: a, rate_limit: { unit: parsec } } ]\n');
+  await waitFor(async () => /config_reloads_total\{result="failure"\} [1-9]/.test(await (await fetch(`${server.httpUrl}/metrics`)).text()), 10_000, 'failure counted');
+  t.equal(await remaining(server.httpUrl), 20, 'the old config stays in force');
+  t.match(server.output(), /config reload failed/);
+});
+
+t.test('SIGHUP reloads the config', async (t) => {
+  const file = join(dir, 'hup.yaml');
+  writeFileSync(file, limitYaml(4));
+  const server = await spawnServer(['--config', file]);
+  t.teardown(() => server.stop());
+  // Rewrite with the same mtime-independent content change, then signal.
+  writeFileSync(file, limitYaml(40));
+  server.child.kill('SIGHUP');
+  await waitFor(async () => (await remaining(server.httpUrl)) === 40, 10_000, 'reload after SIGHUP');
+  t.match(server.output(), /SIGHUP/);
+});
+
+t.test('SIGTERM: in-flight requests finish, then exit 0', async (t) => {
+  const server = await spawnServer(['--config', example]);
+  // Start a request whose body is still arriving when SIGTERM lands.
+  const response = new Promise<{ status: number; body: string }>((resolve, reject) => {
+    const req = request(`${server.httpUrl}/v1/check`, { method: 'POST', headers: { 'content-length': String(checkBody.length) } }, (res) => {
+      let body = '';
+      res.on('data', (chunk: Buffer) => { body += chunk.toString(); });
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+    });
+    req.on('error', reject);
+    req.write(checkBody.slice(0, 10));
+    setTimeout(() => {
+      server.child.kill('SIGTERM');
+      setTimeout(() => req.end(checkBody.slice(10)), 300);
+    }, 100);
+  });
+  const answered = await response;
+  t.equal(answered.status, 200, 'the in-flight decision was answered');
+  t.match(answered.body, /"overall_code":"OK"/);
+  t.equal(await server.exited, 0, 'exit code 0');
+  t.match(server.output(), /draining/);
+  t.match(server.output(), /"stopped"/);
+  t.ok(readFileSync(example, 'utf8').length > 0);
+});
