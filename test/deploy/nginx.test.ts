@@ -107,12 +107,14 @@ if (!nginxTool.ok && !nginxTool.fail) {
       if (nginx?.process.exitCode !== null) throw new Error(`nginx exited: ${nginx?.output()}`);
       return (await get(`${edge}/nginx-health`, {}, 1_000)).status === 200;
     });
-    const failMessage = (): string => `nginx:\n${nginx?.output()}\nopenclaw-ratelimit:\n${ratelimit?.output()}`;
+    // Process output only in a failing assertion's message, not in every passing one.
+    const says = (status: number, expected: number, what: string): string =>
+      status === expected ? what : `${what}\nnginx:\n${nginx?.output()}\nopenclaw-ratelimit:\n${ratelimit?.output()}`;
 
     await t.test('allowed requests reach the API with X-RateLimit-* headers', async (t) => {
       for (const expectedRemaining of ['2', '1', '0']) {
         const response = await get(`${edge}/rating?id=1`, { 'x-api-key': 'k1' });
-        t.equal(response.status, 200, `allowed (${failMessage()})`);
+        t.equal(response.status, 200, says(response.status, 200, 'allowed'));
         t.same(await response.json(), { rating: 'AAA', path: '/rating?id=1' });
         t.equal(response.headers.get('x-ratelimit-limit'), '3', 'the api_key limit is the most restrictive');
         t.equal(response.headers.get('x-ratelimit-remaining'), expectedRemaining);
@@ -129,7 +131,7 @@ if (!nginxTool.ok && !nginxTool.fail) {
         // A client cannot pick another (unlimited) domain: nginx.conf overrides it.
         'x-ratelimit-domain': 'some-other-domain',
       });
-      t.equal(response.status, 429, failMessage());
+      t.equal(response.status, 429, says(response.status, 429, 'denied'));
       t.ok(Number(response.headers.get('retry-after')) >= 1, 'Retry-After >= 1');
       t.equal(response.headers.get('x-ratelimit-limit'), '3');
       t.equal(response.headers.get('x-ratelimit-remaining'), '0');
@@ -143,7 +145,7 @@ if (!nginxTool.ok && !nginxTool.fail) {
       // The three keyed requests took 3 of the address's 5; the denied one took none.
       for (const expectedRemaining of ['1', '0']) {
         const response = await get(`${edge}/rating`);
-        t.equal(response.status, 200, failMessage());
+        t.equal(response.status, 200, says(response.status, 200, 'allowed by the address limit'));
         t.equal(response.headers.get('x-ratelimit-limit'), '5', 'the remote_address limit');
         t.equal(response.headers.get('x-ratelimit-remaining'), expectedRemaining);
       }
@@ -160,7 +162,7 @@ if (!nginxTool.ok && !nginxTool.fail) {
       const code = await ratelimit?.stop('SIGTERM', 10_000);
       t.equal(code, 0, 'SIGTERM exits 0');
       const response = await get(`${edge}/rating`, { 'x-api-key': 'k1' });
-      t.equal(response.status, 200, `fail open while the sidecar is down (${failMessage()})`);
+      t.equal(response.status, 200, says(response.status, 200, 'fail open while the sidecar is down'));
       t.equal(response.headers.get('x-ratelimit-limit'), null, 'no decision, no headers');
       t.equal(upstream.hits, 6);
       const log = readFileSync(join(dir.path, 'access.log'), 'utf8');
