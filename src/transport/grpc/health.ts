@@ -42,6 +42,7 @@ export function createHealthHandlers(serving: () => boolean): HealthHandlers {
         call.write({ status: HEALTH_STATUS.SERVICE_UNKNOWN });
         watches.add(call);
         call.on('cancelled', () => watches.delete(call));
+        call.on('close', () => watches.delete(call));
         return;
       }
       let last = current();
