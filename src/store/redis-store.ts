@@ -2,11 +2,12 @@
  * The Redis store: bucket state in one Redis node or a Redis Cluster, so every
  * sidecar enforces one global limit.
  *
- * One round trip per decision: a request's ops are grouped by `slotTag` (equal
- * tags share a hash slot, see core/keys.ts) and each group is decided by one
- * atomic lua/token-bucket.lua call; all groups are sent at once.
+ * One round trip per decision. On a single node the whole batch is one atomic
+ * lua/token-bucket.lua call. In a Cluster, a request's ops are grouped by
+ * `slotTag` (equal tags share a hash slot, see core/keys.ts), each group is
+ * decided by one atomic call, and all groups are sent at once.
  *
- * All-or-nothing across groups: a group only commits when all its non-shadow
+ * All-or-nothing across groups (Cluster only): a group only commits when all its non-shadow
  * ops are allowed, but groups on different slots cannot see each other. When
  * one group does not commit while others did, the request is denied and the
  * committed groups' takes are given back by lua/refund.lua (a second round
@@ -14,6 +15,8 @@
  * requests may be denied (under-admission, accepted); nothing is ever given
  * back beyond what this request took (no over-admission). If the give-back
  * fails or runs out of time, the tokens stay taken (under-admission again).
+ * Likewise a call that passed its deadline may still run on Redis later and
+ * take tokens for a request that the failure policy decided: under-admission.
  *
  * Failure behaviour: every `apply` has a deadline (`timeoutMs`, default 50 ms)
  * and rejects with StoreCallError after it; the offline queue is off, so a
@@ -200,7 +203,8 @@ class RedisStoreImpl implements RedisStore {
   }
 
   private async decide(ops: readonly BucketOp[], startedMs: number): Promise<BucketOutcome[]> {
-    const groups = groupBySlot(ops);
+    // A single node has no slots to respect: the whole batch is one atomic call.
+    const groups = this.mode === 'single' ? [ops.map((_, i) => i)] : groupBySlot(ops);
     const calls = groups.map((indices) => this.runGroup(ops, indices));
     if (calls.length === 1) {
       const only = await withDeadline(calls[0]!, this.timeoutMs, 'token-bucket script');
@@ -370,7 +374,10 @@ function reconnectDelayMs(times: number): number {
 function connectionOptions(options: RedisStoreOptions): RedisOptions {
   return {
     connectTimeout: options.connectTimeoutMs ?? CONNECT_TIMEOUT_MS,
-    maxRetriesPerRequest: 1,
+    // A decision whose caller already gave up must not be replayed after a
+    // reconnect: it would take tokens nobody used (under-admission).
+    maxRetriesPerRequest: 0,
+    autoResendUnfulfilledCommands: false,
     enableAutoPipelining: false,
     keepAlive: 10_000,
     noDelay: true,

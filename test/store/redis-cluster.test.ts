@@ -25,6 +25,34 @@ await t.test('ops spread over every master decide in one call each, with refunds
   t.match(await store.apply(ops.map((op) => ({ ...op, cost: 0 }))), ops.map(() => ({ remaining: 4 })), 'every group was given back');
 });
 
+await t.test('a cross-slot denial gives back exactly what the other slot groups took', async (t) => {
+  const f = new OpFactory(uniquePrefix('refund'));
+  const cli = (...args: string[]): Promise<string> => cluster.nodes[0]!.cli('-c', ...args);
+  const wide = f.op([['remote_address', '10.1.1.1']], { requestsPerUnit: 5, unit: 'hour' });
+  const fw = f.op([['user', 'u1']], { requestsPerUnit: 5, unit: 'hour', algorithm: 'fixed_window' });
+  const narrow = f.op([['api_key', 'r']], { requestsPerUnit: 1, unit: 'hour' });
+  t.equal(new Set([wide.slotTag, fw.slotTag, narrow.slotTag]).size, 3, 'three slots');
+  await store.apply([narrow]);
+  t.match(await store.apply([wide, fw, narrow]), [{ allowed: true, remaining: 5 }, { allowed: true, remaining: 5 }, { allowed: false }]);
+  t.equal(await cli('EXISTS', wide.key), '0', 'token bucket full again: key deleted');
+  t.equal(await cli('EXISTS', fw.key), '0', 'window count back to 0: key deleted');
+
+  await store.apply([wide, fw]);
+  const level = await cli('GET', wide.key);
+  const count = await cli('GET', fw.key);
+  await store.apply([wide, fw, narrow]);
+  // The same bucket: the level at a common instant (level - ts * refill / tick) is unchanged.
+  const timeless = (value: string): number => {
+    const [l, ts] = value.split(':').map(Number) as [number, number];
+    return l - (ts * wide.limit.refillPerTick) / wide.limit.tickUs;
+  };
+  t.equal(timeless(await cli('GET', wide.key)), timeless(level), 'level restored exactly');
+  t.equal(await cli('GET', fw.key), count, 'window count restored');
+  const pttl = Number(await cli('PTTL', wide.key));
+  t.ok(pttl > 0 && pttl <= 720_000, `PTTL ${pttl} ms: one token of 5/hour`);
+  t.match(await store.apply([{ ...wide, cost: 0 }, { ...fw, cost: 0 }]), [{ remaining: 4 }, { remaining: 4 }]);
+});
+
 await t.test('a master is SIGKILLed: calls fail fast, then decisions resume on the promoted replica', async (t) => {
   const f = new OpFactory(uniquePrefix('failover'));
   const op = f.op([['api_key', 'failover']], { requestsPerUnit: 1_000_000, unit: 'hour' });

@@ -85,7 +85,7 @@ t.test('SCRIPT FLUSH: the next calls fall back to EVAL without a failed decision
   t.equal(store.breakerState, 'closed');
 });
 
-t.test('a cross-slot denial gives back what the other slot group took', async (t) => {
+t.test('a cross-slot denial leaves every bucket as it was (one atomic call on a single node)', async (t) => {
   const store = await storeFor(t, redis);
   const f = new OpFactory(uniquePrefix('refund'));
   const wide = f.op([['remote_address', '10.1.1.1']], { requestsPerUnit: 5, unit: 'hour' });
