@@ -23,6 +23,8 @@ export interface ConfigWatcherOptions {
   maxDebounceMs?: number;
   /** Backstop for missed fs.watch events: how often file stats are compared. 0 disables. */
   pollIntervalMs?: number;
+  /** false: rely on the poll alone (file systems where fs.watch is unreliable, e.g. some network mounts). */
+  fsWatch?: boolean;
 }
 
 export const DEFAULT_DEBOUNCE_MS = 150;
@@ -54,6 +56,7 @@ export class ConfigWatcher {
   private readonly debounceMs: number;
   private readonly maxDebounceMs: number;
   private readonly pollIntervalMs: number;
+  private readonly useFsWatch: boolean;
   private fsWatcher: FSWatcher | undefined;
   private debounceTimer: NodeJS.Timeout | undefined;
   private firstPendingEventMs = 0;
@@ -69,6 +72,7 @@ export class ConfigWatcher {
     this.debounceMs = options.debounceMs ?? DEFAULT_DEBOUNCE_MS;
     this.maxDebounceMs = options.maxDebounceMs ?? DEFAULT_MAX_DEBOUNCE_MS;
     this.pollIntervalMs = options.pollIntervalMs ?? DEFAULT_POLL_INTERVAL_MS;
+    this.useFsWatch = options.fsWatch ?? true;
     const sources = readConfigSources(path);
     this.config = compileSources(path, sources);
     this.lastAttempt = signatureOf(sources);
@@ -141,6 +145,7 @@ export class ConfigWatcher {
    * watch on the old file's inode would never see.
    */
   private armFsWatch(): void {
+    if (!this.useFsWatch) return;
     let directory: string;
     try {
       directory = statSync(this.path).isDirectory() ? this.path : dirname(this.path);
@@ -159,7 +164,7 @@ export class ConfigWatcher {
 
   private poll(): void {
     if (this.closed) return;
-    if (this.fsWatcher === undefined) this.armFsWatch();
+    if (this.fsWatcher === undefined) this.armFsWatch(); // lost to an error earlier
     const stats = statSignature(this.path);
     if (stats !== this.lastStats) {
       this.lastStats = stats;
