@@ -23,7 +23,6 @@ function sha256Digest(text: string): string {
 
 export interface RunningApp {
   httpPort: number;
-  /** 0 when gRPC is off. */
   grpcPort: number;
   metrics: Metrics;
   reloadConfig(): void;
@@ -115,10 +114,8 @@ export async function startApp(settings: Settings, logger: Logger): Promise<Runn
   let grpc: GrpcServer | undefined;
   try {
     await http.listen({ host: settings.host, port: settings.httpPort });
-    if (settings.grpcPort !== 0 || settings.httpPort === 0) {
-      grpc = createGrpcServer(service, { responseHeaders: settings.responseHeaders, logger });
-    }
-    const grpcPort = grpc === undefined ? 0 : await grpc.listen(settings.host, settings.grpcPort);
+    grpc = createGrpcServer(service, { responseHeaders: settings.responseHeaders, logger });
+    const grpcPort = await grpc.listen(settings.host, settings.grpcPort);
     watcher.start();
     const address = http.server.address();
     const httpPort = typeof address === 'object' && address !== null ? address.port : settings.httpPort;

@@ -5,7 +5,7 @@ import type { StoreFailurePolicy } from './core/limiter.js';
 export const FLAGS = {
   config: { type: 'string', help: 'rules: a YAML file or a directory of *.yaml/*.yml (one domain per file)' },
   'http-port': { type: 'string', default: '8080', help: 'HTTP port (/v1/check, /v1/auth*, /metrics, ...)' },
-  'grpc-port': { type: 'string', default: '8081', help: 'gRPC port (ext_authz, RateLimitService, health); 0 = off' },
+  'grpc-port': { type: 'string', default: '8081', help: 'gRPC port (ext_authz, RateLimitService, health)' },
   host: { type: 'string', default: '0.0.0.0', help: 'address to listen on' },
   store: { type: 'string', help: 'memory | redis (default: redis when a Redis address is given, else memory)' },
   redis: { type: 'string', help: 'single Redis: redis://[user:pass@]host:port[/db], rediss:// for TLS' },
