@@ -155,13 +155,13 @@ const descriptorNodeFieldsSchema = z.strictObject({
 }, { error: expected('a mapping') });
 
 export type DescriptorNodeConfig = z.infer<typeof descriptorNodeFieldsSchema> & {
-  descriptors?: DescriptorNodeConfig[] | undefined;
+  descriptors?: DescriptorNodeConfig[] | null | undefined;
 };
 
 export const descriptorNodeSchema = descriptorNodeFieldsSchema.extend({
-  /** Nested nodes: the next entry of a descriptor. */
-  get descriptors(): z.ZodOptional<z.ZodType<DescriptorNodeConfig[]>> {
-    return descriptorListSchema.optional();
+  /** Nested nodes: the next entry of a descriptor. An empty `descriptors:` (null) is no nodes, as upstream. */
+  get descriptors(): z.ZodOptional<z.ZodNullable<z.ZodType<DescriptorNodeConfig[]>>> {
+    return descriptorListSchema.nullable().optional();
   },
 });
 
@@ -267,7 +267,7 @@ export const configFileSchema = z.strictObject({
   domain: nonEmptyText,
   /** Ours: the default algorithm of the domain's limits. */
   algorithm: algorithmSchema.optional(),
-  descriptors: descriptorListSchema.optional(),
+  descriptors: descriptorListSchema.nullable().optional(),
   http: httpSchema.optional(),
 }, { error: expected('a mapping with domain and descriptors') });
 

@@ -128,6 +128,9 @@ t.test('every accepted field compiles as documented', async (t) => {
   t.equal(root.wildcards[0]?.node.rule?.id, 'path_/files/*');
   t.equal(ruleOf(child(root, 'path')).limit?.requestsPerUnit, 3000, 'an empty value means key only');
 
+  t.equal(child(root, 'placeholder').rule, undefined, 'an empty descriptors: is no nodes');
+  t.equal(child(root, 'placeholder').keyOnly.size, 0);
+
   const tenant = child(root, 'tenant', 'acme');
   t.equal(ruleOf(tenant).limit?.unit, 'week', 'a node has a rule and children at once');
   const user = child(tenant, 'user');
@@ -165,6 +168,10 @@ t.test('the envoyproxy/ratelimit-style example loads', async (t) => {
   t.same(premium.replaces, ['per-user']);
   t.equal(domain.root.wildcards.length, 2);
   t.same(domain.httpDescriptors, [], 'no http section: no descriptors from HTTP requests');
+});
+
+t.test('the examples directory loads as one config', async (t) => {
+  t.same(checkConfig(join(ROOT, 'examples')).domains, ['edge-proxy', 'openclaw']);
 });
 
 t.test('a file without descriptors is a domain with no limits', async (t) => {
