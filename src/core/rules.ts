@@ -6,7 +6,7 @@ export interface CompiledRule {
   id: string;
   /** undefined = `unlimited: true` (always OK, touches no store). */
   limit: LimitSpec | undefined;
-  /** The key prefix of this rule's buckets: `<domain>:<fingerprint>`, built once. */
+  /** The key prefix of this rule's buckets: `<domain length>:<domain>:<fingerprint>`, built once at load. */
   keyPrefix: string;
   shadow: boolean;
   detailedMetric: boolean;
