@@ -1,4 +1,5 @@
 // Shared test scaffolding: a controllable DecisionService and real-socket clients.
+import { checkDecisionRequest } from '../../src/core/request-bounds.js';
 import * as grpc from '@grpc/grpc-js';
 import type { HttpRequestInput } from '../../src/core/http-actions.js';
 import type { Decision, DecisionRequest, Descriptor, DescriptorStatus } from '../../src/core/types.js';
@@ -37,6 +38,8 @@ export class FakeDecisionService implements DecisionService {
   }
 
   async decide(request: DecisionRequest, api: Api): Promise<Decision> {
+    // The DecisionService contract: bounds and shape are checked here, as the real one does.
+    checkDecisionRequest(request, this.bounds);
     this.decideCalls.push({ request, api });
     return this.answer(request);
   }

@@ -1,7 +1,6 @@
 // envoy.service.ratelimit.v3.RateLimitService/ShouldRateLimit <-> core types.
 import type { Decision, DecisionRequest, Descriptor, DescriptorStatus, Entry, Unit } from '../../core/types.js';
 import { InvalidRequestError } from '../../errors.js';
-import type { RequestBounds } from '../../service.js';
 import {
   RLS_CODE,
   type DescriptorStatusMessage,
@@ -26,12 +25,6 @@ const RESPONSE_UNITS: Readonly<Record<Unit, number>> = {
   second: 1, minute: 2, hour: 3, day: 4, month: 5, year: 6, week: 7,
 };
 
-function checkText(text: string, field: string, maxBytes: number): void {
-  // A string of n UTF-16 units is at most 3n UTF-8 bytes: count only when that could exceed.
-  if (text.length * 3 > maxBytes && Buffer.byteLength(text, 'utf8') > maxBytes) {
-    throw new InvalidRequestError(field, `longer than ${maxBytes} bytes`);
-  }
-}
 function parseHitsAddend(raw: string | number | null | undefined, field: string): number {
   const text = raw === null || raw === undefined ? '0' : String(raw);
   if (!/^\d{1,10}$/.test(text) || Number(text) > MAX_UINT32) {
@@ -42,37 +35,22 @@ function parseHitsAddend(raw: string | number | null | undefined, field: string)
 
 /**
  * Translates a decoded RateLimitRequest. Throws InvalidRequestError naming the
- * field (proto names, e.g. `descriptors[1].entries[0].key`) for an empty
- * domain, an empty descriptor list or entry list, an empty key, a limit
- * override without a known unit, a hits_addend above 2^32-1, or anything over
- * `bounds`. The domain is used as sent: an unknown domain is the service's
- * business (it answers OK).
+ * field (proto names, e.g. `descriptors[1].limit.unit`) for what only the
+ * proto can get wrong: a limit override without a known unit, a hits_addend
+ * above 2^32-1. Empty domain, descriptors, entries or keys and the size bounds
+ * are checked by DecisionService.decide, with the same field names. The
+ * domain is used as sent: an unknown domain is the service's business (OK).
  */
-export function decodeRateLimitRequest(message: RateLimitRequestMessage, bounds: RequestBounds): DecisionRequest {
+export function decodeRateLimitRequest(message: RateLimitRequestMessage): DecisionRequest {
   const domain = message.domain ?? '';
-  if (domain === '') throw new InvalidRequestError('domain', 'must not be empty');
-  checkText(domain, 'domain', bounds.maxKeyOrValueBytes);
   const wire = message.descriptors ?? [];
-  if (wire.length === 0) throw new InvalidRequestError('descriptors', 'must not be empty');
-  if (wire.length > bounds.maxDescriptors) {
-    throw new InvalidRequestError('descriptors', `at most ${bounds.maxDescriptors} descriptors per request`);
-  }
   const descriptors: Descriptor[] = new Array<Descriptor>(wire.length);
   for (let i = 0; i < wire.length; i++) {
     const d = wire[i]!;
     const wireEntries = d.entries ?? [];
-    if (wireEntries.length === 0) throw new InvalidRequestError(`descriptors[${i}].entries`, 'must not be empty');
-    if (wireEntries.length > bounds.maxEntries) {
-      throw new InvalidRequestError(`descriptors[${i}].entries`, `at most ${bounds.maxEntries} entries per descriptor`);
-    }
     const entries: Entry[] = new Array<Entry>(wireEntries.length);
     for (let j = 0; j < wireEntries.length; j++) {
-      const key = wireEntries[j]!.key ?? '';
-      const value = wireEntries[j]!.value ?? '';
-      if (key === '') throw new InvalidRequestError(`descriptors[${i}].entries[${j}].key`, 'must not be empty');
-      checkText(key, `descriptors[${i}].entries[${j}].key`, bounds.maxKeyOrValueBytes);
-      checkText(value, `descriptors[${i}].entries[${j}].value`, bounds.maxKeyOrValueBytes);
-      entries[j] = { key, value };
+      entries[j] = { key: wireEntries[j]!.key ?? '', value: wireEntries[j]!.value ?? '' };
     }
     const descriptor: Descriptor = { entries };
     if (d.limit !== null && d.limit !== undefined) {

@@ -89,7 +89,7 @@ export function createGrpcServer(service: DecisionService, options: GrpcServerOp
     callback: sendUnaryData<RateLimitResponseMessage>,
   ): void => {
     answer('ShouldRateLimit', async () => {
-      const request = decodeRateLimitRequest(call.request, service.bounds);
+      const request = decodeRateLimitRequest(call.request);
       return encodeRateLimitResponse(await service.decide(request, 'grpc_rls'), responseHeaders);
     }, callback);
   };
