@@ -130,7 +130,7 @@ export async function startApp(settings: Settings, logger: Logger): Promise<Runn
       reloadConfig: () => watcher.reload('signal'),
       stop: async () => {
         watcher.close();
-        await Promise.all([http.close(), grpc?.shutdown()]);
+        await Promise.all([http.close(), grpc?.shutdown(settings.shutdownTimeoutMs)]);
         await store.close();
         if (store !== fallbackStore) await fallbackStore.close();
       },

@@ -25,12 +25,6 @@ t.test('grpc.health.v1.Health/Check', async (t) => {
     t.equal(error?.code, grpc.status.NOT_FOUND);
   });
 
-  t.test('setServing(false) turns health NOT_SERVING', async (t) => {
-    h.grpcServer.setServing(() => false);
-    t.same((await call(h.health, 'Check', {})).response, { status: NOT_SERVING });
-    h.grpcServer.setServing(() => true);
-    t.same((await call(h.health, 'Check', {})).response, { status: SERVING });
-  });
 });
 
 t.test('Watch streams the status and ends on shutdown', async (t) => {

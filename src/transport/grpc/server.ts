@@ -44,8 +44,6 @@ export interface GrpcServer {
    * (cut after `graceMs`), then resolves. Never rejects.
    */
   shutdown(graceMs?: number): Promise<void>;
-  /** An extra readiness condition ANDed with service.readiness() for health checks. */
-  setServing(ready: () => boolean): void;
 }
 
 function serviceDefinition(name: string): ServiceDefinition {
@@ -63,9 +61,8 @@ export function createGrpcServer(service: DecisionService, options: GrpcServerOp
   const server = new Server({
     'grpc.max_receive_message_length': options.maxReceiveMessageBytes ?? GRPC_MAX_RECEIVE_MESSAGE_BYTES,
   });
-  let extraReady: () => boolean = () => true;
   let shuttingDown = false;
-  const health = createHealthHandlers(() => !shuttingDown && extraReady() && service.readiness().ready);
+  const health = createHealthHandlers(() => !shuttingDown && service.readiness().ready);
 
   /** Runs one call: a value answers it, a throw becomes a gRPC status; nothing escapes. */
   const answer = <T>(method: string, work: () => T | Promise<T>, callback: sendUnaryData<T>): void => {
@@ -143,9 +140,6 @@ export function createGrpcServer(service: DecisionService, options: GrpcServerOp
           resolve();
         });
       });
-    },
-    setServing(ready) {
-      extraReady = ready;
     },
   };
 }
