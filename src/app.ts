@@ -2,11 +2,13 @@ import { createHash } from 'node:crypto';
 import type { FastifyInstance } from 'fastify';
 import type { CompiledConfig } from './core/config-model.js';
 import { Limiter } from './core/limiter.js';
+import { OverLimitCache } from './core/over-limit-cache.js';
 import { DEFAULT_REQUEST_BOUNDS } from './core/request-bounds.js';
 import { ConfigWatcher } from './config/watch.js';
 import { LimiterDecisionService } from './decision-service.js';
 import { errorMessage } from './errors.js';
 import type { Settings } from './settings.js';
+import { monotonicClockUs } from './store/clock.js';
 import { MemoryStore } from './store/memory-store.js';
 import { createRedisStore } from './store/redis-store.js';
 import type { Store } from './store/store.js';
@@ -87,6 +89,8 @@ export async function startApp(settings: Settings, logger: Logger): Promise<Runn
     keyPrefix: settings.redisKeyPrefix,
     digest: sha256Digest,
     onStoreError: () => metrics.storeErrors.inc(),
+    overLimitCache: settings.localCacheSize > 0 ? new OverLimitCache(settings.localCacheSize) : undefined,
+    clockUs: monotonicClockUs(),
   });
   const service = new LimiterDecisionService({
     config,

@@ -27,6 +27,7 @@ export const FLAGS = {
   shadow: { type: 'boolean', help: 'global shadow mode: evaluate and count, never deny' },
   'response-headers': { type: 'boolean', help: 'add x-ratelimit-* headers to RateLimitService responses' },
   'memory-max-keys': { type: 'string', default: '1000000', help: 'most buckets kept in memory (LRU beyond)' },
+  'local-cache-size': { type: 'string', default: '100000', help: 'keys known to be empty, denied without a store call; 0 = off' },
   'max-descriptors': { type: 'string', default: '64', help: 'most descriptors in one request' },
   'max-entries': { type: 'string', default: '16', help: 'most entries in one descriptor' },
   'max-value-bytes': { type: 'string', default: '4096', help: 'longest descriptor key or value, bytes' },
@@ -68,6 +69,7 @@ export interface Settings {
   shadow: boolean;
   responseHeaders: boolean;
   memoryMaxKeys: number;
+  localCacheSize: number;
   maxDescriptors: number;
   maxEntries: number;
   maxValueBytes: number;
@@ -164,6 +166,7 @@ export function resolveSettings(flags: Raw, env: NodeJS.ProcessEnv): Settings {
     shadow: bool('shadow'),
     responseHeaders: bool('response-headers'),
     memoryMaxKeys: int('memory-max-keys', 1, 1_000_000_000),
+    localCacheSize: int('local-cache-size', 0, 100_000_000),
     maxDescriptors: int('max-descriptors', 1, 100_000),
     maxEntries: int('max-entries', 1, 10_000),
     maxValueBytes: int('max-value-bytes', 1, 10_000_000),

@@ -3,6 +3,7 @@ import type { Store } from '../store/store.js';
 import type { CompiledConfig, CompiledDomain } from './config-model.js';
 import { bucketKey, encodeEntries, slotTagFor, type Digest } from './keys.js';
 import { compileLimit } from './limit.js';
+import type { OverLimitCache } from './over-limit-cache.js';
 import { matchRule, type CompiledRule } from './rules.js';
 import type {
   BucketOp, BucketOutcome, Decision, DecisionRequest, Descriptor, DescriptorStatus, LimitOverride, LimitSpec,
@@ -28,6 +29,10 @@ export interface LimiterOptions {
   digest: Digest;
   /** Told about each store failure (for logs and metrics). */
   onStoreError?: (error: unknown) => void;
+  /** Keys known to be empty are denied without a store call (see OverLimitCache). */
+  overLimitCache?: OverLimitCache | undefined;
+  /** Local monotonic clock, µs; only the over-limit cache uses it. */
+  clockUs?: () => number;
 }
 
 const NO_LIMIT_STATUS: DescriptorStatus = Object.freeze({
@@ -85,12 +90,20 @@ export class Limiter {
     let storeFailure: Decision['storeFailure'];
     let outcomes: BucketOutcome[] = [];
     if (ops.length > 0) {
-      try {
-        outcomes = await this.options.store.apply(ops);
-      } catch (error: unknown) {
-        this.options.onStoreError?.(error);
-        storeFailure = this.options.onStoreFailure;
-        outcomes = await this.decideWithoutStore(ops, error);
+      const cache = this.options.overLimitCache;
+      const nowUs = cache === undefined ? 0 : this.options.clockUs!();
+      const cached = cache === undefined ? undefined : deniedFromCache(cache, ops, nowUs);
+      if (cached !== undefined) {
+        outcomes = cached;
+      } else {
+        try {
+          outcomes = await this.options.store.apply(ops);
+          if (cache !== undefined) rememberEmpty(cache, ops, outcomes, nowUs);
+        } catch (error: unknown) {
+          this.options.onStoreError?.(error);
+          storeFailure = this.options.onStoreFailure;
+          outcomes = await this.decideWithoutStore(ops, error);
+        }
       }
     }
     let overallCode: Decision['overallCode'] = 'OK';
@@ -188,5 +201,35 @@ export class Limiter {
       this.dividedLimits.set(limit, divided);
     }
     return divided;
+  }
+}
+
+/**
+ * Outcomes of a request denied by the over-limit cache, or undefined when no
+ * enforced op is known to be empty. The denied op reports 0 remaining and the
+ * wait; the other ops are not evaluated (nothing is taken from them, as with
+ * any denial) and report 0 remaining — the documented cost of skipping the store.
+ */
+function deniedFromCache(cache: OverLimitCache, ops: readonly BucketOp[], nowUs: number): BucketOutcome[] | undefined {
+  for (let i = 0; i < ops.length; i++) {
+    const op = ops[i]!;
+    if (op.shadow || op.cost === 0) continue;
+    const empty = cache.emptyUntil(op.key, nowUs);
+    if (empty === undefined) continue;
+    const outcomes: BucketOutcome[] = ops.map(() => ({ allowed: true, remaining: 0, resetUs: 0, retryAfterUs: 0 }));
+    outcomes[i] = { allowed: false, remaining: 0, resetUs: empty.fullAtUs - nowUs, retryAfterUs: empty.untilUs - nowUs };
+    return outcomes;
+  }
+  return undefined;
+}
+
+/** A cost-1 denial from the store says: no token until retryAfterUs from now. */
+function rememberEmpty(cache: OverLimitCache, ops: readonly BucketOp[], outcomes: readonly BucketOutcome[], nowUs: number): void {
+  for (let i = 0; i < ops.length; i++) {
+    const op = ops[i]!;
+    const outcome = outcomes[i]!;
+    if (!outcome.allowed && !op.shadow && op.cost === 1 && outcome.retryAfterUs > 0) {
+      cache.remember(op.key, { untilUs: nowUs + outcome.retryAfterUs, fullAtUs: nowUs + outcome.resetUs });
+    }
   }
 }

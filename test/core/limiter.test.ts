@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import t from 'tap';
 import { loadConfig } from '../../src/config/load.js';
 import { Limiter, UNLIMITED_REMAINING, type StoreFailurePolicy } from '../../src/core/limiter.js';
+import { OverLimitCache } from '../../src/core/over-limit-cache.js';
 import type { BucketOp, BucketOutcome, Decision, Descriptor } from '../../src/core/types.js';
 import { StoreCallError, StoreUnavailableError } from '../../src/errors.js';
 import { MemoryStore } from '../../src/store/memory-store.js';
@@ -47,9 +48,18 @@ function d(...pairs: string[]): Descriptor {
   return { entries };
 }
 
-function limiter(options: { store?: Store; policy?: StoreFailurePolicy; divisor?: number; shadow?: boolean } = {}) {
+/** The memory store, counting the calls that reach it. */
+class CountingStore extends MemoryStore {
+  calls = 0;
+  override apply(ops: readonly BucketOp[]): Promise<BucketOutcome[]> {
+    this.calls++;
+    return super.apply(ops);
+  }
+}
+
+function limiter(options: { store?: Store; policy?: StoreFailurePolicy; divisor?: number; shadow?: boolean; cache?: OverLimitCache } = {}) {
   let now = 1_700_000_000_000_000;
-  const memory = new MemoryStore({ clock: () => now, sweep: false });
+  const memory = new CountingStore({ clock: () => now, sweep: false });
   const fallback = new MemoryStore({ clock: () => now, sweep: false });
   const instance = new Limiter({
     store: options.store ?? memory,
@@ -59,8 +69,11 @@ function limiter(options: { store?: Store; policy?: StoreFailurePolicy; divisor?
     shadow: options.shadow ?? false,
     keyPrefix: 'rl:',
     digest: (text) => `digest-of-${text.length}`,
+    overLimitCache: options.cache,
+    clockUs: () => now,
   });
   return {
+    memory,
     decide: (descriptors: Descriptor[], hitsAddend?: number, domain = 'shop'): Promise<Decision> =>
       instance.decide(config, hitsAddend === undefined ? { domain, descriptors } : { domain, descriptors, hitsAddend }),
     advance: (us: number) => { now += us; },
@@ -165,4 +178,40 @@ t.test('store failure under local: in-process buckets, limits divided by --fallb
   const run = () => l.decide([d('api_key', 'local')]);
   t.equal(await allowedCount(run, 5), 2, '5/minute divided by 2 replicas = 2');
   t.equal((await run()).storeFailure, 'local');
+});
+
+t.test('over-limit cache: a key known to be empty is denied without a store call until a token could exist', async (t) => {
+  const cache = new OverLimitCache(100);
+  const l = limiter({ cache });
+  const hit = () => l.decide([d('api_key', 'hot')]);
+  t.equal(await allowedCount(hit, 5), 5);
+  const first = await hit();
+  t.equal(first.overallCode, 'OVER_LIMIT', 'the store said no: now remembered');
+  const calls = l.memory.calls;
+  const cached = await hit();
+  t.equal(l.memory.calls, calls, 'answered without the store');
+  t.match(cached.statuses, [{ code: 'OVER_LIMIT', limitRemaining: 0, retryAfterS: 12, durationUntilResetMs: 60_000 }]);
+  t.match((await l.decide([{ ...d('api_key', 'hot'), hitsAddend: 0 }])).statuses, [{ code: 'OK' }], 'check-only still asks the store');
+  l.advance(11_999_999);
+  t.equal((await hit()).overallCode, 'OVER_LIMIT');
+  l.advance(1);
+  t.equal((await hit()).overallCode, 'OK', 'exactly when the token exists, the store is asked and allows');
+  t.equal(cache.size, 0, 'the expired entry was dropped');
+});
+
+t.test('over-limit cache: a denial from the cache takes nothing from the other limits', async (t) => {
+  const l = limiter({ cache: new OverLimitCache(100) });
+  for (let i = 0; i < 3; i++) await l.decide([d('remote_address', '192.0.2.1')]);
+  t.equal((await l.decide([d('remote_address', '192.0.2.1')])).overallCode, 'OVER_LIMIT');
+  const both = await l.decide([d('api_key', 'other'), d('remote_address', '192.0.2.1')]);
+  t.match(both.statuses, [{ code: 'OK' }, { code: 'OVER_LIMIT' }]);
+  t.match((await l.decide([{ ...d('api_key', 'other'), hitsAddend: 0 }])).statuses, [{ limitRemaining: 5 }]);
+});
+
+t.test('over-limit cache stays bounded', async (t) => {
+  const cache = new OverLimitCache(10);
+  for (let i = 0; i < 100; i++) cache.remember(`k${i}`, { untilUs: 1e18, fullAtUs: 1e18 });
+  t.equal(cache.size, 10);
+  t.ok(cache.emptyUntil('k99', 0));
+  t.equal(cache.emptyUntil('k0', 0), undefined);
 });
