@@ -71,7 +71,7 @@ export class LimiterDecisionService implements DecisionService {
       for (const status of decision.statuses) {
         if (status.rule === undefined) continue;
         const outcome = status.code === 'OVER_LIMIT' ? 'over_limit' : status.shadowOverLimit ? 'shadow_over_limit' : 'ok';
-        metrics.ruleDecisions.inc({ domain: request.domain, rule: status.rule, outcome });
+        metrics.countRule(request.domain, status.rule, outcome);
       }
     }
     return decision;

@@ -55,6 +55,7 @@ export class Metrics {
 
   private readonly decisionChildren = new Map<string, Counter.Internal>();
   private readonly durationChildren = new Map<Api, Histogram.Internal<'api'>>();
+  private readonly ruleChildren = new Map<string, Counter.Internal>();
 
   constructor(options: { processMetrics: boolean } = { processMetrics: true }) {
     if (options.processMetrics) collectDefaultMetrics({ register: this.registry });
@@ -81,11 +82,24 @@ export class Metrics {
     duration.observe(seconds);
   }
 
+  /** Counts one descriptor decision of a configured rule (labels from config only). */
+  countRule(domain: string, rule: string, outcome: Exclude<Outcome, 'store_failure'>): void {
+    const key = `${domain}\u0000${rule}\u0000${outcome}`;
+    let child = this.ruleChildren.get(key);
+    if (child === undefined) {
+      child = this.ruleDecisions.labels(domain, rule, outcome);
+      this.ruleChildren.set(key, child);
+    }
+    child.inc();
+  }
+
   /** Forgets cached children of domains no longer loaded (after a reload). */
   forgetDomainsExcept(domains: ReadonlySet<string>): void {
-    for (const key of this.decisionChildren.keys()) {
-      const domain = key.slice(0, key.indexOf('\u0000'));
-      if (domain !== UNKNOWN_DOMAIN_LABEL && !domains.has(domain)) this.decisionChildren.delete(key);
+    for (const children of [this.decisionChildren, this.ruleChildren]) {
+      for (const key of children.keys()) {
+        const domain = key.slice(0, key.indexOf('\u0000'));
+        if (domain !== UNKNOWN_DOMAIN_LABEL && !domains.has(domain)) children.delete(key);
+      }
     }
   }
 }
