@@ -1,0 +1,256 @@
+// The results table, the issue's target checks, the machine description, and
+// BENCHMARKS.md's generated section (only the text between the markers).
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { cpus, totalmem } from 'node:os';
+import type { CpuShares } from './cpu.js';
+import type { LoadResult } from './load-result.js';
+import type { CommandDelta } from './redis-procs.js';
+import type { Shape } from './workload.js';
+
+export type Api = 'http' | 'rls' | 'authz';
+export type Store = 'none' | 'memory' | 'redis' | 'cluster';
+export type Kind = 'baseline' | 'ours' | 'peer';
+
+export interface Row {
+  readonly id: string;
+  readonly kind: Kind;
+  readonly api: Api;
+  readonly store: Store;
+  readonly shape: Shape;
+  result?: LoadResult;
+  /** Decisions our server counted (ratelimit_decisions_total delta), by outcome. */
+  outcomes?: Map<string, number>;
+  redis?: CommandDelta;
+  cpu?: CpuShares;
+  /** Why the row has no numbers (or why they are suspect). */
+  error?: string;
+}
+
+/** Transport family: HTTP rows compare with bare fastify, gRPC rows with bare grpc-js. */
+export function family(api: Api): 'http' | 'grpc' {
+  return api === 'http' ? 'http' : 'grpc';
+}
+
+/** Decisions (or, for baselines, good responses) made per measured second. */
+export function goodRate(row: Row): number {
+  const r = row.result;
+  if (r === undefined || row.error !== undefined) return Number.NaN;
+  return Math.max(0, r.responses - errorCount(row)) / r.seconds;
+}
+
+/**
+ * Generator-side errors plus, for our rows, responses the server did not count
+ * as decisions (a gRPC error is an HTTP 200 to h2load).
+ */
+export function errorCount(row: Row): number {
+  const r = row.result;
+  if (r === undefined) return 0;
+  let errors = r.errors;
+  if (row.kind === 'ours' && row.outcomes !== undefined) {
+    let decided = 0;
+    for (const v of row.outcomes.values()) decided += v;
+    errors = Math.max(errors, r.responses - decided);
+  }
+  return errors;
+}
+
+function decisionsFor(row: Row): number {
+  if (row.outcomes !== undefined) {
+    let decided = 0;
+    for (const v of row.outcomes.values()) decided += v;
+    return decided;
+  }
+  return (row.result?.responses ?? 0) - (row.result?.errors ?? 0);
+}
+
+export function scriptsPerDecision(row: Row): number {
+  return row.redis === undefined ? Number.NaN : row.redis.scripts / Math.max(1, decisionsFor(row));
+}
+
+export function commandsPerDecision(row: Row): number {
+  return row.redis === undefined ? Number.NaN : row.redis.total / Math.max(1, decisionsFor(row));
+}
+
+function find(rows: readonly Row[], predicate: (row: Row) => boolean): Row | undefined {
+  return rows.find(predicate);
+}
+
+export function baselineOf(rows: readonly Row[], row: Row): Row | undefined {
+  return find(rows, (r) => r.kind === 'baseline' && family(r.api) === family(row.api));
+}
+
+export function memoryRowOf(rows: readonly Row[], row: Row): Row | undefined {
+  return find(rows, (r) => r.kind === 'ours' && r.store === 'memory' && r.shape === 'spread' && r.api === row.api);
+}
+
+const fmt = (n: number, digits = 0): string => (Number.isFinite(n) ? n.toFixed(digits) : '—');
+const fmtRate = (n: number): string => (Number.isFinite(n) ? Math.round(n).toLocaleString('en-US') : '—');
+const ratio = (a: number, b: number): string => (Number.isFinite(a) && Number.isFinite(b) && b > 0 ? `${(a / b).toFixed(2)}×` : '—');
+
+function notes(row: Row): string {
+  const parts: string[] = [];
+  if (row.error !== undefined) parts.push(`FAILED: ${row.error.replace(/\s+/g, ' ').slice(0, 300)}`);
+  if (row.outcomes !== undefined && row.outcomes.size > 0) {
+    let decided = 0;
+    for (const v of row.outcomes.values()) decided += v;
+    const over = (row.outcomes.get('over_limit') ?? 0) + (row.outcomes.get('shadow_over_limit') ?? 0);
+    if (over > 0) parts.push(`${((100 * over) / decided).toFixed(0)}% over_limit`);
+    const failed = row.outcomes.get('store_failure') ?? 0;
+    if (failed > 0) parts.push(`${failed} store_failure`);
+  }
+  const denied = row.result?.statuses['429'];
+  if (row.kind === 'peer' && denied !== undefined && denied > 0) parts.push(`${denied} × 429`);
+  if (row.redis !== undefined) {
+    const top = [...row.redis.perCommand.entries()].sort((a, b) => b[1] - a[1]).slice(0, 3)
+      .map(([name, calls]) => `${name} ${(calls / Math.max(1, decisionsFor(row))).toFixed(2)}`);
+    if (top.length > 0) parts.push(`per decision: ${top.join(', ')}`);
+  }
+  if (row.cpu !== undefined) {
+    const c = row.cpu;
+    parts.push(`cpu srv ${fmt(c.server)}%${Number.isFinite(c.redis) ? ` redis ${fmt(c.redis)}%` : ''} bench ${fmt(c.bench)}%${c.h2load > 0 ? ` h2load ${fmt(c.h2load)}%` : ''} idle ${fmt(c.idle)}% of machine`);
+  }
+  return parts.join('; ');
+}
+
+/** The results as a Markdown table. */
+export function table(rows: readonly Row[]): string {
+  const lines = [
+    '| row | generator | decisions/s | p50 ms | p99 ms | × baseline | × our memory | Redis cmds/decision, incl. in-script (script calls) | non-2xx / errors | notes |',
+    '| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |',
+  ];
+  for (const row of rows) {
+    const rate = goodRate(row);
+    const base = baselineOf(rows, row);
+    const memory = memoryRowOf(rows, row);
+    const redis = row.redis === undefined ? '—' : `${commandsPerDecision(row).toFixed(2)} (${scriptsPerDecision(row).toFixed(2)})`;
+    lines.push(`| ${row.id} | ${row.result?.generator ?? '—'} | ${fmtRate(rate)} | ${fmt(row.result?.p50Ms ?? Number.NaN, 2)} | ${fmt(row.result?.p99Ms ?? Number.NaN, 2)} | `
+      + `${row.kind === 'baseline' || base === undefined ? '—' : ratio(rate, goodRate(base))} | `
+      + `${row.kind !== 'ours' || memory === undefined || memory === row ? '—' : ratio(rate, goodRate(memory))} | `
+      + `${redis} | ${row.result === undefined ? '—' : String(errorCount(row))} | ${notes(row)} |`);
+  }
+  return lines.join('\n');
+}
+
+export interface TargetCheck {
+  readonly name: string;
+  /** undefined when a row it needs is missing or failed. */
+  readonly pass: boolean | undefined;
+  readonly detail: string;
+}
+
+function rateCheck(name: string, row: Row | undefined, reference: Row | undefined, factor: number): TargetCheck {
+  const a = row === undefined ? Number.NaN : goodRate(row);
+  const b = reference === undefined ? Number.NaN : goodRate(reference);
+  if (!Number.isFinite(a) || !Number.isFinite(b) || b <= 0) {
+    return { name, pass: undefined, detail: `no result (${row?.id ?? '?'}: ${row?.error ?? 'missing'}; ${reference?.id ?? '?'}: ${reference?.error ?? 'missing'})` };
+  }
+  return { name, pass: a >= factor * b, detail: `${row?.id} ${fmtRate(a)}/s = ${(a / b).toFixed(2)}× ${reference?.id} ${fmtRate(b)}/s (need ≥ ${factor}×)` };
+}
+
+/** Script calls per decision may exceed 1 by in-flight calls at the window's edges: allow 1%. */
+const ROUND_TRIP_TOLERANCE = 1.01;
+
+/** The issue's targets. */
+export function targetChecks(rows: readonly Row[]): TargetCheck[] {
+  const ours = (api: Api, store: Store, shape: Shape = 'spread'): Row | undefined =>
+    find(rows, (r) => r.kind === 'ours' && r.api === api && r.store === store && r.shape === shape);
+  const base = (api: Api): Row | undefined => find(rows, (r) => r.kind === 'baseline' && family(r.api) === family(api));
+  const peer = find(rows, (r) => r.kind === 'peer' && r.store === 'cluster' && r.error === undefined)
+    ?? find(rows, (r) => r.kind === 'peer' && r.store === 'redis');
+  const checks: TargetCheck[] = [
+    rateCheck('memory-store gRPC RLS ≥ 0.8× bare grpc-js', ours('rls', 'memory'), base('rls'), 0.8),
+    rateCheck('memory-store gRPC ext_authz ≥ 0.8× bare grpc-js', ours('authz', 'memory'), base('authz'), 0.8),
+    rateCheck('memory-store HTTP ≥ 0.8× bare fastify', ours('http', 'memory'), base('http'), 0.8),
+    rateCheck('Redis Cluster HTTP ≥ 0.7× our memory-store HTTP', ours('http', 'cluster'), ours('http', 'memory'), 0.7),
+    rateCheck(`Redis Cluster HTTP ≥ 2× rate-limiter-flexible (${peer?.id ?? 'peer'})`, ours('http', 'cluster'), peer, 2),
+  ];
+  for (const row of rows) {
+    if (row.kind !== 'ours' || row.store === 'memory' || row.store === 'none' || row.shape !== 'spread') continue;
+    const name = `≤ 1 Redis round trip per decision (${row.id})`;
+    const perDecision = scriptsPerDecision(row);
+    if (row.error !== undefined || !Number.isFinite(perDecision)) {
+      checks.push({ name, pass: undefined, detail: `no result (${row.error ?? 'no commandstats'})` });
+    } else {
+      checks.push({ name, pass: perDecision <= ROUND_TRIP_TOLERANCE, detail: `${perDecision.toFixed(3)} script calls, ${commandsPerDecision(row).toFixed(3)} commands per decision` });
+    }
+  }
+  for (const api of ['http', 'rls'] as const) {
+    checks.push(rateCheck(`hot over-limit key on memory (${api}) ≥ 0.9× memory-store rate`, ours(api, 'memory', 'attack'), ours(api, 'memory'), 0.9));
+    checks.push(rateCheck(`hot over-limit key on Redis Cluster (${api}) ≥ 0.9× memory-store rate`, ours(api, 'cluster', 'attack'), ours(api, 'memory'), 0.9));
+  }
+  return checks;
+}
+
+export function checkLines(checks: readonly TargetCheck[]): string {
+  return checks.map((c) => `${c.pass === undefined ? 'N/A ' : c.pass ? 'PASS' : 'FAIL'}  ${c.name}: ${c.detail}`).join('\n');
+}
+
+export interface MachineInfo {
+  readonly cpuModel: string;
+  readonly cores: number;
+  readonly memoryGiB: number;
+  readonly node: string;
+  readonly redis: string;
+  readonly h2load: string;
+  readonly date: string;
+}
+
+export function machineInfo(redis: string, h2load: string): MachineInfo {
+  let cpuModel = cpus()[0]?.model ?? 'unknown';
+  try {
+    cpuModel = /model name\s*:\s*(.+)/.exec(readFileSync('/proc/cpuinfo', 'utf8'))?.[1] ?? cpuModel;
+  } catch {
+    // not Linux
+  }
+  return {
+    cpuModel,
+    cores: cpus().length,
+    memoryGiB: totalmem() / 2 ** 30,
+    node: process.version,
+    redis,
+    h2load,
+    date: new Date().toISOString(),
+  };
+}
+
+export function machineLines(m: MachineInfo): string {
+  return [
+    `- CPU: ${m.cpuModel}, ${m.cores} cores; memory ${m.memoryGiB.toFixed(1)} GiB`,
+    `- Node ${m.node}; redis-server ${m.redis}; ${m.h2load}`,
+    `- Date: ${m.date}`,
+  ].join('\n');
+}
+
+const BEGIN = '<!-- bench:begin -->';
+const END = '<!-- bench:end -->';
+
+const HEAD = `# Benchmarks
+
+\`npm run bench\` (full, ~3 min) or \`npm run bench -- --quick\` (smoke, ~1 s per
+row, does not touch this file). What it measures and how is in
+[bench/README.md](bench/README.md).
+
+`;
+
+const HISTORY = `
+## History / what was tried
+
+(Hand-written; \`npm run bench\` never rewrites this section.)
+`;
+
+/** Replaces the text between the markers in BENCHMARKS.md (creates the file if needed). */
+export function writeBenchmarksMd(path: string, section: string): void {
+  const generated = `${BEGIN}\n${section.trim()}\n${END}`;
+  if (!existsSync(path)) {
+    writeFileSync(path, `${HEAD}${generated}\n${HISTORY}`);
+    return;
+  }
+  const text = readFileSync(path, 'utf8');
+  const begin = text.indexOf(BEGIN);
+  const end = text.indexOf(END);
+  if (begin === -1 || end === -1 || end < begin) {
+    writeFileSync(path, `${text.trimEnd()}\n\n${generated}\n`);
+    return;
+  }
+  writeFileSync(path, `${text.slice(0, begin)}${generated}${text.slice(end + END.length)}`);
+}

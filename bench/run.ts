@@ -1,0 +1,227 @@
+// npm run bench [-- --quick] [-- --no-write] [-- --only id,id]
+// Starts every server and Redis itself (loopback, free ports), measures each
+// row (warm-up, then a bounded measured run), prints the table and the
+// issue's target checks, and rewrites BENCHMARKS.md's generated section.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { startCpuMeter } from './cpu.js';
+import { AUTHZ_PATH, RLS_PATH, authzRequest, rlsRequest } from './grpc-messages.js';
+import { grpcLoad, hasH2load, H2LOAD_CONNECTIONS, H2LOAD_PROCS, H2LOAD_STREAMS, GRPCJS_CONCURRENCY } from './load-grpc.js';
+import { AUTOCANNON_CONNECTIONS, httpLoad } from './load-http.js';
+import type { LoadResult } from './load-result.js';
+import { probeGrpc } from './probe.js';
+import { installCleanup, runCommand, stopAll } from './procs.js';
+import { clusterCommandStats, commandDelta, redisVersion, startRedisCluster, startSingleRedis, type RedisDeployment } from './redis-procs.js';
+import { checkLines, machineInfo, machineLines, table, targetChecks, writeBenchmarksMd, type Api, type Row, type Store } from './report.js';
+import { outcomeDelta, scrapeDecisions } from './server-metrics.js';
+import { startBareServer, startOurServer, type ServerUnderTest } from './servers.js';
+import { checkBody, clientKey, type Shape } from './workload.js';
+
+const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
+
+const { values } = parseArgs({
+  options: { quick: { type: 'boolean' }, 'no-write': { type: 'boolean' }, only: { type: 'string' } },
+});
+const quick = values.quick === true;
+const measureS = quick ? 1 : Number(process.env.BENCH_DURATION_S ?? '5');
+const warmS = quick ? 0.3 : Math.min(1, measureS);
+if (!Number.isFinite(measureS) || measureS <= 0) throw new Error(`BENCH_DURATION_S must be a positive number, not ${process.env.BENCH_DURATION_S}`);
+const only = values.only?.split(',').filter((s) => s !== '');
+const wanted = (id: string): boolean => only === undefined || only.some((s) => id.includes(s));
+
+const tmp = mkdtempSync(join(tmpdir(), 'rl-bench-'));
+installCleanup(async () => {
+  await stopAll();
+  rmSync(tmp, { recursive: true, force: true });
+});
+
+const rows: Row[] = [];
+
+function row(id: string, kind: Row['kind'], api: Api, store: Store, shape: Shape): Row {
+  const r: Row = { id, kind, api, store, shape };
+  rows.push(r);
+  return r;
+}
+
+function log(message: string): void {
+  process.stdout.write(`${message}\n`);
+}
+
+/** Fails with a reason unless the HTTP target answers the probe body with `expected`. */
+async function probeHttp(port: number, expected: number): Promise<void> {
+  const response = await fetch(`http://127.0.0.1:${port}/v1/check`, {
+    method: 'POST', headers: { 'content-type': 'application/json' }, body: checkBody(clientKey(0)),
+  });
+  const text = await response.text();
+  if (response.status !== expected) throw new Error(`probe POST /v1/check answered ${response.status}: ${text.slice(0, 200)}`);
+}
+
+async function probeGrpcRow(server: ServerUnderTest, api: Api): Promise<void> {
+  if (server.grpcPort === undefined) throw new Error('no gRPC port');
+  const baseline = server.kind === 'baseline';
+  const probe = api === 'authz'
+    ? await probeGrpc(server.grpcPort, AUTHZ_PATH, authzRequest(clientKey(0)), (r) => {
+      if (baseline) return undefined;
+      const status = r.status as { code?: number } | null | undefined;
+      return status?.code === 0 && r.ok_response != null ? undefined : `status ${JSON.stringify(status)} (expected code 0 and ok_response)`;
+    })
+    : await probeGrpc(server.grpcPort, RLS_PATH, rlsRequest(clientKey(0)), (r) => {
+      const statuses = r.statuses as unknown[] | undefined;
+      if (r.overall_code !== 1) return `overall_code ${String(r.overall_code)} (expected 1 = OK)`;
+      return baseline || statuses?.length === 1 ? undefined : `${statuses?.length ?? 0} statuses (expected 1)`;
+    });
+  if (!probe.ok) throw new Error(`probe call: ${probe.detail}`);
+}
+
+async function load(server: ServerUnderTest, api: Api, shape: Shape, seconds: number, measure: boolean): Promise<LoadResult> {
+  if (api === 'http') {
+    if (server.httpPort === undefined) throw new Error('no HTTP port');
+    return httpLoad({ port: server.httpPort, path: '/v1/check', shape, seconds });
+  }
+  if (server.grpcPort === undefined) throw new Error('no gRPC port');
+  return grpcLoad({
+    port: server.grpcPort,
+    path: api === 'authz' ? AUTHZ_PATH : RLS_PATH,
+    encode: api === 'authz' ? authzRequest : rlsRequest,
+    shape, seconds, tmpDir: tmp, measure,
+  });
+}
+
+/** Probe, warm up, then the measured run with server counters, commandstats and CPU around it. */
+async function measure(r: Row, server: ServerUnderTest, redis: RedisDeployment | undefined): Promise<void> {
+  try {
+    if (server.exited()) throw new Error(`${server.name} is not running:\n${server.output()}`);
+    if (r.api === 'http') await probeHttp(server.httpPort ?? 0, 200);
+    else await probeGrpcRow(server, r.api);
+    await load(server, r.api, r.shape, warmS, false);
+    const countsBefore = server.kind === 'ours' && server.httpPort !== undefined ? await scrapeDecisions(server.httpPort) : undefined;
+    const statsBefore = redis === undefined ? undefined : await clusterCommandStats(redis.masterPorts);
+    const meter = startCpuMeter(server.pid, redis?.pids ?? []);
+    r.result = await load(server, r.api, r.shape, measureS, true);
+    r.cpu = meter.stop();
+    if (redis !== undefined && statsBefore !== undefined) r.redis = commandDelta(statsBefore, await clusterCommandStats(redis.masterPorts));
+    if (countsBefore !== undefined && server.httpPort !== undefined) r.outcomes = outcomeDelta(countsBefore, await scrapeDecisions(server.httpPort));
+    if (server.exited()) r.error = `${server.name} exited during the run:\n${server.output()}`;
+  } catch (error: unknown) {
+    r.error = error instanceof Error ? error.message : String(error);
+  }
+  const rate = r.result === undefined ? '—' : Math.round(r.result.rate).toString();
+  log(`  ${r.id.padEnd(24)} ${r.error === undefined ? `${rate}/s p50 ${r.result?.p50Ms.toFixed(2)} ms p99 ${r.result?.p99Ms.toFixed(2)} ms errors ${r.result?.errors}` : `FAILED: ${r.error.split('\n')[0]}`}`);
+}
+
+/** Runs `rows` against a server started by `start`; a start failure marks every row failed. */
+async function group(title: string, planned: Row[], start: () => Promise<ServerUnderTest>, redis?: RedisDeployment): Promise<void> {
+  const todo = planned.filter((r) => wanted(r.id));
+  for (const r of planned) if (!todo.includes(r)) rows.splice(rows.indexOf(r), 1);
+  if (todo.length === 0) return;
+  log(`${title}`);
+  let server: ServerUnderTest | undefined;
+  try {
+    server = await start();
+  } catch (error: unknown) {
+    const message = error instanceof Error ? error.message : String(error);
+    for (const r of todo) r.error = `server did not start: ${message}`;
+    log(`  FAILED to start: ${message.split('\n').slice(0, 6).join('\n  ')}`);
+    return;
+  }
+  try {
+    for (const r of todo) await measure(r, server, redis);
+  } finally {
+    await server.stop();
+  }
+}
+
+async function withRedis(title: string, start: () => Promise<RedisDeployment>, body: (redis: RedisDeployment) => Promise<void>, planned: Row[]): Promise<void> {
+  if (!planned.some((r) => wanted(r.id))) {
+    for (const r of planned) rows.splice(rows.indexOf(r), 1);
+    return;
+  }
+  let redis: RedisDeployment;
+  try {
+    redis = await start();
+  } catch (error: unknown) {
+    const message = error instanceof Error ? error.message : String(error);
+    for (const r of planned) r.error = `${title} did not start: ${message}`;
+    log(`${title}: FAILED to start: ${message}`);
+    return;
+  }
+  try {
+    await body(redis);
+  } finally {
+    await redis.stop();
+  }
+}
+
+async function main(): Promise<void> {
+  const h2 = await hasH2load();
+  const h2version = h2 ? (await runCommand('h2load', ['--version'])).stdout.trim() : 'h2load missing: gRPC rows use the grpc-js fallback client';
+  log(`bench: ${measureS} s measured + ${warmS} s warm-up per row${quick ? ' (quick)' : ''}; HTTP autocannon c=${AUTOCANNON_CONNECTIONS}; gRPC ${h2 ? `h2load ${H2LOAD_PROCS} procs × c=${H2LOAD_CONNECTIONS} × m=${H2LOAD_STREAMS}` : `grpc-js client, ${GRPCJS_CONCURRENCY} in flight`}`);
+
+  await group('baseline: bare fastify', [row('bare fastify', 'baseline', 'http', 'none', 'spread')], () => startBareServer('bare-fastify', 'http'));
+  await group('baseline: bare grpc-js', [row('bare grpc-js', 'baseline', 'rls', 'none', 'spread')], () => startBareServer('bare-grpc', 'grpc'));
+
+  const oursRows = (store: Store, label: string, attack: boolean): Row[] => [
+    row(`HTTP ${label}`, 'ours', 'http', store, 'spread'),
+    row(`gRPC RLS ${label}`, 'ours', 'rls', store, 'spread'),
+    row(`gRPC authz ${label}`, 'ours', 'authz', store, 'spread'),
+    ...(attack ? [
+      row(`HTTP ${label} attack`, 'ours', 'http', store, 'attack'),
+      row(`gRPC RLS ${label} attack`, 'ours', 'rls', store, 'attack'),
+    ] : []),
+  ];
+
+  await group('ours: memory store', oursRows('memory', 'memory', true), () => startOurServer(ROOT, []));
+
+  const redisOurs = oursRows('redis', 'redis', false);
+  const redisPeer = [row('peer RLF redis', 'peer', 'http', 'redis', 'spread')];
+  await withRedis('single Redis', startSingleRedis, async (redis) => {
+    await group('ours: single Redis', redisOurs, () => startOurServer(ROOT, redis.serverArgs), redis);
+    await group('peer: rate-limiter-flexible, single Redis', redisPeer, () => startBareServer('peer-rlf', 'http', redis.serverArgs), redis);
+  }, [...redisOurs, ...redisPeer]);
+
+  const clusterOurs = oursRows('cluster', 'cluster', true);
+  const clusterPeer = [row('peer RLF cluster', 'peer', 'http', 'cluster', 'spread')];
+  await withRedis('Redis Cluster (3 masters)', () => startRedisCluster(3), async (redis) => {
+    await group('ours: Redis Cluster (3 masters)', clusterOurs, () => startOurServer(ROOT, redis.serverArgs), redis);
+    await group('peer: rate-limiter-flexible, Redis Cluster', clusterPeer, () => startBareServer('peer-rlf', 'http', redis.serverArgs), redis);
+  }, [...clusterOurs, ...clusterPeer]);
+
+  const machine = machineInfo(await redisVersion(), h2version);
+  const checks = targetChecks(rows);
+  const tableText = table(rows);
+  log(`\n${machineLines(machine)}\n\n${tableText}\n\n${checkLines(checks)}\n`);
+
+  if (quick || values['no-write'] === true || only !== undefined) {
+    log('BENCHMARKS.md not written (quick, --no-write or --only run).');
+    return;
+  }
+  writeBenchmarksMd(join(ROOT, 'BENCHMARKS.md'), [
+    '## Latest run',
+    '',
+    machineLines(machine),
+    `- Every process on this one machine: the server under test (one node process), Redis, and the load generator share the cores,`,
+    `  so connection counts are modest: HTTP autocannon ${AUTOCANNON_CONNECTIONS} connections (Node API, in the bench process);`,
+    `  gRPC ${h2 ? `h2load ${H2LOAD_PROCS} processes × ${H2LOAD_CONNECTIONS} connections × ${H2LOAD_STREAMS} streams` : `grpc-js client (fallback, h2load missing), ${GRPCJS_CONCURRENCY} calls in flight`}.`,
+    `- ${warmS} s warm-up + ${measureS} s measured per row; 10,000 api_keys at 1000/s each round-robin ("spread");`,
+    `  "attack" = 90% of requests on one key limited to 10/s, 10% spread.`,
+    '',
+    tableText,
+    '',
+    '### Target checks',
+    '',
+    '```',
+    checkLines(checks),
+    '```',
+  ].join('\n'));
+  log('BENCHMARKS.md updated (generated section only).');
+}
+
+try {
+  await main();
+} finally {
+  await stopAll();
+  rmSync(tmp, { recursive: true, force: true });
+}

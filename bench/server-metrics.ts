@@ -1,0 +1,34 @@
+// Our server's own count of decisions (ratelimit_decisions_total), scraped
+// from GET /metrics before and after a measured run: how many decisions a row
+// really made, by outcome — the check that gRPC errors are not counted as speed.
+
+export type OutcomeCounts = Map<string, number>;
+
+/** Sum of ratelimit_decisions_total by outcome; throws when /metrics is unreachable. */
+export async function scrapeDecisions(httpPort: number): Promise<OutcomeCounts> {
+  const response = await fetch(`http://127.0.0.1:${httpPort}/metrics`);
+  const text = await response.text();
+  const counts: OutcomeCounts = new Map();
+  for (const line of text.split('\n')) {
+    if (!line.startsWith('ratelimit_decisions_total{')) continue;
+    const outcome = /outcome="([^"]*)"/.exec(line)?.[1] ?? '?';
+    const value = Number(line.slice(line.lastIndexOf(' ') + 1));
+    if (Number.isFinite(value)) counts.set(outcome, (counts.get(outcome) ?? 0) + value);
+  }
+  return counts;
+}
+
+export function outcomeDelta(before: OutcomeCounts, after: OutcomeCounts): OutcomeCounts {
+  const delta: OutcomeCounts = new Map();
+  for (const [outcome, value] of after) {
+    const d = value - (before.get(outcome) ?? 0);
+    if (d > 0) delta.set(outcome, d);
+  }
+  return delta;
+}
+
+export function total(counts: OutcomeCounts): number {
+  let sum = 0;
+  for (const value of counts.values()) sum += value;
+  return sum;
+}
