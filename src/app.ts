@@ -17,6 +17,7 @@ import { ClientAddressResolver } from './transport/http/client-address.js';
 import { createHttpServer } from './transport/http/server.js';
 import type { Logger } from './telemetry/logger.js';
 import { Metrics } from './telemetry/metrics.js';
+import { clusterMetricsText, isWorker } from './workers.js';
 
 /** Long descriptor values are keyed by this digest (bounded keys, collision-resistant). */
 function sha256Digest(text: string): string {
@@ -38,6 +39,7 @@ export interface RunningApp {
  */
 export async function startApp(settings: Settings, logger: Logger): Promise<RunningApp> {
   const metrics = new Metrics();
+  if (isWorker()) metrics.text = clusterMetricsText(metrics.registry);
   const watcher = new ConfigWatcher(settings.config, {
     onReload: (config: CompiledConfig, reason: string) => {
       metrics.configReloads.inc({ result: 'success' });

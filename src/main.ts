@@ -6,6 +6,7 @@ import { loadConfig } from './config/load.js';
 import { ConfigError, errorMessage } from './errors.js';
 import { FLAGS, SettingsError, resolveSettings, usage } from './settings.js';
 import { createLogger } from './telemetry/logger.js';
+import { isWorker, runPrimary } from './workers.js';
 
 /** Exit codes: 0 ok, 1 runtime failure, 2 bad usage or bad config. */
 const EXIT_USAGE = 2;
@@ -42,6 +43,14 @@ async function serve(args: string[]): Promise<number> {
   }
   const settings = resolveSettings(values as Record<string, string | boolean>, process.env);
   const logger = createLogger(settings.logLevel);
+  if (settings.workers > 1 && !isWorker()) {
+    try {
+      return await runPrimary(settings, settings.workers, logger);
+    } catch (error: unknown) {
+      process.stderr.write(`${errorMessage(error)}\n`);
+      return error instanceof ConfigError ? EXIT_USAGE : 1;
+    }
+  }
   let app: RunningApp;
   try {
     app = await startApp(settings, logger);
@@ -84,6 +93,8 @@ async function serve(args: string[]): Promise<number> {
     };
     process.once('SIGTERM', () => stop('SIGTERM'));
     process.once('SIGINT', () => stop('SIGINT'));
+    // A --workers worker whose primary is gone (even SIGKILLed) drains too: no orphans holding the ports.
+    if (isWorker()) process.once('disconnect', () => stop('primary gone'));
   });
 }
 

@@ -32,6 +32,7 @@ export const FLAGS = {
   'max-entries': { type: 'string', default: '16', help: 'most entries in one descriptor' },
   'max-value-bytes': { type: 'string', default: '4096', help: 'longest descriptor key or value, bytes' },
   'max-body-bytes': { type: 'string', default: '65536', help: 'largest HTTP request body, bytes' },
+  workers: { type: 'string', default: '1', help: 'worker processes sharing the ports (node cluster); Redis store only' },
   'shutdown-timeout-ms': { type: 'string', default: '10000', help: 'longest wait for in-flight requests on SIGTERM' },
   'log-level': { type: 'string', default: 'info', help: LOG_LEVELS.join(' | ') },
 } as const satisfies Record<string, { type: 'string' | 'boolean'; default?: string; help: string }>;
@@ -75,6 +76,7 @@ export interface Settings {
   maxValueBytes: number;
   maxBodyBytes: number;
   shutdownTimeoutMs: number;
+  workers: number;
   logLevel: LogLevel;
 }
 
@@ -141,6 +143,10 @@ export function resolveSettings(flags: Raw, env: NodeJS.ProcessEnv): Settings {
       throw new SettingsError(`--redis-cluster (${envName('redis-cluster')}): "${node}" is not host:port`);
     }
   }
+  const workers = int('workers', 1, 256);
+  if (workers > 1 && store !== 'redis') {
+    throw new SettingsError('--workers above 1 needs the Redis store: with the memory store each worker would enforce its own limits');
+  }
   return {
     config,
     httpPort: int('http-port', 0, 65535),
@@ -172,6 +178,7 @@ export function resolveSettings(flags: Raw, env: NodeJS.ProcessEnv): Settings {
     maxValueBytes: int('max-value-bytes', 1, 10_000_000),
     maxBodyBytes: int('max-body-bytes', 64, 100_000_000),
     shutdownTimeoutMs: int('shutdown-timeout-ms', 0, 600_000),
+    workers,
     logLevel: oneOf('log-level', LOG_LEVELS),
   };
 }

@@ -39,6 +39,7 @@ export class Metrics {
   readonly fallbackActive = new Gauge({
     name: 'ratelimit_store_fallback_active',
     help: '1 while decisions are made by the store-failure policy instead of the store.',
+    aggregator: 'max', // --workers: any worker in fallback
     registers: [this.registry],
   });
   readonly configReloads = new Counter({
@@ -50,8 +51,12 @@ export class Metrics {
   readonly configDomains = new Gauge({
     name: 'ratelimit_config_domains',
     help: 'Domains in the config in force.',
+    aggregator: 'max',
     registers: [this.registry],
   });
+
+  /** The /metrics text; with --workers, the primary's aggregate of every worker. */
+  text: () => Promise<string> = () => this.registry.metrics();
 
   private readonly decisionChildren = new Map<string, Counter.Internal>();
   private readonly durationChildren = new Map<Api, Histogram.Internal<'api'>>();

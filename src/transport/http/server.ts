@@ -159,7 +159,7 @@ export function createHttpServer(options: HttpServerOptions): FastifyInstance {
     return reply.code(ready ? 200 : 503).send({ status: ready ? 'ready' : 'not ready', detail });
   });
   app.get('/metrics', async (_request, reply) => {
-    const text = await metrics.registry.metrics();
+    const text = await metrics.text();
     return reply.type(metrics.registry.contentType).send(text);
   });
   app.get('/v1/config', async () => {

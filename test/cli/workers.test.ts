@@ -1,0 +1,39 @@
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import t from 'tap';
+import { MAIN, spawnServer, waitFor } from '../helpers/process.js';
+import { startRedis } from '../helpers/redis.js';
+
+const dir = mkdtempSync(join(tmpdir(), 'rl-workers-'));
+t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+const config = join(dir, 'w.yaml');
+writeFileSync(config, 'domain: w\ndescriptors:\n  - key: api_key\n    rate_limit: { unit: hour, requests_per_unit: 30 }\n');
+
+t.test('--workers with the memory store is refused (each worker would have its own limits)', async (t) => {
+  const result = spawnSync(process.execPath, [MAIN, 'serve', '--config', config, '--workers', '2'], { encoding: 'utf8', timeout: 20_000 });
+  t.equal(result.status, 2);
+  t.match(result.stderr, /--workers above 1 needs the Redis store/);
+});
+
+t.test('--workers 2 on Redis: one limit across workers, aggregated metrics, clean drain', async (t) => {
+  const redis = await startRedis({ t });
+  const server = await spawnServer(['--config', config, '--redis', redis.url, '--workers', '2']);
+  t.teardown(() => server.stop('SIGKILL'));
+  await waitFor(() => (server.output().match(/openclaw-ratelimit listening/g) ?? []).length === 2, 15_000, 'both workers');
+  const body = JSON.stringify({ descriptors: [{ entries: [{ key: 'api_key', value: 'shared' }] }] });
+  // New connection per request, so node:cluster spreads them over both workers.
+  const statuses = await Promise.all(Array.from({ length: 50 }, () =>
+    fetch(`${server.httpUrl}/v1/check`, { method: 'POST', body, headers: { connection: 'close' } }).then((r) => r.status)));
+  t.equal(statuses.filter((s) => s === 200).length, 30, 'exactly the limit, whichever worker answered');
+  t.equal(statuses.filter((s) => s === 429).length, 20);
+  const metrics = await (await fetch(`${server.httpUrl}/metrics`)).text();
+  t.match(metrics, /ratelimit_decisions_total\{domain="w",api="http_check",outcome="ok"\} 30/, 'counters summed over workers');
+  t.match(metrics, /ratelimit_decisions_total\{domain="w",api="http_check",outcome="over_limit"\} 20/);
+  t.match(metrics, /ratelimit_store_fallback_active 0/);
+  t.equal(await server.stop('SIGTERM'), 0, 'the primary drains its workers and exits 0');
+  t.equal((server.output().match(/"stopped"/g) ?? []).length, 2, 'both workers drained');
+  const orphans = spawnSync('pgrep', ['-f', `--config ${config}`], { encoding: 'utf8' }).stdout.trim();
+  t.equal(orphans, '', 'no worker left behind');
+});
