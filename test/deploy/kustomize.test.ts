@@ -167,3 +167,11 @@ if (!kubectl.ok && !kubectl.fail) {
     t.same(envoy, shippedExtAuthz('openclaw-ratelimit', '127.0.0.1'), 'the same as deploy/envoy/envoy-ext-authz.yaml but for the addresses');
   });
 }
+
+t.test('the Kubernetes rules are the example config (the copy cannot drift)', async (t) => {
+  const { loadConfig } = await import('../../src/config/load.js');
+  const strip = (path: string) => readFileSync(join(REPO_ROOT, path), 'utf8').split('\n').filter((line) => !line.startsWith('#')).join('\n');
+  t.equal(strip('deploy/k8s/base/rules/openclaw.yaml'), strip('examples/openclaw.yaml'), 'same rules, comments aside');
+  const compiled = loadConfig(join(REPO_ROOT, 'deploy/k8s/base/rules/openclaw.yaml'));
+  t.same([...compiled.domains.keys()], ['openclaw']);
+});
