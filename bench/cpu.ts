@@ -6,6 +6,28 @@ import { readdirSync, readFileSync } from 'node:fs';
 /** Linux USER_HZ; 100 on every mainstream kernel config. */
 const CLOCK_TICKS_PER_S = 100;
 
+/** CPU ticks of a process plus its direct children (node:cluster workers under --workers N). */
+function treeTicks(pid: number): number {
+  let ticks = processTicks(pid);
+  let entries: string[] = [];
+  try {
+    entries = readdirSync('/proc');
+  } catch {
+    return ticks;
+  }
+  for (const entry of entries) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      if (Number(fields[1]) === pid) ticks += Number(fields[11]) + Number(fields[12]);
+    } catch {
+      // exited meanwhile
+    }
+  }
+  return ticks;
+}
+
 function processTicks(pid: number): number {
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
@@ -59,6 +81,8 @@ export interface CpuShares {
   readonly bench: number;
   /** h2load processes (sampled every 250 ms, so slightly low). */
   readonly h2load: number;
+  /** Everything else on the machine (other people's processes, kernel), percent of one core. */
+  readonly other: number;
   /** Percent of the whole machine left idle. */
   readonly idle: number;
 }
@@ -70,7 +94,7 @@ export interface CpuMeter {
 /** Starts measuring; `stop()` returns the shares since the start. */
 export function startCpuMeter(serverPid: number | undefined, redisPids: readonly number[]): CpuMeter {
   const started = performance.now();
-  const server0 = serverPid === undefined ? Number.NaN : processTicks(serverPid);
+  const server0 = serverPid === undefined ? Number.NaN : treeTicks(serverPid);
   const redis0 = redisPids.map(processTicks);
   const bench0 = process.cpuUsage();
   const machine0 = machineTicks();
@@ -86,13 +110,16 @@ export function startCpuMeter(serverPid: number | undefined, redisPids: readonly
       for (const [pid, ticks] of h2last) h2 += ticks - (h2start.get(pid) ?? 0);
       const seconds = (performance.now() - started) / 1000;
       const pct = (ticks: number): number => (100 * ticks) / CLOCK_TICKS_PER_S / seconds;
-      const server = serverPid === undefined ? Number.NaN : pct(processTicks(serverPid) - server0);
+      const server = serverPid === undefined ? Number.NaN : pct(treeTicks(serverPid) - server0);
       const redis = redisPids.reduce((sum, pid, i) => sum + processTicks(pid) - (redis0[i] ?? 0), 0);
       const benchUsage = process.cpuUsage(bench0);
       const machine = machineTicks();
       const busy = machine.busy - machine0.busy;
       const idle = machine.idle - machine0.idle;
+      const ours = [server, redisPids.length === 0 ? 0 : pct(redis), (100 * (benchUsage.user + benchUsage.system)) / 1e6 / seconds, pct(h2)]
+        .reduce((a, b) => a + (Number.isFinite(b) ? b : 0), 0);
       return {
+        other: Math.max(0, pct(busy) - ours),
         server,
         redis: redisPids.length === 0 ? Number.NaN : pct(redis),
         bench: (100 * (benchUsage.user + benchUsage.system)) / 1e6 / seconds,

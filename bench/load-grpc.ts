@@ -23,6 +23,8 @@ export interface GrpcLoadOptions {
   readonly tmpDir: string;
   /** Record per-request latencies (the measured run; not the warm-up). */
   readonly measure: boolean;
+  /** Called right before the load processes start. */
+  readonly onStart?: () => void;
 }
 
 /** h2load processes, connections each, streams per connection. 2x2x16 = 64 in flight. */
@@ -75,6 +77,7 @@ async function h2loadRun(options: GrpcLoadOptions): Promise<LoadResult> {
   const logs = bodies.paths.map((_, i) => join(options.tmpDir, `${name}-${i}.log`));
   try {
     const url = `http://127.0.0.1:${options.port}${options.path}`;
+    options.onStart?.();
     const runs = await Promise.all(bodies.paths.map((data, i) => runCommand('h2load', [
       '-c', String(H2LOAD_CONNECTIONS), '-m', String(H2LOAD_STREAMS), '-t', '1',
       '-D', `${Math.round(options.seconds * 1000)}ms`,
@@ -129,6 +132,7 @@ interface ClientLoadOutput {
 async function grpcjsRun(options: GrpcLoadOptions): Promise<LoadResult> {
   // The fallback builds the same requests itself, in its own process.
   const script = new URL('./grpc-client-load.ts', import.meta.url).pathname;
+  options.onStart?.();
   const child = spawnChild('grpc-client-load', process.execPath, [
     '--import', 'tsx', script,
     '--port', String(options.port), '--path', options.path, '--shape', options.shape,

@@ -11,6 +11,8 @@ export interface HttpLoadOptions {
   readonly path: string;
   readonly shape: Shape;
   readonly seconds: number;
+  /** Called when load starts (after autocannon's setup, which takes seconds for 10,000 requests). */
+  readonly onStart?: () => void;
 }
 
 /**
@@ -33,15 +35,18 @@ function requestsFor(shape: Shape): autocannon.Request[] {
 }
 
 export async function httpLoad(options: HttpLoadOptions): Promise<LoadResult> {
-  const result = await autocannon({
-    url: `http://127.0.0.1:${options.port}${options.path}`,
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    connections: AUTOCANNON_CONNECTIONS,
-    pipelining: 1,
-    duration: options.seconds,
-    timeout: 10,
-    requests: requestsFor(options.shape),
+  const result = await new Promise<autocannon.Result>((resolve, reject) => {
+    const instance = autocannon({
+      url: `http://127.0.0.1:${options.port}${options.path}`,
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      connections: AUTOCANNON_CONNECTIONS,
+      pipelining: 1,
+      duration: options.seconds,
+      timeout: 10,
+      requests: requestsFor(options.shape),
+    }, (error, done) => (error ? reject(error instanceof Error ? error : new Error(String(error))) : resolve(done)));
+    instance.on('start', () => options.onStart?.());
   });
   const statuses: Record<string, number> = {};
   for (const [code, stat] of Object.entries(result.statusCodeStats ?? {})) statuses[code] = stat.count ?? 0;

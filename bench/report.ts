@@ -5,6 +5,7 @@ import { cpus, totalmem } from 'node:os';
 import type { CpuShares } from './cpu.js';
 import type { LoadResult } from './load-result.js';
 import type { CommandDelta } from './redis-procs.js';
+import { STORE_ERRORS, total } from './server-metrics.js';
 import type { Shape } from './workload.js';
 
 export type Api = 'http' | 'rls' | 'authz';
@@ -47,19 +48,13 @@ export function errorCount(row: Row): number {
   if (r === undefined) return 0;
   let errors = r.errors;
   if (row.kind === 'ours' && row.outcomes !== undefined) {
-    let decided = 0;
-    for (const v of row.outcomes.values()) decided += v;
-    errors = Math.max(errors, r.responses - decided);
+    errors = Math.max(errors, r.responses - total(row.outcomes));
   }
   return errors;
 }
 
 function decisionsFor(row: Row): number {
-  if (row.outcomes !== undefined) {
-    let decided = 0;
-    for (const v of row.outcomes.values()) decided += v;
-    return decided;
-  }
+  if (row.outcomes !== undefined) return total(row.outcomes);
   return (row.result?.responses ?? 0) - (row.result?.errors ?? 0);
 }
 
@@ -91,12 +86,13 @@ function notes(row: Row): string {
   const parts: string[] = [];
   if (row.error !== undefined) parts.push(`FAILED: ${row.error.replace(/\s+/g, ' ').slice(0, 300)}`);
   if (row.outcomes !== undefined && row.outcomes.size > 0) {
-    let decided = 0;
-    for (const v of row.outcomes.values()) decided += v;
+    const decided = total(row.outcomes);
     const over = (row.outcomes.get('over_limit') ?? 0) + (row.outcomes.get('shadow_over_limit') ?? 0);
     if (over > 0) parts.push(`${((100 * over) / decided).toFixed(0)}% over_limit`);
     const failed = row.outcomes.get('store_failure') ?? 0;
     if (failed > 0) parts.push(`${failed} store_failure`);
+    const storeErrors = row.outcomes.get(STORE_ERRORS) ?? 0;
+    if (storeErrors > 0) parts.push(`**${storeErrors} Redis call errors (deadline/breaker: local fallback decided)**`);
   }
   const denied = row.result?.statuses['429'];
   if (row.kind === 'peer' && denied !== undefined && denied > 0) parts.push(`${denied} × 429`);
@@ -107,7 +103,7 @@ function notes(row: Row): string {
   }
   if (row.cpu !== undefined) {
     const c = row.cpu;
-    parts.push(`cpu srv ${fmt(c.server)}%${Number.isFinite(c.redis) ? ` redis ${fmt(c.redis)}%` : ''} bench ${fmt(c.bench)}%${c.h2load > 0 ? ` h2load ${fmt(c.h2load)}%` : ''} idle ${fmt(c.idle)}% of machine`);
+    parts.push(`cpu % of a core: srv ${fmt(c.server)}${Number.isFinite(c.redis) ? `, redis ${fmt(c.redis)}` : ''}, bench ${fmt(c.bench)}${c.h2load > 0 ? `, h2load ${fmt(c.h2load)}` : ''}, other procs ${fmt(c.other)}; machine idle ${fmt(c.idle)}%`);
   }
   return parts.join('; ');
 }
@@ -171,7 +167,9 @@ export function targetChecks(rows: readonly Row[]): TargetCheck[] {
     if (row.error !== undefined || !Number.isFinite(perDecision)) {
       checks.push({ name, pass: undefined, detail: `no result (${row.error ?? 'no commandstats'})` });
     } else {
-      checks.push({ name, pass: perDecision <= ROUND_TRIP_TOLERANCE, detail: `${perDecision.toFixed(3)} script calls, ${commandsPerDecision(row).toFixed(3)} commands per decision` });
+      const storeErrors = row.outcomes?.get(STORE_ERRORS) ?? 0;
+      const caveat = storeErrors > 0 ? ` (caveat: ${storeErrors} Redis call errors, some decisions were local)` : '';
+      checks.push({ name, pass: perDecision <= ROUND_TRIP_TOLERANCE, detail: `${perDecision.toFixed(3)} script calls, ${commandsPerDecision(row).toFixed(3)} commands (incl. in-script) per decision${caveat}` });
     }
   }
   for (const api of ['http', 'rls'] as const) {

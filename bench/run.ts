@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { startCpuMeter } from './cpu.js';
+import { startCpuMeter, type CpuMeter } from './cpu.js';
 import { AUTHZ_PATH, RLS_PATH, authzRequest, rlsRequest } from './grpc-messages.js';
 import { grpcLoad, hasH2load, H2LOAD_CONNECTIONS, H2LOAD_PROCS, H2LOAD_STREAMS, GRPCJS_CONCURRENCY } from './load-grpc.js';
 import { AUTOCANNON_CONNECTIONS, httpLoad } from './load-http.js';
@@ -17,7 +17,7 @@ import { installCleanup, runCommand, stopAll } from './procs.js';
 import { clusterCommandStats, commandDelta, redisVersion, startRedisCluster, startSingleRedis, type RedisDeployment } from './redis-procs.js';
 import { checkLines, machineInfo, machineLines, table, targetChecks, writeBenchmarksMd, type Api, type Row, type Store } from './report.js';
 import { outcomeDelta, scrapeDecisions } from './server-metrics.js';
-import { startBareServer, startOurServer, type ServerUnderTest } from './servers.js';
+import { EXTRA_SERVER_ARGS, startBareServer, startOurServer, type ServerUnderTest } from './servers.js';
 import { checkBody, clientKey, type Shape } from './workload.js';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
@@ -76,10 +76,10 @@ async function probeGrpcRow(server: ServerUnderTest, api: Api): Promise<void> {
   if (!probe.ok) throw new Error(`probe call: ${probe.detail}`);
 }
 
-async function load(server: ServerUnderTest, api: Api, shape: Shape, seconds: number, measure: boolean): Promise<LoadResult> {
+async function load(server: ServerUnderTest, api: Api, shape: Shape, seconds: number, measure: boolean, onStart?: () => void): Promise<LoadResult> {
   if (api === 'http') {
     if (server.httpPort === undefined) throw new Error('no HTTP port');
-    return httpLoad({ port: server.httpPort, path: '/v1/check', shape, seconds });
+    return httpLoad({ port: server.httpPort, path: '/v1/check', shape, seconds, ...(onStart ? { onStart } : {}) });
   }
   if (server.grpcPort === undefined) throw new Error('no gRPC port');
   return grpcLoad({
@@ -87,6 +87,7 @@ async function load(server: ServerUnderTest, api: Api, shape: Shape, seconds: nu
     path: api === 'authz' ? AUTHZ_PATH : RLS_PATH,
     encode: api === 'authz' ? authzRequest : rlsRequest,
     shape, seconds, tmpDir: tmp, measure,
+    ...(onStart ? { onStart } : {}),
   });
 }
 
@@ -99,9 +100,11 @@ async function measure(r: Row, server: ServerUnderTest, redis: RedisDeployment |
     await load(server, r.api, r.shape, warmS, false);
     const countsBefore = server.kind === 'ours' && server.httpPort !== undefined ? await scrapeDecisions(server.httpPort) : undefined;
     const statsBefore = redis === undefined ? undefined : await clusterCommandStats(redis.masterPorts);
-    const meter = startCpuMeter(server.pid, redis?.pids ?? []);
-    r.result = await load(server, r.api, r.shape, measureS, true);
-    r.cpu = meter.stop();
+    let meter: CpuMeter | undefined;
+    r.result = await load(server, r.api, r.shape, measureS, true, () => {
+      meter = startCpuMeter(server.pid, redis?.pids ?? []);
+    });
+    r.cpu = meter?.stop();
     if (redis !== undefined && statsBefore !== undefined) r.redis = commandDelta(statsBefore, await clusterCommandStats(redis.masterPorts));
     if (countsBefore !== undefined && server.httpPort !== undefined) r.outcomes = outcomeDelta(countsBefore, await scrapeDecisions(server.httpPort));
     if (server.exited()) r.error = `${server.name} exited during the run:\n${server.output()}`;
@@ -205,6 +208,7 @@ async function main(): Promise<void> {
     `- Every process on this one machine: the server under test (one node process), Redis, and the load generator share the cores,`,
     `  so connection counts are modest: HTTP autocannon ${AUTOCANNON_CONNECTIONS} connections (Node API, in the bench process);`,
     `  gRPC ${h2 ? `h2load ${H2LOAD_PROCS} processes × ${H2LOAD_CONNECTIONS} connections × ${H2LOAD_STREAMS} streams` : `grpc-js client (fallback, h2load missing), ${GRPCJS_CONCURRENCY} calls in flight`}.`,
+    `- Our server: \`node dist/main.js serve --log-level warn ${EXTRA_SERVER_ARGS.join(' ')}\` (one process unless BENCH_SERVER_ARGS says otherwise).`,
     `- ${warmS} s warm-up + ${measureS} s measured per row; 10,000 api_keys at 1000/s each round-robin ("spread");`,
     `  "attack" = 90% of requests on one key limited to 10/s, 10% spread.`,
     '',

@@ -4,12 +4,20 @@
 
 export type OutcomeCounts = Map<string, number>;
 
-/** Sum of ratelimit_decisions_total by outcome; throws when /metrics is unreachable. */
+/** Pseudo-outcome carrying ratelimit_store_errors_total (failed Redis calls), not a decision. */
+export const STORE_ERRORS = '#store_errors';
+
+/** Sum of ratelimit_decisions_total by outcome, plus STORE_ERRORS; throws when /metrics is unreachable. */
 export async function scrapeDecisions(httpPort: number): Promise<OutcomeCounts> {
   const response = await fetch(`http://127.0.0.1:${httpPort}/metrics`);
   const text = await response.text();
   const counts: OutcomeCounts = new Map();
   for (const line of text.split('\n')) {
+    if (line.startsWith('ratelimit_store_errors_total')) {
+      const value = Number(line.slice(line.lastIndexOf(' ') + 1));
+      if (Number.isFinite(value)) counts.set(STORE_ERRORS, (counts.get(STORE_ERRORS) ?? 0) + value);
+      continue;
+    }
     if (!line.startsWith('ratelimit_decisions_total{')) continue;
     const outcome = /outcome="([^"]*)"/.exec(line)?.[1] ?? '?';
     const value = Number(line.slice(line.lastIndexOf(' ') + 1));
@@ -29,6 +37,6 @@ export function outcomeDelta(before: OutcomeCounts, after: OutcomeCounts): Outco
 
 export function total(counts: OutcomeCounts): number {
   let sum = 0;
-  for (const value of counts.values()) sum += value;
+  for (const [outcome, value] of counts) if (outcome !== STORE_ERRORS) sum += value;
   return sum;
 }

@@ -17,6 +17,9 @@ export interface ServerUnderTest {
 
 const START_TIMEOUT_MS = 20000;
 
+/** BENCH_SERVER_ARGS: extra flags for our server (e.g. "--workers 2"), split on spaces. */
+export const EXTRA_SERVER_ARGS = (process.env.BENCH_SERVER_ARGS ?? '').split(' ').filter((a) => a !== '');
+
 function wrap(child: Child, kind: ServerUnderTest['kind'], ports: { httpPort?: number; grpcPort?: number }): ServerUnderTest {
   return {
     name: child.name,
@@ -39,6 +42,7 @@ export async function startOurServer(root: string, storeArgs: string[]): Promise
     '--host', '127.0.0.1', '--http-port', String(httpPort), '--grpc-port', String(grpcPort),
     '--log-level', 'warn',
     ...storeArgs,
+    ...EXTRA_SERVER_ARGS,
   ], { cwd: root });
   const server = wrap(child, 'ours', { httpPort, grpcPort });
   try {
