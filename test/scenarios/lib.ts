@@ -24,6 +24,9 @@ export const DOMAIN = 'scenario';
  * - `path=/rating` → `api_key` (nested) 3/hour — scenario 2
  * - `short` 5/second, burst 5 — scenario 4 (key expiry)
  * - `small` 5/hour — scenario 6 (local fallback), and "fresh key" checks
+ * - `busy` 200/second — load that keeps reaching Redis (scenarios 5, 7): a denial is
+ *   remembered by the sidecar's over-limit cache and answered without Redis until a
+ *   token is back, so a load on an exhausted 10/hour key would never touch Redis.
  */
 export const CONFIG_YAML = [
   `domain: ${DOMAIN}`,
@@ -39,6 +42,8 @@ export const CONFIG_YAML = [
   '    rate_limit: { unit: second, requests_per_unit: 5, burst: 5 }',
   '  - key: small',
   '    rate_limit: { unit: hour, requests_per_unit: 5 }',
+  '  - key: busy',
+  '    rate_limit: { unit: second, requests_per_unit: 200 }',
   'http:',
   '  descriptors:',
   '    - [ { request_headers: { header_name: x-api-key, descriptor_key: api_key } } ]',

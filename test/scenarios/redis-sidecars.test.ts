@@ -9,7 +9,7 @@
  *  7. NOSCRIPT after SCRIPT FLUSH on every master: no failed decision, exact enforcement after.
  */
 import tap from 'tap';
-import { startRedisCluster } from '../helpers/redis.js';
+import { startRedisCluster, type RedisNode } from '../helpers/redis.js';
 import {
   burst, check, findKeys, flat, metric, sleep, startSidecar, statuses, tally, until, warmUp, writeConfig,
   type Answer, type Descriptor, type Sidecar,
@@ -146,18 +146,21 @@ await tap.test('7. NOSCRIPT after SCRIPT FLUSH on every master while a sidecar s
   const loops = [0, 1].map(async (loop) => {
     let i = 0;
     while (!stop) {
-      answers.push(await check(loop === 0 ? strict : sidecars[1]!, [flat('api_key', `s7-load-${loop}-${i++ % 20}`)]));
+      answers.push(await check(loop === 0 ? strict : sidecars[1]!, [flat('busy', `s7-load-${i++ % 20}`)]));
       await sleep(5);
     }
   });
   await sleep(500);
   const masters = (await cluster.topology()).filter((n) => n.role === 'master' && n.node.running);
   t.equal(masters.length, 3, 'three masters');
+  for (const { node } of masters) await node.cli('CONFIG', 'RESETSTAT');
   for (const { node } of masters) t.equal(await node.cli('SCRIPT', 'FLUSH'), 'OK', `SCRIPT FLUSH on :${node.port}`);
   await sleep(1_000);
   stop = true;
   await Promise.all(loops);
   t.ok(answers.length > 20, `${answers.length} decisions during the flush`);
+  const noscript = await noscriptErrors(masters.map((m) => m.node));
+  t.ok(noscript > 0, `the flush was noticed: Redis answered NOSCRIPT ${noscript} times (INFO errorstats)`);
   const counts = tally(answers);
   t.same(Object.keys(counts).filter((s) => s !== '200' && s !== '429'), [],
     `no failed decision: ${JSON.stringify(counts)} ${JSON.stringify(answers.filter((a) => a.status !== 200 && a.status !== 429))}`);
@@ -173,3 +176,13 @@ await tap.test('7. NOSCRIPT after SCRIPT FLUSH on every master while a sidecar s
   const left = await check(strict, [flat('small', 's7-pair', 0)]);
   t.equal(statuses(left)[0]?.limit_remaining, 2, `the 5/hour bucket of the other slot lost exactly 3: ${JSON.stringify(left.body)}`);
 });
+
+/** Sum of `errorstat_NOSCRIPT:count=N` over the nodes (Redis ≥ 6.2). */
+async function noscriptErrors(nodes: RedisNode[]): Promise<number> {
+  let total = 0;
+  for (const node of nodes) {
+    const match = /errorstat_NOSCRIPT:count=(\d+)/.exec(await node.cli('INFO', 'errorstats'));
+    total += match === null ? 0 : Number(match[1]);
+  }
+  return total;
+}
