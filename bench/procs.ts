@@ -1,7 +1,10 @@
 // Child processes of the bench: spawned here, all stopped at the end, on
 // Ctrl-C and on a crash, so no redis-server or server outlives a run.
 import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer, connect } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 
 export interface Child {
   readonly name: string;
@@ -54,6 +57,20 @@ export async function stopAll(): Promise<void> {
   await Promise.all([...children].map((child) => stopChild(child)));
 }
 
+const tempDirs = new Set<string>();
+
+/** A fresh directory under the OS temp dir, removed by removeTempDir or at exit. */
+export function makeTempDir(prefix: string): string {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  tempDirs.add(dir);
+  return dir;
+}
+
+export function removeTempDir(dir: string): void {
+  rmSync(dir, { recursive: true, force: true });
+  tempDirs.delete(dir);
+}
+
 /** Last-resort synchronous kill, for process 'exit' where nothing async runs. */
 function killAllNow(): void {
   for (const child of children) {
@@ -63,6 +80,7 @@ function killAllNow(): void {
       // already gone
     }
   }
+  for (const dir of tempDirs) rmSync(dir, { recursive: true, force: true });
 }
 
 let installed = false;

@@ -1,9 +1,6 @@
 // redis-server processes for the bench: one single node and one 3-master
 // cluster (no replicas), on free loopback ports in temp dirs, no persistence.
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { freePorts, runCommand, sleep, spawnChild, stopChild, waitForPort, type Child } from './procs.js';
+import { freePorts, makeTempDir, removeTempDir, runCommand, sleep, spawnChild, stopChild, waitForPort, type Child } from './procs.js';
 
 export interface RedisDeployment {
   /** What to pass to our server: ['--redis', url] or ['--redis-cluster', list]. */
@@ -28,7 +25,7 @@ function startNode(port: number, dir: string, cluster: boolean): Child {
 
 /** A single redis-server. Throws when it cannot start. */
 export async function startSingleRedis(): Promise<RedisDeployment> {
-  const dir = mkdtempSync(join(tmpdir(), 'rl-bench-redis-'));
+  const dir = makeTempDir('rl-bench-redis-');
   const [port] = await freePorts(1);
   if (port === undefined) throw new Error('no free port');
   const node = startNode(port, dir, false);
@@ -36,7 +33,7 @@ export async function startSingleRedis(): Promise<RedisDeployment> {
     await waitForPort(port, REDIS_START_TIMEOUT_MS, node);
   } catch (error: unknown) {
     await stopChild(node);
-    rmSync(dir, { recursive: true, force: true });
+    removeTempDir(dir);
     throw error;
   }
   return {
@@ -45,19 +42,19 @@ export async function startSingleRedis(): Promise<RedisDeployment> {
     pids: node.proc.pid === undefined ? [] : [node.proc.pid],
     async stop() {
       await stopChild(node);
-      rmSync(dir, { recursive: true, force: true });
+      removeTempDir(dir);
     },
   };
 }
 
 /** Three cluster-enabled masters joined with `redis-cli --cluster create`; waits for cluster_state:ok. */
 export async function startRedisCluster(masters = 3): Promise<RedisDeployment> {
-  const dir = mkdtempSync(join(tmpdir(), 'rl-bench-cluster-'));
+  const dir = makeTempDir('rl-bench-cluster-');
   const ports = await freePorts(masters, true);
   const nodes = ports.map((port) => startNode(port, dir, true));
   const stop = async (): Promise<void> => {
     await Promise.all(nodes.map((node) => stopChild(node)));
-    rmSync(dir, { recursive: true, force: true });
+    removeTempDir(dir);
   };
   try {
     await Promise.all(ports.map((port, i) => waitForPort(port, REDIS_START_TIMEOUT_MS, nodes[i])));

@@ -2,8 +2,6 @@
 // Starts every server and Redis itself (loopback, free ports), measures each
 // row (warm-up, then a bounded measured run), prints the table and the
 // issue's target checks, and rewrites BENCHMARKS.md's generated section.
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -13,7 +11,7 @@ import { grpcLoad, hasH2load, H2LOAD_CONNECTIONS, H2LOAD_PROCS, H2LOAD_STREAMS, 
 import { AUTOCANNON_CONNECTIONS, httpLoad } from './load-http.js';
 import type { LoadResult } from './load-result.js';
 import { probeGrpc } from './probe.js';
-import { installCleanup, runCommand, stopAll } from './procs.js';
+import { installCleanup, makeTempDir, removeTempDir, runCommand, stopAll } from './procs.js';
 import { clusterCommandStats, commandDelta, redisVersion, startRedisCluster, startSingleRedis, type RedisDeployment } from './redis-procs.js';
 import { checkLines, machineInfo, machineLines, table, targetChecks, writeBenchmarksMd, type Api, type Row, type Store } from './report.js';
 import { outcomeDelta, scrapeDecisions } from './server-metrics.js';
@@ -32,10 +30,10 @@ if (!Number.isFinite(measureS) || measureS <= 0) throw new Error(`BENCH_DURATION
 const only = values.only?.split(',').filter((s) => s !== '');
 const wanted = (id: string): boolean => only === undefined || only.some((s) => id.includes(s));
 
-const tmp = mkdtempSync(join(tmpdir(), 'rl-bench-'));
+const tmp = makeTempDir('rl-bench-');
 installCleanup(async () => {
   await stopAll();
-  rmSync(tmp, { recursive: true, force: true });
+  removeTempDir(tmp);
 });
 
 const rows: Row[] = [];
@@ -227,5 +225,5 @@ try {
   await main();
 } finally {
   await stopAll();
-  rmSync(tmp, { recursive: true, force: true });
+  removeTempDir(tmp);
 }
