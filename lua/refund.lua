@@ -1,3 +1,4 @@
+#!lua flags=allow-cross-slot-keys
 --[[
 refund.lua: gives back tokens that token-bucket.lua took for a request that
 was denied by another slot group (Redis Cluster, keys spread over slots).
@@ -10,15 +11,17 @@ decremented while it is still the window that was charged. Under-admission
 between the take and this refund is accepted; over-admission is not possible
 because nothing is added beyond what this request took.
 
-KEYS[i]   full key of op i (every key carries the same {hash tag})
-ARGV      7 values per op; op i starts at ARGV[(i-1)*7 + 1]:
-  +1 algorithm        'token_bucket' | 'fixed_window'
-  +2 tickUs
-  +3 refillPerTick
-  +4 levelPerToken
-  +5 capacityLevel
-  +6 cost             tokens taken by that op
-  +7 stateTsUs        fixed_window: the window start that was charged
+KEYS[1]   one of the keys, for routing only (declared keys must share a slot)
+ARGV      8 values per op; op i starts at ARGV[(i-1)*8 + 1]:
+  +1 key              full key of the op (all served by this node: the flag
+                      above lets one call touch several slots of one node)
+  +2 algorithm        'token_bucket' | 'fixed_window'
+  +3 tickUs
+  +4 refillPerTick
+  +5 levelPerToken
+  +6 capacityLevel
+  +7 cost             tokens taken by that op
+  +8 stateTsUs        fixed_window: the window start that was charged
 Returns the number of keys changed.
 ]]
 
@@ -30,9 +33,9 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local changed = 0
 
-for i = 1, #KEYS do
-  local key = KEYS[i]
-  local base = (i - 1) * 7
+for i = 1, #ARGV / 8 do
+  local base = (i - 1) * 8 + 1
+  local key = ARGV[base]
   local cost = tonumber(ARGV[base + 6])
   local v = redis.call('GET', key)
   local l, ts

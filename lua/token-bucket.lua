@@ -1,33 +1,47 @@
+#!lua flags=allow-cross-slot-keys
 --[[
-token-bucket.lua: decides one batch of bucket ops atomically (all keys in one
-Redis Cluster slot). Mirrors `evaluate` + `batchCommits` of src/core/bucket.ts
-exactly; change both together.
+token-bucket.lua: decides several independent batches of bucket ops, each
+atomically and all-or-nothing, in one call. Concurrent requests are coalesced
+into one call per Redis node (src/store/script-batcher.ts); a batch is one
+request's ops on this node. Mirrors `evaluate` + `batchCommits` of
+src/core/bucket.ts exactly; change both together.
 
-KEYS[i]   full key of op i (every key carries the same {hash tag})
-ARGV      9 values per op; op i starts at ARGV[(i-1)*9 + 1]:
-  +1 algorithm        'token_bucket' | 'fixed_window'
-  +2 tickUs           micro-seconds per refill tick
-  +3 refillPerTick    level added per tick (0 = requests_per_unit 0: always over)
-  +4 levelPerToken    level units per token
-  +5 capacityLevel    burst * levelPerToken
-  +6 unitUs           unit length in micro-seconds (fixed_window alignment)
-  +7 requestsPerUnit  fixed_window maximum count
-  +8 cost             tokens to take; 0 = check only
-  +9 shadow           '1' = never denies the batch
+The flag allow-cross-slot-keys (Redis >= 7.0) lets one call touch keys of
+several slots, as long as this node serves them all: the caller groups keys by
+node, declares ONE of them in KEYS (declared keys must share a slot; Redis
+routes and checks the call by it) and passes every key in ARGV. A key served
+elsewhere makes the call fail, never a wrong decision.
+
+KEYS[1]   one of the keys, for routing only
+ARGV[1]   B, the number of batches
+ARGV[2 .. B+1]  the number of ops in each batch
+then 10 values per op, op i (counting over all batches) at ARGV[B + 1 + (i-1)*10 + 1]:
+  +1 key              full key of the op
+  +2 algorithm        'token_bucket' | 'fixed_window'
+  +3 tickUs           micro-seconds per refill tick
+  +4 refillPerTick    level added per tick (0 = requests_per_unit 0: always over)
+  +5 levelPerToken    level units per token
+  +6 capacityLevel    burst * levelPerToken
+  +7 unitUs           unit length in micro-seconds (fixed_window alignment)
+  +8 requestsPerUnit  fixed_window maximum count
+  +9 cost             tokens to take; 0 = check only
+  +10 shadow          '1' = never denies the batch
 State per key: the string "<level>:<tsUs>" (integers, written with %.0f so
 large numbers never turn into 1.7e+15). A missing key is a full bucket / an
 empty window.
 
-Time: redis TIME only (scripts replicate by effects in Redis 7).
-Ops on the same key see each other's tentative take, in order.
+Time: redis TIME only (scripts replicate by effects in Redis 7), read once:
+every batch of the call is decided at the same instant.
+Batches are decided in order; a batch sees what earlier batches committed, and
+ops on the same key within a batch see each other's tentative take.
 
-The batch commits when every non-shadow op is allowed; then each allowed op's
-next state is written with SET .. PX ttl (ttl >= 1 ms), or DEL when the bucket
-is full again / the window is empty. Otherwise nothing is written.
+A batch commits when every non-shadow op in it is allowed; then each allowed
+op's next state is written with SET .. PX ttl (ttl >= 1 ms), or DEL when the
+bucket is full again / the window is empty. Otherwise the batch writes nothing.
 
-Returns { committed(0|1), nowUs,
-          then 7 integers per op: allowed(0|1), remaining, resetUs, retryAfterUs,
-          untakenRemaining, untakenResetUs, stateTsUs }
+Returns { nowUs, then for each batch: committed(0|1),
+          then 7 integers per op of the batch: allowed(0|1), remaining, resetUs,
+          retryAfterUs, untakenRemaining, untakenResetUs, stateTsUs }
   remaining/resetUs are the outcome if the batch commits (the op took its
   tokens); untaken* are the outcome when nothing is taken (batch not
   committed); stateTsUs is the `ts` written for this op (fixed_window: its
@@ -41,16 +55,22 @@ end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 
--- key -> { level, ts } or false (no state); loaded once, updated tentatively
+-- key -> { level, ts } or false (no state), as committed so far in this call
+local stored = {}
+-- key -> tentative state of the batch being decided
 local states = {}
 local function load(key)
   local s = states[key]
   if s ~= nil then return s end
-  s = false
-  local v = redis.call('GET', key)
-  if v then
-    local l, ts = string.match(v, '^(%d+):(%d+)$')
-    if l then s = { tonumber(l), tonumber(ts) } end
+  s = stored[key]
+  if s == nil then
+    s = false
+    local v = redis.call('GET', key)
+    if v then
+      local l, ts = string.match(v, '^(%d+):(%d+)$')
+      if l then s = { tonumber(l), tonumber(ts) } end
+    end
+    stored[key] = s
   end
   states[key] = s
   return s
@@ -126,50 +146,59 @@ local function fixed_window(a, base, state)
   return allowed, math.max(0, max - after), reset, retry, math.max(0, max - count), reset, nxt, reset
 end
 
-local out = { 0, now }
-local committed = true
-local writes = {}      -- key -> { next, ttlUs } of the last allowed op on that key
-local order = {}       -- keys in first-write order
-for i = 1, #KEYS do
-  local key = KEYS[i]
-  local base = (i - 1) * 9
-  local state = load(key)
-  local allowed, rem, reset, retry, urem, ureset, nxt, ttl
-  if ARGV[base + 1] == 'fixed_window' then
-    allowed, rem, reset, retry, urem, ureset, nxt, ttl = fixed_window(ARGV, base, state)
-  else
-    allowed, rem, reset, retry, urem, ureset, nxt, ttl = token_bucket(ARGV, base, state)
-  end
-  local ts = 0
-  if allowed then
-    if writes[key] == nil then order[#order + 1] = key end
-    writes[key] = { nxt, ttl }
-    states[key] = nxt
-    if nxt then ts = nxt[2] end
-  elseif ARGV[base + 9] ~= '1' then
-    committed = false
-  end
-  local n = #out
-  out[n + 1] = allowed and 1 or 0
-  out[n + 2] = rem
-  out[n + 3] = reset
-  out[n + 4] = retry
-  out[n + 5] = urem
-  out[n + 6] = ureset
-  out[n + 7] = ts
-end
-
-if committed then
-  out[1] = 1
-  for _, key in ipairs(order) do
-    local w = writes[key]
-    local nxt = w[1]
-    if nxt then
-      local ttl_ms = math.max(1, ceil_div(w[2], 1000))
-      redis.call('SET', key, string.format('%.0f:%.0f', nxt[1], nxt[2]), 'PX', string.format('%.0f', ttl_ms))
+local batches = tonumber(ARGV[1])
+local out = { now }
+local first = 1              -- number of the batch's first op
+for b = 1, batches do
+  local count = tonumber(ARGV[1 + b])
+  local committed = true
+  local writes = {}          -- key -> { next, ttlUs } of the last allowed op on that key
+  local order = {}           -- keys in first-write order
+  states = {}
+  local at = #out + 1
+  out[at] = 0
+  for i = first, first + count - 1 do
+    local base = batches + 1 + (i - 1) * 10 + 1   -- ARGV[base] is the key, ARGV[base + 1] the algorithm
+    local key = ARGV[base]
+    local state = load(key)
+    local allowed, rem, reset, retry, urem, ureset, nxt, ttl
+    if ARGV[base + 1] == 'fixed_window' then
+      allowed, rem, reset, retry, urem, ureset, nxt, ttl = fixed_window(ARGV, base, state)
     else
-      redis.call('DEL', key)
+      allowed, rem, reset, retry, urem, ureset, nxt, ttl = token_bucket(ARGV, base, state)
+    end
+    local ts = 0
+    if allowed then
+      if writes[key] == nil then order[#order + 1] = key end
+      writes[key] = { nxt, ttl }
+      states[key] = nxt
+      if nxt then ts = nxt[2] end
+    elseif ARGV[base + 9] ~= '1' then
+      committed = false
+    end
+    local n = #out
+    out[n + 1] = allowed and 1 or 0
+    out[n + 2] = rem
+    out[n + 3] = reset
+    out[n + 4] = retry
+    out[n + 5] = urem
+    out[n + 6] = ureset
+    out[n + 7] = ts
+  end
+  if committed then
+    out[at] = 1
+    for _, key in ipairs(order) do
+      local w = writes[key]
+      local nxt = w[1]
+      stored[key] = nxt
+      if nxt then
+        local ttl_ms = math.max(1, ceil_div(w[2], 1000))
+        redis.call('SET', key, string.format('%.0f:%.0f', nxt[1], nxt[2]), 'PX', string.format('%.0f', ttl_ms))
+      else
+        redis.call('DEL', key)
+      end
     end
   end
+  first = first + count
 end
 return out

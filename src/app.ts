@@ -80,6 +80,12 @@ export async function startApp(settings: Settings, logger: Logger): Promise<Runn
       log({ state, previous, policy: settings.onStoreFailure }, `redis circuit ${state}`);
     });
     store = redisStore;
+    // Answering before Redis is connected would let the failure policy decide
+    // the first requests after every restart; wait a little, but start anyway.
+    if (!(await redisStore.waitUntilConnected(settings.redisConnectWaitMs))) {
+      logger.warn({ waitedMs: settings.redisConnectWaitMs, policy: settings.onStoreFailure },
+        'redis not reachable yet; serving with the store-failure policy until it is');
+    }
   }
 
   const limiter = new Limiter({

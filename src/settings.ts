@@ -19,6 +19,7 @@ export const FLAGS = {
   'redis-tls-servername': { type: 'string', help: 'TLS server name (SNI) to expect' },
   'redis-tls-insecure': { type: 'boolean', help: 'do not verify the Redis certificate (testing only)' },
   'redis-timeout-ms': { type: 'string', default: '50', help: 'deadline of one Redis call' },
+  'redis-connect-wait-ms': { type: 'string', default: '3000', help: 'at start, wait this long for Redis before listening (then start anyway)' },
   'redis-key-prefix': { type: 'string', default: 'rl:', help: 'prefix of every Redis key' },
   'on-store-failure': { type: 'string', default: 'local', help: 'local | allow | deny when Redis fails' },
   'fallback-divisor': { type: 'string', default: '1', help: 'divide limits by N in local fallback (N = replicas)' },
@@ -63,6 +64,7 @@ export interface Settings {
   redisTlsInsecure: boolean;
   redisTimeoutMs: number;
   redisKeyPrefix: string;
+  redisConnectWaitMs: number;
   onStoreFailure: StoreFailurePolicy;
   fallbackDivisor: number;
   trustedProxies: string[];
@@ -165,6 +167,7 @@ export function resolveSettings(flags: Raw, env: NodeJS.ProcessEnv): Settings {
     redisTlsInsecure: bool('redis-tls-insecure'),
     redisTimeoutMs: int('redis-timeout-ms', 1, 60_000),
     redisKeyPrefix: get('redis-key-prefix') ?? 'rl:',
+    redisConnectWaitMs: int('redis-connect-wait-ms', 0, 600_000),
     onStoreFailure: oneOf('on-store-failure', ['local', 'allow', 'deny'] as const),
     fallbackDivisor: int('fallback-divisor', 1, 10_000),
     trustedProxies: list('trusted-proxies') ?? [],

@@ -12,19 +12,19 @@ export interface RedisScript {
   readonly lua: string;
   /** SHA1 of `lua`, as EVALSHA and SCRIPT LOAD use it. */
   readonly sha: string;
-  /** ARGV values per KEYS entry. */
-  readonly argsPerKey: number;
+  /** ARGV values per op (its key included). */
+  readonly argsPerOp: number;
 }
 
-function load(name: string, file: string, argsPerKey: number): RedisScript {
+function load(name: string, file: string, argsPerOp: number): RedisScript {
   const lua = readFileSync(new URL(`../../lua/${file}`, import.meta.url), 'utf8');
-  return Object.freeze({ name, lua, sha: createHash('sha1').update(lua).digest('hex'), argsPerKey });
+  return Object.freeze({ name, lua, sha: createHash('sha1').update(lua).digest('hex'), argsPerOp });
 }
 
-/** Decides one slot group of a batch; see the header of lua/token-bucket.lua. */
-export const TOKEN_BUCKET_SCRIPT = load('rlTokenBucket', 'token-bucket.lua', 9);
-/** Gives back what a committed slot group took when another group denied; lua/refund.lua. */
-export const REFUND_SCRIPT = load('rlRefund', 'refund.lua', 7);
+/** Decides batches of ops on one node; see the header of lua/token-bucket.lua. */
+export const TOKEN_BUCKET_SCRIPT = load('rlTokenBucket', 'token-bucket.lua', 10);
+/** Gives back what a committed node group took when another group denied; lua/refund.lua. */
+export const REFUND_SCRIPT = load('rlRefund', 'refund.lua', 8);
 
-/** Values returned per op by lua/token-bucket.lua, after `committed` and `nowUs`. */
+/** Values returned per op by lua/token-bucket.lua, after a batch's `committed` flag. */
 export const TOKEN_BUCKET_FIELDS_PER_OP = 7;

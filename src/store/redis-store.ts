@@ -3,12 +3,15 @@
  * sidecar enforces one global limit.
  *
  * One round trip per decision. On a single node the whole batch is one atomic
- * lua/token-bucket.lua call. In a Cluster, a request's ops are grouped by
- * `slotTag` (equal tags share a hash slot, see core/keys.ts), each group is
- * decided by one atomic call, and all groups are sent at once.
+ * lua/token-bucket.lua batch. In a Cluster, a request's ops are grouped by the
+ * master node that serves their slots (computed from each key, see
+ * cluster-slot.ts); each group is one atomic batch on that node, and all
+ * groups are sent at once. Concurrent requests are coalesced: the batches
+ * for one node in one event-loop turn travel in one script call
+ * (script-batcher.ts), so a busy sidecar makes far fewer calls than decisions.
  *
  * All-or-nothing across groups (Cluster only): a group only commits when all its non-shadow
- * ops are allowed, but groups on different slots cannot see each other. When
+ * ops are allowed, but groups on different nodes cannot see each other. When
  * one group does not commit while others did, the request is denied and the
  * committed groups' takes are given back by lua/refund.lua (a second round
  * trip on that denial path only). Between the take and the give-back other
@@ -35,13 +38,17 @@ import type { BucketOp, BucketOutcome, LimitSpec } from '../core/types.js';
 import { StoreCallError, errorMessage } from '../errors.js';
 import { CircuitBreaker } from './circuit-breaker.js';
 import type { BreakerListener, BreakerState, CircuitBreakerOptions } from './circuit-breaker.js';
+import { clusterSlot } from './cluster-slot.js';
 import { REFUND_SCRIPT, TOKEN_BUCKET_FIELDS_PER_OP, TOKEN_BUCKET_SCRIPT } from './redis-scripts.js';
+import { ScriptBatcher, type ScriptCall } from './script-batcher.js';
 import type { Store, StoreHealth } from './store.js';
 
 export const REDIS_DEADLINE_MS = 50;
 export const DEFAULT_KEY_PREFIX = 'rl:';
 const CONNECT_TIMEOUT_MS = 1_000;
 const CLOSE_TIMEOUT_MS = 1_000;
+/** How often an open breaker is probed with PING (it lets a probe through after its cool-down). */
+const PROBE_INTERVAL_MS = 250;
 const RECONNECT_STEP_MS = 100;
 const RECONNECT_MAX_MS = 1_000;
 const ERROR_LOG_INTERVAL_MS = 10_000;
@@ -94,9 +101,10 @@ export interface RedisStore extends Store {
   readonly breakerState: BreakerState;
   /** Follows the breaker (closed/open/half_open), e.g. for the fallback gauge. */
   onStateChange(listener: BreakerListener): () => void;
+  /** Resolves true once connected, or false after `timeoutMs` (the store keeps connecting). */
+  waitUntilConnected(timeoutMs: number): Promise<boolean>;
 }
 
-type ScriptCall = (...args: (string | number)[]) => Promise<unknown>;
 type Client = (Redis | Cluster) & Record<string, unknown>;
 
 const SILENT_LOGGER: StoreLogger = { info() {}, warn() {}, error() {} };
@@ -127,6 +135,7 @@ class RedisStoreImpl implements RedisStore {
   private readonly breaker: CircuitBreaker;
   private readonly logger: StoreLogger;
   private readonly limitArgs = new WeakMap<LimitSpec, readonly string[]>();
+  private readonly batcher: ScriptBatcher;
   private closed = false;
   private lastError = '';
   private lastErrorLogMs = -Infinity;
@@ -147,8 +156,16 @@ class RedisStoreImpl implements RedisStore {
     for (const script of [TOKEN_BUCKET_SCRIPT, REFUND_SCRIPT]) {
       this.client.defineCommand(script.name, { lua: script.lua });
     }
+    const tokenBucket = (this.client[TOKEN_BUCKET_SCRIPT.name] as ScriptCall).bind(this.client);
+    this.batcher = new ScriptBatcher(tokenBucket, TOKEN_BUCKET_FIELDS_PER_OP);
     this.client.on('error', (error: unknown) => this.noteError(error, 'redis connection error'));
     this.client.on('ready', () => this.logger.info({ mode: this.mode }, 'redis store connected'));
+    // While the breaker is open, probe in the background: a sidecar that is
+    // unready (policy deny) gets no traffic, so decisions alone would never
+    // find out that Redis is back.
+    this.breaker.onStateChange((state) => {
+      if (state === 'open') this.startProbing();
+    });
     this.client.on('end', () => {
       if (!this.closed) this.logger.warn({ mode: this.mode }, 'redis store connection ended');
     });
@@ -161,6 +178,42 @@ class RedisStoreImpl implements RedisStore {
 
   onStateChange(listener: BreakerListener): () => void {
     return this.breaker.onStateChange(listener);
+  }
+
+  private probeTimer: NodeJS.Timeout | undefined;
+
+  private startProbing(): void {
+    if (this.probeTimer !== undefined || this.closed) return;
+    this.probeTimer = setInterval(() => {
+      if (this.closed || this.breaker.state === 'closed') {
+        clearInterval(this.probeTimer);
+        this.probeTimer = undefined;
+        return;
+      }
+      if (!this.breaker.tryAcquire()) return;
+      withDeadline(this.client.ping(), this.timeoutMs, 'PING').then(
+        () => this.breaker.success(),
+        (error: unknown) => {
+          this.lastError = errorMessage(error);
+          this.breaker.failure();
+        },
+      );
+    }, PROBE_INTERVAL_MS);
+    this.probeTimer.unref();
+  }
+
+  waitUntilConnected(timeoutMs: number): Promise<boolean> {
+    if (this.client.status === 'ready') return Promise.resolve(true);
+    return new Promise<boolean>((resolve) => {
+      const done = (connected: boolean): void => {
+        clearTimeout(timer);
+        this.client.off('ready', onReady);
+        resolve(connected);
+      };
+      const onReady = (): void => done(true);
+      const timer = setTimeout(() => done(false), timeoutMs);
+      this.client.on('ready', onReady);
+    });
   }
 
   async apply(ops: readonly BucketOp[]): Promise<BucketOutcome[]> {
@@ -194,6 +247,7 @@ class RedisStoreImpl implements RedisStore {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    clearInterval(this.probeTimer);
     try {
       await withDeadline(this.client.quit(), CLOSE_TIMEOUT_MS, 'QUIT');
     } catch {
@@ -204,8 +258,8 @@ class RedisStoreImpl implements RedisStore {
 
   private async decide(ops: readonly BucketOp[], startedMs: number): Promise<BucketOutcome[]> {
     // A single node has no slots to respect: the whole batch is one atomic call.
-    const groups = this.mode === 'single' ? [ops.map((_, i) => i)] : groupBySlot(ops);
-    const calls = groups.map((indices) => this.runGroup(ops, indices));
+    const groups = this.mode === 'single' ? SINGLE_NODE_GROUP(ops) : groupByNode(ops, (this.client as unknown as Cluster).slots);
+    const calls = groups.map(({ node, indices }) => this.runGroup(ops, node, indices));
     if (calls.length === 1) {
       const only = await withDeadline(calls[0]!, this.timeoutMs, 'token-bucket script');
       return toOutcomes(ops, [only], only.committed);
@@ -236,21 +290,21 @@ class RedisStoreImpl implements RedisStore {
     return toOutcomes(ops, results, committed);
   }
 
-  private async runGroup(ops: readonly BucketOp[], indices: number[]): Promise<GroupResult> {
-    const args: (string | number)[] = [indices.length];
-    for (const i of indices) args.push(ops[i]!.key);
+  private async runGroup(ops: readonly BucketOp[], node: string, indices: number[]): Promise<GroupResult> {
+    const argv: string[] = [];
     for (const i of indices) {
       const op = ops[i]!;
-      args.push(...this.argsOf(op.limit), String(op.cost), op.shadow ? '1' : '0');
+      argv.push(op.key);
+      for (const value of this.argsOf(op.limit)) argv.push(value);
+      argv.push(String(op.cost), op.shadow ? '1' : '0');
     }
-    const reply = await (this.client[TOKEN_BUCKET_SCRIPT.name] as ScriptCall)(...args);
+    const reply = await this.batcher.submit(node, indices.length, ops[indices[0]!]!.key, argv);
     return parseGroupReply(reply, indices);
   }
 
   private async refund(ops: readonly BucketOp[], committed: readonly GroupResult[]): Promise<void> {
     const calls: Promise<unknown>[] = [];
     for (const group of committed) {
-      const keys: string[] = [];
       const argv: string[] = [];
       group.indices.forEach((i, k) => {
         const op = ops[i]!;
@@ -258,13 +312,11 @@ class RedisStoreImpl implements RedisStore {
         if (!allowed || op.cost <= 0) return;
         const { algorithm, tickUs, refillPerTick, levelPerToken, capacityLevel } = op.limit;
         const stateTs = group.fields[k * TOKEN_BUCKET_FIELDS_PER_OP + 6]!;
-        keys.push(op.key);
-        argv.push(algorithm, String(tickUs), String(refillPerTick), String(levelPerToken),
+        argv.push(op.key, algorithm, String(tickUs), String(refillPerTick), String(levelPerToken),
           String(capacityLevel), String(op.cost), String(stateTs));
       });
-      if (keys.length > 0) {
-        calls.push((this.client[REFUND_SCRIPT.name] as ScriptCall)(keys.length, ...keys, ...argv));
-      }
+      // One routing key in KEYS (declared keys must share a slot); every key is in ARGV.
+      if (argv.length > 0) calls.push((this.client[REFUND_SCRIPT.name] as ScriptCall)(1, argv[0]!, ...argv));
     }
     await Promise.all(calls);
   }
@@ -292,25 +344,41 @@ class RedisStoreImpl implements RedisStore {
   }
 }
 
-function groupBySlot(ops: readonly BucketOp[]): number[][] {
-  const first = ops[0]!.slotTag;
-  if (ops.every((op) => op.slotTag === first)) return [ops.map((_, i) => i)];
-  const groups = new Map<string, number[]>();
-  ops.forEach((op, i) => {
-    const group = groups.get(op.slotTag);
-    if (group === undefined) groups.set(op.slotTag, [i]);
-    else group.push(i);
-  });
-  return [...groups.values()];
+interface NodeGroup {
+  /** The master serving these keys ("host:port"), or "slot:N" before the slot map is known. */
+  node: string;
+  indices: number[];
 }
 
-function parseGroupReply(reply: unknown, indices: number[]): GroupResult {
-  const expected = 2 + indices.length * TOKEN_BUCKET_FIELDS_PER_OP;
-  if (!Array.isArray(reply) || reply.length !== expected || !reply.every((v) => typeof v === 'number')) {
-    throw new StoreCallError(`redis: unexpected token-bucket script reply (${String(reply).slice(0, 80)})`);
-  }
-  const values = reply as number[];
-  return { committed: values[0] === 1, indices, fields: values.slice(2) };
+function SINGLE_NODE_GROUP(ops: readonly BucketOp[]): NodeGroup[] {
+  return [{ node: 'single', indices: ops.map((_, i) => i) }];
+}
+
+/**
+ * Groups a request's ops by the master that serves each key's slot, per the
+ * client's slot map. A stale map costs a failed call (Redis refuses a key it
+ * does not serve), never a wrong decision.
+ */
+function groupByNode(ops: readonly BucketOp[], slots: readonly (readonly string[] | undefined)[]): NodeGroup[] {
+  const nodeOf = (op: BucketOp): string => {
+    const slot = clusterSlot(op.key);
+    return slots[slot]?.[0] ?? `slot:${slot}`;
+  };
+  const first = nodeOf(ops[0]!);
+  const nodes = ops.map((op, i) => (i === 0 ? first : nodeOf(op)));
+  if (nodes.every((node) => node === first)) return [{ node: first, indices: ops.map((_, i) => i) }];
+  const groups = new Map<string, number[]>();
+  nodes.forEach((node, i) => {
+    const group = groups.get(node);
+    if (group === undefined) groups.set(node, [i]);
+    else group.push(i);
+  });
+  return [...groups].map(([node, indices]) => ({ node, indices }));
+}
+
+/** A batch reply as ScriptBatcher delivers it (already checked): [committed, nowUs, ...fields]. */
+function parseGroupReply(reply: readonly number[], indices: number[]): GroupResult {
+  return { committed: reply[0] === 1, indices, fields: reply.slice(2) };
 }
 
 function toOutcomes(ops: readonly BucketOp[], results: readonly GroupResult[], committed: boolean): BucketOutcome[] {
