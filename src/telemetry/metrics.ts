@@ -3,6 +3,16 @@ import type { Api } from '../service.js';
 
 export type Outcome = 'ok' | 'over_limit' | 'shadow_over_limit' | 'store_failure';
 
+/** The metric child for a label set, created once (keys start with the domain, see forgetDomainsExcept). */
+function cachedChild<K, C>(children: Map<K, C>, key: K, create: () => C): C {
+  let child = children.get(key);
+  if (child === undefined) {
+    child = create();
+    children.set(key, child);
+  }
+  return child;
+}
+
 /** Label used for any domain that is not loaded, so request values never become labels. */
 export const UNKNOWN_DOMAIN_LABEL = '_unknown';
 
@@ -72,30 +82,13 @@ export class Metrics {
 
   /** Counts one decision; label children are cached so the hot path does no label hashing. */
   countDecision(domain: string, api: Api, outcome: Outcome, seconds: number): void {
-    const key = `${domain}\u0000${api}\u0000${outcome}`;
-    let child = this.decisionChildren.get(key);
-    if (child === undefined) {
-      child = this.decisions.labels(domain, api, outcome);
-      this.decisionChildren.set(key, child);
-    }
-    child.inc();
-    let duration = this.durationChildren.get(api);
-    if (duration === undefined) {
-      duration = this.decisionDuration.labels(api);
-      this.durationChildren.set(api, duration);
-    }
-    duration.observe(seconds);
+    cachedChild(this.decisionChildren, `${domain}\u0000${api}\u0000${outcome}`, () => this.decisions.labels(domain, api, outcome)).inc();
+    cachedChild(this.durationChildren, api, () => this.decisionDuration.labels(api)).observe(seconds);
   }
 
   /** Counts one descriptor decision of a configured rule (labels from config only). */
   countRule(domain: string, rule: string, outcome: Exclude<Outcome, 'store_failure'>): void {
-    const key = `${domain}\u0000${rule}\u0000${outcome}`;
-    let child = this.ruleChildren.get(key);
-    if (child === undefined) {
-      child = this.ruleDecisions.labels(domain, rule, outcome);
-      this.ruleChildren.set(key, child);
-    }
-    child.inc();
+    cachedChild(this.ruleChildren, `${domain}\u0000${rule}\u0000${outcome}`, () => this.ruleDecisions.labels(domain, rule, outcome)).inc();
   }
 
   /** Forgets cached children of domains no longer loaded (after a reload). */
