@@ -205,22 +205,22 @@ export class Limiter {
 }
 
 /**
- * Outcomes of a request denied by the over-limit cache, or undefined when no
- * enforced op is known to be empty. The denied op reports 0 remaining and the
- * wait; the other ops are not evaluated (nothing is taken from them, as with
- * any denial) and report 0 remaining — the documented cost of skipping the store.
+ * Outcomes of a request the over-limit cache can answer alone, or undefined.
+ * Only when EVERY op of the request is an enforced take (cost >= 1) on a key
+ * known to be empty: then every status is truly OVER_LIMIT with 0 remaining,
+ * and skipping the store changes no reported number. Any other request (a
+ * check-only or shadow op, or one key with tokens) goes to the store.
  */
 function deniedFromCache(cache: OverLimitCache, ops: readonly BucketOp[], nowUs: number): BucketOutcome[] | undefined {
+  const outcomes: BucketOutcome[] = new Array(ops.length);
   for (let i = 0; i < ops.length; i++) {
     const op = ops[i]!;
-    if (op.shadow || op.cost === 0) continue;
+    if (op.shadow || op.cost === 0) return undefined;
     const empty = cache.emptyUntil(op.key, nowUs);
-    if (empty === undefined) continue;
-    const outcomes: BucketOutcome[] = ops.map(() => ({ allowed: true, remaining: 0, resetUs: 0, retryAfterUs: 0 }));
+    if (empty === undefined) return undefined;
     outcomes[i] = { allowed: false, remaining: 0, resetUs: empty.fullAtUs - nowUs, retryAfterUs: empty.untilUs - nowUs };
-    return outcomes;
   }
-  return undefined;
+  return outcomes;
 }
 
 /** A cost-1 denial from the store says: no token until retryAfterUs from now. */

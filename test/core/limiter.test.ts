@@ -199,13 +199,19 @@ t.test('over-limit cache: a key known to be empty is denied without a store call
   t.equal(cache.size, 0, 'the expired entry was dropped');
 });
 
-t.test('over-limit cache: a denial from the cache takes nothing from the other limits', async (t) => {
+t.test('over-limit cache: a request with another limit still asks the store, so every status is true', async (t) => {
   const l = limiter({ cache: new OverLimitCache(100) });
   for (let i = 0; i < 3; i++) await l.decide([d('remote_address', '192.0.2.1')]);
   t.equal((await l.decide([d('remote_address', '192.0.2.1')])).overallCode, 'OVER_LIMIT');
+  const calls = l.memory.calls;
   const both = await l.decide([d('api_key', 'other'), d('remote_address', '192.0.2.1')]);
-  t.match(both.statuses, [{ code: 'OK' }, { code: 'OVER_LIMIT' }]);
-  t.match((await l.decide([{ ...d('api_key', 'other'), hitsAddend: 0 }])).statuses, [{ limitRemaining: 5 }]);
+  t.equal(l.memory.calls, calls + 1, 'not answered from the cache: api_key was not known to be empty');
+  t.match(both.statuses, [{ code: 'OK', limitRemaining: 5 }, { code: 'OVER_LIMIT' }], 'the OK status reports its real remaining');
+  t.match((await l.decide([{ ...d('api_key', 'other'), hitsAddend: 0 }])).statuses, [{ limitRemaining: 5 }], 'the denial took nothing');
+  t.equal(l.memory.calls, calls + 2, 'check-only requests always ask the store');
+  const bothEmpty = await l.decide([d('remote_address', '192.0.2.1'), d('remote_address', '192.0.2.1')]);
+  t.equal(l.memory.calls, calls + 2, 'every op known to be empty: answered from the cache');
+  t.match(bothEmpty.statuses, [{ code: 'OVER_LIMIT', limitRemaining: 0 }, { code: 'OVER_LIMIT', limitRemaining: 0 }]);
 });
 
 t.test('over-limit cache stays bounded', async (t) => {
