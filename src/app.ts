@@ -114,6 +114,7 @@ export async function startApp(settings: Settings, logger: Logger): Promise<Runn
     },
     defaultDomain: settings.defaultDomain,
     canDecideWithoutStore: store === fallbackStore || settings.onStoreFailure !== 'deny',
+    digest: sha256Digest,
   });
 
   const http: FastifyInstance = createHttpServer({

@@ -1,7 +1,8 @@
 import type { CompiledConfig } from './core/config-model.js';
 import { descriptorsFromHttp, type HttpRequestInput } from './core/http-actions.js';
 import type { Limiter } from './core/limiter.js';
-import { checkDecisionRequest, type RequestBounds } from './core/request-bounds.js';
+import type { Digest } from './core/keys.js';
+import { checkDecisionRequest, digestLongValues, type RequestBounds } from './core/request-bounds.js';
 import type { Decision, DecisionRequest, Descriptor } from './core/types.js';
 import { InvalidRequestError } from './errors.js';
 import type { Api, DecisionService } from './service.js';
@@ -17,6 +18,8 @@ export interface DecisionServiceOptions {
   defaultDomain: string | undefined;
   /** Under `local`/`allow` a failing store still leaves the server able to decide. */
   canDecideWithoutStore: boolean;
+  /** Digest for over-long values on the proxy-facing APIs (see digestLongValues). */
+  digest: Digest;
 }
 
 function outcomeOf(decision: Decision): Outcome {
@@ -52,7 +55,10 @@ export class LimiterDecisionService implements DecisionService {
     return descriptorsFromHttp(compiled.httpDescriptors, request).map((entries) => ({ entries }));
   }
 
-  async decide(request: DecisionRequest, api: Api): Promise<Decision> {
+  async decide(asked: DecisionRequest, api: Api): Promise<Decision> {
+    // /v1/check callers build descriptors on purpose: an over-long value is their
+    // bug (400). Elsewhere a client chose it, and an error would fail open.
+    const request = api === 'http_check' ? asked : digestLongValues(asked, this.bounds.maxKeyOrValueBytes, this.options.digest);
     checkDecisionRequest(request, this.bounds);
     const started = performance.now();
     const config = this.options.config();

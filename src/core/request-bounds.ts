@@ -1,5 +1,6 @@
 import { InvalidRequestError } from '../errors.js';
-import type { DecisionRequest } from './types.js';
+import type { Digest } from './keys.js';
+import type { DecisionRequest, Descriptor } from './types.js';
 
 export interface RequestBounds {
   maxDescriptors: number;
@@ -72,4 +73,29 @@ export function checkDecisionRequest(request: DecisionRequest, bounds: RequestBo
       checkText(entry.value, `descriptors[${i}].entries[${j}].value`, bounds.maxKeyOrValueBytes);
     }
   }
+}
+
+/**
+ * Replaces every descriptor value longer than `maxBytes` by `#` + a digest of
+ * it. For the proxy-facing APIs (RLS, ext_authz, forward auth), whose values a
+ * client chose (an x-api-key header): rejecting the request would make Envoy
+ * or NGINX fail open and skip EVERY limit, including the per-address one. The
+ * digest keeps one bucket per distinct value, so nothing is shared or lost.
+ * Returns the request itself when nothing is too long (the usual case).
+ */
+export function digestLongValues(request: DecisionRequest, maxBytes: number, digest: Digest): DecisionRequest {
+  let descriptors: Descriptor[] | undefined;
+  for (let i = 0; i < request.descriptors.length; i++) {
+    const descriptor = request.descriptors[i]!;
+    for (let j = 0; j < descriptor.entries.length; j++) {
+      const { key, value } = descriptor.entries[j]!;
+      if (value.length * 3 <= maxBytes || utf8Length(value) <= maxBytes) continue;
+      descriptors ??= [...request.descriptors];
+      const current = descriptors[i]!;
+      const entries = current === descriptor ? [...descriptor.entries] : current.entries;
+      entries[j] = { key, value: `#${digest(value)}` };
+      descriptors[i] = { ...current, entries };
+    }
+  }
+  return descriptors === undefined ? request : { ...request, descriptors };
 }

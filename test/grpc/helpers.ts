@@ -1,5 +1,5 @@
 // Shared test scaffolding: a controllable DecisionService and real-socket clients.
-import { checkDecisionRequest } from '../../src/core/request-bounds.js';
+import { checkDecisionRequest, digestLongValues } from '../../src/core/request-bounds.js';
 import * as grpc from '@grpc/grpc-js';
 import type { HttpRequestInput } from '../../src/core/http-actions.js';
 import type { Decision, DecisionRequest, Descriptor, DescriptorStatus } from '../../src/core/types.js';
@@ -37,8 +37,10 @@ export class FakeDecisionService implements DecisionService {
     return this.httpDescriptors;
   }
 
-  async decide(request: DecisionRequest, api: Api): Promise<Decision> {
-    // The DecisionService contract: bounds and shape are checked here, as the real one does.
+  async decide(asked: DecisionRequest, api: Api): Promise<Decision> {
+    // The DecisionService contract, as the real one: over-long values from the
+    // proxy-facing APIs are digested; bounds and shape are checked.
+    const request = api === 'http_check' ? asked : digestLongValues(asked, this.bounds.maxKeyOrValueBytes, (v) => `digest-of-${v.length}`);
     checkDecisionRequest(request, this.bounds);
     this.decideCalls.push({ request, api });
     return this.answer(request);

@@ -60,11 +60,17 @@ t.test('ShouldRateLimit', async (t) => {
     const wide = Array.from({ length: 17 }, (_, i) => ['k' + i, 'v'] as [string, string]);
     r = await call(h.rls, SHOULD, rlsRequest('d', [wide]));
     t.match(r.error?.details, /^descriptors\[0\]\.entries: at most 16/);
-    r = await call(h.rls, SHOULD, rlsRequest('d', [[['k', 'v'.repeat(4097)]]]));
-    t.match(r.error?.details, /^descriptors\[0\]\.entries\[0\]\.value: longer than 4096 bytes/);
     r = await call(h.rls, SHOULD, rlsRequest('d', [[['é'.repeat(2049), 'v']]]));
     t.match(r.error?.details, /^descriptors\[0\]\.entries\[0\]\.key: longer than 4096 bytes/, 'bytes, not characters');
     t.equal(service.decideCalls.length, 0);
+  });
+
+  t.test('an over-long VALUE is decided under its digest, not rejected (a rejection would make Envoy fail open)', async (t) => {
+    service.decideCalls = [];
+    const r = await call(h.rls, SHOULD, rlsRequest('d', [[['api_key', 'v'.repeat(5000)]], [['remote_address', '192.0.2.1']]]));
+    t.equal(r.error, null);
+    t.equal(service.decideCalls.length, 1, 'decided');
+    t.same(service.decideCalls[0]!.request.descriptors.map((d) => d.entries[0]!.value), ['#digest-of-5000', '192.0.2.1']);
   });
 
   t.test('the request-level hits_addend is passed through (0 included)', async (t) => {

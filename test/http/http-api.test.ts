@@ -135,3 +135,18 @@ t.test('unknown routes are a JSON 404', async (t) => {
   t.equal(response.status, 404);
   t.match(await response.json(), { error: { code: 'RL_ERR_NOT_FOUND' } });
 });
+
+t.test('regression: an over-long client header must not bypass the limits (it made NGINX/Envoy fail open)', async (t) => {
+  const longKey = 'k'.repeat(5000);
+  const nginx = (key: string) => fetch(`${server.url}/v1/auth/nginx`, {
+    headers: { 'x-original-uri': '/x', 'x-real-ip': '203.0.113.77', 'x-api-key': key },
+  });
+  const statuses: number[] = [];
+  for (let i = 0; i < 4; i++) statuses.push((await nginx(longKey)).status);
+  t.same(statuses, [200, 200, 200, 403], 'the long key gets its own bucket (3/minute) and is limited');
+  t.equal((await nginx(`${longKey}-other`)).status, 200, 'another long key is another bucket');
+  t.equal((await nginx(`${longKey}-third`)).status, 200, 'the address has used 5 of 5 (the denial took nothing)');
+  t.equal((await nginx(`${longKey}-fourth`)).status, 403, 'and the per-address limit still applies to all of them');
+  const check = await fetch(`${server.url}/v1/check`, { method: 'POST', body: JSON.stringify({ descriptors: [{ entries: [{ key: 'api_key', value: longKey }] }] }) });
+  t.equal(check.status, 400, '/v1/check, whose callers build descriptors on purpose, still rejects it');
+});
