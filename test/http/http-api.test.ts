@@ -150,3 +150,11 @@ t.test('regression: an over-long client header must not bypass the limits (it ma
   const check = await fetch(`${server.url}/v1/check`, { method: 'POST', body: JSON.stringify({ descriptors: [{ entries: [{ key: 'api_key', value: longKey }] }] }) });
   t.equal(check.status, 400, '/v1/check, whose callers build descriptors on purpose, still rejects it');
 });
+
+t.test('regression: big client headers on forward auth are decided, not refused with 431', async (t) => {
+  const headers: Record<string, string> = { 'x-real-ip': '203.0.113.88', 'x-api-key': 'big-headers' };
+  for (let i = 0; i < 4; i++) headers[`x-padding-${i}`] = 'p'.repeat(7000);
+  const response = await fetch(`${server.url}/v1/auth/nginx`, { headers });
+  t.equal(response.status, 200);
+  t.equal(response.headers.get('x-ratelimit-remaining'), '2');
+});

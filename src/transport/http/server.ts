@@ -76,6 +76,7 @@ function headerText(request: FastifyRequest, name: string): string | undefined {
 }
 
 const AUTH_PREFIX = '/v1/auth';
+const MAX_HEADER_BYTES = 64 * 1024;
 
 /**
  * The request a forward-auth call stands for: X-Original-URI/-Method (NGINX),
@@ -111,6 +112,10 @@ export function createHttpServer(options: HttpServerOptions): FastifyInstance {
     return503OnClosing: true,
     // Envoy and NGINX keep connections open; keep them a little longer than they do.
     keepAliveTimeout: 75_000,
+    // Forward auth carries the client's headers. Node's default (16 KiB) would
+    // answer 431 to a client with big headers, which NGINX turns into a 500 and
+    // fail-open; Envoy caps request headers at 60 KiB by default.
+    http: { maxHeaderSize: MAX_HEADER_BYTES },
   });
 
   // Bodies are read as text and decoded by us, so every problem names its field
