@@ -130,3 +130,13 @@ t.test('SIGTERM: in-flight requests finish, then exit 0', async (t) => {
   t.match(server.output(), /"stopped"/);
   t.ok(readFileSync(example, 'utf8').length > 0);
 });
+
+t.test('regression: SIGTERM exits even when stdout is a closed pipe (serve | head -1)', async (t) => {
+  const server = await spawnServer(['--config', example]);
+  server.child.stdout!.destroy(); // the reader goes away: every later log line meets EPIPE
+  await new Promise((resolve) => setTimeout(resolve, 100));
+  server.child.kill('SIGTERM');
+  const code = await Promise.race([server.exited, new Promise((resolve) => setTimeout(() => resolve('still running after 5 s'), 5_000))]);
+  if (code === 'still running after 5 s') server.child.kill('SIGKILL');
+  t.equal(code, 0);
+});
