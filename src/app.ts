@@ -6,7 +6,7 @@ import { OverLimitCache } from './core/over-limit-cache.js';
 import { DEFAULT_REQUEST_BOUNDS } from './core/request-bounds.js';
 import { ConfigWatcher } from './config/watch.js';
 import { LimiterDecisionService } from './decision-service.js';
-import { errorMessage } from './errors.js';
+import { ConfigError, errorMessage } from './errors.js';
 import type { Settings } from './settings.js';
 import { monotonicClockUs } from './store/clock.js';
 import { MemoryStore } from './store/memory-store.js';
@@ -43,6 +43,10 @@ export async function startApp(settings: Settings, logger: Logger): Promise<Runn
   const watcher = new ConfigWatcher(settings.config, {
     onReload: (config: CompiledConfig, reason: string) => {
       metrics.configReloads.inc({ result: 'success' });
+      if (settings.defaultDomain !== undefined && !config.domains.has(settings.defaultDomain)) {
+        logger.warn({ defaultDomain: settings.defaultDomain, domains: [...config.domains.keys()] },
+          'the reloaded config has no --default-domain: requests without a domain are not limited');
+      }
       metrics.configDomains.set(config.domains.size);
       metrics.forgetDomainsExcept(new Set(config.domains.keys()));
       logger.info({ reason, domains: [...config.domains.keys()] }, 'config reloaded');
@@ -55,6 +59,12 @@ export async function startApp(settings: Settings, logger: Logger): Promise<Runn
   const config = (): CompiledConfig => watcher.current();
   const initial = watcher.current();
   metrics.configDomains.set(initial.domains.size);
+  if (settings.defaultDomain !== undefined && !initial.domains.has(settings.defaultDomain)) {
+    watcher.close();
+    // A typo here would silently turn limiting off (unknown domain = OK).
+    throw new ConfigError(settings.config, '',
+      `--default-domain "${settings.defaultDomain}" is not a loaded domain (loaded: ${[...initial.domains.keys()].join(', ')})`);
+  }
 
   const fallbackStore = new MemoryStore({ maxKeys: settings.memoryMaxKeys });
   let store: Store = fallbackStore;
@@ -133,7 +143,10 @@ export async function startApp(settings: Settings, logger: Logger): Promise<Runn
     const address = http.server.address();
     const httpPort = typeof address === 'object' && address !== null ? address.port : settings.httpPort;
     logger.info(
-      { httpPort, grpcPort, store: store.kind, onStoreFailure: settings.onStoreFailure, domains: [...initial.domains.keys()] },
+      {
+        httpPort, grpcPort, store: store.kind, onStoreFailure: settings.onStoreFailure,
+        domains: [...initial.domains.keys()], defaultDomain: settings.defaultDomain, shadow: settings.shadow,
+      },
       'openclaw-ratelimit listening',
     );
     return {

@@ -61,6 +61,9 @@ t.test('usage errors exit 2 and say why', async (t) => {
   const start = run(['serve', '--config', badConfig, '--http-port', '0', '--grpc-port', '0']);
   t.equal(start.code, 2, 'an invalid config at start-up is fatal with exit 2');
   t.match(start.stderr, /broken\.yaml/);
+  const typo = run(['serve', '--config', example, '--default-domain', 'opencalw', '--http-port', '0', '--grpc-port', '0']);
+  t.equal(typo.code, 2, 'regression: a --default-domain that is not loaded would silently turn limiting off');
+  t.match(typo.stderr, /--default-domain "opencalw" is not a loaded domain \(loaded: openclaw\)/);
 });
 
 t.test('--help lists every flag with its RL_* variable', async (t) => {
