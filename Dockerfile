@@ -1,7 +1,8 @@
 # syntax=docker/dockerfile:1
 # openclaw-ratelimit: build with dev dependencies, run with production ones only.
 #   docker build -t openclaw-ratelimit .
-#   docker run -p 8080:8080 -p 8081:8081 -v $PWD/examples:/etc/openclaw-ratelimit:ro openclaw-ratelimit
+#   docker run -p 8080:8080 -p 8081:8081 openclaw-ratelimit                 # the example rules
+#   docker run -p 8080:8080 -p 8081:8081 -v $PWD/rules:/etc/openclaw-ratelimit:ro openclaw-ratelimit
 
 ARG NODE_IMAGE=node:20-bookworm-slim
 
@@ -22,9 +23,10 @@ COPY --from=build /app/dist/ dist/
 COPY lua/ lua/
 COPY proto/ proto/
 COPY examples/ examples/
-# Default rules: the example, at the path the CLI default below reads (a directory:
-# every *.yaml in it is loaded and watched). Mount your own over it.
-COPY examples/ /etc/openclaw-ratelimit/
+# Default rules: the one example domain, at the path the CLI default below reads (a
+# directory: every *.yaml in it is loaded and watched). Mount your own over it.
+# Only openclaw.yaml: with a second domain, requests naming none would be a 400.
+COPY examples/openclaw.yaml /etc/openclaw-ratelimit/openclaw.yaml
 
 # The image's unprivileged user; nothing under /app is writable by it.
 USER node

@@ -16,20 +16,29 @@ function version(): string {
   return pkg.version;
 }
 
-function checkConfig(path: string | undefined): number {
-  if (path === undefined) {
-    process.stderr.write('check-config: give the config file or directory\n');
+/** Validates each path (file or directory); exit 0 when all are valid, else 2 with every reason. */
+function checkConfig(paths: string[]): number {
+  if (paths.length === 0) {
+    process.stderr.write('check-config: give one or more config files or directories\n');
     return EXIT_USAGE;
   }
-  try {
-    const config = loadConfig(path);
-    const domains = [...config.domains.keys()];
-    process.stdout.write(`${path}: OK (${domains.length} domain${domains.length === 1 ? '' : 's'}: ${domains.join(', ')})\n`);
-    return 0;
-  } catch (error: unknown) {
-    process.stderr.write(`${errorMessage(error)}\n`);
-    return error instanceof ConfigError ? EXIT_USAGE : 1;
+  let code = 0;
+  for (const path of paths) {
+    if (path.startsWith('-')) {
+      process.stderr.write(`check-config: unknown option "${path}" (give paths only)\n`);
+      code = EXIT_USAGE;
+      continue;
+    }
+    try {
+      const config = loadConfig(path);
+      const domains = [...config.domains.keys()];
+      process.stdout.write(`${path}: OK (${domains.length} domain${domains.length === 1 ? '' : 's'}: ${domains.join(', ')})\n`);
+    } catch (error: unknown) {
+      process.stderr.write(`${errorMessage(error)}\n`);
+      code = error instanceof ConfigError ? EXIT_USAGE : (code || 1);
+    }
   }
+  return code;
 }
 
 async function serve(args: string[]): Promise<number> {
@@ -104,7 +113,7 @@ async function main(argv: string[]): Promise<number> {
     case 'serve':
       return serve(rest);
     case 'check-config':
-      return checkConfig(rest[0]);
+      return checkConfig(rest);
     case '--version':
     case 'version':
       process.stdout.write(`${version()}\n`);

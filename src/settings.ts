@@ -192,7 +192,7 @@ export function usage(): string {
     '',
     'Usage:',
     '  openclaw-ratelimit serve --config PATH [flags]',
-    '  openclaw-ratelimit check-config PATH     validate; exit 0, or 2 with the reason',
+    '  openclaw-ratelimit check-config PATH...  validate files/directories; exit 0, or 2 with the reasons',
     '',
     'Flags of serve (each also read from the environment variable shown):',
   ];

@@ -37,7 +37,7 @@ export interface LimiterOptions {
 
 const NO_LIMIT_STATUS: DescriptorStatus = Object.freeze({
   code: 'OK', limit: null, limitRemaining: 0, durationUntilResetMs: 0, retryAfterS: 0, shadowOverLimit: false,
-  rule: undefined,
+  shadow: false, rule: undefined,
 });
 
 const UNLIMITED_STATUS_BASE = { ...NO_LIMIT_STATUS, limitRemaining: UNLIMITED_REMAINING };
@@ -120,6 +120,7 @@ export class Limiter {
         durationUntilResetMs: Math.ceil(outcome.resetUs / 1000),
         retryAfterS: denied ? Math.max(1, Math.ceil(outcome.retryAfterUs / 1_000_000)) : 0,
         shadowOverLimit: denied && op.shadow,
+        shadow: op.shadow,
         rule: rule.id,
       };
       if (status.code === 'OVER_LIMIT') overallCode = 'OVER_LIMIT';

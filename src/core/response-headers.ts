@@ -3,12 +3,13 @@ import type { Decision, DescriptorStatus } from './types.js';
 /**
  * The status the X-RateLimit-* headers describe: on a denial the denied limit
  * that asks the longest wait; otherwise the limited status with the fewest
- * tokens left. undefined when no descriptor matched a limit.
+ * tokens left. Shadow-mode limits are never shown: clients would read limits
+ * that are not enforced. undefined when no enforced limit matched.
  */
 export function mostRestrictiveStatus(decision: Decision): DescriptorStatus | undefined {
   let chosen: DescriptorStatus | undefined;
   for (const status of decision.statuses) {
-    if (status.limit === null) continue;
+    if (status.limit === null || status.shadow) continue;
     if (chosen === undefined) {
       chosen = status;
     } else if (decision.overallCode === 'OVER_LIMIT') {

@@ -90,6 +90,8 @@ export interface DescriptorStatus {
   retryAfterS: number;
   /** True when a shadow-mode limit would have denied this descriptor. */
   shadowOverLimit: boolean;
+  /** The matched limit is in shadow mode (its own or global): evaluated, never enforced. */
+  shadow: boolean;
   /** Metric label of the matched rule (from config, never from request values). */
   rule: string | undefined;
 }

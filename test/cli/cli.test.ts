@@ -42,6 +42,11 @@ t.test('check-config: exit 0 on a good config, 2 with the reason on a bad one', 
   t.match(bad.stderr, /bad\.yaml: descriptors\[0\]\.rate_limit\.unit: .*fortnight/);
   t.equal(run(['check-config', join(dir, 'missing.yaml')]).code, 2);
   t.equal(run(['check-config']).code, 2);
+  const several = run(['check-config', example, badFile]);
+  t.equal(several.code, 2, 'regression: every path is checked, not only the first (check-config rules/*.yaml in CI)');
+  t.match(several.stdout, /openclaw\.yaml: OK/);
+  t.match(several.stderr, /bad\.yaml: descriptors\[0\]\.rate_limit\.unit/);
+  t.equal(run(['check-config', '--config', example]).code, 2, 'an option is a usage error, not a path');
 });
 
 t.test('usage errors exit 2 and say why', async (t) => {

@@ -59,6 +59,7 @@ export function limitedStatus(overrides: Partial<DescriptorStatus> = {}): Descri
     durationUntilResetMs: 6000,
     retryAfterS: 0,
     shadowOverLimit: false,
+    shadow: false,
     rule: 'api_key',
     ...overrides,
   };
@@ -66,7 +67,7 @@ export function limitedStatus(overrides: Partial<DescriptorStatus> = {}): Descri
 
 export function noLimitStatus(limitRemaining = 0): DescriptorStatus {
   return {
-    code: 'OK', limit: null, limitRemaining, durationUntilResetMs: 0, retryAfterS: 0, shadowOverLimit: false, rule: undefined,
+    code: 'OK', limit: null, limitRemaining, durationUntilResetMs: 0, retryAfterS: 0, shadowOverLimit: false, shadow: false, rule: undefined,
   };
 }
 

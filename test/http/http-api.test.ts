@@ -158,3 +158,14 @@ t.test('regression: big client headers on forward auth are decided, not refused 
   t.equal(response.status, 200);
   t.equal(response.headers.get('x-ratelimit-remaining'), '2');
 });
+
+t.test('regression: shadow-mode limits never set the headers clients see', async (t) => {
+  const exampleServer = await startServer({ config: fileURLToPath(new URL('../../examples/openclaw.yaml', import.meta.url)) });
+  t.teardown(() => exampleServer.stop());
+  const hit = () => fetch(`${exampleServer.url}/v1/auth/rating`, { headers: { 'x-api-key': 'shadow-k1', 'x-real-ip': '203.0.113.99' } });
+  let last: Response | undefined;
+  for (let i = 0; i < 8; i++) last = await hit();
+  t.equal(last!.status, 200, 'the shadow 5/s limit never denies');
+  t.equal(last!.headers.get('x-ratelimit-limit'), '20', 'the enforced api_key limit (burst 20), not the shadow one (5)');
+  t.ok(Number(last!.headers.get('x-ratelimit-remaining')) >= 12);
+});
