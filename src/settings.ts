@@ -1,4 +1,5 @@
 import { LOG_LEVELS, type LogLevel } from './telemetry/logger.js';
+import { ClientAddressResolver } from './transport/http/client-address.js';
 import type { StoreFailurePolicy } from './core/limiter.js';
 
 /** Every `serve` flag; each also reads RL_<FLAG_IN_UPPER_SNAKE_CASE>. Flags win over env. */
@@ -145,6 +146,12 @@ export function resolveSettings(flags: Raw, env: NodeJS.ProcessEnv): Settings {
       throw new SettingsError(`--redis-cluster (${envName('redis-cluster')}): "${node}" is not host:port`);
     }
   }
+  const trustedProxies = list('trusted-proxies') ?? [];
+  try {
+    new ClientAddressResolver(trustedProxies);
+  } catch (error: unknown) {
+    throw new SettingsError(`${error instanceof Error ? error.message : String(error)} (${envName('trusted-proxies')})`);
+  }
   const workers = int('workers', 1, 256);
   if (workers > 1 && store !== 'redis') {
     throw new SettingsError('--workers above 1 needs the Redis store: with the memory store each worker would enforce its own limits');
@@ -170,7 +177,7 @@ export function resolveSettings(flags: Raw, env: NodeJS.ProcessEnv): Settings {
     redisConnectWaitMs: int('redis-connect-wait-ms', 0, 600_000),
     onStoreFailure: oneOf('on-store-failure', ['local', 'allow', 'deny'] as const),
     fallbackDivisor: int('fallback-divisor', 1, 10_000),
-    trustedProxies: list('trusted-proxies') ?? [],
+    trustedProxies,
     defaultDomain: get('default-domain'),
     shadow: bool('shadow'),
     responseHeaders: bool('response-headers'),

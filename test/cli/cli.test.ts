@@ -61,6 +61,9 @@ t.test('usage errors exit 2 and say why', async (t) => {
   t.equal(badPolicy.code, 2);
   t.match(badPolicy.stderr, /RL_ON_STORE_FAILURE/);
   t.equal(run(['serve']).code, 2, '--config is required');
+  const badCidr = run(['serve', '--config', example, '--trusted-proxies', '10.0.0.0/33']);
+  t.equal(badCidr.code, 2, 'a bad CIDR is a usage error like any other flag');
+  t.match(badCidr.stderr, /--trusted-proxies: "10\.0\.0\.0\/33" has a bad prefix length/);
   const badConfig = join(dir, 'broken.yaml');
   writeFileSync(badConfig, 'domain: [');
   const start = run(['serve', '--config', badConfig, '--http-port', '0', '--grpc-port', '0']);
