@@ -228,7 +228,7 @@ class RedisStoreImpl implements RedisStore {
       this.breaker.success();
       return outcomes;
     } catch (error: unknown) {
-      this.lastError = errorMessage(error);
+      this.noteError(error, 'redis call failed; the store-failure policy decided');
       this.breaker.failure();
       if (error instanceof StoreCallError) throw error;
       throw new StoreCallError(`redis: ${errorMessage(error)}`, { cause: error });
