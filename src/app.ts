@@ -107,7 +107,8 @@ export async function startApp(settings: Settings, logger: Logger): Promise<Runn
     keyPrefix: settings.redisKeyPrefix,
     digest: sha256Digest,
     onStoreError: () => metrics.storeErrors.inc(),
-    overLimitCache: settings.localCacheSize > 0 ? new OverLimitCache(settings.localCacheSize) : undefined,
+    // It saves store round trips: the memory store has none to save.
+    overLimitCache: store !== fallbackStore && settings.localCacheSize > 0 ? new OverLimitCache(settings.localCacheSize) : undefined,
     clockUs: monotonicClockUs(),
   });
   const service = new LimiterDecisionService({

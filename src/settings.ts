@@ -29,7 +29,7 @@ export const FLAGS = {
   shadow: { type: 'boolean', help: 'global shadow mode: evaluate and count, never deny' },
   'response-headers': { type: 'boolean', help: 'add x-ratelimit-* headers to RateLimitService responses' },
   'memory-max-keys': { type: 'string', default: '1000000', help: 'most buckets kept in memory (LRU beyond)' },
-  'local-cache-size': { type: 'string', default: '100000', help: 'keys known to be empty, denied without a store call; 0 = off' },
+  'local-cache-size': { type: 'string', default: '100000', help: 'Redis store: keys known to be empty, denied without a Redis call; 0 = off' },
   'max-descriptors': { type: 'string', default: '64', help: 'most descriptors in one request' },
   'max-entries': { type: 'string', default: '16', help: 'most entries in one descriptor' },
   'max-value-bytes': { type: 'string', default: '4096', help: 'longest descriptor key or value, bytes' },
