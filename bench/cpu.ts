@@ -6,34 +6,44 @@ import { readdirSync, readFileSync } from 'node:fs';
 /** Linux USER_HZ; 100 on every mainstream kernel config. */
 const CLOCK_TICKS_PER_S = 100;
 
-/** CPU ticks of a process plus its direct children (node:cluster workers under --workers N). */
-function treeTicks(pid: number): number {
-  let ticks = processTicks(pid);
+/** utime + stime of a /proc/<pid>/stat line, and its fields after the command name. */
+function parseStat(stat: string): { fields: string[]; ticks: number } {
+  // Fields after the ")" of the command name: state is field 3; ppid 4; utime 14, stime 15.
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return { fields, ticks: Number(fields[11]) + Number(fields[12]) };
+}
+
+/** Calls `visit` with every running process's pid and stat line (processes may exit meanwhile). */
+function forEachProcess(visit: (pid: number, stat: string) => void): void {
   let entries: string[] = [];
   try {
     entries = readdirSync('/proc');
   } catch {
-    return ticks;
+    return;
   }
   for (const entry of entries) {
     if (!/^\d+$/.test(entry)) continue;
     try {
-      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
-      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      if (Number(fields[1]) === pid) ticks += Number(fields[11]) + Number(fields[12]);
+      visit(Number(entry), readFileSync(`/proc/${entry}/stat`, 'utf8'));
     } catch {
       // exited meanwhile
     }
   }
+}
+
+/** CPU ticks of a process plus its direct children (node:cluster workers under --workers N). */
+function treeTicks(pid: number): number {
+  let ticks = processTicks(pid);
+  forEachProcess((_child, stat) => {
+    const parsed = parseStat(stat);
+    if (Number(parsed.fields[1]) === pid) ticks += parsed.ticks;
+  });
   return ticks;
 }
 
 function processTicks(pid: number): number {
   try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    // Fields after the ")" of the command name: state is field 3; utime 14, stime 15.
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return Number(fields[11]) + Number(fields[12]);
+    return parseStat(readFileSync(`/proc/${pid}/stat`, 'utf8')).ticks;
   } catch {
     return Number.NaN;
   }
@@ -42,23 +52,9 @@ function processTicks(pid: number): number {
 /** CPU ticks of every running h2load process, by pid (they exit before the meter stops, so it samples). */
 function h2loadTicks(): Map<number, number> {
   const ticks = new Map<number, number>();
-  let entries: string[] = [];
-  try {
-    entries = readdirSync('/proc');
-  } catch {
-    return ticks;
-  }
-  for (const entry of entries) {
-    if (!/^\d+$/.test(entry)) continue;
-    try {
-      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
-      if (!stat.includes('(h2load)')) continue;
-      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      ticks.set(Number(entry), Number(fields[11]) + Number(fields[12]));
-    } catch {
-      // exited meanwhile
-    }
-  }
+  forEachProcess((pid, stat) => {
+    if (stat.includes('(h2load)')) ticks.set(pid, parseStat(stat).ticks);
+  });
   return ticks;
 }
 
