@@ -75,6 +75,43 @@ function headerText(request: FastifyRequest, name: string): string | undefined {
   return Array.isArray(value) ? value.join(',') : value;
 }
 
+/** The /v1/check body, for fastify's compiled serializer (faster than JSON.stringify on the hot path). */
+const CHECK_RESPONSE_SCHEMA = {
+  type: 'object',
+  properties: {
+    overall_code: { type: 'string' },
+    statuses: {
+      type: 'array',
+      items: {
+        type: 'object',
+        properties: {
+          code: { type: 'string' },
+          limit: {
+            anyOf: [
+              { type: 'null' },
+              {
+                type: 'object',
+                properties: {
+                  requests_per_unit: { type: 'integer' },
+                  unit: { type: 'string' },
+                  burst: { type: 'integer' },
+                  name: { type: 'string' },
+                },
+                required: ['requests_per_unit', 'unit', 'burst'],
+              },
+            ],
+          },
+          limit_remaining: { type: 'integer' },
+          duration_until_reset_ms: { type: 'integer' },
+          retry_after_s: { type: 'integer' },
+        },
+        required: ['code', 'limit', 'limit_remaining', 'duration_until_reset_ms'],
+      },
+    },
+  },
+  required: ['overall_code', 'statuses'],
+} as const;
+
 const AUTH_PREFIX = '/v1/auth';
 const MAX_HEADER_BYTES = 64 * 1024;
 
@@ -134,7 +171,7 @@ export function createHttpServer(options: HttpServerOptions): FastifyInstance {
     void reply.code(404).send({ error: { code: 'RL_ERR_NOT_FOUND', message: `no route ${request.method} ${request.url}` } });
   });
 
-  app.post('/v1/check', async (request, reply) => {
+  app.post('/v1/check', { schema: { response: { 200: CHECK_RESPONSE_SCHEMA, 429: CHECK_RESPONSE_SCHEMA } } }, async (request, reply) => {
     const raw = typeof request.body === 'string' ? request.body : '';
     if (raw === '') throw new InvalidRequestError('body', 'required: a JSON object with descriptors');
     const body = decodeCheckBody(raw);
