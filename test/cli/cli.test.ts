@@ -97,10 +97,10 @@ t.test('hot reload: a file edit takes effect; a broken edit keeps the old config
   t.teardown(() => server.stop());
   t.equal(await remaining(server.httpUrl), 10);
   writeFileSync(file, limitYaml(20));
-  await waitFor(async () => (await remaining(server.httpUrl)) === 20, 10_000, 'reload after edit');
+  await waitFor('reload after edit', async () => (await remaining(server.httpUrl)) === 20, 10_000);
   t.pass('edit reloaded');
   writeFileSync(file, 'domain: app\ndescriptors: [ { key: a, rate_limit: { unit: parsec } } ]\n');
-  await waitFor(async () => /config_reloads_total\{result="failure"\} [1-9]/.test(await (await fetch(`${server.httpUrl}/metrics`)).text()), 10_000, 'failure counted');
+  await waitFor('failure counted', async () => /config_reloads_total\{result="failure"\} [1-9]/.test(await (await fetch(`${server.httpUrl}/metrics`)).text()), 10_000);
   t.equal(await remaining(server.httpUrl), 20, 'the old config stays in force');
   t.match(server.output(), /config reload failed/);
 });
@@ -113,7 +113,7 @@ t.test('SIGHUP reloads the config', async (t) => {
   // Rewrite with the same mtime-independent content change, then signal.
   writeFileSync(file, limitYaml(40));
   server.child.kill('SIGHUP');
-  await waitFor(async () => (await remaining(server.httpUrl)) === 40, 10_000, 'reload after SIGHUP');
+  await waitFor('reload after SIGHUP', async () => (await remaining(server.httpUrl)) === 40, 10_000);
   t.match(server.output(), /SIGHUP/);
 });
 

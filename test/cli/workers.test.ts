@@ -23,7 +23,7 @@ t.test('--workers 2 on Redis: one limit across workers, aggregated metrics, clea
   // a loaded CI machine can pass 50 ms, and then `local` decides (by design).
   const server = await spawnServer(['--config', config, '--redis', redis.url, '--workers', '2', '--redis-timeout-ms', '2000']);
   t.teardown(() => server.stop('SIGKILL'));
-  await waitFor(() => (server.output().match(/openclaw-ratelimit listening/g) ?? []).length === 2, 15_000, 'both workers');
+  await waitFor('both workers', () => (server.output().match(/openclaw-ratelimit listening/g) ?? []).length === 2, 15_000);
   for (let i = 0; i < 10; i++) {
     const warm = JSON.stringify({ descriptors: [{ entries: [{ key: 'api_key', value: `warm-${i}` }] }] });
     await fetch(`${server.httpUrl}/v1/check`, { method: 'POST', body: warm, headers: { connection: 'close' } });

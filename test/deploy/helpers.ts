@@ -50,23 +50,8 @@ export async function freePort(): Promise<number> {
   });
 }
 
-export const sleep = (ms: number): Promise<void> => new Promise((done) => setTimeout(done, ms));
-
-/** Polls `probe` until it returns true or the deadline passes; then throws with `what`. */
-export async function waitFor(what: string, probe: () => Promise<boolean>, timeoutMs = 15_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  let lastError: unknown;
-  while (Date.now() < deadline) {
-    try {
-      if (await probe()) return;
-    } catch (error: unknown) {
-      lastError = error;
-    }
-    await sleep(100);
-  }
-  const detail = lastError instanceof Error ? `: ${lastError.message}` : '';
-  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${detail}`);
-}
+export { sleep, waitFor } from '../helpers/wait.js';
+import { waitFor } from '../helpers/wait.js';
 
 /** fetch with a deadline, so no test hangs on a stuck peer. */
 export async function get(url: string, headers: Record<string, string> = {}, timeoutMs = 5_000): Promise<Response> {
@@ -145,7 +130,7 @@ export async function startRateLimitServer(
     await waitFor(`openclaw-ratelimit on ${base}/readyz`, async () => {
       if (child.process.exitCode !== null) throw new Error(`server exited with ${child.process.exitCode}: ${child.output()}`);
       return (await get(`${base}/readyz`, {}, 1_000)).status === 200;
-    });
+    }, 15_000);
   } catch (error: unknown) {
     await child.stop('SIGKILL');
     throw error;

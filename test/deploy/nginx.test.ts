@@ -106,7 +106,7 @@ if (!nginxTool.ok && !nginxTool.fail) {
     await waitFor(`nginx on ${edge}`, async () => {
       if (nginx?.process.exitCode !== null) throw new Error(`nginx exited: ${nginx?.output()}`);
       return (await get(`${edge}/nginx-health`, {}, 1_000)).status === 200;
-    });
+    }, 15_000);
     // Process output only in a failing assertion's message, not in every passing one.
     const says = (status: number, expected: number, what: string): string =>
       status === expected ? what : `${what}\nnginx:\n${nginx?.output()}\nopenclaw-ratelimit:\n${ratelimit?.output()}`;

@@ -59,12 +59,4 @@ export async function spawnServer(args: string[], env: NodeJS.ProcessEnv = {}, t
   };
 }
 
-/** Polls `condition` until true or the deadline passes (then throws). */
-export async function waitFor(condition: () => boolean | Promise<boolean>, timeoutMs = 10_000, what = 'condition'): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    if (await condition()) return;
-    await new Promise((resolve) => setTimeout(resolve, 25));
-  }
-  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-}
+export { waitFor } from './wait.js';

@@ -9,11 +9,11 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { sleep, waitFor } from './wait.js';
 
 export const REDIS_SERVER = process.env['REDIS_SERVER'] ?? '/usr/bin/redis-server';
 export const REDIS_CLI = process.env['REDIS_CLI'] ?? 'redis-cli';
 const HOST = '127.0.0.1';
-const START_TIMEOUT_MS = 10_000;
 const CLUSTER_TIMEOUT_MS = 30_000;
 const CLI_TIMEOUT_MS = 5_000;
 
@@ -33,27 +33,7 @@ process.once('exit', () => {
   }
 });
 
-export function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
-
-/** Polls `check` until it returns true; throws after `timeoutMs` naming `what`. */
-export async function waitFor(what: string, check: () => Promise<boolean> | boolean, timeoutMs = START_TIMEOUT_MS, everyMs = 50): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      if (await check()) return;
-    } catch (error: unknown) {
-      last = error;
-    }
-    if (Date.now() > deadline) {
-      const why = last instanceof Error ? `: ${last.message}` : '';
-      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${why}`);
-    }
-    await sleep(everyMs);
-  }
-}
+export { sleep, waitFor } from './wait.js';
 
 /** A TCP port on 127.0.0.1 that was free a moment ago. */
 export function freePort(): Promise<number> {
