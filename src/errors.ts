@@ -1,12 +1,22 @@
-// Errors with stable codes; translated to HTTP/gRPC status in one place per protocol.
+// The one error registry: every error this program throws is a RateLimitError
+// with a stable code from ERROR_CODES. Transports translate them to HTTP and
+// gRPC statuses in one function each (transport/http/server.ts httpError,
+// transport/grpc/grpc-errors.ts toGrpcError); the CLI maps them to exit codes.
 
-export type ErrorCode =
-  | 'RL_ERR_INVALID_REQUEST'
-  | 'RL_ERR_BODY_TOO_LARGE'
-  | 'RL_ERR_UNKNOWN_DOMAIN'
-  | 'RL_ERR_NO_DOMAIN'
-  | 'RL_ERR_STORE_UNAVAILABLE'
-  | 'RL_ERR_CONFIG';
+/** Every code, with what it means for the caller. test/errors.test.ts pins this list. */
+export const ERROR_CODES = {
+  RL_ERR_INVALID_REQUEST: 'a request field is invalid (HTTP 400, gRPC INVALID_ARGUMENT); the message names the field',
+  RL_ERR_BODY_TOO_LARGE: 'the HTTP body is over --max-body-bytes (HTTP 413)',
+  RL_ERR_NOT_FOUND: 'no such HTTP route (404)',
+  RL_ERR_STORE_CALL: 'one store call failed (error, closed connection, deadline); the failure policy decides',
+  RL_ERR_STORE_UNAVAILABLE: 'the store failed under --on-store-failure deny (HTTP 503, gRPC UNAVAILABLE)',
+  RL_ERR_CONFIG: 'a rules file is invalid (exit 2 at start, old config kept on reload)',
+  RL_ERR_SETTINGS: 'a flag or RL_* environment variable is invalid (exit 2)',
+  RL_ERR_LIMIT_SPEC: 'a limit whose numbers cannot be computed exactly in integers',
+  RL_ERR_INTERNAL: 'a bug or a broken installation (HTTP 500, gRPC INTERNAL); logged, details not sent',
+} as const;
+
+export type ErrorCode = keyof typeof ERROR_CODES;
 
 export class RateLimitError extends Error {
   readonly code: ErrorCode;
@@ -20,7 +30,7 @@ export class RateLimitError extends Error {
 /** A request the caller got wrong; `field` names what (e.g. "descriptors[0].entries[1].value"). */
 export class InvalidRequestError extends RateLimitError {
   readonly field: string;
-  constructor(field: string, problem: string, code: ErrorCode = 'RL_ERR_INVALID_REQUEST') {
+  constructor(field: string, problem: string, code: 'RL_ERR_INVALID_REQUEST' | 'RL_ERR_BODY_TOO_LARGE' = 'RL_ERR_INVALID_REQUEST') {
     super(code, `${field}: ${problem}`);
     this.field = field;
   }
@@ -33,11 +43,17 @@ export class StoreUnavailableError extends RateLimitError {
   }
 }
 
-/** A store backend call failed (timeout, connection, script error). */
-export class StoreCallError extends Error {
-  constructor(message: string, options?: { cause?: unknown }) {
-    super(message, options);
-    this.name = 'StoreCallError';
+/**
+ * One store backend call failed: an error reply, a closed connection, or a
+ * deadline that Redis (not this process's busy event loop) missed.
+ * `countsAsFailure` is false for refusals that are not news about Redis
+ * (an open circuit breaker, a closed store): the breaker must not count them.
+ */
+export class StoreCallError extends RateLimitError {
+  readonly countsAsFailure: boolean;
+  constructor(message: string, options?: { cause?: unknown; countsAsFailure?: boolean }) {
+    super('RL_ERR_STORE_CALL', message, options);
+    this.countsAsFailure = options?.countsAsFailure ?? true;
   }
 }
 
@@ -47,6 +63,27 @@ export class ConfigError extends RateLimitError {
   constructor(file: string, path: string, problem: string) {
     super('RL_ERR_CONFIG', path === '' ? `${file}: ${problem}` : `${file}: ${path}: ${problem}`);
     this.file = file;
+  }
+}
+
+/** A flag or env var is invalid; the message names the flag and its env var. */
+export class SettingsError extends RateLimitError {
+  constructor(message: string) {
+    super('RL_ERR_SETTINGS', message);
+  }
+}
+
+/** A limit's numbers cannot be represented exactly (compileLimit); config and request checks name the field. */
+export class LimitSpecError extends RateLimitError {
+  constructor(message: string) {
+    super('RL_ERR_LIMIT_SPEC', message);
+  }
+}
+
+/** A bug or a broken installation (a missing proto/ or lua/ file). */
+export class InternalError extends RateLimitError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('RL_ERR_INTERNAL', message, options);
   }
 }
 

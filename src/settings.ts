@@ -1,196 +1,163 @@
-import { LOG_LEVELS, type LogLevel } from './telemetry/logger.js';
-import { ClientAddressResolver } from './transport/http/client-address.js';
-import type { StoreFailurePolicy } from './core/limiter.js';
+// Every `serve` flag, declared once: its type, default, help text and how its
+// text becomes a value (a zod schema). `Settings` is derived from these
+// declarations, so a flag, its env var (RL_<FLAG>), its default and its type
+// cannot drift apart. Flags win over the environment, the environment over defaults.
+import { z } from 'zod';
+import { DEFAULT_TRUSTED_PROXIES, parseTrustedProxies } from './core/ip-address.js';
+import { SettingsError } from './errors.js';
+import { LOG_LEVELS } from './telemetry/logger.js';
 
-/** Every `serve` flag; each also reads RL_<FLAG_IN_UPPER_SNAKE_CASE>. Flags win over env. */
+export { SettingsError };
+
+type Kind = 'string' | 'boolean';
+
+interface FlagSpec<S extends z.ZodType = z.ZodType> {
+  readonly type: Kind;
+  /** Text the value has when neither the flag nor its env var is given; absent = undefined. */
+  readonly default?: string;
+  readonly help: string;
+  /** Text (or undefined when not given and without default) → value. Fails with a message saying what was expected. */
+  readonly schema: S;
+}
+
+function flag<S extends z.ZodType>(type: Kind, help: string, schema: S, fallback?: string): FlagSpec<S> {
+  return fallback === undefined ? { type, help, schema } : { type, help, schema, default: fallback };
+}
+
+const optionalText = z.string().optional();
+const text = z.string();
+
+const int = (min: number, max: number) =>
+  z.string({ error: `expected an integer from ${min} to ${max}` })
+    .regex(/^\d+$/, { error: `expected an integer from ${min} to ${max}` })
+    .transform(Number)
+    .refine((n) => n >= min && n <= max, { error: `expected an integer from ${min} to ${max}` });
+
+const TRUE = /^(true|1|yes|on)$/i;
+const FALSE = /^(false|0|no|off)$/i;
+const bool = z.string().optional()
+  .refine((value) => value === undefined || TRUE.test(value) || FALSE.test(value), { error: 'expected true or false' })
+  .transform((value) => value !== undefined && TRUE.test(value));
+
+const oneOf = <const T extends readonly [string, ...string[]]>(values: T) =>
+  z.enum(values, { error: `expected ${values.join(' | ')}` });
+
+/** `a,b, c` → ['a','b','c']; empty items dropped; nothing → undefined. */
+const list = z.string().optional().transform((value) => {
+  const items = (value ?? '').split(',').map((item) => item.trim()).filter((item) => item !== '');
+  return items.length === 0 ? undefined : items;
+});
+
+const redisUrl = z.string()
+  .regex(/^rediss?:\/\//, { error: 'expected redis://host:port or rediss://host:port' })
+  .optional();
+
+const seedList = list.refine(
+  (nodes) => (nodes ?? []).every((node) => /^[^:\s]+:\d+$/.test(node) || /^\[[0-9a-fA-F:]+\]:\d+$/.test(node)),
+  { error: 'expected host:port,host:port,...' },
+);
+
+const cidrList = list.transform((cidrs, ctx) => {
+  try {
+    parseTrustedProxies(cidrs ?? []);
+  } catch (error: unknown) {
+    ctx.addIssue({ code: 'custom', message: error instanceof Error ? error.message : String(error) });
+    return z.NEVER;
+  }
+  return cidrs ?? [];
+});
+
+/** Every `serve` flag; each also reads RL_<FLAG_IN_UPPER_SNAKE_CASE>. */
 export const FLAGS = {
-  config: { type: 'string', help: 'rules: a YAML file or a directory of *.yaml/*.yml (one domain per file)' },
-  'http-port': { type: 'string', default: '8080', help: 'HTTP port (/v1/check, /v1/auth*, /metrics, ...)' },
-  'grpc-port': { type: 'string', default: '8081', help: 'gRPC port (ext_authz, RateLimitService, health)' },
-  host: { type: 'string', default: '0.0.0.0', help: 'address to listen on' },
-  store: { type: 'string', help: 'memory | redis (default: redis when a Redis address is given, else memory)' },
-  redis: { type: 'string', help: 'single Redis: redis://[user:pass@]host:port[/db], rediss:// for TLS' },
-  'redis-cluster': { type: 'string', help: 'Redis Cluster seed nodes: host:port,host:port,...' },
-  'redis-username': { type: 'string', help: 'Redis ACL user (cluster, or to override the URL)' },
-  'redis-password': { type: 'string', help: 'Redis password (cluster, or to override the URL)' },
-  'redis-tls': { type: 'boolean', help: 'use TLS to Redis (implied by rediss://)' },
-  'redis-tls-ca': { type: 'string', help: 'PEM file of the CA that signed the Redis certificate' },
-  'redis-tls-cert': { type: 'string', help: 'PEM client certificate for Redis mTLS' },
-  'redis-tls-key': { type: 'string', help: 'PEM client key for Redis mTLS' },
-  'redis-tls-servername': { type: 'string', help: 'TLS server name (SNI) to expect' },
-  'redis-tls-insecure': { type: 'boolean', help: 'do not verify the Redis certificate (testing only)' },
-  'redis-timeout-ms': { type: 'string', default: '50', help: 'deadline of one Redis call' },
-  'redis-connect-wait-ms': { type: 'string', default: '3000', help: 'at start, wait this long for Redis before listening (then start anyway)' },
-  'redis-key-prefix': { type: 'string', default: 'rl:', help: 'prefix of every Redis key' },
-  'on-store-failure': { type: 'string', default: 'local', help: 'local | allow | deny when Redis fails' },
-  'fallback-divisor': { type: 'string', default: '1', help: 'divide limits by N in local fallback (N = replicas)' },
-  'trusted-proxies': { type: 'string', default: '127.0.0.0/8,::1', help: 'CIDRs whose X-Real-IP/X-Forwarded-For are believed' },
-  'default-domain': { type: 'string', help: 'domain for requests that name none' },
-  shadow: { type: 'boolean', help: 'global shadow mode: evaluate and count, never deny' },
-  'response-headers': { type: 'boolean', help: 'add x-ratelimit-* headers to RateLimitService responses' },
-  'memory-max-keys': { type: 'string', default: '1000000', help: 'most buckets kept in memory (LRU beyond)' },
-  'local-cache-size': { type: 'string', default: '100000', help: 'Redis store: keys known to be empty, denied without a Redis call; 0 = off' },
-  'max-descriptors': { type: 'string', default: '64', help: 'most descriptors in one request' },
-  'max-entries': { type: 'string', default: '16', help: 'most entries in one descriptor' },
-  'max-value-bytes': { type: 'string', default: '4096', help: 'longest descriptor key or value, bytes' },
-  'max-body-bytes': { type: 'string', default: '65536', help: 'largest HTTP request body, bytes' },
-  workers: { type: 'string', default: '1', help: 'worker processes sharing the ports (node cluster); Redis store only' },
-  'shutdown-timeout-ms': { type: 'string', default: '10000', help: 'longest wait for in-flight requests on SIGTERM' },
-  'log-level': { type: 'string', default: 'info', help: LOG_LEVELS.join(' | ') },
-} as const satisfies Record<string, { type: 'string' | 'boolean'; default?: string; help: string }>;
+  config: flag('string', 'rules: a YAML file or a directory of *.yaml/*.yml (one domain per file)',
+    z.string({ error: 'is required' })),
+  'http-port': flag('string', 'HTTP port (/v1/check, /v1/auth*, /metrics, ...)', int(0, 65535), '8080'),
+  'grpc-port': flag('string', 'gRPC port (ext_authz, RateLimitService, health)', int(0, 65535), '8081'),
+  host: flag('string', 'address to listen on', text, '0.0.0.0'),
+  store: flag('string', 'memory | redis (default: redis when a Redis address is given, else memory)',
+    oneOf(['memory', 'redis']).optional()),
+  redis: flag('string', 'single Redis: redis://[user:pass@]host:port[/db], rediss:// for TLS', redisUrl),
+  'redis-cluster': flag('string', 'Redis Cluster seed nodes: host:port,host:port,...', seedList),
+  'redis-username': flag('string', 'Redis ACL user (cluster, or to override the URL)', optionalText),
+  'redis-password': flag('string', 'Redis password (cluster, or to override the URL)', optionalText),
+  'redis-tls': flag('boolean', 'use TLS to Redis (implied by rediss://)', bool),
+  'redis-tls-ca': flag('string', 'PEM file of the CA that signed the Redis certificate', optionalText),
+  'redis-tls-cert': flag('string', 'PEM client certificate for Redis mTLS', optionalText),
+  'redis-tls-key': flag('string', 'PEM client key for Redis mTLS', optionalText),
+  'redis-tls-servername': flag('string', 'TLS server name (SNI) to expect', optionalText),
+  'redis-tls-insecure': flag('boolean', 'do not verify the Redis certificate (testing only)', bool),
+  'redis-timeout-ms': flag('string', 'deadline of one Redis call, counted from when it is written', int(1, 60_000), '50'),
+  'redis-connect-wait-ms': flag('string', 'at start, wait this long for Redis before listening (then start anyway)',
+    int(0, 600_000), '3000'),
+  'redis-key-prefix': flag('string', 'prefix of every Redis key', text, 'rl:'),
+  'on-store-failure': flag('string', 'local | allow | deny when Redis fails', oneOf(['local', 'allow', 'deny']), 'local'),
+  'fallback-divisor': flag('string', 'divide limits by N in local fallback (N = replicas)', int(1, 10_000), '1'),
+  'trusted-proxies': flag('string', 'CIDRs whose X-Real-IP/X-Forwarded-For are believed', cidrList,
+    DEFAULT_TRUSTED_PROXIES.join(',')),
+  'default-domain': flag('string', 'domain for requests that name none', optionalText),
+  shadow: flag('boolean', 'global shadow mode: evaluate and count, never deny', bool),
+  'response-headers': flag('boolean', 'add rate-limit headers to RateLimitService responses', bool),
+  'memory-max-keys': flag('string', 'most buckets kept in memory (LRU beyond)', int(1, 1_000_000_000), '1000000'),
+  'local-cache-size': flag('string',
+    'Redis store: keys whose last known state is kept, to deny without a Redis call and to seed the local fallback; 0 = off',
+    int(0, 100_000_000), '100000'),
+  'max-descriptors': flag('string', 'most descriptors in one request', int(1, 100_000), '64'),
+  'max-entries': flag('string', 'most entries in one descriptor', int(1, 10_000), '16'),
+  'max-value-bytes': flag('string', 'longest descriptor key or value, bytes', int(1, 10_000_000), '4096'),
+  'max-body-bytes': flag('string', 'largest HTTP request body, bytes', int(64, 100_000_000), '65536'),
+  workers: flag('string', 'worker processes sharing the ports (node cluster); Redis store only', int(1, 256), '1'),
+  'shutdown-timeout-ms': flag('string', 'longest wait for in-flight requests on SIGTERM', int(0, 600_000), '10000'),
+  'log-level': flag('string', LOG_LEVELS.join(' | '), oneOf(LOG_LEVELS), 'info'),
+} as const satisfies Record<string, FlagSpec>;
 
 export type FlagName = keyof typeof FLAGS;
+
+type CamelCase<S extends string> = S extends `${infer Head}-${infer Tail}` ? `${Head}${Capitalize<CamelCase<Tail>>}` : S;
+
+/** Parsed flags by camelCase name, plus what is derived from several of them. */
+export type Settings = {
+  -readonly [K in FlagName as CamelCase<K>]: z.output<(typeof FLAGS)[K]['schema']>;
+} & {
+  /** The store in force: --store, else redis when a Redis address is given, else memory. */
+  store: 'memory' | 'redis';
+};
 
 export function envName(flag: string): string {
   return `RL_${flag.toUpperCase().replace(/-/g, '_')}`;
 }
 
-export class SettingsError extends Error {}
-
-export interface Settings {
-  config: string;
-  httpPort: number;
-  grpcPort: number;
-  host: string;
-  store: 'memory' | 'redis';
-  redis: string | undefined;
-  redisCluster: string[] | undefined;
-  redisUsername: string | undefined;
-  redisPassword: string | undefined;
-  redisTls: boolean;
-  redisTlsCa: string | undefined;
-  redisTlsCert: string | undefined;
-  redisTlsKey: string | undefined;
-  redisTlsServername: string | undefined;
-  redisTlsInsecure: boolean;
-  redisTimeoutMs: number;
-  redisKeyPrefix: string;
-  redisConnectWaitMs: number;
-  onStoreFailure: StoreFailurePolicy;
-  fallbackDivisor: number;
-  trustedProxies: string[];
-  defaultDomain: string | undefined;
-  shadow: boolean;
-  responseHeaders: boolean;
-  memoryMaxKeys: number;
-  localCacheSize: number;
-  maxDescriptors: number;
-  maxEntries: number;
-  maxValueBytes: number;
-  maxBodyBytes: number;
-  shutdownTimeoutMs: number;
-  workers: number;
-  logLevel: LogLevel;
+function camelCase(name: string): string {
+  return name.replace(/-([a-z])/g, (_, letter: string) => letter.toUpperCase());
 }
 
 type Raw = Partial<Record<FlagName, string | boolean>>;
 
 /** Merges parsed flags over RL_* env vars over defaults, and checks every value. Throws SettingsError. */
 export function resolveSettings(flags: Raw, env: NodeJS.ProcessEnv): Settings {
-  const get = (name: FlagName): string | undefined => {
-    const flag = flags[name];
-    if (flag !== undefined) return String(flag);
+  const values: Record<string, unknown> = {};
+  for (const [name, spec] of Object.entries(FLAGS) as [FlagName, FlagSpec][]) {
+    const given = flags[name];
     const fromEnv = env[envName(name)];
-    if (fromEnv !== undefined && fromEnv !== '') return fromEnv;
-    const spec = FLAGS[name] as { default?: string };
-    return spec.default;
-  };
-  const bool = (name: FlagName): boolean => {
-    const value = get(name);
-    if (value === undefined) return false;
-    if (/^(true|1|yes|on)$/i.test(value)) return true;
-    if (/^(false|0|no|off)$/i.test(value)) return false;
-    throw new SettingsError(`--${name} (${envName(name)}): expected true or false, got "${value}"`);
-  };
-  const int = (name: FlagName, min: number, max: number): number => {
-    const value = get(name) ?? '';
-    const parsed = Number(value);
-    if (!/^\d+$/.test(value) || parsed < min || parsed > max) {
-      throw new SettingsError(`--${name} (${envName(name)}): expected an integer from ${min} to ${max}, got "${value}"`);
+    const raw = given !== undefined ? String(given) : fromEnv !== undefined && fromEnv !== '' ? fromEnv : spec.default;
+    const parsed = spec.schema.safeParse(raw);
+    if (!parsed.success) {
+      const problem = parsed.error.issues[0]?.message ?? 'invalid';
+      const got = raw === undefined ? '' : `, got "${raw}"`;
+      throw new SettingsError(`--${name} (${envName(name)}): ${problem}${got}`);
     }
-    return parsed;
-  };
-  const oneOf = <T extends string>(name: FlagName, values: readonly T[]): T => {
-    const value = get(name) ?? '';
-    if (!(values as readonly string[]).includes(value)) {
-      throw new SettingsError(`--${name} (${envName(name)}): expected ${values.join(' | ')}, got "${value}"`);
-    }
-    return value as T;
-  };
-  const list = (name: FlagName): string[] | undefined => {
-    const value = get(name);
-    if (value === undefined) return undefined;
-    const items = value.split(',').map((item) => item.trim()).filter((item) => item !== '');
-    return items.length === 0 ? undefined : items;
-  };
-
-  const config = get('config');
-  if (config === undefined) throw new SettingsError(`--config (${envName('config')}) is required`);
-  const redis = get('redis');
-  const redisCluster = list('redis-cluster');
-  if (redis !== undefined && redisCluster !== undefined) {
+    values[camelCase(name)] = parsed.data;
+  }
+  const settings = values as Settings;
+  if (settings.redis !== undefined && settings.redisCluster !== undefined) {
     throw new SettingsError('give either --redis or --redis-cluster, not both');
   }
-  const storeText = get('store');
-  const store = storeText === undefined
-    ? (redis !== undefined || redisCluster !== undefined ? 'redis' : 'memory')
-    : oneOf('store', ['memory', 'redis'] as const);
-  if (store === 'redis' && redis === undefined && redisCluster === undefined) {
-    throw new SettingsError('--store redis needs --redis or --redis-cluster');
-  }
-  if (redis !== undefined && !/^rediss?:\/\//.test(redis)) {
-    throw new SettingsError(`--redis (${envName('redis')}): expected redis://host:port or rediss://host:port, got "${redis}"`);
-  }
-  for (const node of redisCluster ?? []) {
-    if (!/^[^:\s]+:\d+$/.test(node) && !/^\[[0-9a-fA-F:]+\]:\d+$/.test(node)) {
-      throw new SettingsError(`--redis-cluster (${envName('redis-cluster')}): "${node}" is not host:port`);
-    }
-  }
-  const trustedProxies = list('trusted-proxies') ?? [];
-  try {
-    new ClientAddressResolver(trustedProxies);
-  } catch (error: unknown) {
-    throw new SettingsError(`${error instanceof Error ? error.message : String(error)} (${envName('trusted-proxies')})`);
-  }
-  const workers = int('workers', 1, 256);
-  if (workers > 1 && store !== 'redis') {
+  const hasRedis = settings.redis !== undefined || settings.redisCluster !== undefined;
+  settings.store ??= hasRedis ? 'redis' : 'memory';
+  if (settings.store === 'redis' && !hasRedis) throw new SettingsError('--store redis needs --redis or --redis-cluster');
+  if (settings.workers > 1 && settings.store !== 'redis') {
     throw new SettingsError('--workers above 1 needs the Redis store: with the memory store each worker would enforce its own limits');
   }
-  return {
-    config,
-    httpPort: int('http-port', 0, 65535),
-    grpcPort: int('grpc-port', 0, 65535),
-    host: get('host') ?? '0.0.0.0',
-    store,
-    redis,
-    redisCluster,
-    redisUsername: get('redis-username'),
-    redisPassword: get('redis-password'),
-    redisTls: bool('redis-tls'),
-    redisTlsCa: get('redis-tls-ca'),
-    redisTlsCert: get('redis-tls-cert'),
-    redisTlsKey: get('redis-tls-key'),
-    redisTlsServername: get('redis-tls-servername'),
-    redisTlsInsecure: bool('redis-tls-insecure'),
-    redisTimeoutMs: int('redis-timeout-ms', 1, 60_000),
-    redisKeyPrefix: get('redis-key-prefix') ?? 'rl:',
-    redisConnectWaitMs: int('redis-connect-wait-ms', 0, 600_000),
-    onStoreFailure: oneOf('on-store-failure', ['local', 'allow', 'deny'] as const),
-    fallbackDivisor: int('fallback-divisor', 1, 10_000),
-    trustedProxies,
-    defaultDomain: get('default-domain'),
-    shadow: bool('shadow'),
-    responseHeaders: bool('response-headers'),
-    memoryMaxKeys: int('memory-max-keys', 1, 1_000_000_000),
-    localCacheSize: int('local-cache-size', 0, 100_000_000),
-    maxDescriptors: int('max-descriptors', 1, 100_000),
-    maxEntries: int('max-entries', 1, 10_000),
-    maxValueBytes: int('max-value-bytes', 1, 10_000_000),
-    maxBodyBytes: int('max-body-bytes', 64, 100_000_000),
-    shutdownTimeoutMs: int('shutdown-timeout-ms', 0, 600_000),
-    workers,
-    logLevel: oneOf('log-level', LOG_LEVELS),
-  };
+  return settings;
 }
 
 export function usage(): string {
@@ -203,10 +170,10 @@ export function usage(): string {
     '',
     'Flags of serve (each also read from the environment variable shown):',
   ];
-  for (const [name, spec] of Object.entries(FLAGS)) {
-    const flag = spec.type === 'boolean' ? `--${name}` : `--${name} VALUE`;
-    const fallback = 'default' in spec ? ` (default ${spec.default})` : '';
-    lines.push(`  ${flag.padEnd(30)} ${envName(name).padEnd(26)} ${spec.help}${fallback}`);
+  for (const [name, spec] of Object.entries(FLAGS) as [string, FlagSpec][]) {
+    const shown = spec.type === 'boolean' ? `--${name}` : `--${name} VALUE`;
+    const fallback = spec.default === undefined ? '' : ` (default ${spec.default})`;
+    lines.push(`  ${shown.padEnd(30)} ${envName(name).padEnd(26)} ${spec.help}${fallback}`);
   }
   return lines.join('\n');
 }

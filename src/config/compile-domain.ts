@@ -1,9 +1,9 @@
 // Compiles one validated config file into the matcher the hot path walks:
 // every limit's integer math, bucket key prefix and metric label are computed
 // here once, so a request only looks things up.
-import { ConfigError } from '../errors.js';
+import { ConfigError, InternalError, LimitSpecError } from '../errors.js';
 import type { CompiledDomain, HttpAction } from '../core/config-model.js';
-import { compileLimit, LimitSpecError } from '../core/limit.js';
+import { compileLimit } from '../core/limit.js';
 import { exactKey, type CompiledRule, type RuleNode, type WildcardChild } from '../core/rules.js';
 import type { Algorithm, LimitSpec } from '../core/types.js';
 import type { ConfigFile, DescriptorNodeConfig, HttpActionConfig } from './schema.js';
@@ -107,7 +107,7 @@ function compileAction(action: HttpActionConfig): HttpAction {
     return { type: 'query_parameters', queryParameterName: query_parameter_name, descriptorKey: descriptor_key, skipIfAbsent: skip_if_absent === true };
   }
   // The schema requires exactly one action type.
-  throw new Error('unreachable: action without a type');
+  throw new InternalError('unreachable: action without a type');
 }
 
 /** Throws ConfigError for what only the compiled limits reveal (burst on fixed_window, unrepresentable numbers). */

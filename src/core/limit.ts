@@ -1,3 +1,4 @@
+import { LimitSpecError } from '../errors.js';
 import type { Algorithm, LimitSpec, Unit } from './types.js';
 
 const SECOND_US = 1_000_000;
@@ -32,8 +33,6 @@ function gcd(a: number, b: number): number {
   while (b !== 0) [a, b] = [b, a % b];
   return a;
 }
-
-export class LimitSpecError extends Error {}
 
 /**
  * Derives the integer token-bucket scale of a limit.

@@ -17,6 +17,8 @@ const decoder = new TextDecoder('utf-8', { ignoreBOM: true });
 const encoder = new TextEncoder();
 const ESCAPE_BASE = 0xdc00;
 const REPLACEMENT = '\ufffd';
+/** In unicode mode a surrogate pair is one code point: this matches lone surrogates only. */
+const LONE_SURROGATE = /[\uD800-\uDFFF]/u;
 
 /** Length of the well-formed UTF-8 sequence at `i` (Unicode Table 3-7), or 0 if none starts there. */
 function sequenceLength(bytes: Uint8Array, i: number, end: number): number {
@@ -74,7 +76,7 @@ export function decodeUtf8Lossless(bytes: Uint8Array, start = 0, end = bytes.len
 
 /** True when `text` holds a byte escape (or any lone surrogate): it did not come from valid UTF-8. */
 export function hasByteEscapes(text: string): boolean {
-  return !text.isWellFormed();
+  return LONE_SURROGATE.test(text);
 }
 
 /**
@@ -83,7 +85,7 @@ export function hasByteEscapes(text: string): boolean {
  * decoder produces); any other lone surrogate is encoded as U+FFFD's bytes.
  */
 export function encodeUtf8Lossless(text: string): Uint8Array {
-  if (text.isWellFormed()) return encoder.encode(text);
+  if (!LONE_SURROGATE.test(text)) return encoder.encode(text);
   const out: number[] = [];
   let runStart = 0;
   const flush = (to: number): void => {

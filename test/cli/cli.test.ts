@@ -63,7 +63,7 @@ t.test('usage errors exit 2 and say why', async (t) => {
   t.equal(run(['serve']).code, 2, '--config is required');
   const badCidr = run(['serve', '--config', example, '--trusted-proxies', '10.0.0.0/33']);
   t.equal(badCidr.code, 2, 'a bad CIDR is a usage error like any other flag');
-  t.match(badCidr.stderr, /--trusted-proxies: "10\.0\.0\.0\/33" has a bad prefix length/);
+  t.match(badCidr.stderr, /--trusted-proxies \(RL_TRUSTED_PROXIES\): "10\.0\.0\.0\/33" has a bad prefix length/);
   const badConfig = join(dir, 'broken.yaml');
   writeFileSync(badConfig, 'domain: [');
   const start = run(['serve', '--config', badConfig, '--http-port', '0', '--grpc-port', '0']);

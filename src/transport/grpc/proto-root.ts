@@ -3,6 +3,7 @@ import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as protoLoader from '@grpc/proto-loader';
+import { InternalError } from '../../errors.js';
 
 /** The .proto files the server serves, relative to proto/. */
 export const PROTO_FILES = [
@@ -37,7 +38,7 @@ export function findProtoDir(from: string = dirname(fileURLToPath(import.meta.ur
   for (;;) {
     if (existsSync(join(dir, 'package.json')) && existsSync(join(dir, 'proto'))) return join(dir, 'proto');
     const parent = dirname(dir);
-    if (parent === dir) throw new Error(`proto/ directory not found above ${from}`);
+    if (parent === dir) throw new InternalError(`proto/ directory not found above ${from}`);
     dir = parent;
   }
 }

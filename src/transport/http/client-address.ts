@@ -1,10 +1,4 @@
-import { BlockList, isIP } from 'node:net';
-
-export const DEFAULT_TRUSTED_PROXIES = ['127.0.0.0/8', '::1/128'];
-
-function normalize(address: string): string {
-  return address.startsWith('::ffff:') && isIP(address.slice(7)) === 4 ? address.slice(7) : address;
-}
+import { AddressRanges, parseAddress, plainAddress } from '../../core/ip-address.js';
 
 /**
  * Resolves the client address of a forward-auth request. Headers are believed
@@ -12,39 +6,33 @@ function normalize(address: string): string {
  * X-Forwarded-For hop that is not itself a trusted proxy.
  */
 export class ClientAddressResolver {
-  private readonly trusted = new BlockList();
+  private readonly trusted: AddressRanges;
 
-  /** Throws Error naming the bad CIDR. */
+  /** Throws Error naming the bad CIDR (settings validate the list first). */
   constructor(cidrs: readonly string[]) {
-    for (const cidr of cidrs) {
-      const [address = '', prefixText] = cidr.trim().split('/');
-      const family = isIP(address);
-      if (family === 0) throw new Error(`--trusted-proxies: "${cidr}" is not an IP address or CIDR`);
-      const maxPrefix = family === 4 ? 32 : 128;
-      const prefix = prefixText === undefined ? maxPrefix : Number(prefixText);
-      if (!Number.isInteger(prefix) || prefix < 0 || prefix > maxPrefix) {
-        throw new Error(`--trusted-proxies: "${cidr}" has a bad prefix length`);
-      }
-      this.trusted.addSubnet(address, prefix, family === 4 ? 'ipv4' : 'ipv6');
-    }
+    this.trusted = new AddressRanges(cidrs);
   }
 
   isTrusted(address: string): boolean {
-    const family = isIP(address);
-    return family !== 0 && this.trusted.check(address, family === 4 ? 'ipv4' : 'ipv6');
+    return this.trusted.contains(address);
   }
 
   resolve(peer: string | undefined, realIp: string | undefined, forwardedFor: string | undefined): string {
-    const socketAddress = normalize(peer ?? '');
+    const socketAddress = plainAddress(peer ?? '') ?? '';
     if (!this.isTrusted(socketAddress)) return socketAddress;
-    if (realIp !== undefined && isIP(realIp.trim()) !== 0) return normalize(realIp.trim());
+    const real = realIp?.trim();
+    if (real !== undefined && this.isAddress(real)) return plainAddress(real)!;
     if (forwardedFor !== undefined) {
-      const hops = forwardedFor.split(',').map((hop) => normalize(hop.trim())).filter((hop) => isIP(hop) !== 0);
+      const hops = forwardedFor.split(',').map((hop) => hop.trim()).filter((hop) => this.isAddress(hop)).map((hop) => plainAddress(hop)!);
       for (let i = hops.length - 1; i >= 0; i--) {
         if (!this.isTrusted(hops[i]!)) return hops[i]!;
       }
       if (hops.length > 0) return hops[0]!;
     }
     return socketAddress;
+  }
+
+  private isAddress(text: string): boolean {
+    return parseAddress(text) !== undefined;
   }
 }
