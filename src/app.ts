@@ -2,16 +2,13 @@ import { createHash } from 'node:crypto';
 import type { FastifyInstance } from 'fastify';
 import type { CompiledConfig } from './core/config-model.js';
 import { Limiter } from './core/limiter.js';
-import { OverLimitCache } from './core/over-limit-cache.js';
 import { DEFAULT_REQUEST_BOUNDS } from './core/request-bounds.js';
 import { ConfigWatcher } from './config/watch.js';
 import { LimiterDecisionService } from './decision-service.js';
 import { ConfigError, errorMessage } from './errors.js';
 import type { Settings } from './settings.js';
-import { monotonicClockUs } from './store/clock.js';
 import { MemoryStore } from './store/memory-store.js';
-import { createRedisStore } from './store/redis-store.js';
-import type { Store } from './store/store.js';
+import { createRedisStore, type RedisStore } from './store/redis/redis-store.js';
 import { createGrpcServer, type GrpcServer } from './transport/grpc/server.js';
 import { ClientAddressResolver } from './transport/http/client-address.js';
 import { createHttpServer } from './transport/http/server.js';
@@ -66,33 +63,11 @@ export async function startApp(settings: Settings, logger: Logger): Promise<Runn
       `--default-domain "${settings.defaultDomain}" is not a loaded domain (loaded: ${[...initial.domains.keys()].join(', ')})`);
   }
 
-  const fallbackStore = new MemoryStore({ maxKeys: settings.memoryMaxKeys });
-  let store: Store = fallbackStore;
-  if (settings.store === 'redis') {
-    const redisStore = createRedisStore({
-      url: settings.redis,
-      cluster: settings.redisCluster,
-      username: settings.redisUsername,
-      password: settings.redisPassword,
-      tls: settings.redisTls,
-      tlsCa: settings.redisTlsCa,
-      tlsCert: settings.redisTlsCert,
-      tlsKey: settings.redisTlsKey,
-      tlsServername: settings.redisTlsServername,
-      tlsInsecure: settings.redisTlsInsecure,
-      timeoutMs: settings.redisTimeoutMs,
-      keyPrefix: settings.redisKeyPrefix,
-      logger,
-    });
-    redisStore.onStateChange((state, previous) => {
-      metrics.fallbackActive.set(state === 'closed' ? 0 : 1);
-      const log = state === 'closed' ? logger.info.bind(logger) : logger.warn.bind(logger);
-      log({ state, previous, policy: settings.onStoreFailure }, `redis circuit ${state}`);
-    });
-    store = redisStore;
+  const store = createStore(settings, metrics, logger);
+  if (store.kind === 'redis') {
     // Answering before Redis is connected would let the failure policy decide
     // the first requests after every restart; wait a little, but start anyway.
-    if (!(await redisStore.waitUntilConnected(settings.redisConnectWaitMs))) {
+    if (!(await store.waitUntilConnected(settings.redisConnectWaitMs))) {
       logger.warn({ waitedMs: settings.redisConnectWaitMs, policy: settings.onStoreFailure },
         'redis not reachable yet; serving with the store-failure policy until it is');
     }
@@ -100,16 +75,9 @@ export async function startApp(settings: Settings, logger: Logger): Promise<Runn
 
   const limiter = new Limiter({
     store,
-    fallbackStore,
-    onStoreFailure: settings.onStoreFailure,
-    fallbackDivisor: settings.fallbackDivisor,
     shadow: settings.shadow,
     keyPrefix: settings.redisKeyPrefix,
     digest: sha256Digest,
-    onStoreError: () => metrics.storeErrors.inc(),
-    // It saves store round trips: the memory store has none to save.
-    overLimitCache: store !== fallbackStore && settings.localCacheSize > 0 ? new OverLimitCache(settings.localCacheSize) : undefined,
-    clockUs: monotonicClockUs(),
   });
   const service = new LimiterDecisionService({
     config,
@@ -124,7 +92,7 @@ export async function startApp(settings: Settings, logger: Logger): Promise<Runn
       maxBodyBytes: settings.maxBodyBytes,
     },
     defaultDomain: settings.defaultDomain,
-    canDecideWithoutStore: store === fallbackStore || settings.onStoreFailure !== 'deny',
+    canDecideWithoutStore: store.kind === 'memory' || settings.onStoreFailure !== 'deny',
     digest: sha256Digest,
   });
 
@@ -159,12 +127,43 @@ export async function startApp(settings: Settings, logger: Logger): Promise<Runn
         watcher.close();
         await Promise.all([http.close(), grpc?.shutdown(settings.shutdownTimeoutMs)]);
         await store.close();
-        if (store !== fallbackStore) await fallbackStore.close();
       },
     };
   } catch (error: unknown) {
     watcher.close();
-    await Promise.allSettled([http.close(), grpc?.shutdown(), store.close(), fallbackStore.close()]);
+    await Promise.allSettled([http.close(), grpc?.shutdown(), store.close()]);
     throw error;
   }
+}
+
+/**
+ * The embedded store, or Redis with its local mirror (`--local-cache-size`
+ * keys; with 0 no mirror, and the local fallback starts from full buckets).
+ */
+function createStore(settings: Settings, metrics: Metrics, logger: Logger): MemoryStore | RedisStore {
+  if (settings.store === 'memory') return new MemoryStore({ maxKeys: settings.memoryMaxKeys });
+  const mirror = settings.localCacheSize > 0;
+  const unavailable = new Set<string>();
+  return createRedisStore({
+    ...settings,
+    local: new MemoryStore({ maxKeys: mirror ? settings.localCacheSize : settings.memoryMaxKeys }),
+    mirror,
+    logger,
+    events: {
+      call: (node, seconds) => metrics.observeRedisCall(node, seconds),
+      nodeState: (node, state, previous) => {
+        metrics.redisNodeUnavailable.set({ node: metrics.nodeLabel(node) }, state === 'closed' ? 0 : 1);
+        if (state === 'closed') unavailable.delete(node);
+        else unavailable.add(node);
+        metrics.fallbackActive.set(unavailable.size > 0 ? 1 : 0);
+        const log = state === 'closed' ? logger.info.bind(logger) : logger.warn.bind(logger);
+        log({ node, state, previous, policy: settings.onStoreFailure }, `redis circuit ${state} for ${node}`);
+      },
+      deadlineExtended: () => metrics.redisDeadlineExtensions.inc(),
+      lateReply: () => metrics.redisLateReplies.inc(),
+      fallbackOverAdmitted: () => metrics.fallbackOverAdmitted.inc(),
+      fallbackDecision: () => metrics.storeErrors.inc(),
+      localDenial: () => metrics.localDenials.inc(),
+    },
+  });
 }

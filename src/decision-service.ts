@@ -6,7 +6,7 @@ import { checkDecisionRequest, digestLongValues, type RequestBounds } from './co
 import type { Decision, DecisionRequest, Descriptor } from './core/types.js';
 import { InvalidRequestError } from './errors.js';
 import type { Api, DecisionService } from './service.js';
-import type { Store } from './store/store.js';
+import type { Store } from './core/store.js';
 import { UNKNOWN_DOMAIN_LABEL, type Metrics, type Outcome } from './telemetry/metrics.js';
 
 export interface DecisionServiceOptions {

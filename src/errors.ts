@@ -51,9 +51,12 @@ export class StoreUnavailableError extends RateLimitError {
  */
 export class StoreCallError extends RateLimitError {
   readonly countsAsFailure: boolean;
-  constructor(message: string, options?: { cause?: unknown; countsAsFailure?: boolean }) {
+  /** The call was abandoned at its deadline: Redis may still answer it later. */
+  readonly timedOut: boolean;
+  constructor(message: string, options?: { cause?: unknown; countsAsFailure?: boolean; timedOut?: boolean }) {
     super('RL_ERR_STORE_CALL', message, options);
     this.countsAsFailure = options?.countsAsFailure ?? true;
+    this.timedOut = options?.timedOut ?? false;
   }
 }
 

@@ -31,7 +31,7 @@ function ceilDiv(a: number, b: number): number {
 
 /**
  * Evaluates one bucket at `nowUs` without deciding whether to commit.
- * Pure and exact: integer arithmetic below 2^53 only. lua/ mirrors this code.
+ * Pure and exact: integer arithmetic below 2^53 only. lua/openclaw.lua mirrors this code.
  */
 export function evaluate(limit: LimitSpec, state: BucketState | null, nowUs: number, cost: number): Evaluation {
   return limit.algorithm === 'fixed_window'
@@ -85,8 +85,12 @@ function evaluateTokenBucket(limit: LimitSpec, state: BucketState | null, nowUs:
 
 function evaluateFixedWindow(limit: LimitSpec, state: BucketState | null, nowUs: number, cost: number): Evaluation {
   const { unitUs, requestsPerUnit: max } = limit;
-  const windowStart = Math.floor(nowUs / unitUs) * unitUs;
-  const count = state !== null && state.tsUs === windowStart ? state.level : 0;
+  // A state counts while `now` is inside its window. Stores write windows
+  // aligned to the epoch; the local fallback may hold a Redis window shifted
+  // onto its own clock, which stays valid until it ends.
+  const current = state !== null && state.tsUs <= nowUs && nowUs < state.tsUs + unitUs;
+  const windowStart = current ? state.tsUs : Math.floor(nowUs / unitUs) * unitUs;
+  const count = current ? state.level : 0;
   const resetUs = windowStart + unitUs - nowUs;
   const allowed = count + cost <= max;
   const after = allowed ? count + cost : count;
@@ -99,14 +103,40 @@ function evaluateFixedWindow(limit: LimitSpec, state: BucketState | null, nowUs:
   };
 }
 
+/** One store batch decided: the rule every store follows (see lua/openclaw.lua `take`). */
+export interface BatchEvaluation {
+  /** Every non-shadow op allowed: the allowed takes are written. */
+  commits: boolean;
+  evaluations: Evaluation[];
+  /** What each op reports: `outcome` when the batch commits, else `untaken`. */
+  outcomes: BucketOutcome[];
+}
+
 /**
- * The all-or-nothing rule of a batch: it commits when every non-shadow op is
- * allowed; then each op that is itself allowed takes its tokens (a shadow op
- * that would deny takes nothing). Otherwise nothing is taken anywhere.
+ * Decides a batch at `nowUs`. `stateAt(i)` is the stored state of op i's key
+ * when the batch begins; ops on one key see each other's tentative takes (a
+ * check-only op changes nothing). The memory store, the local mirror and the
+ * Redis store (from the states lua/openclaw.lua returns) all decide with this.
  */
-export function batchCommits(ops: readonly BucketOp[], outcomes: readonly BucketOutcome[]): boolean {
+export function evaluateBatch(ops: readonly BucketOp[], stateAt: (index: number) => BucketState | null, nowUs: number): BatchEvaluation {
+  const evaluations: Evaluation[] = new Array(ops.length);
+  const outcomes: BucketOutcome[] = new Array(ops.length);
+  let tentative: Map<string, BucketState | null> | undefined;
+  let commits = true;
   for (let i = 0; i < ops.length; i++) {
-    if (!ops[i]!.shadow && !outcomes[i]!.allowed) return false;
+    const op = ops[i]!;
+    const state = tentative !== undefined && tentative.has(op.key) ? tentative.get(op.key)! : stateAt(i);
+    const evaluation = evaluate(op.limit, state, nowUs, op.cost);
+    evaluations[i] = evaluation;
+    outcomes[i] = evaluation.outcome;
+    if (evaluation.outcome.allowed) {
+      if (op.cost > 0 && ops.length > 1) (tentative ??= new Map()).set(op.key, evaluation.next);
+    } else if (!op.shadow) {
+      commits = false;
+    }
   }
-  return true;
+  if (!commits) {
+    for (let i = 0; i < ops.length; i++) outcomes[i] = evaluations[i]!.untaken;
+  }
+  return { commits, evaluations, outcomes };
 }

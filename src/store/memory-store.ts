@@ -1,42 +1,45 @@
-import { batchCommits, evaluate, type BucketState, type Evaluation } from '../core/bucket.js';
+import { evaluateBatch, type BatchEvaluation, type BucketState } from '../core/bucket.js';
+import type { Store, StoreDecision, StoreHealth } from '../core/store.js';
 import type { BucketOp, BucketOutcome } from '../core/types.js';
 import { monotonicClockUs, type ClockUs } from './clock.js';
-import type { Store, StoreHealth } from './store.js';
 
-export const DEFAULT_MEMORY_MAX_KEYS = 1_000_000;
 const SWEEP_INTERVAL_MS = 1_000;
 const SWEEP_ENTRIES_PER_TICK = 20_000;
 
-interface Entry {
-  state: BucketState;
+/** A bucket's state and when it is full again (absent = full): one object per key. */
+interface Entry extends BucketState {
   expiresAtUs: number;
 }
 
 export interface MemoryStoreOptions {
   /** Most buckets kept; beyond it the least recently written are evicted. */
-  maxKeys?: number;
+  maxKeys: number;
   clock?: ClockUs;
   /** Sweep expired buckets in the background (off in core tests with a fake clock). */
   sweep?: boolean;
 }
 
 /**
- * In-process buckets. Memory stays bounded: a bucket that is full again is
- * deleted at once (absent = full), expired entries are swept in small slices,
- * and past `maxKeys` the least recently written bucket is evicted. Evicting a
- * bucket that was not full forgets its debt — the trade-off for bounded memory
- * under a spray of unique keys (documented in the README).
+ * In-process buckets: the embedded store, and in front of Redis the local
+ * mirror of what Redis last reported (`observe`), which the Redis store peeks
+ * to deny without a call and decides from under the `local` failure policy.
+ *
+ * Memory stays bounded: a bucket that is full again is deleted at once
+ * (absent = full), expired entries are swept in small slices, and past
+ * `maxKeys` the least recently written bucket is evicted. Evicting a bucket
+ * that was not full forgets its debt — the trade-off for bounded memory under
+ * a spray of unique keys (documented in the README).
  */
 export class MemoryStore implements Store {
   readonly kind = 'memory' as const;
+  readonly clock: ClockUs;
   private readonly buckets = new Map<string, Entry>();
   private readonly maxKeys: number;
-  private readonly clock: ClockUs;
   private sweepTimer: NodeJS.Timeout | undefined;
   private sweepCursor: IterableIterator<[string, Entry]> | undefined;
 
-  constructor(options: MemoryStoreOptions = {}) {
-    this.maxKeys = options.maxKeys ?? DEFAULT_MEMORY_MAX_KEYS;
+  constructor(options: MemoryStoreOptions) {
+    this.maxKeys = options.maxKeys;
     this.clock = options.clock ?? monotonicClockUs();
     if (options.sweep !== false) {
       this.sweepTimer = setInterval(() => this.sweepSlice(), SWEEP_INTERVAL_MS);
@@ -48,45 +51,65 @@ export class MemoryStore implements Store {
     return this.buckets.size;
   }
 
-  apply(ops: readonly BucketOp[]): Promise<BucketOutcome[]> {
-    return Promise.resolve(this.applySync(ops));
+  apply(ops: readonly BucketOp[]): Promise<StoreDecision> {
+    return Promise.resolve({ outcomes: this.applySync(ops), fallback: undefined });
   }
 
-  /** The same decision synchronously (the local fallback and tests use it). */
+  /** Decides and commits synchronously (tests use it). */
   applySync(ops: readonly BucketOp[]): BucketOutcome[] {
+    return this.commit(ops).outcomes;
+  }
+
+  /** Decides and, when the batch commits, writes its takes (the local failure policy uses it). */
+  commit(ops: readonly BucketOp[]): BatchEvaluation {
     const now = this.clock();
-    const evaluations: Evaluation[] = new Array(ops.length);
-    const outcomes: BucketOutcome[] = new Array(ops.length);
-    // Ops on the same key within one batch see each other's tentative takes.
-    let tentative: Map<string, BucketState | null> | undefined;
-    for (let i = 0; i < ops.length; i++) {
-      const op = ops[i]!;
-      const state = tentative?.has(op.key) ? tentative.get(op.key)! : this.read(op.key, now);
-      const evaluation = evaluate(op.limit, state, now, op.cost);
-      evaluations[i] = evaluation;
-      outcomes[i] = evaluation.outcome;
-      if (evaluation.outcome.allowed && ops.length > 1) {
-        (tentative ??= new Map()).set(op.key, evaluation.next);
+    const batch = this.peekAt(ops, now);
+    if (batch.commits) {
+      for (let i = 0; i < ops.length; i++) {
+        const op = ops[i]!;
+        const evaluation = batch.evaluations[i]!;
+        if (evaluation.outcome.allowed && op.cost > 0) this.observe(op.key, evaluation.next, evaluation.ttlUs, now);
       }
     }
-    if (!batchCommits(ops, outcomes)) {
-      return evaluations.map((evaluation) => evaluation.untaken);
+    return batch;
+  }
+
+  /** Decides without writing: what `applySync` would answer now. */
+  peek(ops: readonly BucketOp[]): BatchEvaluation {
+    return this.peekAt(ops, this.clock());
+  }
+
+  /**
+   * Sets a key's state, valid for `ttlUs` from `nowUs` (null = full: deleted).
+   * The Redis store records here what Redis reported, on this store's clock.
+   */
+  observe(key: string, state: BucketState | null, ttlUs: number, nowUs = this.clock()): void {
+    this.buckets.delete(key); // re-insert: Map order is our LRU order
+    if (state === null || ttlUs <= 0 || this.maxKeys <= 0) return;
+    this.buckets.set(key, { level: state.level, tsUs: state.tsUs, expiresAtUs: nowUs + ttlUs });
+    if (this.buckets.size > this.maxKeys) {
+      const oldest = this.buckets.keys().next();
+      if (oldest.done !== true) this.buckets.delete(oldest.value);
     }
-    for (let i = 0; i < ops.length; i++) {
-      const evaluation = evaluations[i]!;
-      if (evaluation.outcome.allowed && ops[i]!.cost > 0) this.write(ops[i]!.key, evaluation, now);
-    }
-    return outcomes;
+  }
+
+  /** Whether a state is held for `key` (a full bucket holds none). */
+  has(key: string): boolean {
+    return this.read(key, this.clock()) !== null;
   }
 
   health(): StoreHealth {
-    return { ready: true, fallbackActive: false, detail: `memory store, ${this.buckets.size} buckets` };
+    return { ready: true, detail: `memory store, ${this.buckets.size} buckets` };
   }
 
   close(): Promise<void> {
     if (this.sweepTimer !== undefined) clearInterval(this.sweepTimer);
     this.buckets.clear();
     return Promise.resolve();
+  }
+
+  private peekAt(ops: readonly BucketOp[], now: number): BatchEvaluation {
+    return evaluateBatch(ops, (i) => this.read(ops[i]!.key, now), now);
   }
 
   private read(key: string, now: number): BucketState | null {
@@ -96,17 +119,7 @@ export class MemoryStore implements Store {
       this.buckets.delete(key);
       return null;
     }
-    return entry.state;
-  }
-
-  private write(key: string, evaluation: Evaluation, now: number): void {
-    this.buckets.delete(key); // re-insert: Map order is our LRU order
-    if (evaluation.next === null) return;
-    this.buckets.set(key, { state: evaluation.next, expiresAtUs: now + evaluation.ttlUs });
-    if (this.buckets.size > this.maxKeys) {
-      const oldest = this.buckets.keys().next();
-      if (oldest.done !== true) this.buckets.delete(oldest.value);
-    }
+    return entry;
   }
 
   /** Deletes expired buckets, a bounded slice per tick, so the loop never stalls. */

@@ -18,6 +18,9 @@ export const UNKNOWN_DOMAIN_LABEL = '_unknown';
 
 // Decision latency is sub-millisecond normally; the upper buckets catch Redis trouble.
 const DURATION_BUCKETS_S = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1];
+/** Most nodes that get their own `node` label; more (a huge cluster, or churn) share "other". */
+const MAX_NODE_LABELS = 64;
+const REDIS_CALL_BUCKETS_S = [0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5];
 
 /** Every metric of SPEC §7, in one registry per server. Labels come from config only. */
 export class Metrics {
@@ -58,6 +61,40 @@ export class Metrics {
     labelNames: ['result'] as const,
     registers: [this.registry],
   });
+  readonly redisCallDuration = new Histogram({
+    name: 'ratelimit_redis_call_duration_seconds',
+    help: 'Time from writing one script call to reading its reply, by Redis master (calls coalesce many decisions).',
+    labelNames: ['node'] as const,
+    buckets: REDIS_CALL_BUCKETS_S,
+    registers: [this.registry],
+  });
+  readonly redisNodeUnavailable = new Gauge({
+    name: 'ratelimit_redis_node_unavailable',
+    help: '1 while a Redis master\'s circuit breaker is open or probing: its keys are decided by the failure policy.',
+    labelNames: ['node'] as const,
+    aggregator: 'max',
+    registers: [this.registry],
+  });
+  readonly redisDeadlineExtensions = new Counter({
+    name: 'ratelimit_redis_deadline_extensions_total',
+    help: 'Redis call deadlines extended because this process\'s event loop lagged (not counted against Redis).',
+    registers: [this.registry],
+  });
+  readonly redisLateReplies = new Counter({
+    name: 'ratelimit_redis_late_replies_total',
+    help: 'Replies that arrived after their call\'s deadline; they still update the local state.',
+    registers: [this.registry],
+  });
+  readonly fallbackOverAdmitted = new Counter({
+    name: 'ratelimit_fallback_overadmitted_total',
+    help: 'Requests the local failure policy admitted that Redis, answering late, had denied.',
+    registers: [this.registry],
+  });
+  readonly localDenials = new Counter({
+    name: 'ratelimit_local_denials_total',
+    help: 'Requests denied from the last state Redis reported, without a Redis call.',
+    registers: [this.registry],
+  });
   readonly configDomains = new Gauge({
     name: 'ratelimit_config_domains',
     help: 'Domains in the config in force.',
@@ -78,6 +115,22 @@ export class Metrics {
     this.configReloads.inc({ result: 'failure' }, 0);
     this.storeErrors.inc(0);
     this.fallbackActive.set(0);
+    for (const counter of [this.redisDeadlineExtensions, this.redisLateReplies, this.fallbackOverAdmitted, this.localDenials]) counter.inc(0);
+  }
+
+  private readonly nodeLabels = new Set<string>();
+  private readonly callChildren = new Map<string, Histogram.Internal<'node'>>();
+
+  /** The `node` label for a Redis master: bounded by MAX_NODE_LABELS (the cluster's size in practice). */
+  nodeLabel(node: string): string {
+    if (this.nodeLabels.has(node)) return node;
+    if (this.nodeLabels.size >= MAX_NODE_LABELS) return 'other';
+    this.nodeLabels.add(node);
+    return node;
+  }
+
+  observeRedisCall(node: string, seconds: number): void {
+    cachedChild(this.callChildren, node, () => this.redisCallDuration.labels(this.nodeLabel(node))).observe(seconds);
   }
 
   /** Counts one decision; label children are cached so the hot path does no label hashing. */

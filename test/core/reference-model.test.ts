@@ -59,7 +59,7 @@ t.test('the memory store decides exactly as a simple reference model (random cos
     const limit = compileLimit({ requestsPerUnit: shape.rpu, unit: shape.unit, burst: shape.burst });
     t.equal(limit.tickUs, 1, 'these shapes run at micro-second resolution');
     let now = 1_700_000_000_000_000;
-    const store = new MemoryStore({ clock: () => now, sweep: false });
+    const store = new MemoryStore({ maxKeys: 1_000_000, clock: () => now, sweep: false });
     const reference = new ReferenceBucket(BigInt(shape.rpu), BigInt(shape.burst), BigInt(limit.unitUs));
     for (let i = 0; i < 3000; i++) {
       // Mostly small steps, sometimes long pauses; costs 0..burst+2.

@@ -187,6 +187,13 @@ export interface RedisClusterHandle {
   topology(): Promise<ClusterNodeInfo[]>;
   /** SIGKILLs the master serving `key` (or any master) and returns it. */
   killMaster(key?: string): Promise<RedisNode>;
+  /** The live master serving `key`'s slot. */
+  masterOf(key: string): Promise<ClusterNodeInfo>;
+  /**
+   * Moves `slots` slots (with their keys) from one master to another with
+   * `redis-cli --cluster reshard`, as an operator would; resolves when done.
+   */
+  reshard(fromId: string, toId: string, slots: number): Promise<void>;
   /** Waits until every live node reports cluster_state:ok and all slots are served by live masters. */
   waitHealthy(timeoutMs?: number): Promise<void>;
   stop(): Promise<void>;
@@ -198,6 +205,12 @@ export interface StartClusterOptions {
   replicasPerMaster?: number;
   /** cluster-node-timeout; small so failover tests are quick. */
   nodeTimeoutMs?: number;
+  /**
+   * cluster-require-full-coverage (default false, as docs/deploy.md recommends):
+   * with `yes`, one failed master makes EVERY node refuse with CLUSTERDOWN until
+   * its replica is promoted, so healthy shards' keys fail too.
+   */
+  requireFullCoverage?: boolean;
 }
 
 /** Starts masters * (1 + replicasPerMaster) nodes and creates a cluster from them. */
@@ -216,7 +229,8 @@ export async function startRedisCluster(options: StartClusterOptions = {}): Prom
       nodes.push(await startRedis({
         args: ['--cluster-enabled', 'yes', '--cluster-config-file', 'nodes.conf',
           '--cluster-node-timeout', String(nodeTimeoutMs), '--cluster-port', String(busPort),
-          '--cluster-replica-validity-factor', '0', '--cluster-allow-reads-when-down', 'no'],
+          '--cluster-replica-validity-factor', '0', '--cluster-allow-reads-when-down', 'no',
+          '--cluster-require-full-coverage', options.requireFullCoverage === true ? 'yes' : 'no'],
       }));
     }
     await new Promise<void>((resolve, reject) => {
@@ -277,6 +291,23 @@ function makeClusterHandle(nodes: RedisNode[], stop: () => Promise<void>): Redis
     seeds: nodes.map((n) => `${HOST}:${n.port}`).join(','),
     topology,
     waitHealthy,
+    async masterOf(key: string): Promise<ClusterNodeInfo> {
+      for (const info of (await topology()).filter((n) => n.role === 'master' && n.node.running)) {
+        if (!(await info.node.cli('EXISTS', key)).includes('MOVED')) return info;
+      }
+      throw new Error(`no live master serves ${key}`);
+    },
+    reshard(fromId: string, toId: string, slots: number): Promise<void> {
+      const seed = nodes.find((n) => n.running)!;
+      return new Promise<void>((resolve, reject) => {
+        execFile(REDIS_CLI, ['--cluster', 'reshard', `${HOST}:${seed.port}`, '--cluster-from', fromId, '--cluster-to', toId,
+          '--cluster-slots', String(slots), '--cluster-yes', '--cluster-pipeline', '5'],
+        { timeout: CLUSTER_TIMEOUT_MS * 2, encoding: 'utf8' }, (error, stdout, stderr) => {
+          if (error !== null) reject(new Error(`redis-cli --cluster reshard: ${error.message}\n${stdout.slice(-2000)}\n${stderr}`));
+          else resolve();
+        });
+      });
+    },
     async killMaster(key?: string): Promise<RedisNode> {
       let victim: RedisNode | undefined;
       if (key !== undefined) {

@@ -12,7 +12,7 @@ function op(key: string, cost = 1, shadow = false, limit = perMinute): BucketOp 
 
 t.test('a denied request takes tokens from no limit', async (t) => {
   let now = 1_000_000_000;
-  const store = new MemoryStore({ clock: () => now, sweep: false });
+  const store = new MemoryStore({ maxKeys: 1_000_000, clock: () => now, sweep: false });
   store.applySync([op('per-ip', 9)]);
   // per-key has plenty, per-ip has 1 left; the request costs 2 → denied everywhere.
   const outcomes = store.applySync([op('per-key', 2), op('per-ip', 2)]);
@@ -22,7 +22,7 @@ t.test('a denied request takes tokens from no limit', async (t) => {
 });
 
 t.test('a shadow limit reports its denial but neither denies nor blocks the others', async (t) => {
-  const store = new MemoryStore({ clock: () => 5_000_000, sweep: false });
+  const store = new MemoryStore({ maxKeys: 1_000_000, clock: () => 5_000_000, sweep: false });
   store.applySync([op('shadowed', 10)]);
   const outcomes = store.applySync([op('enforced', 1), op('shadowed', 1, true)]);
   t.match(outcomes, [{ allowed: true, remaining: 9 }, { allowed: false }]);
@@ -30,7 +30,7 @@ t.test('a shadow limit reports its denial but neither denies nor blocks the othe
 });
 
 t.test('two descriptors on the same bucket in one request both count', async (t) => {
-  const store = new MemoryStore({ clock: () => 5_000_000, sweep: false });
+  const store = new MemoryStore({ maxKeys: 1_000_000, clock: () => 5_000_000, sweep: false });
   store.applySync([op('same', 8)]);
   t.match(store.applySync([op('same', 1), op('same', 1)]), [{ allowed: true, remaining: 1 }, { allowed: true, remaining: 0 }]);
   t.match(store.applySync([op('same', 1), op('same', 1)]), [{ allowed: false }, { allowed: false }]);
@@ -38,7 +38,7 @@ t.test('two descriptors on the same bucket in one request both count', async (t)
 
 t.test('a bucket that is full again is forgotten at once', async (t) => {
   let now = 1_000_000;
-  const store = new MemoryStore({ clock: () => now, sweep: false });
+  const store = new MemoryStore({ maxKeys: 1_000_000, clock: () => now, sweep: false });
   store.applySync([op('a', 1, false, perSecond)]);
   t.equal(store.size, 1);
   now += 600_000; // refilled: the next take writes a full-again state → deleted

@@ -2,9 +2,9 @@ import t from 'tap';
 import { bucketKey, encodeEntries, slotTagFor } from '../../src/core/keys.js';
 import { compileLimit } from '../../src/core/limit.js';
 import type { BucketOp } from '../../src/core/types.js';
-import { clusterSlot } from '../../src/store/cluster-slot.js';
-import { createRedisStore } from '../../src/store/redis-store.js';
+import { clusterSlot } from '../../src/store/redis/cluster-slot.js';
 import { startRedis } from '../helpers/redis.js';
+import { redisStoreFor } from './redis-helper.js';
 
 const limit = compileLimit({ requestsPerUnit: 10, unit: 'minute' });
 function op(value: string, cost = 1): BucketOp {
@@ -31,19 +31,19 @@ t.test('clusterSlot agrees with CLUSTER KEYSLOT for every kind of key', async (t
 
 t.test('concurrent decisions are coalesced into one script call, each decided on its own', async (t) => {
   const redis = await startRedis({ t });
-  const store = createRedisStore({ url: redis.url, timeoutMs: 2_000 });
-  t.teardown(() => store.close());
+  // mirror off: this counts script calls, and the mirror would answer the hot key's denials locally.
+  const { store, apply } = redisStoreFor(t, { redis: redis.url, mirror: false });
   t.ok(await store.waitUntilConnected(5_000));
-  await store.apply([op('warm')]);
+  await apply([op('warm')]);
   const before = await commandCalls(redis.cli.bind(redis), 'evalsha') + await commandCalls(redis.cli.bind(redis), 'eval');
   // 60 requests at once: 30 on one key (limit 10), 30 on distinct keys; one denied batch in the middle.
-  const requests = Array.from({ length: 60 }, (_, i) => store.apply(i % 2 === 0 ? [op('hot')] : [op(`cold-${i}`), op('hot', 0)]));
+  const requests = Array.from({ length: 60 }, (_, i) => apply(i % 2 === 0 ? [op('hot')] : [op(`cold-${i}`), op('hot', 0)]));
   const outcomes = await Promise.all(requests);
   const after = await commandCalls(redis.cli.bind(redis), 'evalsha') + await commandCalls(redis.cli.bind(redis), 'eval');
   t.equal(after - before, 1, '60 decisions, one script call');
   const hotAllowed = outcomes.filter((o, i) => i % 2 === 0 && o[0]!.allowed).length;
   t.equal(hotAllowed, 10, 'batches in one call still share the limit exactly');
   t.ok(outcomes.every((o, i) => i % 2 === 0 || o[0]!.allowed), 'every cold key allowed');
-  const final = await store.apply([op('hot', 0)]);
+  const final = await apply([op('hot', 0)]);
   t.equal(final[0]!.remaining, 0);
 });

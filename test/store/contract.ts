@@ -10,7 +10,7 @@ import { evaluate } from '../../src/core/bucket.js';
 import { bucketKey, encodeEntries, slotTagFor } from '../../src/core/keys.js';
 import { compileLimit } from '../../src/core/limit.js';
 import type { Algorithm, BucketOp, BucketOutcome, Entry, LimitSpec, Unit } from '../../src/core/types.js';
-import type { Store } from '../../src/store/store.js';
+import type { Store } from '../../src/core/store.js';
 
 const SECOND_US = 1_000_000;
 /** Slack for time-dependent values: scheduling on a shared 2-core machine. */
@@ -75,10 +75,16 @@ export interface ContractOptions {
 export async function storeContract(t: Test, store: Store, options: ContractOptions): Promise<void> {
   let n = 0;
   const factory = (): OpFactory => new OpFactory(uniquePrefix(`${options.label}${n++}`));
-  const one = async (op: BucketOp): Promise<BucketOutcome> => (await store.apply([op]))[0]!;
+  // A healthy store decides every op itself: a fallback here is a failure of the contract.
+  const apply = async (ops: readonly BucketOp[]): Promise<BucketOutcome[]> => {
+    const decision = await store.apply(ops);
+    if (decision.fallback !== undefined) throw new Error(`the ${options.label} store fell back to ${decision.fallback}`);
+    return decision.outcomes;
+  };
+  const one = async (op: BucketOp): Promise<BucketOutcome> => (await apply([op]))[0]!;
 
   await t.test('an empty batch decides nothing', async (t) => {
-    t.same(await store.apply([]), []);
+    t.same(await apply([]), []);
   });
 
   await t.test('a bucket never seen decides exactly as evaluate() on a full bucket', async (t) => {
@@ -145,7 +151,7 @@ export async function storeContract(t: Test, store: Store, options: ContractOpti
       const b = f.op([['api_key', 'k']], narrow);
       t.equal(a.slotTag === b.slotTag, sameSlot, 'slot layout as intended');
       t.match(await one(b), { allowed: true, remaining: 0 });
-      const [oa, ob] = await store.apply([a, b]);
+      const [oa, ob] = await apply([a, b]);
       t.match(oa, { allowed: true, remaining: 5 }, 'the allowed limit reports its untaken bucket');
       t.match(ob, { allowed: false, remaining: 0 });
       t.ok(ob!.retryAfterUs > 0, 'retry after > 0');
@@ -159,7 +165,7 @@ export async function storeContract(t: Test, store: Store, options: ContractOpti
     const a = f.op([['remote_address', '10.0.0.2']], { requestsPerUnit: 5, unit: 'hour' });
     const b = f.op([['api_key', 'k2']], { requestsPerUnit: 3, unit: 'hour' });
     const c = f.op([['path', '/x'], ['api_key', 'k2']], { requestsPerUnit: 10, unit: 'hour' }, 2);
-    const outcomes = await store.apply([a, b, c]);
+    const outcomes = await apply([a, b, c]);
     t.match(outcomes, [{ allowed: true, remaining: 4 }, { allowed: true, remaining: 2 }, { allowed: true, remaining: 8 }]);
   });
 
@@ -168,14 +174,14 @@ export async function storeContract(t: Test, store: Store, options: ContractOpti
     const normal = f.op([['api_key', 'k']], { requestsPerUnit: 5, unit: 'hour' });
     const shadowInput = { requestsPerUnit: 1, unit: 'hour' as const };
     const shadow = f.op([['path', '/s'], ['api_key', 'k']], shadowInput, 1, true);
-    t.match(await store.apply([normal, shadow]), [{ allowed: true, remaining: 4 }, { allowed: true, remaining: 0 }], 'shadow allowed takes');
-    const [on, os] = await store.apply([normal, shadow]);
+    t.match(await apply([normal, shadow]), [{ allowed: true, remaining: 4 }, { allowed: true, remaining: 0 }], 'shadow allowed takes');
+    const [on, os] = await apply([normal, shadow]);
     t.match(on, { allowed: true, remaining: 3 }, 'the batch commits despite the shadow op');
     t.match(os, { allowed: false, remaining: 0 });
     t.ok(os!.retryAfterUs > 0);
     const otherSlotShadow = f.op([['remote_address', '10.9.9.9']], shadowInput, 1, true);
     t.match(await one(otherSlotShadow), { allowed: true });
-    t.match(await store.apply([normal, otherSlotShadow]), [{ allowed: true, remaining: 2 }, { allowed: false }], 'also across slots');
+    t.match(await apply([normal, otherSlotShadow]), [{ allowed: true, remaining: 2 }, { allowed: false }], 'also across slots');
   });
 
   await t.test('check-only (cost 0) passes and takes nothing, even on an empty bucket', async (t) => {
@@ -220,7 +226,7 @@ export async function storeContract(t: Test, store: Store, options: ContractOpti
     // A fixed-window limit next to a denying limit is not counted.
     const fw = f.op([['path', '/p'], ['api_key', 'fw2']], input);
     const blocked = f.op([['api_key', 'fw2']], { requestsPerUnit: 0, unit: 'hour' });
-    t.match(await store.apply([fw, blocked]), [{ allowed: true, remaining: 3 }, { allowed: false }]);
+    t.match(await apply([fw, blocked]), [{ allowed: true, remaining: 3 }, { allowed: false }]);
     t.match(await one(fw), { allowed: true, remaining: 2 }, 'the denied request was not counted');
     t.match(await one(f.op([['path', '/p'], ['api_key', 'fw2']], input, 5)), { allowed: false, remaining: 2 }, 'cost above the rest is denied');
   });
@@ -244,9 +250,9 @@ export async function storeContract(t: Test, store: Store, options: ContractOpti
     const f = factory();
     const input = { requestsPerUnit: 3, unit: 'hour' as const };
     const op = f.op([['api_key', 'dup']], input);
-    t.match(await store.apply([op, op]), [{ allowed: true, remaining: 2 }, { allowed: true, remaining: 1 }]);
+    t.match(await apply([op, op]), [{ allowed: true, remaining: 2 }, { allowed: true, remaining: 1 }]);
     const two = f.op([['api_key', 'dup']], input, 2);
-    const [first, second] = await store.apply([op, two]);
+    const [first, second] = await apply([op, two]);
     t.match(first, { allowed: true }, 'the first fits');
     t.match(second, { allowed: false }, 'the second does not fit after the first');
     t.match(await one({ ...op, cost: 0 }), { allowed: true, remaining: 1 }, 'the denied batch took nothing');

@@ -1,21 +1,20 @@
 import t from 'tap';
 import type { Test } from 'tap';
-import { StoreCallError } from '../../src/errors.js';
-import { REFUND_SCRIPT, TOKEN_BUCKET_SCRIPT } from '../../src/store/redis-scripts.js';
-import { REFUND_SHA, TOKEN_BUCKET_SHA, createRedisStore } from '../../src/store/redis-store.js';
-import type { RedisStore, RedisStoreOptions } from '../../src/store/redis-store.js';
-import type { BreakerState } from '../../src/store/circuit-breaker.js';
+import { MemoryStore } from '../../src/store/memory-store.js';
+import { LIBRARY_LUA, LIBRARY_SHA } from '../../src/store/redis/library.js';
+import { SettingsError, StoreUnavailableError } from '../../src/errors.js';
+import { createRedisStore } from '../../src/store/redis/redis-store.js';
 import { freePort, sleep, startRedis, waitFor } from '../helpers/redis.js';
 import type { RedisNode } from '../helpers/redis.js';
 import { OpFactory, uniquePrefix } from './contract.js';
+import { redisStoreFor } from './redis-helper.js';
 
 const redis = await startRedis({ t });
 
-async function storeFor(t: Test, node: RedisNode, options: Partial<RedisStoreOptions> = {}): Promise<RedisStore> {
-  const store = createRedisStore({ url: node.url, ...options });
-  t.teardown(() => store.close());
-  await waitFor('redis store ready', () => store.health().ready);
-  return store;
+async function ready(t: Test, node: RedisNode, options: Parameters<typeof redisStoreFor>[1] = {}) {
+  const made = redisStoreFor(t, { redis: node.url, ...options });
+  await waitFor('redis store ready', () => made.store.health().ready);
+  return made;
 }
 
 /** Rejection time of a promise in ms, or throws if it resolves. */
@@ -29,164 +28,243 @@ async function rejectsWithin(work: Promise<unknown>): Promise<{ ms: number; erro
   throw new Error('expected a rejection');
 }
 
-t.test('the script SHAs are pinned: changing a script is deliberate', async (t) => {
-  t.equal(TOKEN_BUCKET_SHA, '253ea4bd448592e7e98c11a9eb33b64662ca6e87', 'lua/token-bucket.lua');
-  t.equal(REFUND_SHA, '87afcc80a02018bdef53c7548d3c6d172c7592bf', 'lua/refund.lua');
-  t.equal(TOKEN_BUCKET_SCRIPT.sha, TOKEN_BUCKET_SHA);
-  t.equal(REFUND_SCRIPT.sha, REFUND_SHA);
+function busyWaitMs(ms: number): void {
+  const until = performance.now() + ms;
+  while (performance.now() < until) { /* the event loop is blocked, as on a saturated sidecar */ }
+}
+
+async function scriptCalls(node: RedisNode): Promise<number> {
+  const stats = await node.cli('INFO', 'commandstats');
+  const calls = (name: string): number => Number(new RegExp(`cmdstat_${name}:calls=(\\d+)`).exec(stats)?.[1] ?? 0);
+  return calls('evalsha') + calls('eval');
+}
+
+t.test('the library script is pinned: changing it is deliberate (and changes its SHA for EVALSHA)', async (t) => {
+  t.equal(LIBRARY_SHA, 'b9577c5bde20ef570e6704a5a5b680ee9f0695b0', 'lua/openclaw.lua');
+  t.match(LIBRARY_LUA, /^#!lua flags=allow-cross-slot-keys\n/, 'the shebang Redis reads the flag from');
 });
 
 t.test('state lives in one integer string per key and expires once the bucket would be full', async (t) => {
-  const store = await storeFor(t, redis);
+  const { apply } = await ready(t, redis);
   const f = new OpFactory(uniquePrefix('ttl'));
   const fast = f.op([['api_key', 'ttl']], { requestsPerUnit: 10, unit: 'second', burst: 1 });
-  t.match(await store.apply([fast]), [{ allowed: true, remaining: 0 }]);
+  t.match(await apply([fast]), [{ allowed: true, remaining: 0 }]);
   t.match(await redis.cli('GET', fast.key), /^\d+:\d{16}$/, 'level:tsUs, no exponent notation');
   const pttl = Number(await redis.cli('PTTL', fast.key));
   t.ok(pttl > 0 && pttl <= 100, `PTTL ${pttl} in (0, 100] ms`);
   await waitFor('key gone after refill', async () => (await redis.cli('EXISTS', fast.key)) === '0', 1_000, 10);
 
   const year = f.op([['api_key', 'year']], { requestsPerUnit: 1_000, unit: 'year' });
-  await store.apply([year]);
+  await apply([year]);
   const yearTtl = Number(await redis.cli('PTTL', year.key));
   t.ok(yearTtl > 31_535_000 && yearTtl <= 31_536_000, `one token of 1000/year: PTTL ${yearTtl} ms ≈ 8.76 h`);
 
   const check = f.op([['api_key', 'check']], { requestsPerUnit: 5, unit: 'hour' }, 0);
-  await store.apply([check]);
+  await apply([check]);
   t.equal(await redis.cli('EXISTS', check.key), '0', 'check-only on a full bucket writes nothing');
 
   const fw = f.op([['api_key', 'fw']], { requestsPerUnit: 5, unit: 'minute', algorithm: 'fixed_window' });
-  const [outcome] = await store.apply([fw]);
+  const [outcome] = await apply([fw]);
   const fwTtl = Number(await redis.cli('PTTL', fw.key));
   t.ok(fwTtl > 0 && fwTtl <= Math.ceil(outcome!.resetUs / 1000), `fixed window PTTL ${fwTtl} ms ends with the window`);
 });
 
 t.test('a denial writes nothing', async (t) => {
-  const store = await storeFor(t, redis);
+  const { apply } = await ready(t, redis, { mirror: false });
   const f = new OpFactory(uniquePrefix('deny'));
   const op = f.op([['api_key', 'd']], { requestsPerUnit: 1, unit: 'hour' });
-  await store.apply([op]);
+  await apply([op]);
   const before = await redis.cli('GET', op.key);
-  t.match(await store.apply([op]), [{ allowed: false }]);
+  t.match(await apply([op]), [{ allowed: false }]);
   t.equal(await redis.cli('GET', op.key), before);
 });
 
-t.test('SCRIPT FLUSH: the next calls fall back to EVAL without a failed decision', async (t) => {
-  // Recovery is under test, not the 50 ms deadline (EVALSHA -> NOSCRIPT -> EVAL is two round trips).
-  const store = await storeFor(t, redis, { timeoutMs: 2_000 });
+t.test('SCRIPT FLUSH: the next calls fall back to EVAL without a failed decision, at the default deadline', async (t) => {
+  const { apply, counts } = await ready(t, redis);
   const f = new OpFactory(uniquePrefix('flush'));
   const op = f.op([['api_key', 'f']], { requestsPerUnit: 100, unit: 'hour' });
-  await store.apply([op]);
-  t.equal(await redis.cli('SCRIPT', 'EXISTS', TOKEN_BUCKET_SHA), '1');
+  await apply([op]);
+  t.equal(await redis.cli('SCRIPT', 'EXISTS', LIBRARY_SHA), '1');
   await redis.cli('SCRIPT', 'FLUSH');
-  t.equal(await redis.cli('SCRIPT', 'EXISTS', TOKEN_BUCKET_SHA), '0');
-  const outcomes = await Promise.all(Array.from({ length: 20 }, () => store.apply([op])));
-  t.equal(outcomes.length, 20, 'every call succeeded');
-  t.equal(await redis.cli('SCRIPT', 'EXISTS', TOKEN_BUCKET_SHA), '1', 'reloaded');
-  t.equal(store.breakerState, 'closed');
+  t.equal(await redis.cli('SCRIPT', 'EXISTS', LIBRARY_SHA), '0');
+  const outcomes = await Promise.all(Array.from({ length: 20 }, () => apply([op])));
+  t.equal(outcomes.filter((o) => o[0]!.allowed).length, 20, 'every decision came from Redis and allowed');
+  t.equal(await redis.cli('SCRIPT', 'EXISTS', LIBRARY_SHA), '1', 'reloaded');
+  t.equal(counts['fallbackDecision'] ?? 0, 0);
 });
 
 t.test('a cross-slot denial leaves every bucket as it was (one atomic call on a single node)', async (t) => {
-  const store = await storeFor(t, redis);
+  const { apply } = await ready(t, redis, { mirror: false });
   const f = new OpFactory(uniquePrefix('refund'));
   const wide = f.op([['remote_address', '10.1.1.1']], { requestsPerUnit: 5, unit: 'hour' });
   const fw = f.op([['user', 'u1']], { requestsPerUnit: 5, unit: 'hour', algorithm: 'fixed_window' });
   const narrow = f.op([['api_key', 'r']], { requestsPerUnit: 1, unit: 'hour' });
   t.not(wide.slotTag, narrow.slotTag);
-  t.not(fw.slotTag, narrow.slotTag);
-  await store.apply([narrow]);
-  const denied = await store.apply([wide, fw, narrow]);
-  t.match(denied, [{ allowed: true, remaining: 5 }, { allowed: true, remaining: 5 }, { allowed: false }]);
+  await apply([narrow]);
+  t.match(await apply([wide, fw, narrow]), [{ allowed: true, remaining: 5 }, { allowed: true, remaining: 5 }, { allowed: false }]);
   t.equal(await redis.cli('EXISTS', wide.key), '0', 'token bucket full again: key deleted');
   t.equal(await redis.cli('EXISTS', fw.key), '0', 'window count back to 0: key deleted');
-
-  await store.apply([wide, fw]);
-  const level = await redis.cli('GET', wide.key);
-  const count = await redis.cli('GET', fw.key);
-  await store.apply([wide, fw, narrow]);
-  // The same bucket: the level at a common instant (level - ts * refill / tick) is unchanged.
-  const timeless = (value: string): number => {
-    const [l, ts] = value.split(':').map(Number) as [number, number];
-    return l - (ts * wide.limit.refillPerTick) / wide.limit.tickUs;
-  };
-  t.equal(timeless(await redis.cli('GET', wide.key)), timeless(level), 'level restored exactly');
-  t.equal(await redis.cli('GET', fw.key), count, 'window count restored');
-  t.match(await store.apply([{ ...wide, cost: 0 }, { ...fw, cost: 0 }]), [{ remaining: 4 }, { remaining: 4 }]);
+  t.match(await apply([{ ...wide, cost: 0 }, { ...fw, cost: 0 }]), [{ remaining: 5 }, { remaining: 5 }]);
 });
 
-t.test('apply rejects near its deadline when Redis does not answer', async (t) => {
-  const store = await storeFor(t, redis, { timeoutMs: 50 });
+t.test('a deadline counts from the write: time a request waits inside a busy sidecar is not Redis time', async (t) => {
+  const { apply, counts, states } = await ready(t, redis);
+  const f = new OpFactory(uniquePrefix('queued'));
+  const op = f.op([['api_key', 'q']], { requestsPerUnit: 100, unit: 'hour' });
+  const pending = apply([op]);
+  busyWaitMs(200); // the loop is busy before the call is written (4x the 50 ms deadline)
+  t.match(await pending, [{ allowed: true }], 'decided by Redis');
+  t.equal(counts['fallbackDecision'] ?? 0, 0);
+  t.same([...states.values()].flat(), [], 'the breaker never moved');
+});
+
+t.test('a reply already in the socket is never late because the loop was busy after the write', async (t) => {
+  const { apply, counts, states } = await ready(t, redis);
+  const f = new OpFactory(uniquePrefix('lagged'));
+  const op = f.op([['api_key', 'l']], { requestsPerUnit: 100, unit: 'hour' });
+  let verdicts = 0;
+  for (let round = 0; round < 5; round++) {
+    const pending = apply([op]);
+    // Queued after the batcher's flush: runs right after the call is written.
+    setImmediate(() => busyWaitMs(150));
+    await pending;
+    verdicts++;
+  }
+  t.equal(verdicts, 5, 'every round decided by Redis');
+  t.equal(counts['fallbackDecision'] ?? 0, 0, 'no failure policy');
+  t.same([...states.values()].flat(), [], 'the breaker never moved');
+});
+
+t.test('Redis that really does not answer: the deadline holds (deny policy: 503 after about 50 ms)', async (t) => {
+  const { store } = await ready(t, redis);
   const f = new OpFactory(uniquePrefix('deadline'));
   const op = f.op([['api_key', 'p']], { requestsPerUnit: 100, unit: 'hour' });
   await redis.cli('CLIENT', 'PAUSE', '700', 'ALL');
   const { ms, error } = await rejectsWithin(store.apply([op]));
-  t.type(error, StoreCallError);
+  t.type(error, StoreUnavailableError);
   t.match((error as Error).message, /deadline/);
   t.ok(ms >= 45 && ms < 300, `rejected after ${ms.toFixed(1)} ms (deadline 50 ms)`);
   await sleep(800);
-  t.match(await store.apply([op]), [{ allowed: true }], 'works again when Redis answers');
+  t.match((await store.apply([op])).outcomes, [{ allowed: true }], 'works again when Redis answers');
 });
 
 t.test('the circuit breaker opens on a hung Redis, refuses fast, probes and closes', async (t) => {
   const node = await startRedis({ t });
-  const store = await storeFor(t, node, { timeoutMs: 50, breaker: { failureThreshold: 3, coolDownMs: 300 } });
-  const states: BreakerState[] = [];
-  store.onStateChange((state) => states.push(state));
+  const { store, states } = await ready(t, node, { breaker: { failureThreshold: 3, coolDownMs: 300 } });
   const f = new OpFactory(uniquePrefix('breaker'));
   const op = f.op([['api_key', 'b']], { requestsPerUnit: 100, unit: 'hour' });
   await node.kill('SIGSTOP');
   t.teardown(() => node.kill('SIGCONT'));
-  for (let i = 0; i < 3; i++) await t.rejects(store.apply([op]), StoreCallError);
-  t.equal(store.breakerState, 'open');
-  t.match(store.health(), { ready: false, fallbackActive: true, detail: /breaker open/ });
+  for (let i = 0; i < 3; i++) await t.rejects(store.apply([op]), StoreUnavailableError);
+  t.same(states.get(`127.0.0.1:${node.port}`), ['open']);
+  t.match(store.health(), { ready: false, detail: /unavailable: 127\.0\.0\.1/ });
   const fast = await rejectsWithin(store.apply([op]));
-  t.match((fast.error as Error).message, /circuit breaker is open/);
+  t.match((fast.error as Error).message, /circuit open/);
   t.ok(fast.ms < 5, `refused in ${fast.ms.toFixed(2)} ms while open`);
   await node.kill('SIGCONT');
-  await sleep(350);
-  t.match(await store.apply([op]), [{ allowed: true }], 'the probe succeeds');
-  t.same(states, ['open', 'half_open', 'closed']);
-  t.match(store.health(), { ready: true, fallbackActive: false });
+  await waitFor('probe closes the breaker', () => store.health().ready, 3_000, 20);
+  t.same(states.get(`127.0.0.1:${node.port}`), ['open', 'half_open', 'closed']);
+  t.match((await store.apply([op])).outcomes, [{ allowed: true }]);
+});
+
+t.test('local policy after a hang: what Redis reported spent is never granted again (6 of 10 spent → at most 4)', async (t) => {
+  const node = await startRedis({ t });
+  const { store } = await ready(t, node, { policy: 'local' });
+  const f = new OpFactory(uniquePrefix('hang'));
+  const op = f.op([['api_key', 'h']], { requestsPerUnit: 10, unit: 'hour' });
+  for (let i = 0; i < 6; i++) t.equal((await store.apply([op])).fallback, undefined, 'Redis decided');
+  await node.kill('SIGSTOP');
+  t.teardown(() => node.kill('SIGCONT'));
+  let allowed = 0;
+  for (let i = 0; i < 10; i++) {
+    const decision = await store.apply([op]);
+    // Allowed only by the local policy; once the local state is empty, the mirror denies without trying Redis.
+    if (decision.outcomes[0]!.allowed) {
+      t.equal(decision.fallback, 'local');
+      allowed++;
+    }
+  }
+  t.equal(allowed, 4, 'exactly the 4 tokens Redis had left');
+});
+
+t.test('a late reply still teaches the local state and counts what the local policy over-admitted', async (t) => {
+  const node = await startRedis({ t });
+  const a = await ready(t, node, { policy: 'local' });
+  const b = await ready(t, node, { policy: 'local' });
+  const f = new OpFactory(uniquePrefix('late'));
+  const op = f.op([['api_key', 'late']], { requestsPerUnit: 3, unit: 'hour' });
+  for (let i = 0; i < 3; i++) await b.apply([op]); // another sidecar spends the bucket; `a` never saw it
+  await node.cli('CLIENT', 'PAUSE', '300', 'WRITE');
+  const decision = await a.store.apply([op]);
+  t.match(decision, { fallback: 'local', outcomes: [{ allowed: true }] }, 'Redis too slow: the local policy admitted');
+  await waitFor('the late reply', () => (a.counts['lateReply'] ?? 0) === 1, 2_000, 10);
+  t.equal(a.counts['fallbackOverAdmitted'], 1, 'Redis had denied it: one over-admission counted');
+  const next = await a.store.apply([op]);
+  t.match(next, { fallback: undefined, outcomes: [{ allowed: false }] }, 'the late reply taught the mirror: denied locally');
+  t.equal(a.counts['localDenial'], 1);
+});
+
+t.test('the mirror denies an exhausted key without a Redis call, and only what Redis said', async (t) => {
+  const { apply, counts } = await ready(t, redis);
+  const f = new OpFactory(uniquePrefix('mirror'));
+  const op = f.op([['api_key', 'm']], { requestsPerUnit: 10, unit: 'hour' });
+  const other = f.op([['api_key', 'other']], { requestsPerUnit: 10, unit: 'hour' });
+  for (let i = 0; i < 10; i++) await apply([op]);
+  const before = await scriptCalls(redis);
+  const [denied] = await apply([op]);
+  t.match(denied, { allowed: false, remaining: 0 });
+  t.ok(denied!.retryAfterUs > 350_000_000 && denied!.retryAfterUs <= 360_000_000, 'one token of 10/hour: 6 minutes');
+  t.equal(await scriptCalls(redis), before, 'no Redis call');
+  t.equal(counts['localDenial'], 1);
+  t.match(await apply([other]), [{ allowed: true, remaining: 9 }], 'another key still goes to Redis');
+});
+
+t.test('regression: a request carrying 11 copies of a 10/hour descriptor does not make the bucket look empty', async (t) => {
+  const { apply } = await ready(t, redis);
+  const f = new OpFactory(uniquePrefix('copies'));
+  const op = f.op([['api_key', 'shared']], { requestsPerUnit: 10, unit: 'hour' });
+  const eleven = await apply(Array.from({ length: 11 }, () => op));
+  t.equal(eleven.filter((o) => !o.allowed).length >= 1, true, 'denied: 11 tokens asked of a bucket of 10');
+  t.match(await apply([op]), [{ allowed: true, remaining: 9 }], 'the next single request sees the full bucket');
 });
 
 t.test('the breaker recovers after Redis is killed and restarted', async (t) => {
   const node = await startRedis({ t });
-  const store = await storeFor(t, node, { timeoutMs: 50, breaker: { failureThreshold: 3, coolDownMs: 200 } });
+  const { store } = await ready(t, node, { breaker: { failureThreshold: 3, coolDownMs: 200 } });
   const f = new OpFactory(uniquePrefix('restart'));
   const op = f.op([['api_key', 'r']], { requestsPerUnit: 100, unit: 'hour' });
   await store.apply([op]);
   await node.kill('SIGKILL');
   const down = await rejectsWithin(store.apply([op]));
-  t.type(down.error, StoreCallError);
+  t.type(down.error, StoreUnavailableError);
   t.ok(down.ms < 60, `a dead Redis fails in ${down.ms.toFixed(1)} ms`);
   for (let i = 0; i < 3; i++) await store.apply([op]).catch(() => undefined);
-  t.equal(store.breakerState, 'open');
+  t.equal(store.health().ready, false);
   await node.restart();
   const start = performance.now();
-  await waitFor('decisions again', async () => (await store.apply([op])).length === 1, 5_000, 50);
+  await waitFor('decisions again', async () => (await store.apply([op])).fallback === undefined, 5_000, 50);
   t.ok(true, `recovered ${(performance.now() - start).toFixed(0)} ms after restart`);
-  t.equal(store.breakerState, 'closed');
   t.equal(store.health().ready, true);
 });
 
-t.test('a Redis unreachable at start: apply fails fast, then works once Redis starts', async (t) => {
+t.test('a Redis unreachable at start: the policy decides at once, then Redis once it starts', async (t) => {
   const port = await freePort();
-  const store = createRedisStore({ url: `redis://127.0.0.1:${port}`, timeoutMs: 50 });
-  t.teardown(() => store.close());
-  const f = new OpFactory(uniquePrefix('late'));
+  const { store } = redisStoreFor(t, { redis: `redis://127.0.0.1:${port}`, policy: 'local' });
+  const f = new OpFactory(uniquePrefix('late-start'));
   const op = f.op([['api_key', 'l']], { requestsPerUnit: 100, unit: 'hour' });
-  const early = await rejectsWithin(store.apply([op]));
-  t.type(early.error, StoreCallError);
-  t.ok(early.ms < 100, `rejected in ${early.ms.toFixed(1)} ms`);
+  const start = performance.now();
+  const early = await store.apply([op]);
+  t.match(early, { fallback: 'local', outcomes: [{ allowed: true }] });
+  t.ok(performance.now() - start < 100, 'decided without waiting');
   t.match(store.health(), { ready: false });
   await startRedis({ t, port });
-  await waitFor('decisions once Redis is up', async () => (await store.apply([op])).length === 1, 5_000, 50);
-  t.match(store.health(), { ready: true, fallbackActive: false });
+  await waitFor('decisions from Redis once it is up', async () => (await store.apply([op])).fallback === undefined, 5_000, 50);
+  t.match(store.health(), { ready: true });
 });
 
 t.test('two sidecars sharing one Redis enforce one limit', async (t) => {
-  const one = await storeFor(t, redis);
-  const two = await storeFor(t, redis);
+  const one = await ready(t, redis);
+  const two = await ready(t, redis);
   const f = new OpFactory(uniquePrefix('shared'));
   const op = f.op([['api_key', 's']], { requestsPerUnit: 50, unit: 'hour' });
   const outcomes = (await Promise.all([
@@ -200,30 +278,23 @@ t.test('connection options: password, db number and bad addresses', async (t) =>
   const secured = await startRedis({ t, args: ['--requirepass', 's3cret'] });
   const f = new OpFactory(uniquePrefix('auth'));
   const op = f.op([['api_key', 'a']], { requestsPerUnit: 5, unit: 'hour' });
-  const store = await storeFor(t, secured, { url: `redis://:s3cret@127.0.0.1:${secured.port}/2` });
+  const store = await ready(t, secured, { redis: `redis://:s3cret@127.0.0.1:${secured.port}/2` });
   t.match(await store.apply([op]), [{ allowed: true, remaining: 4 }]);
   t.equal(await secured.cli('-a', 's3cret', '-n', '2', 'EXISTS', op.key), '1', 'written to db 2');
-  const separate = await storeFor(t, secured, { url: `redis://127.0.0.1:${secured.port}`, username: 'default', password: 's3cret' });
+  const separate = await ready(t, secured, { redis: `redis://127.0.0.1:${secured.port}`, redisUsername: 'default', redisPassword: 's3cret' });
   t.match(await separate.apply([op]), [{ allowed: true, remaining: 4 }], 'db 0 is another keyspace');
 
-  t.throws(() => createRedisStore({}), TypeError);
-  t.throws(() => createRedisStore({ url: redis.url, cluster: '127.0.0.1:7000' }), TypeError);
-  t.throws(() => createRedisStore({ url: 'http://127.0.0.1:6379' }), TypeError);
-  t.throws(() => createRedisStore({ cluster: '127.0.0.1:notaport' }), TypeError);
-  t.equal(createRedisStoreKeyPrefix(), 'rl:', 'default key prefix');
+  const base = { redisTimeoutMs: 50, onStoreFailure: 'deny', fallbackDivisor: 1, local: new MemoryStore({ maxKeys: 10 }), mirror: true } as const;
+  t.throws(() => createRedisStore({ ...base }), SettingsError);
+  t.throws(() => createRedisStore({ ...base, redis: redis.url, redisCluster: ['127.0.0.1:7000'] }), SettingsError);
+  t.throws(() => createRedisStore({ ...base, redis: 'http://127.0.0.1:6379' }), SettingsError);
+  t.throws(() => createRedisStore({ ...base, redisCluster: ['127.0.0.1:notaport'] }), SettingsError);
 });
 
-function createRedisStoreKeyPrefix(): string {
-  const store = createRedisStore({ url: redis.url });
-  const prefix = store.keyPrefix;
-  void store.close();
-  return prefix;
-}
-
-t.test('after close, apply rejects; close is idempotent', async (t) => {
-  const store = await storeFor(t, redis);
+t.test('after close, the failure policy decides; close is idempotent', async (t) => {
+  const { store } = await ready(t, redis);
   await store.close();
   await store.close();
   const op = new OpFactory(uniquePrefix('closed')).op([['a', 'b']], { requestsPerUnit: 1, unit: 'hour' });
-  await t.rejects(store.apply([op]), StoreCallError);
+  await t.rejects(store.apply([op]), StoreUnavailableError);
 });

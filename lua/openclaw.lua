@@ -1,0 +1,225 @@
+#!lua flags=allow-cross-slot-keys
+--[[
+openclaw.lua: the one Redis script of openclaw-ratelimit. Every operation on
+bucket state lives here, sharing one copy of the arithmetic; ARGV[1] names the
+operation. It mirrors src/core/bucket.ts (the JavaScript reference model,
+which also computes every reported number from the states this script
+returns); change both together. test/store/reference-redis.test.ts runs the
+same random sequence through both and demands identical decisions.
+
+Run by EVALSHA (EVAL on NOSCRIPT): one SHA for every operation. The flag
+allow-cross-slot-keys (Redis >= 7.0) lets one call touch keys of several slots
+served by this node: the caller declares ONE key in KEYS (routing only;
+declared keys must share a slot) and passes every key in ARGV. Every read goes
+through redis.pcall: a key this node does not serve (a resharding moved its
+slot) marks its batch MOVED, and a MOVED batch writes nothing, so the caller
+can send it again to the right node.
+
+Limit table (both operations): ARGV[2] = L, then 8 values per limit:
+  alg ('t' token bucket | 'f' fixed window), tickUs, refillPerTick,
+  levelPerToken, capacityLevel, windowUs, requestsPerUnit, reserved (0)
+
+take: decides B independent batches, each atomically and all-or-nothing.
+  after the limit table: B, then B op counts, then 4 values per op:
+  key, limit (1-based index into the table), cost (0 = check only),
+  flags (1 = shadow: never denies its batch)
+  A batch commits when every non-shadow op is allowed; then each allowed take's
+  next state is written (SET .. PX ttl >= 1 ms, or DEL when full/empty).
+  Batches are decided in order; a batch sees what earlier ones committed, and
+  ops on one key within a batch see each other's tentative take.
+  Returns { nowUs, then per batch: status (0 denied, 1 committed, 2 moved),
+            then 3 integers per op: the op key's state when its batch began }
+  state triples: token bucket level, tsUs, 0; fixed window count,
+  windowStartUs, 0; no state: -1, 0, 0. The caller recomputes every outcome
+  from these with the reference model.
+
+refund: gives back what a committed batch took when another batch of the same
+  request (another node or slot) denied. After the limit table, 4 values per op:
+  key, limit, cost, chargedStartUs (fixed window: the window that was charged)
+  A token bucket is refilled to now and gets `cost` back (capped; full =
+  deleted); a fixed window count is decremented while it is still the charged
+  window. Nothing is added beyond what was taken: under-admission in the
+  window between take and refund is possible, over-admission is not.
+  Returns the number of keys changed.
+
+State per key: "<level>:<tsUs>" (integers, written with %.0f so large numbers
+never turn into 1.7e+15). A missing key is a full bucket / an empty window.
+Time: Redis TIME only (scripts replicate by effects), read once per call.
+]]
+
+local function ceil_div(a, b)
+  return math.floor((a + b - 1) / b)
+end
+
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+
+local function read_limits(at)
+  local count = tonumber(ARGV[at])
+  local limits = {}
+  for i = 1, count do
+    local b = at + (i - 1) * 8
+    limits[i] = {
+      alg = ARGV[b + 1], tick = tonumber(ARGV[b + 2]), refill = tonumber(ARGV[b + 3]),
+      per = tonumber(ARGV[b + 4]), cap = tonumber(ARGV[b + 5]), window = tonumber(ARGV[b + 6]),
+      max = tonumber(ARGV[b + 7]),
+    }
+  end
+  return limits, at + 1 + count * 8
+end
+
+-- Reads a key: {level, ts}, false (no state) or nil (not served by this node).
+local function read_state(key)
+  local v = redis.pcall('GET', key)
+  if type(v) == 'table' and v.err then return nil end
+  if not v then return false end
+  local l, ts = string.match(v, '^(%d+):(%d+)$')
+  if not l then return false end
+  return { tonumber(l), tonumber(ts) }
+end
+
+local function write_state(key, state, ttl_us)
+  if state then
+    redis.call('SET', key, string.format('%.0f:%.0f', state[1], state[2]),
+      'PX', string.format('%.0f', math.max(1, ceil_div(ttl_us, 1000))))
+  else
+    redis.call('DEL', key)
+  end
+end
+
+-- A token bucket's state refilled to now: level, ts.
+local function refilled(lim, state)
+  if not state then return lim.cap, now end
+  local level, ts = state[1], state[2]
+  local missing = lim.cap - level
+  local ticks = 0
+  if now > ts then ticks = math.floor((now - ts) / lim.tick) end
+  if missing <= 0 or ticks >= ceil_div(missing, lim.refill) then return lim.cap, now end
+  return level + ticks * lim.refill, ts + ticks * lim.tick
+end
+
+-- A fixed window's state at now: count, window start (a state outside its window is an empty new window).
+local function current_window(lim, state)
+  if state and state[2] <= now and now < state[2] + lim.window then return state[1], state[2] end
+  return 0, math.floor(now / lim.window) * lim.window
+end
+
+-- Decides one op on `state`: allowed, next state (false = none), ttlUs of the next state.
+local function decide(lim, state, cost)
+  if lim.alg == 'f' then
+    local count, start = current_window(lim, state)
+    if count + cost > lim.max then return false, state, 0 end
+    local after = count + cost
+    if after == 0 then return true, false, 0 end
+    return true, { after, start }, start + lim.window - now
+  end
+  if lim.refill == 0 then return cost == 0, state, 0 end -- requests_per_unit 0: always over
+  local level, ts = refilled(lim, state)
+  local need = cost * lim.per
+  if need > level then return false, state, 0 end
+  local after = level - need
+  if after >= lim.cap then return true, false, 0 end
+  local progress = 0
+  if now > ts then progress = now - ts end
+  return true, { after, ts }, ceil_div(lim.cap - after, lim.refill) * lim.tick - progress
+end
+
+local function take()
+  local limits, at = read_limits(2)
+  local batches = tonumber(ARGV[at])
+  local counts = at + 1
+  local op = at + 1 + batches
+  local out = { now }
+  local stored = {}  -- key -> state committed so far in this call (false = none)
+  for b = 1, batches do
+    local count = tonumber(ARGV[counts + b - 1])
+    local status_at = #out + 1
+    out[status_at] = 0
+    local committed = true
+    local moved = false
+    local tentative = {} -- key -> state within this batch
+    local writes = {}    -- key -> { state, ttl } of the last allowed op on that key
+    local order = {}
+    for i = 1, count do
+      local key = ARGV[op]
+      local lim = limits[tonumber(ARGV[op + 1])]
+      local cost = tonumber(ARGV[op + 2])
+      local shadow = ARGV[op + 3] == '1'
+      op = op + 4
+      local start = stored[key]
+      if start == nil then
+        start = read_state(key)
+        if start == nil then moved = true; start = false end
+        stored[key] = start
+      end
+      local n = #out
+      if start then
+        out[n + 1], out[n + 2], out[n + 3] = start[1], start[2], 0
+      else
+        out[n + 1], out[n + 2], out[n + 3] = -1, 0, 0
+      end
+      local state = tentative[key]
+      if state == nil then state = start end
+      local allowed, nxt, ttl = decide(lim, state, cost)
+      if allowed and cost > 0 then -- a check-only op changes nothing (refilling twice is refilling once)
+        if writes[key] == nil then order[#order + 1] = key end
+        writes[key] = { nxt, ttl }
+        tentative[key] = nxt
+      elseif not allowed and not shadow then
+        committed = false
+      end
+    end
+    if moved then
+      out[status_at] = 2
+    elseif committed then
+      out[status_at] = 1
+      for _, key in ipairs(order) do
+        local w = writes[key]
+        stored[key] = w[1]
+        write_state(key, w[1], w[2])
+      end
+    end
+  end
+  return out
+end
+
+local function refund()
+  local limits, at = read_limits(2)
+  local changed = 0
+  for op = at, #ARGV, 4 do
+    local key = ARGV[op]
+    local lim = limits[tonumber(ARGV[op + 1])]
+    local cost = tonumber(ARGV[op + 2])
+    local state = read_state(key)
+    if state and cost > 0 then
+      if lim.alg == 'f' then
+        if state[2] == tonumber(ARGV[op + 3]) then
+          local left = state[1] - cost
+          if left <= 0 then
+            redis.call('DEL', key)
+          else
+            redis.call('SET', key, string.format('%.0f:%.0f', left, state[2]), 'KEEPTTL')
+          end
+          changed = changed + 1
+        end
+      elseif lim.refill > 0 then
+        local level, ts = refilled(lim, state)
+        level = level + cost * lim.per
+        if level >= lim.cap then
+          write_state(key, false, 0)
+        else
+          local progress = 0
+          if now > ts then progress = now - ts end
+          write_state(key, { level, ts }, ceil_div(lim.cap - level, lim.refill) * lim.tick - progress)
+        end
+        changed = changed + 1
+      end
+    end
+  end
+  return changed
+end
+
+local operation = ARGV[1]
+if operation == 'take' then return take() end
+if operation == 'refund' then return refund() end
+return redis.error_reply('openclaw.lua: unknown operation ' .. tostring(operation))

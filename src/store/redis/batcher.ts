@@ -1,0 +1,108 @@
+// Coalesces concurrent decisions into one script call per Redis node per event-loop turn.
+import type { BucketOp } from '../../core/types.js';
+import { StoreCallError } from '../../errors.js';
+import { withRedisDeadline, type DeadlineEvents } from './deadline.js';
+import type { RedisLibrary, TakeResult } from './library.js';
+
+/** Most ops in one script call; more waiting ops go in further calls of the same turn. */
+export const MAX_OPS_PER_CALL = 512;
+
+/** One request's ops for one node, waiting to be sent. */
+export interface PendingBatch {
+  node: string;
+  ops: readonly BucketOp[];
+  /** One of the batch's keys: declared in KEYS so Redis (and ioredis) route the call to its node. */
+  routingKey: string;
+  resolve(result: TakeResult): void;
+  reject(error: unknown): void;
+  /** Called with the reply when it arrives after the batch was already rejected at its deadline. */
+  late(result: TakeResult): void;
+}
+
+export interface BatcherEvents extends DeadlineEvents {
+  /** One script call finished (`ok` false: it failed or missed its deadline); seconds from write to reply. */
+  call(node: string, seconds: number, ok: boolean): void;
+  /** A call that missed its deadline was answered after all. */
+  lateReply(node: string, seconds: number): void;
+}
+
+/**
+ * The batches submitted for one node during one event-loop turn go out as ONE
+ * lua/openclaw.lua `take` call (each batch still decided all-or-nothing on its
+ * own, in submission order). Node CPU per decision, not Redis, bounds a rate
+ * limiter, and most of it is the client's per-command cost: paid once per turn
+ * instead of once per request. The wait is one setImmediate: the requests that
+ * arrived together. Each call's deadline starts when it is written.
+ */
+export class Batcher {
+  private queues = new Map<string, PendingBatch[]>();
+  private scheduled = false;
+
+  constructor(
+    private readonly library: RedisLibrary,
+    private readonly timeoutMs: number,
+    private readonly events: BatcherEvents,
+    private readonly maxOpsPerCall = MAX_OPS_PER_CALL,
+  ) {}
+
+  /**
+   * Queues `ops` for `node` (the master serving routingKey's slot); settles
+   * with its batch's result. Batches of one `queue` (usually the node's name)
+   * may share a call.
+   */
+  submit(queueName: string, node: string, routingKey: string, ops: readonly BucketOp[], late: (result: TakeResult) => void): Promise<TakeResult> {
+    return new Promise<TakeResult>((resolve, reject) => {
+      let queue = this.queues.get(queueName);
+      if (queue === undefined) {
+        queue = [];
+        this.queues.set(queueName, queue);
+      }
+      queue.push({ node, ops, routingKey, resolve, reject, late });
+      if (!this.scheduled) {
+        this.scheduled = true;
+        setImmediate(() => this.flush());
+      }
+    });
+  }
+
+  private flush(): void {
+    this.scheduled = false;
+    const queues = this.queues;
+    this.queues = new Map();
+    for (const queue of queues.values()) {
+      let start = 0;
+      while (start < queue.length) {
+        let end = start;
+        let ops = 0;
+        while (end < queue.length && (end === start || ops + queue[end]!.ops.length <= this.maxOpsPerCall)) {
+          ops += queue[end]!.ops.length;
+          end++;
+        }
+        this.send(queue[start]!.node, queue.slice(start, end));
+        start = end;
+      }
+    }
+  }
+
+  private send(node: string, batches: readonly PendingBatch[]): void {
+    const call = this.library.take(batches[0]!.routingKey, batches.map((batch) => batch.ops));
+    const writtenAtMs = performance.now();
+    const seconds = (): number => (performance.now() - writtenAtMs) / 1000;
+    withRedisDeadline(call, this.timeoutMs, `script call to ${node}`, this.events).then(
+      (results) => {
+        this.events.call(node, seconds(), true);
+        batches.forEach((batch, i) => batch.resolve(results[i]!));
+      },
+      (error: unknown) => {
+        this.events.call(node, seconds(), false);
+        for (const batch of batches) batch.reject(error);
+        if (!(error instanceof StoreCallError && error.timedOut)) return;
+        // A reply that comes after the deadline still tells what Redis decided.
+        call.then((results) => {
+          this.events.lateReply(node, seconds());
+          batches.forEach((batch, i) => batch.late(results[i]!));
+        }, () => {});
+      },
+    );
+  }
+}

@@ -1,0 +1,134 @@
+// The typed face of lua/openclaw.lua: loading, argument encoding, reply decoding.
+import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import type { BucketState } from '../../core/bucket.js';
+import type { BucketOp, LimitSpec } from '../../core/types.js';
+import { InternalError, StoreCallError } from '../../errors.js';
+import type { RedisClient } from './connection.js';
+
+/** The script text, read once from the package's lua/ folder (same relative path from src/ and dist/). */
+function readLibrary(): string {
+  try {
+    return readFileSync(new URL('../../../lua/openclaw.lua', import.meta.url), 'utf8');
+  } catch (error: unknown) {
+    throw new InternalError('lua/openclaw.lua is missing from the installation', { cause: error });
+  }
+}
+
+export const LIBRARY_LUA = readLibrary();
+/** SHA1 of the script, as EVALSHA uses it; pinned in a test so a change is deliberate. */
+export const LIBRARY_SHA = createHash('sha1').update(LIBRARY_LUA).digest('hex');
+const COMMAND = 'openclawRl';
+
+const ALGORITHM_CODE: Readonly<Record<LimitSpec['algorithm'], string>> = { token_bucket: 't', fixed_window: 'f' };
+
+/** Integers per op in a `take` reply: the op key's state (level, tsUs, extra) when its batch began. */
+export const STATE_FIELDS = 3;
+
+export type BatchStatus = 'denied' | 'committed' | 'moved';
+const STATUS: readonly BatchStatus[] = ['denied', 'committed', 'moved'];
+
+/** One batch of a `take` reply. */
+export interface TakeResult {
+  status: BatchStatus;
+  /** Redis TIME of the call, µs. */
+  nowUs: number;
+  /** Per op of the batch: its key's state when the batch began (null = none: a full bucket). */
+  states: (BucketState | null)[];
+}
+
+type ScriptCall = (numKeys: number, routingKey: string, ...argv: string[]) => Promise<unknown>;
+
+/** Builds the limit table of one call: each distinct limit once, ops refer to it by index. */
+class LimitTable {
+  readonly argv: string[] = ['0'];
+  private readonly index = new Map<LimitSpec, string>();
+
+  indexOf(limit: LimitSpec): string {
+    let at = this.index.get(limit);
+    if (at === undefined) {
+      at = String(this.index.size + 1);
+      this.index.set(limit, at);
+      this.argv.push(...limitValues(limit));
+      this.argv[0] = at;
+    }
+    return at;
+  }
+}
+
+const limitValueCache = new WeakMap<LimitSpec, readonly string[]>();
+
+function limitValues(limit: LimitSpec): readonly string[] {
+  let values = limitValueCache.get(limit);
+  if (values === undefined) {
+    values = Object.freeze([
+      ALGORITHM_CODE[limit.algorithm], String(limit.tickUs), String(limit.refillPerTick), String(limit.levelPerToken),
+      String(limit.capacityLevel), String(limit.unitUs), String(limit.requestsPerUnit), '0',
+    ]);
+    limitValueCache.set(limit, values);
+  }
+  return values;
+}
+
+/** lua/openclaw.lua on one client, by EVALSHA with EVAL on NOSCRIPT (ioredis defineCommand). */
+export class RedisLibrary {
+  private readonly call: ScriptCall;
+
+  constructor(client: RedisClient) {
+    client.defineCommand(COMMAND, { lua: LIBRARY_LUA });
+    this.call = (client as unknown as Record<typeof COMMAND, ScriptCall>)[COMMAND].bind(client);
+  }
+
+  /**
+   * Decides batches (each one request's ops on the node that serves
+   * `routingKey`) in one call. Rejects with the call's error; a malformed
+   * reply is a StoreCallError.
+   */
+  async take(routingKey: string, batches: readonly (readonly BucketOp[])[]): Promise<TakeResult[]> {
+    const table = new LimitTable();
+    const counts: string[] = [];
+    const opValues: string[] = [];
+    let opCount = 0;
+    for (const ops of batches) {
+      counts.push(String(ops.length));
+      opCount += ops.length;
+      for (const op of ops) opValues.push(op.key, table.indexOf(op.limit), String(op.cost), op.shadow ? '1' : '0');
+    }
+    const reply = await this.call(1, routingKey, 'take', ...table.argv, String(batches.length), ...counts, ...opValues);
+    return decodeTake(reply, batches, opCount);
+  }
+
+  /** Gives back `cost` of each op (see lua/openclaw.lua `refund`); `chargedStartUs` per op for fixed windows. */
+  async refund(routingKey: string, ops: readonly BucketOp[], chargedStartUs: readonly number[]): Promise<void> {
+    const table = new LimitTable();
+    const values: string[] = [];
+    ops.forEach((op, i) => values.push(op.key, table.indexOf(op.limit), String(op.cost), String(chargedStartUs[i] ?? 0)));
+    await this.call(1, routingKey, 'refund', ...table.argv, ...values);
+  }
+}
+
+function decodeTake(reply: unknown, batches: readonly (readonly BucketOp[])[], opCount: number): TakeResult[] {
+  const expected = 1 + batches.length + opCount * STATE_FIELDS;
+  if (!Array.isArray(reply) || reply.length !== expected) {
+    throw new StoreCallError(`redis: unexpected reply from lua/openclaw.lua take (${String(reply).slice(0, 80)})`);
+  }
+  const values = reply as unknown[];
+  const nowUs = values[0];
+  if (typeof nowUs !== 'number') throw new StoreCallError('redis: lua/openclaw.lua take returned no time');
+  const results: TakeResult[] = new Array(batches.length);
+  let at = 1;
+  for (let b = 0; b < batches.length; b++) {
+    const status = STATUS[values[at] as number];
+    if (status === undefined) throw new StoreCallError(`redis: bad batch status ${String(values[at])} from lua/openclaw.lua`);
+    at++;
+    const count = batches[b]!.length;
+    const states: (BucketState | null)[] = new Array(count);
+    for (let i = 0; i < count; i++, at += STATE_FIELDS) {
+      const level = values[at] as number;
+      states[i] = level < 0 ? null : { level, tsUs: values[at + 1] as number };
+    }
+    results[b] = { status, nowUs, states };
+  }
+  return results;
+}
+

@@ -1,0 +1,56 @@
+// Which Redis master decides which ops of a request.
+import type { BucketOp } from '../../core/types.js';
+import { clusterSlot } from './cluster-slot.js';
+
+/** Some of a request's ops, sent to one node in one batch. */
+export interface OpGroup {
+  /** The master serving these keys ("host:port"); for a single node, its address. */
+  node: string;
+  /** Groups with the same queue may travel in one script call (see batcher.ts). */
+  queue: string;
+  /** A key of the group, declared in KEYS to route the call. */
+  routingKey: string;
+  /** Indices into the request's ops. */
+  indices: number[];
+}
+
+/** The master of each slot, as the client's slot map says (`slots[slot][0]`). */
+export type SlotMap = readonly (readonly string[] | undefined)[];
+
+const UNKNOWN_NODE = 'unknown';
+
+/**
+ * Groups ops by the master that serves each key's slot, per the slot map. A
+ * stale map costs a MOVED batch (sent again), never a wrong decision.
+ */
+export function groupByNode(ops: readonly BucketOp[], indices: readonly number[], slots: SlotMap): OpGroup[] {
+  const groups = new Map<string, OpGroup>();
+  for (const i of indices) {
+    const key = ops[i]!.key;
+    const node = slots[clusterSlot(key)]?.[0] ?? UNKNOWN_NODE;
+    const group = groups.get(node);
+    if (group === undefined) groups.set(node, { node, queue: node, routingKey: key, indices: [i] });
+    else group.indices.push(i);
+  }
+  return [...groups.values()];
+}
+
+/**
+ * Groups ops by slot: for a batch that came back MOVED during a resharding,
+ * each slot goes on its own (ioredis follows MOVED/ASK for the declared key,
+ * which is then the only slot the batch touches).
+ */
+export function groupBySlot(ops: readonly BucketOp[], indices: readonly number[], slots: SlotMap): OpGroup[] {
+  const groups = new Map<number, OpGroup>();
+  for (const i of indices) {
+    const key = ops[i]!.key;
+    const slot = clusterSlot(key);
+    const group = groups.get(slot);
+    if (group === undefined) {
+      const node = slots[slot]?.[0] ?? UNKNOWN_NODE;
+      groups.set(slot, { node, queue: `${node}#${slot}`, routingKey: key, indices: [i] });
+    }
+    else group.indices.push(i);
+  }
+  return [...groups.values()];
+}

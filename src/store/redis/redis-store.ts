@@ -1,0 +1,431 @@
+/**
+ * The Redis store: bucket state in one Redis node or a Redis Cluster, so every
+ * sidecar enforces one global limit.
+ *
+ * A request's ops are grouped by the master serving their slots (one group on
+ * a single node); each group is one all-or-nothing batch of lua/openclaw.lua
+ * `take`, and concurrent requests' batches for one node travel in one script
+ * call per event-loop turn (batcher.ts). The script returns the states it
+ * read; the JavaScript reference model (core/bucket.ts) computes every
+ * reported number from them, and checks that it agrees with what Redis did.
+ *
+ * All-or-nothing across groups (Cluster): when one group denies while others
+ * committed, the committed groups' takes are given back (`refund`, a second
+ * round trip on that denial path only). Under-admission in between is
+ * accepted; over-admission is not.
+ *
+ * Failures are per node. Each call has a deadline that measures Redis, not
+ * this process's event loop (deadline.ts); each master has its own circuit
+ * breaker (node-health.ts); a group whose node failed, or whose breaker is
+ * open, is decided by the failure policy (failure-policy.ts) while the other
+ * groups of the request stay exact. A batch that comes back MOVED (a
+ * resharding moved a slot) wrote nothing and is sent again to the new owner.
+ *
+ * The local mirror: every Redis reply (late ones too) records the states of
+ * its keys in a MemoryStore, on the local clock. Tokens only refill with time
+ * and other sidecars only take more, so a request that those states deny is
+ * denied without a call, and the `local` policy decides from what Redis was
+ * last known to hold instead of from full buckets.
+ */
+import type { Cluster } from 'ioredis';
+import { evaluate, evaluateBatch, type BatchEvaluation, type BucketState } from '../../core/bucket.js';
+import type { Store, StoreDecision, StoreFailurePolicy, StoreHealth } from '../../core/store.js';
+import type { BucketOp, BucketOutcome } from '../../core/types.js';
+import { StoreCallError, errorMessage } from '../../errors.js';
+import type { MemoryStore } from '../memory-store.js';
+import { Batcher } from './batcher.js';
+import type { BreakerState } from './circuit-breaker.js';
+import { createRedisConnection, type RedisClient, type RedisConnectionOptions } from './connection.js';
+import { withRedisDeadline } from './deadline.js';
+import { FailurePolicy } from './failure-policy.js';
+import { RedisLibrary, type TakeResult } from './library.js';
+import { NodeHealth } from './node-health.js';
+import { groupByNode, groupBySlot, type OpGroup, type SlotMap } from './node-groups.js';
+
+const CLOSE_TIMEOUT_MS = 1_000;
+const ERROR_LOG_INTERVAL_MS = 10_000;
+/** A MOVED batch is sent again at most this often (a resharding is in progress). */
+const MAX_MOVED_ROUNDS = 3;
+
+/** Any pino-like logger. */
+export interface StoreLogger {
+  info(obj: object, msg: string): void;
+  warn(obj: object, msg: string): void;
+  error(obj: object, msg: string): void;
+}
+
+/** What the store tells the outside (metrics, logs). Every member optional. */
+export interface RedisStoreEvents {
+  /** A script call finished; seconds from write to reply; `ok` false: failed or missed its deadline. */
+  call(node: string, seconds: number, ok: boolean): void;
+  nodeState(node: string, state: BreakerState, previous: BreakerState): void;
+  /** The event loop lagged past a deadline, which was extended. */
+  deadlineExtended(): void;
+  /** A reply came after its call's deadline (the failure policy had decided). */
+  lateReply(node: string): void;
+  /** A late reply showed that the local policy admitted a request Redis denied. */
+  fallbackOverAdmitted(): void;
+  /** Some ops of a request were decided by the failure policy. */
+  fallbackDecision(policy: StoreFailurePolicy): void;
+  /** A request was denied from the local mirror, without a Redis call. */
+  localDenial(): void;
+}
+
+export interface RedisStoreOptions extends RedisConnectionOptions {
+  /** Deadline of one script call, ms (counted from its write, loop lag excluded). */
+  redisTimeoutMs: number;
+  onStoreFailure: StoreFailurePolicy;
+  fallbackDivisor: number;
+  /** The local buckets: mirror of Redis states and the `local` policy's buckets. */
+  local: MemoryStore;
+  /** Record Redis states in `local` (deny without a call, seed the fallback). */
+  mirror: boolean;
+  logger?: StoreLogger | undefined;
+  events?: Partial<RedisStoreEvents> | undefined;
+  breaker?: { failureThreshold?: number; coolDownMs?: number } | undefined;
+}
+
+export interface RedisStore extends Store {
+  readonly kind: 'redis';
+  readonly mode: 'single' | 'cluster';
+  /** Resolves true once connected, or false after `timeoutMs` (the store keeps connecting). */
+  waitUntilConnected(timeoutMs: number): Promise<boolean>;
+}
+
+const SILENT_LOGGER: StoreLogger = { info() {}, warn() {}, error() {} };
+
+/**
+ * Creates the store; connects in the background (the server may start while
+ * Redis is unreachable: the failure policy decides until it connects).
+ * Throws SettingsError on a bad address and the fs error for an unreadable TLS file.
+ */
+export function createRedisStore(options: RedisStoreOptions): RedisStore {
+  return new RedisStoreImpl(options);
+}
+
+/** One group of a request, as it came back. */
+interface GroupResult {
+  ops: BucketOp[];
+  group: OpGroup;
+  /** Set when Redis decided the batch. */
+  decided?: { result: TakeResult; evaluation: BatchEvaluation };
+  /** Set when the call failed, missed its deadline or the node's breaker is open. */
+  error?: unknown;
+  late: LateReplies;
+}
+
+/** How a late reply is judged: against what the request finally got. */
+interface LateReplies {
+  final: 'allowed' | 'denied' | undefined;
+  pending: TakeResult | undefined;
+}
+
+class RedisStoreImpl implements RedisStore {
+  readonly kind = 'redis' as const;
+  readonly mode: 'single' | 'cluster';
+  private readonly client: RedisClient;
+  private readonly address: string;
+  private readonly library: RedisLibrary;
+  private readonly batcher: Batcher;
+  private readonly health_: NodeHealth;
+  private readonly policy: FailurePolicy;
+  private readonly local: MemoryStore;
+  private readonly mirror: boolean;
+  private readonly timeoutMs: number;
+  private readonly logger: StoreLogger;
+  private readonly events: Partial<RedisStoreEvents>;
+  private closed = false;
+  private lastError = '';
+  private lastErrorLogMs = -Infinity;
+  private refreshing: Promise<unknown> | undefined;
+
+  constructor(options: RedisStoreOptions) {
+    const connection = createRedisConnection(options);
+    this.client = connection.client;
+    this.mode = connection.mode;
+    this.address = connection.address;
+    this.timeoutMs = options.redisTimeoutMs;
+    this.logger = options.logger ?? SILENT_LOGGER;
+    this.events = options.events ?? {};
+    this.local = options.local;
+    this.mirror = options.mirror;
+    this.policy = new FailurePolicy(options.onStoreFailure, options.local, options.fallbackDivisor);
+    this.library = new RedisLibrary(this.client);
+    this.health_ = new NodeHealth({
+      ping: (node) => withRedisDeadline(this.pingNode(node), this.timeoutMs, `PING ${node}`),
+      onStateChange: (node, state, previous) => {
+        if (state === 'open') this.refreshSlots();
+        this.events.nodeState?.(node, state, previous);
+      },
+      ...options.breaker,
+    });
+    this.batcher = new Batcher(this.library, this.timeoutMs, {
+      call: (node, seconds, ok) => {
+        if (ok) this.health_.success(node);
+        else this.health_.failure(node);
+        this.events.call?.(node, seconds, ok);
+      },
+      lateReply: (node) => this.events.lateReply?.(node),
+      extended: () => this.events.deadlineExtended?.(),
+    });
+    this.client.on('error', (error: unknown) => this.noteError(error, 'redis connection error'));
+    this.client.on('ready', () => this.logger.info({ mode: this.mode }, 'redis store connected'));
+    this.client.on('end', () => {
+      if (!this.closed) this.logger.warn({ mode: this.mode }, 'redis store connection ended');
+    });
+    if (this.mode === 'cluster') {
+      (this.client as Cluster).on('refresh', () => this.health_.retain(new Set(this.masters())));
+    }
+    this.client.connect().catch((error: unknown) => this.noteError(error, 'redis initial connect failed'));
+  }
+
+  waitUntilConnected(timeoutMs: number): Promise<boolean> {
+    if (this.client.status === 'ready') return Promise.resolve(true);
+    return new Promise<boolean>((resolve) => {
+      const done = (connected: boolean): void => {
+        clearTimeout(timer);
+        this.client.off('ready', onReady);
+        resolve(connected);
+      };
+      const onReady = (): void => done(true);
+      const timer = setTimeout(() => done(false), timeoutMs);
+      this.client.on('ready', onReady);
+    });
+  }
+
+  async apply(ops: readonly BucketOp[]): Promise<StoreDecision> {
+    if (ops.length === 0) return { outcomes: [], fallback: undefined };
+    if (this.mirror) {
+      // What Redis last reported, refilled locally, can only have more tokens than Redis has now.
+      const known = this.local.peek(ops);
+      if (!known.commits) {
+        this.events.localDenial?.();
+        return { outcomes: known.outcomes, fallback: undefined };
+      }
+    }
+    const all = ops.map((_, i) => i);
+    const groups = this.mode === 'single'
+      ? [{ node: this.address, queue: this.address, routingKey: ops[0]!.key, indices: all }]
+      : groupByNode(ops, all, this.slots());
+    return this.combine(ops, await this.decideGroups(ops, groups, 1));
+  }
+
+  health(): StoreHealth {
+    const status = this.client.status;
+    const unavailable = this.health_.unavailable();
+    const connected = status === 'ready';
+    let detail = `redis ${this.mode} ${status}`;
+    if (unavailable.length > 0) detail += `, unavailable: ${unavailable.join(', ')}`;
+    if (this.lastError !== '' && (!connected || unavailable.length > 0)) detail += ` (last error: ${this.lastError})`;
+    return { ready: connected && unavailable.length === 0 && !this.closed, detail };
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.health_.close();
+    try {
+      await withRedisDeadline(this.client.quit(), CLOSE_TIMEOUT_MS, 'QUIT');
+    } catch {
+      // Not connected or too slow: drop the sockets instead.
+    }
+    this.client.disconnect();
+  }
+
+  /** Sends each group; MOVED batches go again, slot by slot, to their new owners. Never rejects. */
+  private async decideGroups(ops: readonly BucketOp[], groups: readonly OpGroup[], round: number): Promise<GroupResult[]> {
+    const results = await Promise.all(groups.map((group) => this.runGroup(ops, group)));
+    const moved = results.filter((r) => r.decided?.result.status === 'moved');
+    if (moved.length === 0) return results;
+    const settled = results.filter((r) => r.decided?.result.status !== 'moved');
+    if (round >= MAX_MOVED_ROUNDS) {
+      for (const r of moved) settled.push({ ...r, decided: undefined, error: new StoreCallError('redis: keys still moving after retries (resharding)') });
+      return settled;
+    }
+    await this.refreshSlots();
+    const again = moved.flatMap((r) => groupBySlot(ops, r.group.indices, this.slots()));
+    return settled.concat(await this.decideGroups(ops, again, round + 1));
+  }
+
+  private async runGroup(ops: readonly BucketOp[], group: OpGroup): Promise<GroupResult> {
+    const groupOps = group.indices.map((i) => ops[i]!);
+    const late: LateReplies = { final: undefined, pending: undefined };
+    const base = { ops: groupOps, group, late };
+    if (this.closed) return { ...base, error: new StoreCallError('redis store is closed', { countsAsFailure: false }) };
+    if (!this.health_.tryAcquire(group.node)) {
+      return { ...base, error: new StoreCallError(`redis ${group.node} unavailable (circuit open; last error: ${this.lastError})`, { countsAsFailure: false }) };
+    }
+    try {
+      const result = await this.batcher.submit(group.queue, group.node, group.routingKey, groupOps, (reply) => this.onLateReply(groupOps, group, late, reply));
+      if (result.status === 'moved') return { ...base, decided: { result, evaluation: NOTHING_DECIDED } };
+      return { ...base, decided: { result, evaluation: this.evaluateReply(groupOps, result) } };
+    } catch (error: unknown) {
+      this.noteError(error, 'redis call failed; the store-failure policy decided');
+      return { ...base, error };
+    }
+  }
+
+  /** Recomputes a batch's outcomes from the states Redis read, records them in the mirror. */
+  private evaluateReply(ops: readonly BucketOp[], result: TakeResult): BatchEvaluation {
+    const evaluation = evaluateBatch(ops, (i) => result.states[i]!, result.nowUs);
+    if (evaluation.commits !== (result.status === 'committed')) {
+      // A bug: lua/openclaw.lua and core/bucket.ts disagree. Report what Redis did; a denial wins.
+      this.logger.error({ status: result.status, model: evaluation.commits }, 'lua/openclaw.lua and core/bucket.ts disagree');
+      if (result.status === 'denied') {
+        evaluation.commits = false;
+        evaluation.outcomes = evaluation.evaluations.map((e) => ({ ...e.untaken, allowed: false }));
+      }
+    }
+    if (this.mirror) this.remember(ops, result, evaluation);
+    return evaluation;
+  }
+
+  /** Records each key's state after the batch, moved from Redis time onto the local clock. */
+  private remember(ops: readonly BucketOp[], result: TakeResult, evaluation: BatchEvaluation): void {
+    const localNowUs = this.local.clock();
+    const shiftUs = localNowUs - result.nowUs;
+    const committed = result.status === 'committed';
+    const seen = ops.length > 1 ? new Set<string>() : undefined;
+    for (let i = ops.length - 1; i >= 0; i--) {
+      const op = ops[i]!;
+      if (seen !== undefined) {
+        if (seen.has(op.key)) continue;
+        seen.add(op.key);
+      }
+      // The last take on a key decides its state; else the state Redis held, refilled.
+      let last = -1;
+      if (committed) {
+        for (let k = i; k >= 0 && last < 0; k--) {
+          const e = evaluation.evaluations[k]!;
+          if (ops[k]!.key === op.key && ops[k]!.cost > 0 && e.outcome.allowed) last = k;
+        }
+      }
+      // Every op on a key sees the same batch-start state.
+      const after = last >= 0 ? evaluation.evaluations[last]! : evaluate(op.limit, result.states[i]!, result.nowUs, 0);
+      this.local.observe(op.key, shifted(after.next, shiftUs), after.ttlUs, localNowUs);
+    }
+  }
+
+  /** Puts a request together from its groups: all-or-nothing across them, the policy for failed ones. */
+  private async combine(ops: readonly BucketOp[], results: readonly GroupResult[]): Promise<StoreDecision> {
+    const outcomes: BucketOutcome[] = new Array(ops.length);
+    const committed = results.filter((r) => r.decided?.evaluation.commits === true);
+    const failed = results.filter((r) => r.decided === undefined);
+    const deniedByRedis = results.some((r) => r.decided !== undefined && !r.decided.evaluation.commits);
+    const fallback = failed.length > 0 ? this.policy.policy : undefined;
+    if (fallback !== undefined) this.events.fallbackDecision?.(fallback);
+    let allowed = !deniedByRedis;
+    let failedOutcomes: BucketOutcome[] | undefined;
+    if (allowed && failed.length > 0) {
+      const failedOps = failed.flatMap((r) => r.ops);
+      let decision;
+      try {
+        decision = this.policy.decide(failedOps, failed[0]!.error);
+      } catch (error: unknown) {
+        this.settle(results, false);
+        await this.refund(committed);
+        throw error;
+      }
+      allowed = decision.commits;
+      failedOutcomes = decision.outcomes;
+    }
+    if (!allowed) failedOutcomes = this.policy.untaken(failed.flatMap((r) => r.ops));
+    let at = 0;
+    for (const r of failed) {
+      for (const i of r.group.indices) outcomes[i] = failedOutcomes![at++]!;
+    }
+    for (const r of results) {
+      if (r.decided === undefined) continue;
+      const { evaluation } = r.decided;
+      r.group.indices.forEach((i, k) => {
+        outcomes[i] = allowed ? evaluation.outcomes[k]! : evaluation.evaluations[k]!.untaken;
+      });
+    }
+    this.settle(results, allowed);
+    if (!allowed) await this.refund(committed);
+    return { outcomes, fallback };
+  }
+
+  /** The request's final answer is known: judge replies that came late. */
+  private settle(results: readonly GroupResult[], allowed: boolean): void {
+    for (const r of results) {
+      r.late.final = allowed ? 'allowed' : 'denied';
+      if (r.late.pending !== undefined) this.judgeLateReply(r.ops, r.group, r.late, r.late.pending);
+    }
+  }
+
+  private onLateReply(ops: readonly BucketOp[], group: OpGroup, late: LateReplies, result: TakeResult): void {
+    if (result.status === 'moved' || this.closed) return;
+    if (late.final === undefined) late.pending = result;
+    else this.judgeLateReply(ops, group, late, result);
+  }
+
+  /** Redis decided a batch whose call had missed its deadline: learn from it, count over-admission, give back. */
+  private judgeLateReply(ops: readonly BucketOp[], group: OpGroup, late: LateReplies, result: TakeResult): void {
+    late.pending = undefined;
+    const evaluation = this.evaluateReply(ops, result);
+    if (late.final === 'allowed' && !evaluation.commits) this.events.fallbackOverAdmitted?.();
+    if (late.final === 'denied' && evaluation.commits) {
+      void this.refund([{ ops: [...ops], group, decided: { result, evaluation }, late }]);
+    }
+  }
+
+  /** Gives back what committed groups took (best effort: a failed refund only under-admits). */
+  private async refund(groups: readonly GroupResult[]): Promise<void> {
+    const calls: Promise<void>[] = [];
+    for (const r of groups) {
+      const evaluation = r.decided?.evaluation;
+      if (evaluation === undefined) continue;
+      const taken = r.ops.filter((op, k) => op.cost > 0 && evaluation.evaluations[k]!.outcome.allowed);
+      if (taken.length === 0) continue;
+      const chargedStartUs = r.ops.flatMap((op, k) => (op.cost > 0 && evaluation.evaluations[k]!.outcome.allowed
+        ? [evaluation.evaluations[k]!.next?.tsUs ?? 0] : []));
+      calls.push(withRedisDeadline(this.library.refund(r.group.routingKey, taken, chargedStartUs), this.timeoutMs, 'refund')
+        .catch((error: unknown) => this.noteError(error, 'redis refund failed; tokens stay taken')));
+    }
+    await Promise.all(calls);
+  }
+
+  private slots(): SlotMap {
+    return (this.client as Cluster).slots ?? [];
+  }
+
+  private masters(): string[] {
+    if (this.mode === 'single') return [this.address];
+    return [...new Set(this.slots().map((nodes) => nodes?.[0]).filter((node): node is string => node !== undefined))];
+  }
+
+  /** Asks the cluster for its slot map again (at most one refresh at a time). */
+  private refreshSlots(): Promise<unknown> {
+    if (this.mode !== 'cluster' || this.closed) return Promise.resolve();
+    if (this.refreshing === undefined) {
+      const refreshing = new Promise<void>((resolve) => (this.client as Cluster).refreshSlotsCache(() => resolve()));
+      this.refreshing = refreshing;
+      void refreshing.then(() => {
+        if (this.refreshing === refreshing) this.refreshing = undefined;
+      });
+    }
+    return this.refreshing;
+  }
+
+  private pingNode(node: string): Promise<unknown> {
+    if (this.mode === 'single') return this.client.ping();
+    const target = (this.client as Cluster).nodes('master').find((n) => `${n.options.host}:${n.options.port}` === node);
+    return target === undefined ? Promise.reject(new StoreCallError(`redis ${node} is not a known master`)) : target.ping();
+  }
+
+  /** Remembers the error for health(); logs at most once per interval (no per-request logs). */
+  private noteError(error: unknown, msg: string): void {
+    this.lastError = errorMessage(error);
+    const now = performance.now();
+    if (this.closed || now - this.lastErrorLogMs < ERROR_LOG_INTERVAL_MS) return;
+    this.lastErrorLogMs = now;
+    this.logger.warn({ mode: this.mode, err: this.lastError }, msg);
+  }
+}
+
+const NOTHING_DECIDED: BatchEvaluation = Object.freeze({ commits: false, evaluations: [], outcomes: [] }) as BatchEvaluation;
+
+function shifted(state: BucketState | null, shiftUs: number): BucketState | null {
+  return state === null ? null : { ...state, tsUs: state.tsUs + shiftUs };
+}
