@@ -64,6 +64,7 @@ export async function startApp(settings: Settings, logger: Logger): Promise<Runn
   }
 
   const store = createStore(settings, metrics, logger);
+  metrics.watchFallback(() => !store.health().ready);
   if (store.kind === 'redis') {
     // Answering before Redis is connected would let the failure policy decide
     // the first requests after every restart; wait a little, but start anyway.
@@ -143,7 +144,6 @@ export async function startApp(settings: Settings, logger: Logger): Promise<Runn
 function createStore(settings: Settings, metrics: Metrics, logger: Logger): MemoryStore | RedisStore {
   if (settings.store === 'memory') return new MemoryStore({ maxKeys: settings.memoryMaxKeys });
   const mirror = settings.localCacheSize > 0;
-  const unavailable = new Set<string>();
   return createRedisStore({
     ...settings,
     local: new MemoryStore({ maxKeys: mirror ? settings.localCacheSize : settings.memoryMaxKeys }),
@@ -153,9 +153,6 @@ function createStore(settings: Settings, metrics: Metrics, logger: Logger): Memo
       call: (node, seconds) => metrics.observeRedisCall(node, seconds),
       nodeState: (node, state, previous) => {
         metrics.redisNodeUnavailable.set({ node: metrics.nodeLabel(node) }, state === 'closed' ? 0 : 1);
-        if (state === 'closed') unavailable.delete(node);
-        else unavailable.add(node);
-        metrics.fallbackActive.set(unavailable.size > 0 ? 1 : 0);
         const log = state === 'closed' ? logger.info.bind(logger) : logger.warn.bind(logger);
         log({ node, state, previous, policy: settings.onStoreFailure }, `redis circuit ${state} for ${node}`);
       },

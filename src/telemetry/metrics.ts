@@ -49,11 +49,16 @@ export class Metrics {
     help: 'Failed store calls (timeouts, connection errors, open circuit).',
     registers: [this.registry],
   });
-  readonly fallbackActive = new Gauge({
+  /** Read at scrape time from `watchFallback`: the store is not fully usable. */
+  private fallbackProbe: () => boolean = () => false;
+  readonly fallbackActive: Gauge = new Gauge({
     name: 'ratelimit_store_fallback_active',
-    help: '1 while decisions are made by the store-failure policy instead of the store.',
+    help: '1 while the store is not fully usable: the store-failure policy decides some or all decisions.',
     aggregator: 'max', // --workers: any worker in fallback
     registers: [this.registry],
+    collect: () => {
+      this.fallbackActive.set(this.fallbackProbe() ? 1 : 0);
+    },
   });
   readonly configReloads = new Counter({
     name: 'ratelimit_config_reloads_total',
@@ -114,8 +119,12 @@ export class Metrics {
     this.configReloads.inc({ result: 'success' }, 0);
     this.configReloads.inc({ result: 'failure' }, 0);
     this.storeErrors.inc(0);
-    this.fallbackActive.set(0);
     for (const counter of [this.redisDeadlineExtensions, this.redisLateReplies, this.fallbackOverAdmitted, this.localDenials]) counter.inc(0);
+  }
+
+  /** Makes ratelimit_store_fallback_active follow `active` (read at each scrape). */
+  watchFallback(active: () => boolean): void {
+    this.fallbackProbe = active;
   }
 
   private readonly nodeLabels = new Set<string>();

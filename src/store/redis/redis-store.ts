@@ -174,7 +174,11 @@ class RedisStoreImpl implements RedisStore {
       if (!this.closed) this.logger.warn({ mode: this.mode }, 'redis store connection ended');
     });
     if (this.mode === 'cluster') {
-      (this.client as Cluster).on('refresh', () => this.health_.retain(new Set(this.masters())));
+      (this.client as Cluster).on('refresh', () => {
+        // A failover replaced masters: forget the old ones (an empty map says nothing).
+        const masters = this.masters();
+        if (masters.length > 0) this.health_.retain(new Set(masters));
+      });
     }
     this.client.connect().catch((error: unknown) => this.noteError(error, 'redis initial connect failed'));
   }
