@@ -1,8 +1,9 @@
 /**
- * Scenarios 1–4 and 7 of the issue: several real `serve` processes share one
+ * Scenarios 2–4 and 7 of the issue: several real `serve` processes share one
  * real Redis Cluster (3 masters + 3 replicas) and enforce one global limit.
+ * (Scenario 1, the concurrent burst, is exact-under-load.test.ts: at default
+ * settings, also under CPU load.)
  *
- *  1. 20 clients × 15 concurrent requests over 3 sidecars, 10/hour each → exactly 200 allowed.
  *  2. Nested + flat descriptors across sidecars: a nested denial takes nothing from the flat bucket.
  *  3. A sidecar restart keeps state.
  *  4. Keys disappear from Redis once their bucket is full again.
@@ -23,40 +24,6 @@ const cluster = await startRedisCluster({ t: tap, masters: 3, replicasPerMaster:
 const sidecars: Sidecar[] = [];
 for (const name of ['a', 'b', 'c']) sidecars.push(await startSidecar(tap, { name, config, cluster, policy: 'local' }));
 await warmUp(sidecars);
-
-await tap.test('1. 20 clients × 15 concurrent requests over 3 sidecars, 10/hour per client → exactly 200 allowed', async (t) => {
-  t.setTimeout(40_000);
-  // Own sidecars (stopped when this test ends) with a 1 s Redis deadline instead of 50 ms: 300 requests
-  // arriving at once on a shared 2-core machine queue for hundreds of ms in each sidecar's event loop,
-  // and with the 50 ms default some Redis calls pass their deadline and are decided by the local
-  // fallback (per-process buckets), which over-admits (seen: 208 and 229 allowed instead of 200).
-  // This scenario is about the shared limit, so it asserts no store error happened at all.
-  const sidecars: Sidecar[] = [];
-  for (const name of ['s1a', 's1b', 's1c']) {
-    sidecars.push(await startSidecar(t, { name, config, cluster, policy: 'local', extra: ['--redis-timeout-ms', '1000'] }));
-  }
-  await warmUp(sidecars);
-  const clients = Array.from({ length: 20 }, (_, c) => `s1-client-${c}`);
-  // 300 requests in flight at once, request i of client c through sidecar (c*15+i) % 3.
-  const answers = await Promise.all(clients.flatMap((client, c) =>
-    Array.from({ length: 15 }, (_, i) => check(sidecars[(c * 15 + i) % 3]!, [flat('api_key', client)]))));
-  const counts = tally(answers);
-  const errors = await Promise.all(sidecars.map((s) => metric(s, 'ratelimit_store_errors_total')));
-  const ms = answers.map((a) => a.ms).sort((a, b) => a - b);
-  t.comment(`300 requests: ${JSON.stringify(counts)}, latency median ${ms[150]!.toFixed(0)} ms, max ${ms[299]!.toFixed(0)} ms; store errors per sidecar ${JSON.stringify(errors)}`);
-  t.equal(answers.length, 300);
-  t.same(errors, [0, 0, 0], 'no store error: every decision came from Redis');
-  t.same(Object.keys(counts).filter((s) => s !== '200' && s !== '429'), [], `every answer is 200 or 429: ${JSON.stringify(counts)}`);
-  t.equal(counts['200'] ?? 0, 200, 'exactly 10 allowed per client × 20 clients');
-  t.equal(counts['429'] ?? 0, 100, 'the other 100 denied');
-  clients.forEach((client, c) => {
-    const allowed = answers.slice(c * 15, c * 15 + 15).filter((a) => a.status === 200).length;
-    if (allowed !== 10) t.fail(`${client}: ${allowed} allowed, expected 10`);
-  });
-  // Afterwards every client's bucket is empty, whichever sidecar asks.
-  const after = await Promise.all(clients.map((client, c) => check(sidecars[c % 3]!, [flat('api_key', client)])));
-  t.same(tally(after), { 429: 20 }, 'no client has a token left');
-});
 
 await tap.test('2. nested + flat descriptors across sidecars: a nested denial takes nothing from the flat bucket', async (t) => {
   t.setTimeout(30_000);
