@@ -42,6 +42,9 @@ refund: gives back what a committed batch took when another batch of the same
   window between take and refund is possible, over-admission is not.
   Returns the number of keys changed.
 
+debit, presence: see below (the local failure policy's admissions written
+back; the number of sidecars sharing this Redis).
+
 State per key: "<level>:<tsUs>" (integers, written with %.0f so large numbers
 never turn into 1.7e+15). A missing key is a full bucket / an empty window.
 Time: Redis TIME only (scripts replicate by effects), read once per call.
@@ -219,7 +222,54 @@ local function refund()
   return changed
 end
 
+-- debit: records takes that this cluster did not see (the local failure policy
+-- admitted them while their master was down), so the promoted replica does not
+-- grant them again. After the limit table, 3 values per op: key, limit, cost.
+-- Unconditional: a token bucket's level goes down by cost (not below 0), a
+-- fixed window's count up by cost (not above its maximum). Returns the number of keys changed.
+local function debit()
+  local limits, at = read_limits(2)
+  local changed = 0
+  for op = at, #ARGV, 3 do
+    local key = ARGV[op]
+    local lim = limits[tonumber(ARGV[op + 1])]
+    local cost = tonumber(ARGV[op + 2])
+    local state = read_state(key)
+    if state ~= nil and cost > 0 then
+      if lim.alg == 'f' then
+        local count, start = current_window(lim, state)
+        local after = math.min(lim.max, count + cost)
+        write_state(key, { after, start }, start + lim.window - now)
+        changed = changed + 1
+      elseif lim.refill > 0 then
+        local level, ts = refilled(lim, state)
+        local after = math.max(0, level - cost * lim.per)
+        local progress = 0
+        if now > ts then progress = now - ts end
+        write_state(key, { after, ts }, ceil_div(lim.cap - after, lim.refill) * lim.tick - progress)
+        changed = changed + 1
+      end
+    end
+  end
+  return changed
+end
+
+-- presence: counts the sidecars deciding against this Redis, for the local
+-- failure policy's automatic divisor. KEYS[1] is the presence sorted set;
+-- ARGV: 'presence', member (one per process), ttlUs. Adds or refreshes the
+-- member at Redis time, drops members not seen within ttlUs, returns the count.
+local function presence()
+  local key = KEYS[1]
+  local ttl = tonumber(ARGV[3])
+  redis.call('ZADD', key, now, ARGV[2])
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', string.format('(%.0f', now - ttl))
+  redis.call('PEXPIRE', key, string.format('%.0f', math.max(1, ceil_div(2 * ttl, 1000))))
+  return redis.call('ZCARD', key)
+end
+
 local operation = ARGV[1]
 if operation == 'take' then return take() end
 if operation == 'refund' then return refund() end
+if operation == 'debit' then return debit() end
+if operation == 'presence' then return presence() end
 return redis.error_reply('openclaw.lua: unknown operation ' .. tostring(operation))

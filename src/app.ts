@@ -161,6 +161,7 @@ function createStore(settings: Settings, metrics: Metrics, logger: Logger): Memo
       fallbackOverAdmitted: () => metrics.fallbackOverAdmitted.inc(),
       fallbackDecision: () => metrics.storeErrors.inc(),
       localDenial: () => metrics.localDenials.inc(),
+      sidecars: (count) => metrics.sidecarsSeen.set(count),
     },
   });
 }

@@ -100,6 +100,12 @@ export class Metrics {
     help: 'Requests denied from the last state Redis reported, without a Redis call.',
     registers: [this.registry],
   });
+  readonly sidecarsSeen = new Gauge({
+    name: 'ratelimit_sidecars_seen',
+    help: 'Sidecars whose heartbeats this one sees in Redis (the local fallback divisor with --fallback-divisor auto).',
+    aggregator: 'max',
+    registers: [this.registry],
+  });
   readonly configDomains = new Gauge({
     name: 'ratelimit_config_domains',
     help: 'Domains in the config in force.',

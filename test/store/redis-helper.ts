@@ -47,6 +47,7 @@ export function redisStoreFor(t: Pick<Test, 'teardown'>, options: Partial<RedisS
     redisTimeoutMs: 50,
     onStoreFailure: options.policy ?? 'deny',
     fallbackDivisor: 1,
+    redisKeyPrefix: 'rl:',
     mirror: true,
     events,
     ...options,

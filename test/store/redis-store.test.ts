@@ -284,7 +284,7 @@ t.test('connection options: password, db number and bad addresses', async (t) =>
   const separate = await ready(t, secured, { redis: `redis://127.0.0.1:${secured.port}`, redisUsername: 'default', redisPassword: 's3cret' });
   t.match(await separate.apply([op]), [{ allowed: true, remaining: 4 }], 'db 0 is another keyspace');
 
-  const base = { redisTimeoutMs: 50, onStoreFailure: 'deny', fallbackDivisor: 1, local: new MemoryStore({ maxKeys: 10 }), mirror: true } as const;
+  const base = { redisTimeoutMs: 50, onStoreFailure: 'deny', fallbackDivisor: 1, redisKeyPrefix: 'rl:', local: new MemoryStore({ maxKeys: 10 }), mirror: true } as const;
   t.throws(() => createRedisStore({ ...base }), SettingsError);
   t.throws(() => createRedisStore({ ...base, redis: redis.url, redisCluster: ['127.0.0.1:7000'] }), SettingsError);
   t.throws(() => createRedisStore({ ...base, redis: 'http://127.0.0.1:6379' }), SettingsError);

@@ -14,9 +14,11 @@ export interface PolicyDecision {
  * `local`: the sidecar's own buckets decide — the same MemoryStore that
  * mirrors what Redis last reported, so a local decision starts from the state
  * Redis was known to have and never grants tokens Redis reported spent.
- * With `--fallback-divisor N` each request costs N tokens (at most the
- * bucket's capacity, so a small limit still admits one per replica): each of
- * N replicas then admits about 1/N of the limit.
+ * With a divisor N each request costs N tokens (at most the bucket's
+ * capacity, so a small limit still admits one per sidecar): each of N
+ * sidecars then admits about 1/N of what Redis had left. `--fallback-divisor
+ * auto` (the default) sets N to the number of sidecars that share this Redis,
+ * counted by their heartbeats (see redis-store.ts).
  * `allow`: fail open, statuses report a full bucket (the real state is unknown).
  * `deny`: fail closed, StoreUnavailableError (HTTP 503, gRPC UNAVAILABLE).
  */
@@ -24,8 +26,17 @@ export class FailurePolicy {
   constructor(
     readonly policy: StoreFailurePolicy,
     private readonly local: MemoryStore,
-    private readonly divisor: number,
+    private divisor: number,
   ) {}
+
+  /** The automatic divisor's latest count of sidecars (at least 1). */
+  setDivisor(divisor: number): void {
+    this.divisor = Math.max(1, Math.floor(divisor));
+  }
+
+  get currentDivisor(): number {
+    return this.divisor;
+  }
 
   /** Decides `ops` (a failed node's share of one request); throws StoreUnavailableError under `deny`. */
   decide(ops: readonly BucketOp[], error: unknown): PolicyDecision {

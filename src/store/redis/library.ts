@@ -98,6 +98,21 @@ export class RedisLibrary {
     return decodeTake(reply, batches, opCount);
   }
 
+  /** Takes `cost` of each op unconditionally (see lua/openclaw.lua `debit`): admissions Redis did not see. */
+  async debit(routingKey: string, ops: readonly BucketOp[]): Promise<void> {
+    const table = new LimitTable();
+    const values: string[] = [];
+    for (const op of ops) values.push(op.key, table.indexOf(op.limit), String(op.cost));
+    await this.call(1, routingKey, 'debit', ...table.argv, ...values);
+  }
+
+  /** Marks `member` present in the sorted set `key` for `ttlUs`; resolves with how many members are present. */
+  async presence(key: string, member: string, ttlUs: number): Promise<number> {
+    const count = await this.call(1, key, 'presence', member, String(ttlUs));
+    if (typeof count !== 'number') throw new StoreCallError('redis: unexpected reply from lua/openclaw.lua presence');
+    return count;
+  }
+
   /** Gives back `cost` of each op (see lua/openclaw.lua `refund`); `chargedStartUs` per op for fixed windows. */
   async refund(routingKey: string, ops: readonly BucketOp[], chargedStartUs: readonly number[]): Promise<void> {
     const table = new LimitTable();

@@ -39,6 +39,7 @@ import { createRedisConnection, type RedisClient, type RedisConnectionOptions } 
 import { withRedisDeadline } from './deadline.js';
 import { FailurePolicy } from './failure-policy.js';
 import { RedisLibrary, type TakeResult } from './library.js';
+import { LocalDebits } from './local-debits.js';
 import { NodeHealth } from './node-health.js';
 import { groupByNode, groupBySlot, type OpGroup, type SlotMap } from './node-groups.js';
 
@@ -46,6 +47,11 @@ const CLOSE_TIMEOUT_MS = 1_000;
 const ERROR_LOG_INTERVAL_MS = 10_000;
 /** A MOVED batch is sent again at most this often (a resharding is in progress). */
 const MAX_MOVED_ROUNDS = 3;
+/** How often local admissions are written back to masters that answer again. */
+const DEBIT_INTERVAL_MS = 200;
+/** Sidecar heartbeats for `--fallback-divisor auto`: how often, and how long one counts. */
+const PRESENCE_INTERVAL_MS = 1_000;
+const PRESENCE_TTL_US = 5_000_000;
 
 /** Any pino-like logger. */
 export interface StoreLogger {
@@ -69,13 +75,18 @@ export interface RedisStoreEvents {
   fallbackDecision(policy: StoreFailurePolicy): void;
   /** A request was denied from the local mirror, without a Redis call. */
   localDenial(): void;
+  /** Sidecars seen sharing this Redis (their heartbeats), this one included. */
+  sidecars(count: number): void;
 }
 
 export interface RedisStoreOptions extends RedisConnectionOptions {
   /** Deadline of one script call, ms (counted from its write, loop lag excluded). */
   redisTimeoutMs: number;
   onStoreFailure: StoreFailurePolicy;
-  fallbackDivisor: number;
+  /** The local policy's divisor; 'auto' = the number of sidecars sharing this Redis. */
+  fallbackDivisor: number | 'auto';
+  /** Prefix of our keys (the limiter builds bucket keys; the store names its heartbeat key). */
+  redisKeyPrefix: string;
   /** The local buckets: mirror of Redis states and the `local` policy's buckets. */
   local: MemoryStore;
   /** Record Redis states in `local` (deny without a call, seed the fallback). */
@@ -138,6 +149,11 @@ class RedisStoreImpl implements RedisStore {
   private lastError = '';
   private lastErrorLogMs = -Infinity;
   private refreshing: Promise<unknown> | undefined;
+  private readonly debits = new LocalDebits();
+  private readonly debitTimer: NodeJS.Timeout;
+  private readonly presenceKey: string;
+  private readonly presenceMember = `${process.pid}-${Math.random().toString(36).slice(2, 10)}`;
+  private presenceTimer: NodeJS.Timeout | undefined;
 
   constructor(options: RedisStoreOptions) {
     const connection = createRedisConnection(options);
@@ -149,7 +165,8 @@ class RedisStoreImpl implements RedisStore {
     this.events = options.events ?? {};
     this.local = options.local;
     this.mirror = options.mirror;
-    this.policy = new FailurePolicy(options.onStoreFailure, options.local, options.fallbackDivisor);
+    this.policy = new FailurePolicy(options.onStoreFailure, options.local, options.fallbackDivisor === 'auto' ? 1 : options.fallbackDivisor);
+    this.presenceKey = `${options.redisKeyPrefix}{sidecars}presence`;
     this.library = new RedisLibrary(this.client);
     this.health_ = new NodeHealth({
       ping: (node) => withRedisDeadline(this.pingNode(node), this.timeoutMs, `PING ${node}`),
@@ -181,6 +198,26 @@ class RedisStoreImpl implements RedisStore {
       });
     }
     this.client.connect().catch((error: unknown) => this.noteError(error, 'redis initial connect failed'));
+    this.debitTimer = setInterval(() => void this.writeBackDebits(), DEBIT_INTERVAL_MS);
+    this.debitTimer.unref();
+    if (options.fallbackDivisor === 'auto') {
+      this.client.on('ready', () => void this.heartbeat());
+      this.presenceTimer = setInterval(() => void this.heartbeat(), PRESENCE_INTERVAL_MS);
+      this.presenceTimer.unref();
+    }
+  }
+
+  /** Counts the sidecars sharing this Redis (each heartbeats); the local policy divides by that. */
+  private async heartbeat(): Promise<void> {
+    if (this.closed || this.client.status !== 'ready') return;
+    try {
+      const count = await withRedisDeadline(this.library.presence(this.presenceKey, this.presenceMember, PRESENCE_TTL_US),
+        this.timeoutMs, 'presence');
+      this.policy.setDivisor(count);
+      this.events.sidecars?.(count);
+    } catch (error: unknown) {
+      this.noteError(error, 'redis presence heartbeat failed; the local policy keeps its last divisor');
+    }
   }
 
   waitUntilConnected(timeoutMs: number): Promise<boolean> {
@@ -227,6 +264,8 @@ class RedisStoreImpl implements RedisStore {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    clearInterval(this.debitTimer);
+    clearInterval(this.presenceTimer);
     this.health_.close();
     try {
       await withRedisDeadline(this.client.quit(), CLOSE_TIMEOUT_MS, 'QUIT');
@@ -260,6 +299,9 @@ class RedisStoreImpl implements RedisStore {
       return { ...base, error: new StoreCallError(`redis ${group.node} unavailable (circuit open; last error: ${this.lastError})`, { countsAsFailure: false }) };
     }
     try {
+      // Admissions made locally while this key's master was down: Redis learns them before it decides again.
+      const owed = this.debits.takeFor(groupOps);
+      if (owed.length > 0) await this.writeBack(group, owed);
       const result = await this.batcher.submit(group.queue, group.node, group.routingKey, groupOps, (reply) => this.onLateReply(groupOps, group, late, reply));
       if (result.status === 'moved') return { ...base, decided: { result, evaluation: NOTHING_DECIDED } };
       return { ...base, decided: { result, evaluation: this.evaluateReply(groupOps, result) } };
@@ -332,6 +374,9 @@ class RedisStoreImpl implements RedisStore {
       }
       allowed = decision.commits;
       failedOutcomes = decision.outcomes;
+      if (allowed && this.policy.policy === 'local') {
+        this.debits.add(failedOps.filter((op, k) => op.cost > 0 && decision.outcomes[k]!.allowed));
+      }
     }
     if (!allowed) failedOutcomes = this.policy.untaken(failed.flatMap((r) => r.ops));
     let at = 0;
@@ -369,6 +414,8 @@ class RedisStoreImpl implements RedisStore {
     late.pending = undefined;
     const evaluation = this.evaluateReply(ops, result);
     if (late.final === 'allowed' && !evaluation.commits) this.events.fallbackOverAdmitted?.();
+    // Redis took these after all: nothing to write back for them.
+    if (late.final === 'allowed' && evaluation.commits) this.debits.cancel(ops);
     if (late.final === 'denied' && evaluation.commits) {
       void this.refund([{ ops: [...ops], group, decided: { result, evaluation }, late }]);
     }
@@ -388,6 +435,34 @@ class RedisStoreImpl implements RedisStore {
         .catch((error: unknown) => this.noteError(error, 'redis refund failed; tokens stay taken')));
     }
     await Promise.all(calls);
+  }
+
+  /** Writes local admissions back to the masters that serve their keys, once those answer (best effort). */
+  private async writeBackDebits(): Promise<void> {
+    if (this.debits.size === 0 || this.closed || this.client.status !== 'ready') return;
+    const ops = this.debits.drain();
+    const all = ops.map((_, i) => i);
+    const groups = this.mode === 'single'
+      ? [{ node: this.address, queue: this.address, routingKey: ops[0]!.key, indices: all }]
+      : groupByNode(ops, all, this.slots());
+    await Promise.all(groups.map(async (group) => {
+      const groupOps = group.indices.map((i) => ops[i]!);
+      if (this.health_.stateOf(group.node) !== 'closed') {
+        this.debits.add(groupOps); // still down: keep them for later
+        return;
+      }
+      await this.writeBack(group, groupOps);
+    }));
+  }
+
+  /** Debits `ops` on the group's node; on failure they stay pending (and the caller goes on). */
+  private async writeBack(group: OpGroup, ops: BucketOp[]): Promise<void> {
+    try {
+      await withRedisDeadline(this.library.debit(group.routingKey, ops), this.timeoutMs, 'debit');
+    } catch (error: unknown) {
+      this.debits.add(ops);
+      this.noteError(error, 'redis write-back of local admissions failed; retrying');
+    }
   }
 
   private slots(): SlotMap {
