@@ -1,8 +1,15 @@
-// What the local failure policy admitted while a master was unreachable, to write back once it answers.
+// What the local failure policy admitted while a master was unreachable, written back once it answers.
 import type { BucketOp } from '../../core/types.js';
+import { withRedisDeadline } from './deadline.js';
+import type { RedisLibrary } from './library.js';
+import type { OpGroup } from './node-groups.js';
+import type { NodeHealth } from './node-health.js';
+import type { Topology } from './topology.js';
 
 /** Most keys remembered; beyond it the oldest are dropped (they only under-count what was admitted). */
 const MAX_KEYS = 100_000;
+/** How often pending debits are tried on masters that answer again. */
+const INTERVAL_MS = 200;
 
 /**
  * Admissions Redis did not see, summed per key. When the shard returns (its
@@ -57,5 +64,63 @@ export class LocalDebits {
     const ops = [...this.pending.values()];
     this.pending.clear();
     return ops;
+  }
+}
+
+export interface WriteBackOptions {
+  library: RedisLibrary;
+  topology: Topology;
+  health: NodeHealth;
+  timeoutMs: number;
+  /** Whether calls may go out now (connected, not closed). */
+  usable(): boolean;
+  onError(error: unknown): void;
+}
+
+/**
+ * Sends pending debits to the masters that serve their keys: in the
+ * background every 200 ms, and before a key's next decision (`before`), so
+ * Redis knows them before it decides that key again. Best effort: what fails
+ * stays pending.
+ */
+export class WriteBack {
+  readonly debits = new LocalDebits();
+  private readonly timer: NodeJS.Timeout;
+
+  constructor(private readonly options: WriteBackOptions) {
+    this.timer = setInterval(() => void this.flush(), INTERVAL_MS);
+    this.timer.unref();
+  }
+
+  /** Writes back what is owed for these ops' keys, on their group's node. */
+  async before(group: OpGroup, ops: readonly BucketOp[]): Promise<void> {
+    const owed = this.debits.takeFor(ops);
+    if (owed.length > 0) await this.send(group, owed);
+  }
+
+  stop(): void {
+    clearInterval(this.timer);
+  }
+
+  private async flush(): Promise<void> {
+    if (this.debits.size === 0 || !this.options.usable()) return;
+    const ops = this.debits.drain();
+    await Promise.all(this.options.topology.groups(ops, ops.map((_, i) => i)).map(async (group) => {
+      const groupOps = group.indices.map((i) => ops[i]!);
+      if (this.options.health.stateOf(group.node) !== 'closed') {
+        this.debits.add(groupOps); // still down: keep them for later
+        return;
+      }
+      await this.send(group, groupOps);
+    }));
+  }
+
+  private async send(group: OpGroup, ops: BucketOp[]): Promise<void> {
+    try {
+      await withRedisDeadline(this.options.library.debit(group.routingKey, ops), this.options.timeoutMs, 'debit');
+    } catch (error: unknown) {
+      this.debits.add(ops);
+      this.options.onError(error);
+    }
   }
 }

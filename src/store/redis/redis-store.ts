@@ -28,30 +28,28 @@
  * last known to hold instead of from full buckets.
  */
 import type { Cluster } from 'ioredis';
-import { evaluate, evaluateBatch, type BatchEvaluation, type BucketState } from '../../core/bucket.js';
+import { evaluateBatch, type BatchEvaluation } from '../../core/bucket.js';
 import type { Store, StoreDecision, StoreFailurePolicy, StoreHealth } from '../../core/store.js';
 import type { BucketOp, BucketOutcome } from '../../core/types.js';
 import { StoreCallError, errorMessage } from '../../errors.js';
 import type { MemoryStore } from '../memory-store.js';
 import { Batcher } from './batcher.js';
 import type { BreakerState } from './circuit-breaker.js';
-import { createRedisConnection, type RedisClient, type RedisConnectionOptions } from './connection.js';
+import { createRedisConnection, type RedisConnection, type RedisConnectionOptions } from './connection.js';
 import { withRedisDeadline } from './deadline.js';
 import { FailurePolicy } from './failure-policy.js';
 import { RedisLibrary, type TakeResult } from './library.js';
-import { LocalDebits } from './local-debits.js';
+import { WriteBack } from './local-debits.js';
+import { rememberBatch } from './mirror.js';
 import { NodeHealth } from './node-health.js';
-import { groupByNode, groupBySlot, type OpGroup, type SlotMap } from './node-groups.js';
+import type { OpGroup } from './node-groups.js';
+import { Presence } from './presence.js';
+import { Topology } from './topology.js';
 
 const CLOSE_TIMEOUT_MS = 1_000;
 const ERROR_LOG_INTERVAL_MS = 10_000;
 /** A MOVED batch is sent again at most this often (a resharding is in progress). */
 const MAX_MOVED_ROUNDS = 3;
-/** How often local admissions are written back to masters that answer again. */
-const DEBIT_INTERVAL_MS = 200;
-/** Sidecar heartbeats for `--fallback-divisor auto`: how often, and how long one counts. */
-const PRESENCE_INTERVAL_MS = 1_000;
-const PRESENCE_TTL_US = 5_000_000;
 
 /** Any pino-like logger. */
 export interface StoreLogger {
@@ -134,8 +132,8 @@ interface LateReplies {
 class RedisStoreImpl implements RedisStore {
   readonly kind = 'redis' as const;
   readonly mode: 'single' | 'cluster';
-  private readonly client: RedisClient;
-  private readonly address: string;
+  private readonly connection: RedisConnection;
+  private readonly topology: Topology;
   private readonly library: RedisLibrary;
   private readonly batcher: Batcher;
   private readonly health_: NodeHealth;
@@ -145,33 +143,28 @@ class RedisStoreImpl implements RedisStore {
   private readonly timeoutMs: number;
   private readonly logger: StoreLogger;
   private readonly events: Partial<RedisStoreEvents>;
+  private readonly writeBack: WriteBack;
+  private readonly presence: Presence | undefined;
   private closed = false;
   private lastError = '';
   private lastErrorLogMs = -Infinity;
-  private refreshing: Promise<unknown> | undefined;
-  private readonly debits = new LocalDebits();
-  private readonly debitTimer: NodeJS.Timeout;
-  private readonly presenceKey: string;
-  private readonly presenceMember = `${process.pid}-${Math.random().toString(36).slice(2, 10)}`;
-  private presenceTimer: NodeJS.Timeout | undefined;
 
   constructor(options: RedisStoreOptions) {
-    const connection = createRedisConnection(options);
-    this.client = connection.client;
-    this.mode = connection.mode;
-    this.address = connection.address;
+    this.connection = createRedisConnection(options);
+    const { client } = this.connection;
+    this.mode = this.connection.mode;
+    this.topology = new Topology(this.connection);
     this.timeoutMs = options.redisTimeoutMs;
     this.logger = options.logger ?? SILENT_LOGGER;
     this.events = options.events ?? {};
     this.local = options.local;
     this.mirror = options.mirror;
     this.policy = new FailurePolicy(options.onStoreFailure, options.local, options.fallbackDivisor === 'auto' ? 1 : options.fallbackDivisor);
-    this.presenceKey = `${options.redisKeyPrefix}{sidecars}presence`;
-    this.library = new RedisLibrary(this.client);
+    this.library = new RedisLibrary(client);
     this.health_ = new NodeHealth({
-      ping: (node) => withRedisDeadline(this.pingNode(node), this.timeoutMs, `PING ${node}`),
+      ping: (node) => withRedisDeadline(this.topology.ping(node), this.timeoutMs, `PING ${node}`),
       onStateChange: (node, state, previous) => {
-        if (state === 'open') this.refreshSlots();
+        if (state === 'open' && !this.closed) void this.topology.refresh();
         this.events.nodeState?.(node, state, previous);
       },
       ...options.breaker,
@@ -185,39 +178,42 @@ class RedisStoreImpl implements RedisStore {
       lateReply: (node) => this.events.lateReply?.(node),
       extended: () => this.events.deadlineExtended?.(),
     });
-    this.client.on('error', (error: unknown) => this.noteError(error, 'redis connection error'));
-    this.client.on('ready', () => this.logger.info({ mode: this.mode }, 'redis store connected'));
-    this.client.on('end', () => {
+    client.on('error', (error: unknown) => this.noteError(error, 'redis connection error'));
+    client.on('ready', () => this.logger.info({ mode: this.mode }, 'redis store connected'));
+    client.on('end', () => {
       if (!this.closed) this.logger.warn({ mode: this.mode }, 'redis store connection ended');
     });
     if (this.mode === 'cluster') {
-      (this.client as Cluster).on('refresh', () => {
+      (client as Cluster).on('refresh', () => {
         // A failover replaced masters: forget the old ones (an empty map says nothing).
-        const masters = this.masters();
+        const masters = this.topology.masters();
         if (masters.length > 0) this.health_.retain(new Set(masters));
       });
     }
-    this.client.connect().catch((error: unknown) => this.noteError(error, 'redis initial connect failed'));
-    this.debitTimer = setInterval(() => void this.writeBackDebits(), DEBIT_INTERVAL_MS);
-    this.debitTimer.unref();
     if (options.fallbackDivisor === 'auto') {
-      this.client.on('ready', () => void this.heartbeat());
-      this.presenceTimer = setInterval(() => void this.heartbeat(), PRESENCE_INTERVAL_MS);
-      this.presenceTimer.unref();
+      const presence = new Presence(this.library, `${options.redisKeyPrefix}{sidecars}presence`, this.timeoutMs,
+        () => !this.closed && client.status === 'ready',
+        (count) => {
+          this.policy.setDivisor(count);
+          this.events.sidecars?.(count);
+        },
+        (error) => this.noteError(error, 'redis presence heartbeat failed; the local policy keeps its last divisor'));
+      client.on('ready', () => void presence.beat());
+      this.presence = presence;
     }
+    this.writeBack = new WriteBack({
+      library: this.library,
+      topology: this.topology,
+      health: this.health_,
+      timeoutMs: this.timeoutMs,
+      usable: () => !this.closed && client.status === 'ready',
+      onError: (error) => this.noteError(error, 'redis write-back of local admissions failed; retrying'),
+    });
+    client.connect().catch((error: unknown) => this.noteError(error, 'redis initial connect failed'));
   }
 
-  /** Counts the sidecars sharing this Redis (each heartbeats); the local policy divides by that. */
-  private async heartbeat(): Promise<void> {
-    if (this.closed || this.client.status !== 'ready') return;
-    try {
-      const count = await withRedisDeadline(this.library.presence(this.presenceKey, this.presenceMember, PRESENCE_TTL_US),
-        this.timeoutMs, 'presence');
-      this.policy.setDivisor(count);
-      this.events.sidecars?.(count);
-    } catch (error: unknown) {
-      this.noteError(error, 'redis presence heartbeat failed; the local policy keeps its last divisor');
-    }
+  private get client(): RedisConnection['client'] {
+    return this.connection.client;
   }
 
   waitUntilConnected(timeoutMs: number): Promise<boolean> {
@@ -244,11 +240,7 @@ class RedisStoreImpl implements RedisStore {
         return { outcomes: known.outcomes, fallback: undefined };
       }
     }
-    const all = ops.map((_, i) => i);
-    const groups = this.mode === 'single'
-      ? [{ node: this.address, queue: this.address, routingKey: ops[0]!.key, indices: all }]
-      : groupByNode(ops, all, this.slots());
-    return this.combine(ops, await this.decideGroups(ops, groups, 1));
+    return this.combine(ops, await this.decideGroups(ops, this.topology.groups(ops, ops.map((_, i) => i)), 1));
   }
 
   health(): StoreHealth {
@@ -264,8 +256,8 @@ class RedisStoreImpl implements RedisStore {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    clearInterval(this.debitTimer);
-    clearInterval(this.presenceTimer);
+    this.writeBack.stop();
+    this.presence?.stop();
     this.health_.close();
     try {
       await withRedisDeadline(this.client.quit(), CLOSE_TIMEOUT_MS, 'QUIT');
@@ -285,8 +277,8 @@ class RedisStoreImpl implements RedisStore {
       for (const r of moved) settled.push({ ...r, decided: undefined, error: new StoreCallError('redis: keys still moving after retries (resharding)') });
       return settled;
     }
-    await this.refreshSlots();
-    const again = moved.flatMap((r) => groupBySlot(ops, r.group.indices, this.slots()));
+    await this.topology.refresh();
+    const again = moved.flatMap((r) => this.topology.groupsBySlot(ops, r.group.indices));
     return settled.concat(await this.decideGroups(ops, again, round + 1));
   }
 
@@ -300,8 +292,7 @@ class RedisStoreImpl implements RedisStore {
     }
     try {
       // Admissions made locally while this key's master was down: Redis learns them before it decides again.
-      const owed = this.debits.takeFor(groupOps);
-      if (owed.length > 0) await this.writeBack(group, owed);
+      await this.writeBack.before(group, groupOps);
       const result = await this.batcher.submit(group.queue, group.node, group.routingKey, groupOps, (reply) => this.onLateReply(groupOps, group, late, reply));
       if (result.status === 'moved') return { ...base, decided: { result, evaluation: NOTHING_DECIDED } };
       return { ...base, decided: { result, evaluation: this.evaluateReply(groupOps, result) } };
@@ -322,34 +313,8 @@ class RedisStoreImpl implements RedisStore {
         evaluation.outcomes = evaluation.evaluations.map((e) => ({ ...e.untaken, allowed: false }));
       }
     }
-    if (this.mirror) this.remember(ops, result, evaluation);
+    if (this.mirror) rememberBatch(this.local, ops, result, evaluation);
     return evaluation;
-  }
-
-  /** Records each key's state after the batch, moved from Redis time onto the local clock. */
-  private remember(ops: readonly BucketOp[], result: TakeResult, evaluation: BatchEvaluation): void {
-    const localNowUs = this.local.clock();
-    const shiftUs = localNowUs - result.nowUs;
-    const committed = result.status === 'committed';
-    const seen = ops.length > 1 ? new Set<string>() : undefined;
-    for (let i = ops.length - 1; i >= 0; i--) {
-      const op = ops[i]!;
-      if (seen !== undefined) {
-        if (seen.has(op.key)) continue;
-        seen.add(op.key);
-      }
-      // The last take on a key decides its state; else the state Redis held, refilled.
-      let last = -1;
-      if (committed) {
-        for (let k = i; k >= 0 && last < 0; k--) {
-          const e = evaluation.evaluations[k]!;
-          if (ops[k]!.key === op.key && ops[k]!.cost > 0 && e.outcome.allowed) last = k;
-        }
-      }
-      // Every op on a key sees the same batch-start state.
-      const after = last >= 0 ? evaluation.evaluations[last]! : evaluate(op.limit, result.states[i]!, result.nowUs, 0);
-      this.local.observe(op.key, shifted(after.next, shiftUs), after.ttlUs, localNowUs);
-    }
   }
 
   /** Puts a request together from its groups: all-or-nothing across them, the policy for failed ones. */
@@ -375,7 +340,7 @@ class RedisStoreImpl implements RedisStore {
       allowed = decision.commits;
       failedOutcomes = decision.outcomes;
       if (allowed && this.policy.policy === 'local') {
-        this.debits.add(failedOps.filter((op, k) => op.cost > 0 && decision.outcomes[k]!.allowed));
+        this.writeBack.debits.add(failedOps.filter((op, k) => op.cost > 0 && decision.outcomes[k]!.allowed));
       }
     }
     if (!allowed) failedOutcomes = this.policy.untaken(failed.flatMap((r) => r.ops));
@@ -415,7 +380,7 @@ class RedisStoreImpl implements RedisStore {
     const evaluation = this.evaluateReply(ops, result);
     if (late.final === 'allowed' && !evaluation.commits) this.events.fallbackOverAdmitted?.();
     // Redis took these after all: nothing to write back for them.
-    if (late.final === 'allowed' && evaluation.commits) this.debits.cancel(ops);
+    if (late.final === 'allowed' && evaluation.commits) this.writeBack.debits.cancel(ops);
     if (late.final === 'denied' && evaluation.commits) {
       void this.refund([{ ops: [...ops], group, decided: { result, evaluation }, late }]);
     }
@@ -437,62 +402,6 @@ class RedisStoreImpl implements RedisStore {
     await Promise.all(calls);
   }
 
-  /** Writes local admissions back to the masters that serve their keys, once those answer (best effort). */
-  private async writeBackDebits(): Promise<void> {
-    if (this.debits.size === 0 || this.closed || this.client.status !== 'ready') return;
-    const ops = this.debits.drain();
-    const all = ops.map((_, i) => i);
-    const groups = this.mode === 'single'
-      ? [{ node: this.address, queue: this.address, routingKey: ops[0]!.key, indices: all }]
-      : groupByNode(ops, all, this.slots());
-    await Promise.all(groups.map(async (group) => {
-      const groupOps = group.indices.map((i) => ops[i]!);
-      if (this.health_.stateOf(group.node) !== 'closed') {
-        this.debits.add(groupOps); // still down: keep them for later
-        return;
-      }
-      await this.writeBack(group, groupOps);
-    }));
-  }
-
-  /** Debits `ops` on the group's node; on failure they stay pending (and the caller goes on). */
-  private async writeBack(group: OpGroup, ops: BucketOp[]): Promise<void> {
-    try {
-      await withRedisDeadline(this.library.debit(group.routingKey, ops), this.timeoutMs, 'debit');
-    } catch (error: unknown) {
-      this.debits.add(ops);
-      this.noteError(error, 'redis write-back of local admissions failed; retrying');
-    }
-  }
-
-  private slots(): SlotMap {
-    return (this.client as Cluster).slots ?? [];
-  }
-
-  private masters(): string[] {
-    if (this.mode === 'single') return [this.address];
-    return [...new Set(this.slots().map((nodes) => nodes?.[0]).filter((node): node is string => node !== undefined))];
-  }
-
-  /** Asks the cluster for its slot map again (at most one refresh at a time). */
-  private refreshSlots(): Promise<unknown> {
-    if (this.mode !== 'cluster' || this.closed) return Promise.resolve();
-    if (this.refreshing === undefined) {
-      const refreshing = new Promise<void>((resolve) => (this.client as Cluster).refreshSlotsCache(() => resolve()));
-      this.refreshing = refreshing;
-      void refreshing.then(() => {
-        if (this.refreshing === refreshing) this.refreshing = undefined;
-      });
-    }
-    return this.refreshing;
-  }
-
-  private pingNode(node: string): Promise<unknown> {
-    if (this.mode === 'single') return this.client.ping();
-    const target = (this.client as Cluster).nodes('master').find((n) => `${n.options.host}:${n.options.port}` === node);
-    return target === undefined ? Promise.reject(new StoreCallError(`redis ${node} is not a known master`)) : target.ping();
-  }
-
   /** Remembers the error for health(); logs at most once per interval (no per-request logs). */
   private noteError(error: unknown, msg: string): void {
     this.lastError = errorMessage(error);
@@ -504,7 +413,3 @@ class RedisStoreImpl implements RedisStore {
 }
 
 const NOTHING_DECIDED: BatchEvaluation = Object.freeze({ commits: false, evaluations: [], outcomes: [] }) as BatchEvaluation;
-
-function shifted(state: BucketState | null, shiftUs: number): BucketState | null {
-  return state === null ? null : { ...state, tsUs: state.tsUs + shiftUs };
-}
