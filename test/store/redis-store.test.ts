@@ -40,7 +40,7 @@ async function scriptCalls(node: RedisNode): Promise<number> {
 }
 
 t.test('the library script is pinned: changing it is deliberate (and changes its SHA for EVALSHA)', async (t) => {
-  t.equal(LIBRARY_SHA, 'b9577c5bde20ef570e6704a5a5b680ee9f0695b0', 'lua/openclaw.lua');
+  t.equal(LIBRARY_SHA, '18f9d40e6facce8150e8ff7be7c5147438e1f825', 'lua/openclaw.lua');
   t.match(LIBRARY_LUA, /^#!lua flags=allow-cross-slot-keys\n/, 'the shebang Redis reads the flag from');
 });
 
