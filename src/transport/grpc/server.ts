@@ -96,10 +96,8 @@ export function createGrpcServer(service: DecisionService, options: GrpcServerOp
     callback: sendUnaryData<CheckResponseMessage>,
   ): void => {
     answer('Check', async () => {
-      const domain = service.resolveDomain(requestedDomain(call.request));
-      const descriptors = service.descriptorsFromHttp(domain, httpInputFromCheckRequest(call.request));
-      if (descriptors.length === 0) return allowResponse();
-      return encodeCheckResponse(await service.decide({ domain, descriptors }, 'grpc_authz'));
+      const request = httpInputFromCheckRequest(call.request);
+      return encodeCheckResponse(await service.decideHttp(requestedDomain(call.request), request, 'grpc_authz'));
     }, callback);
   };
 

@@ -181,10 +181,7 @@ export function createHttpServer(options: HttpServerOptions): FastifyInstance {
   });
 
   async function forwardAuth(request: FastifyRequest, reply: FastifyReply, api: Api, denyStatus: number): Promise<FastifyReply> {
-    const domain = service.resolveDomain(headerText(request, 'x-ratelimit-domain'));
-    const descriptors = service.descriptorsFromHttp(domain, forwardedRequest(request, clientAddress));
-    if (descriptors.length === 0) return reply.code(200).send({ overall_code: 'OK', statuses: [] });
-    const decision = await service.decide({ domain, descriptors }, api);
+    const decision = await service.decideHttp(headerText(request, 'x-ratelimit-domain'), forwardedRequest(request, clientAddress), api);
     setDecisionHeaders(reply, decision);
     if (decision.overallCode === 'OK') return reply.code(200).send({ overall_code: 'OK' });
     return reply.code(denyStatus).send({ overall_code: 'OVER_LIMIT', message: 'rate limit exceeded' });
