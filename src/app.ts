@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import type { FastifyInstance } from 'fastify';
 import type { CompiledConfig } from './core/config-model.js';
 import { Limiter } from './core/limiter.js';
+import { encodeUtf8Lossless } from './core/lossless-text.js';
 import { OverLimitCache } from './core/over-limit-cache.js';
 import { DEFAULT_REQUEST_BOUNDS } from './core/request-bounds.js';
 import { ConfigWatcher } from './config/watch.js';
@@ -19,9 +20,9 @@ import type { Logger } from './telemetry/logger.js';
 import { Metrics } from './telemetry/metrics.js';
 import { clusterMetricsText, isWorker } from './workers.js';
 
-/** Long descriptor values are keyed by this digest (bounded keys, collision-resistant). */
+/** Long descriptor values are keyed by this digest (bounded keys, collision-resistant) of their original bytes. */
 function sha256Digest(text: string): string {
-  return createHash('sha256').update(text).digest('base64url').slice(0, 32);
+  return createHash('sha256').update(encodeUtf8Lossless(text)).digest('base64url').slice(0, 32);
 }
 
 export interface RunningApp {

@@ -1,13 +1,14 @@
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { CompiledConfig } from '../../core/config-model.js';
 import type { HttpRequestInput } from '../../core/http-actions.js';
+import { latin1ToLossless } from '../../core/lossless-text.js';
 import { rateLimitHeaders } from '../../core/response-headers.js';
 import type { Decision } from '../../core/types.js';
 import { InvalidRequestError, RateLimitError, StoreUnavailableError } from '../../errors.js';
 import type { Api, DecisionService } from '../../service.js';
 import type { Logger } from '../../telemetry/logger.js';
 import type { Metrics } from '../../telemetry/metrics.js';
-import { decodeCheckBody } from './check-body.js';
+import { checkBodyText, decodeCheckBody } from './check-body.js';
 import type { ClientAddressResolver } from './client-address.js';
 
 export interface HttpServerOptions {
@@ -69,10 +70,27 @@ function statusBody(decision: Decision): unknown {
   };
 }
 
-function headerText(request: FastifyRequest, name: string): string | undefined {
-  const value = request.headers[name];
-  if (value === undefined) return undefined;
-  return Array.isArray(value) ? value.join(',') : value;
+/**
+ * Header lookup for forward auth, over the raw header lines: names are
+ * case-insensitive, repeats are joined with ',' (as Envoy joins them for
+ * ext_authz), and a value's bytes (Node gives them as latin1 chars) are
+ * decoded as UTF-8 losslessly, so the same bytes make the same descriptor
+ * value here and on the gRPC APIs (invalid bytes become U+DC80..U+DCFF).
+ */
+function rawHeaderLookup(rawHeaders: readonly string[]): (lowerCaseName: string) => string | undefined {
+  let joined: Map<string, string> | undefined;
+  return (name) => {
+    if (joined === undefined) {
+      joined = new Map();
+      for (let i = 0; i + 1 < rawHeaders.length; i += 2) {
+        const key = rawHeaders[i]!.toLowerCase();
+        const previous = joined.get(key);
+        joined.set(key, previous === undefined ? rawHeaders[i + 1]! : `${previous},${rawHeaders[i + 1]!}`);
+      }
+    }
+    const value = joined.get(name);
+    return value === undefined ? undefined : latin1ToLossless(value);
+  };
 }
 
 /** The /v1/check body, for fastify's compiled serializer (faster than JSON.stringify on the hot path). */
@@ -121,23 +139,22 @@ const MAX_HEADER_BYTES = 64 * 1024;
  * the path after /v1/auth (Envoy HTTP ext_authz with path_prefix).
  */
 function forwardedRequest(request: FastifyRequest, clientAddress: ClientAddressResolver): HttpRequestInput {
-  let uri = headerText(request, 'x-original-uri') ?? headerText(request, 'x-forwarded-uri');
+  const header = rawHeaderLookup(request.raw.rawHeaders);
+  let uri = header('x-original-uri') ?? header('x-forwarded-uri');
   if (uri === undefined) {
-    const own = request.url.startsWith(AUTH_PREFIX) ? request.url.slice(AUTH_PREFIX.length) : request.url;
+    // The request target's bytes, as latin1 chars like header values.
+    const url = latin1ToLossless(request.url);
+    const own = url.startsWith(AUTH_PREFIX) ? url.slice(AUTH_PREFIX.length) : url;
     uri = own === '' || own.startsWith('?') ? `/${own}` : own;
   }
   const queryAt = uri.indexOf('?');
   return {
-    method: headerText(request, 'x-original-method') ?? headerText(request, 'x-forwarded-method') ?? request.method,
+    method: header('x-original-method') ?? header('x-forwarded-method') ?? request.method,
     path: queryAt < 0 ? uri : uri.slice(0, queryAt),
     query: queryAt < 0 ? '' : uri.slice(queryAt + 1),
-    authority: headerText(request, 'x-forwarded-host') ?? headerText(request, 'host') ?? '',
-    header: (name) => headerText(request, name),
-    remoteAddress: clientAddress.resolve(
-      request.socket.remoteAddress,
-      headerText(request, 'x-real-ip'),
-      headerText(request, 'x-forwarded-for'),
-    ),
+    authority: header('x-forwarded-host') ?? header('host') ?? '',
+    header,
+    remoteAddress: clientAddress.resolve(request.socket.remoteAddress, header('x-real-ip'), header('x-forwarded-for')),
   };
 }
 
@@ -158,7 +175,7 @@ export function createHttpServer(options: HttpServerOptions): FastifyInstance {
   // Bodies are read as text and decoded by us, so every problem names its field
   // and a missing or odd content type is not an error (curl -d sends form type).
   app.removeAllContentTypeParsers();
-  app.addContentTypeParser('*', { parseAs: 'string' }, (_request, body, done) => done(null, body));
+  app.addContentTypeParser('*', { parseAs: 'buffer' }, (_request, body, done) => done(null, body));
 
   app.setErrorHandler((error, request, reply) => {
     const { status, body } = httpError(error);
@@ -172,7 +189,7 @@ export function createHttpServer(options: HttpServerOptions): FastifyInstance {
   });
 
   app.post('/v1/check', { schema: { response: { 200: CHECK_RESPONSE_SCHEMA, 429: CHECK_RESPONSE_SCHEMA } } }, async (request, reply) => {
-    const raw = typeof request.body === 'string' ? request.body : '';
+    const raw = Buffer.isBuffer(request.body) ? checkBodyText(request.body) : '';
     if (raw === '') throw new InvalidRequestError('body', 'required: a JSON object with descriptors');
     const body = decodeCheckBody(raw);
     const decision = await service.decide({ ...body, domain: service.resolveDomain(body.domain) }, 'http_check');
@@ -181,7 +198,8 @@ export function createHttpServer(options: HttpServerOptions): FastifyInstance {
   });
 
   async function forwardAuth(request: FastifyRequest, reply: FastifyReply, api: Api, denyStatus: number): Promise<FastifyReply> {
-    const decision = await service.decideHttp(headerText(request, 'x-ratelimit-domain'), forwardedRequest(request, clientAddress), api);
+    const forwarded = forwardedRequest(request, clientAddress);
+    const decision = await service.decideHttp(forwarded.header('x-ratelimit-domain'), forwarded, api);
     setDecisionHeaders(reply, decision);
     if (decision.overallCode === 'OK') return reply.code(200).send({ overall_code: 'OK' });
     return reply.code(denyStatus).send({ overall_code: 'OVER_LIMIT', message: 'rate limit exceeded' });
