@@ -1,5 +1,4 @@
 import { createHash } from 'node:crypto';
-import type { FastifyInstance } from 'fastify';
 import type { CompiledConfig } from './core/config-model.js';
 import { Limiter } from './core/limiter.js';
 import { encodeUtf8Lossless } from './core/lossless-text.js';
@@ -15,7 +14,7 @@ import { createRedisStore } from './store/redis-store.js';
 import type { Store } from './store/store.js';
 import { createGrpcServer, type GrpcServer } from './transport/grpc/server.js';
 import { ClientAddressResolver } from './transport/http/client-address.js';
-import { createHttpServer } from './transport/http/server.js';
+import { createHttpServer, type HttpServer } from './transport/http/server.js';
 import type { Logger } from './telemetry/logger.js';
 import { Metrics } from './telemetry/metrics.js';
 import { clusterMetricsText, isWorker } from './workers.js';
@@ -129,21 +128,24 @@ export async function startApp(settings: Settings, logger: Logger): Promise<Runn
     digest: sha256Digest,
   });
 
-  const http: FastifyInstance = createHttpServer({
+  const http: HttpServer = createHttpServer({
     service,
     metrics,
     config,
     clientAddress: new ClientAddressResolver(settings.trustedProxies),
     logger,
+    limits: {
+      requestTimeoutMs: settings.httpRequestTimeoutMs,
+      keepAliveTimeoutMs: settings.httpKeepAliveTimeoutMs,
+      maxConnections: settings.httpMaxConnections,
+    },
   });
   let grpc: GrpcServer | undefined;
   try {
-    await http.listen({ host: settings.host, port: settings.httpPort });
+    const httpPort = await http.listen(settings.host, settings.httpPort);
     grpc = createGrpcServer(service, { responseHeaders: settings.responseHeaders, logger });
     const grpcPort = await grpc.listen(settings.host, settings.grpcPort);
     watcher.start();
-    const address = http.server.address();
-    const httpPort = typeof address === 'object' && address !== null ? address.port : settings.httpPort;
     logger.info(
       {
         httpPort, grpcPort, store: store.kind, onStoreFailure: settings.onStoreFailure,
@@ -165,7 +167,7 @@ export async function startApp(settings: Settings, logger: Logger): Promise<Runn
     };
   } catch (error: unknown) {
     watcher.close();
-    await Promise.allSettled([http.close(), grpc?.shutdown(), store.close(), fallbackStore.close()]);
+    await Promise.allSettled([http.app.close(), grpc?.shutdown(), store.close(), fallbackStore.close()]);
     throw error;
   }
 }

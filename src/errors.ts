@@ -6,7 +6,11 @@ export type ErrorCode =
   | 'RL_ERR_UNKNOWN_DOMAIN'
   | 'RL_ERR_NO_DOMAIN'
   | 'RL_ERR_STORE_UNAVAILABLE'
-  | 'RL_ERR_CONFIG';
+  | 'RL_ERR_CONFIG'
+  // Written below fastify (src/transport/http/node-server.ts), for requests no route sees:
+  | 'RL_ERR_REQUEST_TIMEOUT'
+  | 'RL_ERR_HEADERS_TOO_LARGE'
+  | 'RL_ERR_BAD_HTTP';
 
 export class RateLimitError extends Error {
   readonly code: ErrorCode;

@@ -37,6 +37,9 @@ export const FLAGS = {
   workers: { type: 'string', default: '1', help: 'worker processes sharing the ports (node cluster); Redis store only' },
   'shutdown-timeout-ms': { type: 'string', default: '10000', help: 'longest wait for in-flight requests on SIGTERM' },
   'log-level': { type: 'string', default: 'info', help: LOG_LEVELS.join(' | ') },
+  'http-request-timeout-ms': { type: 'string', default: '10000', help: 'HTTP: longest time to receive one whole request, headers and body (then 408, connection closed)' },
+  'http-keep-alive-timeout-ms': { type: 'string', default: '75000', help: 'HTTP: an idle keep-alive connection is closed after this; keep it above the proxies\' idle timeout (NGINX 60 s)' },
+  'http-max-connections': { type: 'string', default: '8192', help: 'HTTP: most open connections; beyond, new ones are closed at once' },
 } as const satisfies Record<string, { type: 'string' | 'boolean'; default?: string; help: string }>;
 
 export type FlagName = keyof typeof FLAGS;
@@ -81,6 +84,9 @@ export interface Settings {
   shutdownTimeoutMs: number;
   workers: number;
   logLevel: LogLevel;
+  httpRequestTimeoutMs: number;
+  httpKeepAliveTimeoutMs: number;
+  httpMaxConnections: number;
 }
 
 type Raw = Partial<Record<FlagName, string | boolean>>;
@@ -190,6 +196,9 @@ export function resolveSettings(flags: Raw, env: NodeJS.ProcessEnv): Settings {
     shutdownTimeoutMs: int('shutdown-timeout-ms', 0, 600_000),
     workers,
     logLevel: oneOf('log-level', LOG_LEVELS),
+    httpRequestTimeoutMs: int('http-request-timeout-ms', 100, 3_600_000),
+    httpKeepAliveTimeoutMs: int('http-keep-alive-timeout-ms', 1_000, 3_600_000),
+    httpMaxConnections: int('http-max-connections', 1, 1_000_000),
   };
 }
 

@@ -35,7 +35,7 @@ class ScriptedService implements DecisionService {
 
 const service = new ScriptedService();
 const config: CompiledConfig = { domains: new Map(), source: 'x', loadedAtMs: 0 };
-const app = createHttpServer({
+const { app } = createHttpServer({
   service, metrics: new Metrics({ processMetrics: false }), config: () => config,
   clientAddress: new ClientAddressResolver(['127.0.0.1']), logger: createLogger('silent'),
 });

@@ -10,6 +10,7 @@ import type { Logger } from '../../telemetry/logger.js';
 import type { Metrics } from '../../telemetry/metrics.js';
 import { checkBodyText, decodeCheckBody } from './check-body.js';
 import type { ClientAddressResolver } from './client-address.js';
+import { DEFAULT_HTTP_CONNECTION_LIMITS, HttpWire, writeClientError, type HttpConnectionLimits } from './node-server.js';
 
 export interface HttpServerOptions {
   service: DecisionService;
@@ -17,6 +18,16 @@ export interface HttpServerOptions {
   config: () => CompiledConfig;
   clientAddress: ClientAddressResolver;
   logger: Logger;
+  /** Timeouts and the connection cap (default DEFAULT_HTTP_CONNECTION_LIMITS). */
+  limits?: HttpConnectionLimits;
+}
+
+export interface HttpServer {
+  readonly app: FastifyInstance;
+  /** Listens; resolves with the bound port (useful with port 0). Rejects if the bind fails. */
+  listen(host: string, port: number): Promise<number>;
+  /** Stops accepting, closes idle connections, finishes in-flight requests. */
+  close(): Promise<void>;
 }
 
 interface ErrorBody {
@@ -131,7 +142,6 @@ const CHECK_RESPONSE_SCHEMA = {
 } as const;
 
 const AUTH_PREFIX = '/v1/auth';
-const MAX_HEADER_BYTES = 64 * 1024;
 
 /**
  * The request a forward-auth call stands for: X-Original-URI/-Method (NGINX),
@@ -158,21 +168,17 @@ function forwardedRequest(request: FastifyRequest, clientAddress: ClientAddressR
   };
 }
 
-export function createHttpServer(options: HttpServerOptions): FastifyInstance {
+export function createHttpServer(options: HttpServerOptions): HttpServer {
   const { service, metrics, clientAddress } = options;
   const app = Fastify({
     bodyLimit: service.bounds.maxBodyBytes,
     logger: false,
     return503OnClosing: true,
-    // Envoy and NGINX keep connections open; keep them a little longer than they do.
-    keepAliveTimeout: 75_000,
-    // Forward auth carries the client's headers. Node's default (16 KiB) would
-    // answer 431 to a client with big headers, which NGINX turns into a 500 and
-    // fail-open; Envoy caps request headers at 60 KiB by default.
-    http: { maxHeaderSize: MAX_HEADER_BYTES },
+    serverFactory: (handler) => new HttpWire(handler, { limits: options.limits ?? DEFAULT_HTTP_CONNECTION_LIMITS }).server,
+    clientErrorHandler: writeClientError,
   });
 
-  // Bodies are read as text and decoded by us, so every problem names its field
+  // Bodies are read as bytes and decoded by us, so every problem names its field
   // and a missing or odd content type is not an error (curl -d sends form type).
   app.removeAllContentTypeParsers();
   app.addContentTypeParser('*', { parseAs: 'buffer' }, (_request, body, done) => done(null, body));
@@ -231,5 +237,16 @@ export function createHttpServer(options: HttpServerOptions): FastifyInstance {
       })),
     };
   });
-  return app;
+
+  return {
+    app,
+    async listen(host, port) {
+      await app.listen({ host, port });
+      const address = app.server.address();
+      return typeof address === 'object' && address !== null ? address.port : port;
+    },
+    async close() {
+      await app.close();
+    },
+  };
 }

@@ -1,0 +1,94 @@
+// The Node HTTP server under fastify: what happens on the wire around the
+// routes — timeouts, the connection cap, malformed requests.
+import { createServer, type RequestListener, type Server } from 'node:http';
+import type { Duplex } from 'node:stream';
+import type { ErrorCode } from '../../errors.js';
+
+/** How long and how many: the bounds that keep slow or idle clients from holding the process. */
+export interface HttpConnectionLimits {
+  /** Longest time to receive one whole request, headers and body (then 408 and close). */
+  requestTimeoutMs: number;
+  /** An idle keep-alive connection is closed after this. Keep it above the proxies' own idle timeouts. */
+  keepAliveTimeoutMs: number;
+  /** Most open connections; beyond, new connections are closed at once. */
+  maxConnections: number;
+}
+
+export const DEFAULT_HTTP_CONNECTION_LIMITS: Readonly<HttpConnectionLimits> = Object.freeze({
+  requestTimeoutMs: 10_000,
+  // NGINX's upstream keepalive_timeout is 60 s: ours must be longer, or NGINX
+  // may reuse a connection we are closing.
+  keepAliveTimeoutMs: 75_000,
+  maxConnections: 8_192,
+});
+
+/**
+ * Forward auth carries the client's headers. Node's default (16 KiB) would
+ * answer 431 to a client with big headers, which NGINX turns into a 500 and
+ * fail-open; Envoy caps request headers at 60 KiB by default.
+ */
+export const MAX_HEADER_BYTES = 64 * 1024;
+
+/**
+ * Node checks requestTimeout/headersTimeout only every
+ * connectionsCheckingInterval (30 s by default, so a 10 s timeout could fire
+ * after 40 s): check ten times per timeout, at most once a second.
+ */
+export function connectionsCheckingIntervalMs(requestTimeoutMs: number): number {
+  return Math.min(1_000, Math.max(25, Math.floor(requestTimeoutMs / 10)));
+}
+
+/** Our JSON error shape, for answers written below fastify. */
+export function errorJson(code: ErrorCode, message: string): string {
+  return JSON.stringify({ error: { code, message } });
+}
+
+function rawResponse(status: number, reason: string, body: string, extraHeaders = ''): string {
+  return `HTTP/1.1 ${status} ${reason}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n`
+    + `${extraHeaders}Connection: close\r\n\r\n${body}`;
+}
+
+/**
+ * fastify's clientErrorHandler: requests Node could not take (too slow, too
+ * big, malformed) get a 4xx in our error shape, then the connection closes.
+ */
+export function writeClientError(error: NodeJS.ErrnoException, socket: Duplex): void {
+  if (error.code === 'ECONNRESET' || socket.destroyed) return;
+  // As Node itself: never write over a response that has begun.
+  const inFlight = (socket as { _httpMessage?: { headersSent?: boolean } })._httpMessage;
+  if (socket.writable && inFlight?.headersSent !== true) {
+    let answer: string;
+    if (error.code === 'ERR_HTTP_REQUEST_TIMEOUT') {
+      answer = rawResponse(408, 'Request Timeout', errorJson('RL_ERR_REQUEST_TIMEOUT', 'the request did not arrive in time'));
+    } else if (error.code === 'HPE_HEADER_OVERFLOW') {
+      answer = rawResponse(431, 'Request Header Fields Too Large',
+        errorJson('RL_ERR_HEADERS_TOO_LARGE', `request headers over ${MAX_HEADER_BYTES} bytes`));
+    } else {
+      answer = rawResponse(400, 'Bad Request', errorJson('RL_ERR_BAD_HTTP', 'malformed HTTP request'));
+    }
+    socket.write(answer);
+  }
+  socket.destroy();
+}
+
+export interface HttpWireOptions {
+  limits: HttpConnectionLimits;
+}
+
+/** The Node server fastify runs on (its serverFactory). Plain HTTP/1.1. */
+export class HttpWire {
+  readonly server: Server;
+
+  constructor(fastifyHandler: RequestListener, options: HttpWireOptions) {
+    const { limits } = options;
+    this.server = createServer({
+      maxHeaderSize: MAX_HEADER_BYTES,
+      requestTimeout: limits.requestTimeoutMs,
+      headersTimeout: limits.requestTimeoutMs,
+      keepAliveTimeout: limits.keepAliveTimeoutMs,
+      connectionsCheckingInterval: connectionsCheckingIntervalMs(limits.requestTimeoutMs),
+    }, fastifyHandler);
+    this.server.keepAliveTimeout = limits.keepAliveTimeoutMs;
+    this.server.maxConnections = limits.maxConnections;
+  }
+}
