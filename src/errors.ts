@@ -10,7 +10,8 @@ export type ErrorCode =
   // Written below fastify (src/transport/http/node-server.ts), for requests no route sees:
   | 'RL_ERR_REQUEST_TIMEOUT'
   | 'RL_ERR_HEADERS_TOO_LARGE'
-  | 'RL_ERR_BAD_HTTP';
+  | 'RL_ERR_BAD_HTTP'
+  | 'RL_ERR_METHOD_NOT_ALLOWED';
 
 export class RateLimitError extends Error {
   readonly code: ErrorCode;

@@ -223,3 +223,16 @@ t.test('regression: forward-auth header values are bytes, decoded as UTF-8 like 
     t.equal((await nginx(bytes, `203.0.113.${140 + i}`)).status, 403, `value ${i}: its own 3/minute bucket is spent, no other`);
   }
 });
+
+t.test('regression: CONNECT gets a 405 in our error shape, not a closed connection (curl exit 52)', async (t) => {
+  for (const target of ['example.com:443', '/v1/check']) {
+    const connection = await RawHttpConnection.open(Number(new URL(server.url).port));
+    const response = await connection.request(`CONNECT ${target} HTTP/1.1\r\nHost: example.com:443\r\n\r\n`);
+    t.equal(response.status, 405, target);
+    t.equal(response.headers['connection'], 'close');
+    t.match(response.headers['allow'] ?? '', /GET/);
+    t.match(JSON.parse(response.body), { error: { code: 'RL_ERR_METHOD_NOT_ALLOWED', message: /CONNECT/ } });
+    t.equal((await connection.closed).error, undefined, 'then closed cleanly');
+  }
+  t.equal((await fetch(`${server.url}/healthz`)).status, 200, 'the server carries on');
+});

@@ -1,6 +1,6 @@
 // The Node HTTP server under fastify: what happens on the wire around the
-// routes — timeouts, the connection cap, malformed requests.
-import { createServer, type RequestListener, type Server } from 'node:http';
+// routes — timeouts, the connection cap, CONNECT, malformed requests.
+import { createServer, type IncomingMessage, type RequestListener, type Server } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { ErrorCode } from '../../errors.js';
 
@@ -71,6 +71,22 @@ export function writeClientError(error: NodeJS.ErrnoException, socket: Duplex): 
   socket.destroy();
 }
 
+/**
+ * CONNECT (a proxy tunnel request) never reaches fastify: Node hands such
+ * requests to the server's 'connect' event, and without a listener it
+ * closes the socket without a word (curl exit 52). Answer 405 instead.
+ */
+function refuseConnect(socket: Duplex, timeoutMs: number): void {
+  // The socket has left Node's HTTP machinery (and its timeouts): bound it here.
+  const timer = setTimeout(() => socket.destroy(), timeoutMs);
+  timer.unref();
+  socket.once('close', () => clearTimeout(timer));
+  socket.on('error', () => socket.destroy());
+  socket.end(rawResponse(405, 'Method Not Allowed',
+    errorJson('RL_ERR_METHOD_NOT_ALLOWED', 'CONNECT is not supported: this is a rate-limit decision server, not a proxy'),
+    'Allow: GET, HEAD, POST, PUT, DELETE, PATCH, OPTIONS\r\n'));
+}
+
 export interface HttpWireOptions {
   limits: HttpConnectionLimits;
 }
@@ -90,5 +106,6 @@ export class HttpWire {
     }, fastifyHandler);
     this.server.keepAliveTimeout = limits.keepAliveTimeoutMs;
     this.server.maxConnections = limits.maxConnections;
+    this.server.on('connect', (_request: IncomingMessage, socket: Duplex) => refuseConnect(socket, limits.requestTimeoutMs));
   }
 }
