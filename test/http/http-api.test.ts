@@ -236,3 +236,29 @@ t.test('regression: CONNECT gets a 405 in our error shape, not a closed connecti
   }
   t.equal((await fetch(`${server.url}/healthz`)).status, 200, 'the server carries on');
 });
+
+t.test('regression: an unparseable Content-Type is not a 415: /v1/check decodes the body, forward auth decides', async (t) => {
+  for (const type of [';;', 'json', 'application/json; charset', '"', 'a/b/c']) {
+    const response = await check(key('ctype'), { 'content-type': type });
+    t.not(response.status, 415, `/v1/check with Content-Type ${JSON.stringify(type)}`);
+    t.match(await response.json(), { overall_code: /OK|OVER_LIMIT/ });
+  }
+  const nginx = await fetch(`${server.url}/v1/auth/nginx`, {
+    method: 'POST',
+    headers: { 'content-type': ';;', 'x-original-uri': '/ctype', 'x-real-ip': '203.0.113.150' },
+  });
+  t.equal(nginx.status, 200, 'NGINX would turn a 415 into a 500 and fail open');
+  t.equal(nginx.headers.get('x-ratelimit-remaining'), '4');
+});
+
+t.test('forward auth never reads the body: a big one is decided, not refused with 413', async (t) => {
+  const response = await fetch(`${server.url}/v1/auth/upload`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/octet-stream', 'x-real-ip': '203.0.113.151' },
+    body: Buffer.alloc(200_000, 1),
+  });
+  t.equal(response.status, 200);
+  t.equal(response.headers.get('x-ratelimit-remaining'), '4');
+  const tooBig = await check({ descriptors: [{ entries: [{ key: 'api_key', value: 'x'.repeat(70_000) }] }] });
+  t.equal(tooBig.status, 413, '/v1/check still bounds its body');
+});

@@ -97,13 +97,22 @@ export class HttpWire {
 
   constructor(fastifyHandler: RequestListener, options: HttpWireOptions) {
     const { limits } = options;
+    const listener: RequestListener = (request, response) => {
+      // The content type is never ours to judge: /v1/check always reads JSON
+      // and forward auth ignores bodies. Left in place, fastify answers an
+      // unparseable one with 415 before any route runs — on forward auth
+      // that is a non-decision NGINX turns into fail-open. (Wire level only:
+      // fastify.inject does not pass here.)
+      if (request.headers['content-type'] !== undefined) delete request.headers['content-type'];
+      fastifyHandler(request, response);
+    };
     this.server = createServer({
       maxHeaderSize: MAX_HEADER_BYTES,
       requestTimeout: limits.requestTimeoutMs,
       headersTimeout: limits.requestTimeoutMs,
       keepAliveTimeout: limits.keepAliveTimeoutMs,
       connectionsCheckingInterval: connectionsCheckingIntervalMs(limits.requestTimeoutMs),
-    }, fastifyHandler);
+    }, listener);
     this.server.keepAliveTimeout = limits.keepAliveTimeoutMs;
     this.server.maxConnections = limits.maxConnections;
     this.server.on('connect', (_request: IncomingMessage, socket: Duplex) => refuseConnect(socket, limits.requestTimeoutMs));

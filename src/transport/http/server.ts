@@ -178,10 +178,14 @@ export function createHttpServer(options: HttpServerOptions): HttpServer {
     clientErrorHandler: writeClientError,
   });
 
-  // Bodies are read as bytes and decoded by us, so every problem names its field
-  // and a missing or odd content type is not an error (curl -d sends form type).
+  // Only /v1/check reads a body (below). Forward auth never does: the request
+  // it stands for is in its headers, and a big body must not turn a decision
+  // into a 413. Whatever the content type (see HttpWire).
   app.removeAllContentTypeParsers();
-  app.addContentTypeParser('*', { parseAs: 'buffer' }, (_request, body, done) => done(null, body));
+  app.addContentTypeParser('*', (_request, payload, done) => {
+    payload.resume();
+    done(null, undefined);
+  });
 
   app.setErrorHandler((error, request, reply) => {
     const { status, body } = httpError(error);
@@ -194,13 +198,19 @@ export function createHttpServer(options: HttpServerOptions): HttpServer {
     void reply.code(404).send({ error: { code: 'RL_ERR_NOT_FOUND', message: `no route ${request.method} ${request.url}` } });
   });
 
-  app.post('/v1/check', { schema: { response: { 200: CHECK_RESPONSE_SCHEMA, 429: CHECK_RESPONSE_SCHEMA } } }, async (request, reply) => {
-    const raw = Buffer.isBuffer(request.body) ? checkBodyText(request.body) : '';
-    if (raw === '') throw new InvalidRequestError('body', 'required: a JSON object with descriptors');
-    const body = decodeCheckBody(raw);
-    const decision = await service.decide({ ...body, domain: service.resolveDomain(body.domain) }, 'http_check');
-    setDecisionHeaders(reply, decision);
-    return reply.code(decision.overallCode === 'OK' ? 200 : 429).send(statusBody(decision));
+  // /v1/check: the body is read as bytes and decoded by us, so every problem
+  // names its field and a missing or odd content type is not an error.
+  void app.register(async (scope) => {
+    scope.removeAllContentTypeParsers();
+    scope.addContentTypeParser('*', { parseAs: 'buffer' }, (_request, body, done) => done(null, body));
+    scope.post('/v1/check', { schema: { response: { 200: CHECK_RESPONSE_SCHEMA, 429: CHECK_RESPONSE_SCHEMA } } }, async (request, reply) => {
+      const raw = Buffer.isBuffer(request.body) ? checkBodyText(request.body) : '';
+      if (raw === '') throw new InvalidRequestError('body', 'required: a JSON object with descriptors');
+      const body = decodeCheckBody(raw);
+      const decision = await service.decide({ ...body, domain: service.resolveDomain(body.domain) }, 'http_check');
+      setDecisionHeaders(reply, decision);
+      return reply.code(decision.overallCode === 'OK' ? 200 : 429).send(statusBody(decision));
+    });
   });
 
   async function forwardAuth(request: FastifyRequest, reply: FastifyReply, api: Api, denyStatus: number): Promise<FastifyReply> {
