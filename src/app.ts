@@ -24,6 +24,11 @@ function sha256Digest(text: string): string {
   return createHash('sha256').update(encodeUtf8Lossless(text)).digest('base64url').slice(0, 32);
 }
 
+/** Of --shutdown-timeout-ms, what the HTTP and gRPC drains may use: the rest (up to 1 s) is for closing the store. */
+export function drainBudgetMs(shutdownTimeoutMs: number): number {
+  return Math.max(0, shutdownTimeoutMs - Math.min(1_000, Math.floor(shutdownTimeoutMs / 5)));
+}
+
 export interface RunningApp {
   httpPort: number;
   grpcPort: number;
@@ -160,7 +165,9 @@ export async function startApp(settings: Settings, logger: Logger): Promise<Runn
       reloadConfig: () => watcher.reload('signal'),
       stop: async () => {
         watcher.close();
-        await Promise.all([http.close(), grpc?.shutdown(settings.shutdownTimeoutMs)]);
+        // Both drains share one budget inside --shutdown-timeout-ms, leaving room to close the store.
+        const drainMs = drainBudgetMs(settings.shutdownTimeoutMs);
+        await Promise.all([http.drain(drainMs), grpc?.shutdown(drainMs)]);
         await store.close();
         if (store !== fallbackStore) await fallbackStore.close();
       },

@@ -1,6 +1,7 @@
 // The Node HTTP server under fastify: what happens on the wire around the
-// routes — timeouts, the connection cap, CONNECT, malformed requests.
-import { createServer, type IncomingMessage, type RequestListener, type Server } from 'node:http';
+// routes — timeouts, the connection cap, CONNECT, malformed requests, drain.
+import { createServer, ServerResponse, type IncomingMessage, type RequestListener, type Server } from 'node:http';
+import { Server as NetServer } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { ErrorCode } from '../../errors.js';
 
@@ -28,6 +29,9 @@ export const DEFAULT_HTTP_CONNECTION_LIMITS: Readonly<HttpConnectionLimits> = Ob
  * fail-open; Envoy caps request headers at 60 KiB by default.
  */
 export const MAX_HEADER_BYTES = 64 * 1024;
+
+/** On drain, an idle keep-alive connection may already carry a request on its way: wait this long before closing idle ones. */
+export const HTTP_DRAIN_IDLE_GRACE_MS = 1_000;
 
 /**
  * Node checks requestTimeout/headersTimeout only every
@@ -91,12 +95,27 @@ export interface HttpWireOptions {
   limits: HttpConnectionLimits;
 }
 
-/** The Node server fastify runs on (its serverFactory). Plain HTTP/1.1. */
+/**
+ * The Node server fastify runs on (its serverFactory), and its drain. Plain
+ * HTTP/1.1.
+ */
 export class HttpWire {
   readonly server: Server;
+  private draining = false;
+  private drained: Promise<'drained' | 'cut'> | undefined;
 
   constructor(fastifyHandler: RequestListener, options: HttpWireOptions) {
     const { limits } = options;
+    const isDraining = (): boolean => this.draining;
+    // Every response written while draining says Connection: close, whenever
+    // its request began: Node then closes the connection after it, and the
+    // client opens its next request elsewhere instead of meeting a reset.
+    class DrainAwareResponse extends ServerResponse {
+      override writeHead(...args: unknown[]): this {
+        if (isDraining() && !this.headersSent) this.setHeader('connection', 'close');
+        return (ServerResponse.prototype.writeHead as (...a: unknown[]) => this).apply(this, args);
+      }
+    }
     const listener: RequestListener = (request, response) => {
       // The content type is never ours to judge: /v1/check always reads JSON
       // and forward auth ignores bodies. Left in place, fastify answers an
@@ -112,9 +131,49 @@ export class HttpWire {
       headersTimeout: limits.requestTimeoutMs,
       keepAliveTimeout: limits.keepAliveTimeoutMs,
       connectionsCheckingInterval: connectionsCheckingIntervalMs(limits.requestTimeoutMs),
+      ServerResponse: DrainAwareResponse as typeof ServerResponse,
     }, listener);
     this.server.keepAliveTimeout = limits.keepAliveTimeoutMs;
     this.server.maxConnections = limits.maxConnections;
     this.server.on('connect', (_request: IncomingMessage, socket: Duplex) => refuseConnect(socket, limits.requestTimeoutMs));
+  }
+
+  /**
+   * Stops accepting connections; every response from now on carries
+   * Connection: close; after HTTP_DRAIN_IDLE_GRACE_MS (at most half the
+   * budget) idle connections are closed; connections still busy end after
+   * their response. At `timeoutMs` whatever is left is cut. Resolves
+   * 'drained' or 'cut'; never rejects. (http.Server#close would close idle
+   * keep-alive connections at once — a request already on its way on one
+   * meets a reset — and stop the request-timeout checks.)
+   */
+  drain(timeoutMs: number): Promise<'drained' | 'cut'> {
+    this.drained ??= this.runDrain(timeoutMs);
+    return this.drained;
+  }
+
+  private async runDrain(timeoutMs: number): Promise<'drained' | 'cut'> {
+    this.draining = true;
+    const started = performance.now();
+    const allClosed = new Promise<void>((resolve) => {
+      if (!this.server.listening) {
+        resolve();
+        return;
+      }
+      NetServer.prototype.close.call(this.server, () => resolve());
+    });
+    const within = (ms: number): Promise<boolean> => new Promise((resolve) => {
+      const timer = setTimeout(() => resolve(false), Math.max(0, ms));
+      void allClosed.then(() => {
+        clearTimeout(timer);
+        resolve(true);
+      });
+    });
+    if (await within(Math.min(HTTP_DRAIN_IDLE_GRACE_MS, timeoutMs / 2))) return 'drained';
+    this.server.closeIdleConnections();
+    if (await within(timeoutMs - (performance.now() - started))) return 'drained';
+    this.server.closeAllConnections();
+    await allClosed;
+    return 'cut';
   }
 }

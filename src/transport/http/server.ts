@@ -26,8 +26,11 @@ export interface HttpServer {
   readonly app: FastifyInstance;
   /** Listens; resolves with the bound port (useful with port 0). Rejects if the bind fails. */
   listen(host: string, port: number): Promise<number>;
-  /** Stops accepting, closes idle connections, finishes in-flight requests. */
-  close(): Promise<void>;
+  /**
+   * Drains within `timeoutMs` (see HttpWire.drain: every request still gets
+   * an answer, with Connection: close), then closes fastify. Never rejects.
+   */
+  drain(timeoutMs: number): Promise<void>;
 }
 
 interface ErrorBody {
@@ -169,12 +172,16 @@ function forwardedRequest(request: FastifyRequest, clientAddress: ClientAddressR
 }
 
 export function createHttpServer(options: HttpServerOptions): HttpServer {
-  const { service, metrics, clientAddress } = options;
+  const { service, metrics, clientAddress, logger } = options;
+  let wire: HttpWire | undefined;
   const app = Fastify({
     bodyLimit: service.bounds.maxBodyBytes,
     logger: false,
     return503OnClosing: true,
-    serverFactory: (handler) => new HttpWire(handler, { limits: options.limits ?? DEFAULT_HTTP_CONNECTION_LIMITS }).server,
+    serverFactory: (handler) => {
+      wire = new HttpWire(handler, { limits: options.limits ?? DEFAULT_HTTP_CONNECTION_LIMITS });
+      return wire.server;
+    },
     clientErrorHandler: writeClientError,
   });
 
@@ -255,7 +262,9 @@ export function createHttpServer(options: HttpServerOptions): HttpServer {
       const address = app.server.address();
       return typeof address === 'object' && address !== null ? address.port : port;
     },
-    async close() {
+    async drain(timeoutMs) {
+      const outcome = await wire?.drain(timeoutMs);
+      if (outcome === 'cut') logger.warn({ timeoutMs }, 'HTTP drain time over; cut the connections still open');
       await app.close();
     },
   };
