@@ -13,8 +13,10 @@ import { MemoryStore } from './store/memory-store.js';
 import { createRedisStore } from './store/redis-store.js';
 import type { Store } from './store/store.js';
 import { createGrpcServer, type GrpcServer } from './transport/grpc/server.js';
+import { RotatingServerCredentials } from './transport/grpc/tls-credentials.js';
 import { ClientAddressResolver } from './transport/http/client-address.js';
 import { createHttpServer, type HttpServer } from './transport/http/server.js';
+import { TlsFilesWatcher, loadTlsMaterial, type TlsFiles } from './transport/tls-files.js';
 import type { Logger } from './telemetry/logger.js';
 import { Metrics } from './telemetry/metrics.js';
 import { clusterMetricsText, isWorker } from './workers.js';
@@ -43,6 +45,11 @@ export interface RunningApp {
  * store, builds the limiter, service and transports, listens.
  */
 export async function startApp(settings: Settings, logger: Logger): Promise<RunningApp> {
+  // TLS files first: a bad one is fatal (TlsConfigError, exit 2) before anything is opened.
+  const tlsFiles: TlsFiles | undefined = settings.tlsCert === undefined || settings.tlsKey === undefined
+    ? undefined
+    : { cert: settings.tlsCert, key: settings.tlsKey, clientCa: settings.tlsClientCa };
+  const tlsMaterial = tlsFiles === undefined ? undefined : loadTlsMaterial(tlsFiles);
   const metrics = new Metrics();
   if (isWorker()) metrics.text = clusterMetricsText(metrics.registry);
   const watcher = new ConfigWatcher(settings.config, {
@@ -144,17 +151,33 @@ export async function startApp(settings: Settings, logger: Logger): Promise<Runn
       keepAliveTimeoutMs: settings.httpKeepAliveTimeoutMs,
       maxConnections: settings.httpMaxConnections,
     },
+    tls: tlsMaterial,
+  });
+  const grpcCredentials = tlsMaterial === undefined ? undefined : new RotatingServerCredentials(tlsMaterial);
+  const tlsWatcher = tlsFiles === undefined || tlsMaterial === undefined ? undefined : new TlsFilesWatcher(tlsFiles, tlsMaterial, {
+    onChange: (material) => {
+      http.setTls(material);
+      grpcCredentials?.update(material);
+      metrics.tlsReloads.inc({ result: 'success' });
+      logger.info({ cert: tlsFiles.cert }, 'TLS files changed: new handshakes use the new certificate');
+    },
+    onError: (error) => {
+      metrics.tlsReloads.inc({ result: 'failure' });
+      logger.error({ error: errorMessage(error) }, 'TLS files changed but are not usable (yet); the previous certificate stays in use');
+    },
   });
   let grpc: GrpcServer | undefined;
   try {
     const httpPort = await http.listen(settings.host, settings.httpPort);
     grpc = createGrpcServer(service, { responseHeaders: settings.responseHeaders, logger });
-    const grpcPort = await grpc.listen(settings.host, settings.grpcPort);
+    const grpcPort = await grpc.listen(settings.host, settings.grpcPort, grpcCredentials);
     watcher.start();
+    tlsWatcher?.start();
     logger.info(
       {
         httpPort, grpcPort, store: store.kind, onStoreFailure: settings.onStoreFailure,
         domains: [...initial.domains.keys()], defaultDomain: settings.defaultDomain, shadow: settings.shadow,
+        tls: tlsFiles === undefined ? 'off' : tlsFiles.clientCa === undefined ? 'on' : 'mtls',
       },
       'openclaw-ratelimit listening',
     );
@@ -165,6 +188,7 @@ export async function startApp(settings: Settings, logger: Logger): Promise<Runn
       reloadConfig: () => watcher.reload('signal'),
       stop: async () => {
         watcher.close();
+        tlsWatcher?.close();
         // Both drains share one budget inside --shutdown-timeout-ms, leaving room to close the store.
         const drainMs = drainBudgetMs(settings.shutdownTimeoutMs);
         await Promise.all([http.drain(drainMs), grpc?.shutdown(drainMs)]);
@@ -174,6 +198,7 @@ export async function startApp(settings: Settings, logger: Logger): Promise<Runn
     };
   } catch (error: unknown) {
     watcher.close();
+    tlsWatcher?.close();
     await Promise.allSettled([http.app.close(), grpc?.shutdown(), store.close(), fallbackStore.close()]);
     throw error;
   }

@@ -7,6 +7,7 @@ export type ErrorCode =
   | 'RL_ERR_NO_DOMAIN'
   | 'RL_ERR_STORE_UNAVAILABLE'
   | 'RL_ERR_CONFIG'
+  | 'RL_ERR_TLS'
   // Written below fastify (src/transport/http/node-server.ts), for requests no route sees:
   | 'RL_ERR_REQUEST_TIMEOUT'
   | 'RL_ERR_HEADERS_TOO_LARGE'
@@ -51,6 +52,15 @@ export class ConfigError extends RateLimitError {
   readonly file: string;
   constructor(file: string, path: string, problem: string) {
     super('RL_ERR_CONFIG', path === '' ? `${file}: ${problem}` : `${file}: ${path}: ${problem}`);
+    this.file = file;
+  }
+}
+
+/** A TLS file of the listeners (--tls-cert, --tls-key, --tls-client-ca) cannot be read or used; the message names the file. */
+export class TlsConfigError extends RateLimitError {
+  readonly file: string;
+  constructor(file: string, problem: string) {
+    super('RL_ERR_TLS', `${file}: ${problem}`);
     this.file = file;
   }
 }

@@ -40,6 +40,9 @@ export const FLAGS = {
   'http-request-timeout-ms': { type: 'string', default: '10000', help: 'HTTP: longest time to receive one whole request, headers and body (then 408, connection closed)' },
   'http-keep-alive-timeout-ms': { type: 'string', default: '75000', help: 'HTTP: an idle keep-alive connection is closed after this; keep it above the proxies\' idle timeout (NGINX 60 s)' },
   'http-max-connections': { type: 'string', default: '8192', help: 'HTTP: most open connections; beyond, new ones are closed at once' },
+  'tls-cert': { type: 'string', help: 'PEM certificate (chain) of both listeners: HTTPS and gRPC over TLS; re-read when it changes' },
+  'tls-key': { type: 'string', help: 'PEM private key of --tls-cert' },
+  'tls-client-ca': { type: 'string', help: 'mTLS: PEM CA(s); clients must present a certificate it signed' },
 } as const satisfies Record<string, { type: 'string' | 'boolean'; default?: string; help: string }>;
 
 export type FlagName = keyof typeof FLAGS;
@@ -87,6 +90,9 @@ export interface Settings {
   httpRequestTimeoutMs: number;
   httpKeepAliveTimeoutMs: number;
   httpMaxConnections: number;
+  tlsCert: string | undefined;
+  tlsKey: string | undefined;
+  tlsClientCa: string | undefined;
 }
 
 type Raw = Partial<Record<FlagName, string | boolean>>;
@@ -158,6 +164,15 @@ export function resolveSettings(flags: Raw, env: NodeJS.ProcessEnv): Settings {
   } catch (error: unknown) {
     throw new SettingsError(`${error instanceof Error ? error.message : String(error)} (${envName('trusted-proxies')})`);
   }
+  const tlsCert = get('tls-cert');
+  const tlsKey = get('tls-key');
+  const tlsClientCa = get('tls-client-ca');
+  if ((tlsCert === undefined) !== (tlsKey === undefined)) {
+    throw new SettingsError(`give --tls-cert (${envName('tls-cert')}) and --tls-key (${envName('tls-key')}) together`);
+  }
+  if (tlsClientCa !== undefined && tlsCert === undefined) {
+    throw new SettingsError(`--tls-client-ca (${envName('tls-client-ca')}) needs --tls-cert and --tls-key: mTLS is TLS first`);
+  }
   const workers = int('workers', 1, 256);
   if (workers > 1 && store !== 'redis') {
     throw new SettingsError('--workers above 1 needs the Redis store: with the memory store each worker would enforce its own limits');
@@ -199,6 +214,9 @@ export function resolveSettings(flags: Raw, env: NodeJS.ProcessEnv): Settings {
     httpRequestTimeoutMs: int('http-request-timeout-ms', 100, 3_600_000),
     httpKeepAliveTimeoutMs: int('http-keep-alive-timeout-ms', 1_000, 3_600_000),
     httpMaxConnections: int('http-max-connections', 1, 1_000_000),
+    tlsCert,
+    tlsKey,
+    tlsClientCa,
   };
 }
 

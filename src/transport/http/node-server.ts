@@ -1,9 +1,12 @@
 // The Node HTTP server under fastify: what happens on the wire around the
-// routes — timeouts, the connection cap, CONNECT, malformed requests, drain.
-import { createServer, ServerResponse, type IncomingMessage, type RequestListener, type Server } from 'node:http';
+// routes — TLS, timeouts, the connection cap, CONNECT, malformed requests, drain.
+import { createServer, ServerResponse, type IncomingMessage, type RequestListener, type Server, type ServerOptions } from 'node:http';
+import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import { Server as NetServer } from 'node:net';
 import type { Duplex } from 'node:stream';
+import type { SecureContextOptions } from 'node:tls';
 import type { ErrorCode } from '../../errors.js';
+import type { TlsMaterial } from '../tls-files.js';
 
 /** How long and how many: the bounds that keep slow or idle clients from holding the process. */
 export interface HttpConnectionLimits {
@@ -93,14 +96,22 @@ function refuseConnect(socket: Duplex, timeoutMs: number): void {
 
 export interface HttpWireOptions {
   limits: HttpConnectionLimits;
+  /** HTTPS with this certificate and key (and mTLS with its client CA); plain HTTP when absent. */
+  tls?: TlsMaterial | undefined;
+}
+
+function secureContextOptions(material: TlsMaterial): SecureContextOptions {
+  return { cert: material.cert, key: material.key, ...(material.clientCa === undefined ? {} : { ca: material.clientCa }) };
 }
 
 /**
- * The Node server fastify runs on (its serverFactory), and its drain. Plain
- * HTTP/1.1.
+ * The Node server fastify runs on (its serverFactory), and its drain.
+ * HTTP/1.1, over TLS when given a certificate.
  */
 export class HttpWire {
+  /** An https.Server when TLS is on (it has every http.Server method fastify uses). */
   readonly server: Server;
+  private readonly secureServer: HttpsServer | undefined;
   private draining = false;
   private drained: Promise<'drained' | 'cut'> | undefined;
 
@@ -125,17 +136,40 @@ export class HttpWire {
       if (request.headers['content-type'] !== undefined) delete request.headers['content-type'];
       fastifyHandler(request, response);
     };
-    this.server = createServer({
+    const serverOptions: ServerOptions = {
       maxHeaderSize: MAX_HEADER_BYTES,
       requestTimeout: limits.requestTimeoutMs,
       headersTimeout: limits.requestTimeoutMs,
       keepAliveTimeout: limits.keepAliveTimeoutMs,
       connectionsCheckingInterval: connectionsCheckingIntervalMs(limits.requestTimeoutMs),
       ServerResponse: DrainAwareResponse as typeof ServerResponse,
-    }, listener);
+    };
+    if (options.tls === undefined) {
+      this.server = createServer(serverOptions, listener);
+    } else {
+      const mtls = options.tls.clientCa !== undefined;
+      this.secureServer = createHttpsServer({
+        ...serverOptions,
+        ...secureContextOptions(options.tls),
+        requestCert: mtls,
+        rejectUnauthorized: mtls,
+        // A handshake is part of the request's time: a slow one must not hold a connection either.
+        handshakeTimeout: limits.requestTimeoutMs,
+      }, listener);
+      this.server = this.secureServer as unknown as Server;
+    }
     this.server.keepAliveTimeout = limits.keepAliveTimeoutMs;
     this.server.maxConnections = limits.maxConnections;
     this.server.on('connect', (_request: IncomingMessage, socket: Duplex) => refuseConnect(socket, limits.requestTimeoutMs));
+  }
+
+  /**
+   * Rotation: new handshakes present this certificate (and check clients
+   * against this CA); open connections carry on. The material must already
+   * be checked (see checkTlsMaterial). A no-op on plain HTTP.
+   */
+  setTls(material: TlsMaterial): void {
+    this.secureServer?.setSecureContext(secureContextOptions(material));
   }
 
   /**

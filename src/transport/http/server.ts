@@ -10,6 +10,7 @@ import type { Logger } from '../../telemetry/logger.js';
 import type { Metrics } from '../../telemetry/metrics.js';
 import { checkBodyText, decodeCheckBody } from './check-body.js';
 import type { ClientAddressResolver } from './client-address.js';
+import type { TlsMaterial } from '../tls-files.js';
 import { DEFAULT_HTTP_CONNECTION_LIMITS, HttpWire, writeClientError, type HttpConnectionLimits } from './node-server.js';
 
 export interface HttpServerOptions {
@@ -20,6 +21,8 @@ export interface HttpServerOptions {
   logger: Logger;
   /** Timeouts and the connection cap (default DEFAULT_HTTP_CONNECTION_LIMITS). */
   limits?: HttpConnectionLimits;
+  /** HTTPS (and mTLS with a client CA); plain HTTP when absent. */
+  tls?: TlsMaterial | undefined;
 }
 
 export interface HttpServer {
@@ -31,6 +34,8 @@ export interface HttpServer {
    * an answer, with Connection: close), then closes fastify. Never rejects.
    */
   drain(timeoutMs: number): Promise<void>;
+  /** Certificate rotation: new handshakes use this (checked) material. A no-op without TLS. */
+  setTls(material: TlsMaterial): void;
 }
 
 interface ErrorBody {
@@ -179,7 +184,7 @@ export function createHttpServer(options: HttpServerOptions): HttpServer {
     logger: false,
     return503OnClosing: true,
     serverFactory: (handler) => {
-      wire = new HttpWire(handler, { limits: options.limits ?? DEFAULT_HTTP_CONNECTION_LIMITS });
+      wire = new HttpWire(handler, { limits: options.limits ?? DEFAULT_HTTP_CONNECTION_LIMITS, tls: options.tls });
       return wire.server;
     },
     clientErrorHandler: writeClientError,
@@ -261,6 +266,9 @@ export function createHttpServer(options: HttpServerOptions): HttpServer {
       await app.listen({ host, port });
       const address = app.server.address();
       return typeof address === 'object' && address !== null ? address.port : port;
+    },
+    setTls(material) {
+      wire?.setTls(material);
     },
     async drain(timeoutMs) {
       const outcome = await wire?.drain(timeoutMs);
