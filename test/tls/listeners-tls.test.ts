@@ -11,7 +11,8 @@ import { fileURLToPath } from 'node:url';
 import t from 'tap';
 import { TlsConfigError } from '../../src/errors.js';
 import { clientConstructor } from '../grpc/helpers.js';
-import { MAIN } from '../helpers/process.js';
+import { RawHttpConnection } from '../helpers/http1.js';
+import { MAIN, spawnServer } from '../helpers/process.js';
 import { startServer } from '../helpers/server.js';
 import { makePki, type Issued } from '../helpers/tls.js';
 import { waitFor } from '../helpers/wait.js';
@@ -176,4 +177,18 @@ t.test('bad TLS settings and files are refused at start-up, naming the problem (
   t.equal(mismatched.status, 2, 'a key that is not the certificate\'s');
   t.match(mismatched.stderr, /not a usable certificate, key/);
   await t.rejects(startServer({ config, 'tls-cert': garbage, 'tls-key': good.key }), TlsConfigError);
+});
+
+t.test('a client stuck in the TLS handshake cannot hold the drain past --shutdown-timeout-ms (exit 0)', async (t) => {
+  const issued = pki.issue('drain-server', 'server');
+  const server = await spawnServer(['--config', config, '--tls-cert', issued.cert, '--tls-key', issued.key,
+    '--shutdown-timeout-ms', '2000', '--http-request-timeout-ms', '600000']);
+  t.teardown(() => server.stop('SIGKILL'));
+  const silent = await RawHttpConnection.open(server.httpPort); // TCP only: no ClientHello ever comes
+  t.equal((await httpsRequest(server.httpPort, '/healthz')).status, 200, 'the server is up');
+  server.child.kill('SIGTERM');
+  t.equal(await server.exited, 0);
+  await silent.closed;
+  t.pass('the half-open handshake was cut');
+  t.match(server.output(), /HTTP drain time over/);
 });

@@ -114,6 +114,8 @@ export class HttpWire {
   private readonly secureServer: HttpsServer | undefined;
   private draining = false;
   private drained: Promise<'drained' | 'cut'> | undefined;
+  /** Every open TCP connection, TLS handshakes in progress included (which http's own list does not know). */
+  private readonly sockets = new Set<Duplex>();
 
   constructor(fastifyHandler: RequestListener, options: HttpWireOptions) {
     const { limits } = options;
@@ -161,6 +163,10 @@ export class HttpWire {
     this.server.keepAliveTimeout = limits.keepAliveTimeoutMs;
     this.server.maxConnections = limits.maxConnections;
     this.server.on('connect', (_request: IncomingMessage, socket: Duplex) => refuseConnect(socket, limits.requestTimeoutMs));
+    this.server.on('connection', (socket: Duplex) => {
+      this.sockets.add(socket);
+      socket.once('close', () => this.sockets.delete(socket));
+    });
   }
 
   /**
@@ -206,7 +212,7 @@ export class HttpWire {
     if (await within(Math.min(HTTP_DRAIN_IDLE_GRACE_MS, timeoutMs / 2))) return 'drained';
     this.server.closeIdleConnections();
     if (await within(timeoutMs - (performance.now() - started))) return 'drained';
-    this.server.closeAllConnections();
+    for (const socket of this.sockets) socket.destroy();
     await allClosed;
     return 'cut';
   }
