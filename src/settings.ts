@@ -39,7 +39,7 @@ export const FLAGS = {
   'log-level': { type: 'string', default: 'info', help: LOG_LEVELS.join(' | ') },
   'http-request-timeout-ms': { type: 'string', default: '10000', help: 'HTTP: longest time to receive one whole request, headers and body (then 408, connection closed)' },
   'http-keep-alive-timeout-ms': { type: 'string', default: '75000', help: 'HTTP: an idle keep-alive connection is closed after this; keep it above the proxies\' idle timeout (NGINX 60 s)' },
-  'http-max-connections': { type: 'string', default: '8192', help: 'HTTP: most open connections; beyond, new ones are closed at once' },
+  'http-max-connections': { type: 'string', default: '8192', help: 'HTTP: most open connections per process; beyond, new ones are closed at once' },
   'tls-cert': { type: 'string', help: 'PEM certificate (chain) of both listeners: HTTPS and gRPC over TLS; re-read when it changes' },
   'tls-key': { type: 'string', help: 'PEM private key of --tls-cert' },
   'tls-client-ca': { type: 'string', help: 'mTLS: PEM CA(s); clients must present a certificate it signed' },
