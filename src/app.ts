@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
-import type { FastifyInstance } from 'fastify';
 import type { CompiledConfig } from './core/config-model.js';
 import { Limiter } from './core/limiter.js';
+import { encodeUtf8Lossless } from './core/lossless-text.js';
 import { DEFAULT_REQUEST_BOUNDS } from './core/request-bounds.js';
 import { ConfigWatcher } from './config/watch.js';
 import { LimiterDecisionService } from './decision-service.js';
@@ -10,15 +10,22 @@ import type { Settings } from './settings.js';
 import { MemoryStore } from './store/memory-store.js';
 import { createRedisStore, type RedisStore } from './store/redis/redis-store.js';
 import { createGrpcServer, type GrpcServer } from './transport/grpc/server.js';
+import { RotatingServerCredentials } from './transport/grpc/tls-credentials.js';
 import { ClientAddressResolver } from './transport/http/client-address.js';
-import { createHttpServer } from './transport/http/server.js';
+import { createHttpServer, type HttpServer } from './transport/http/server.js';
+import { TlsFilesWatcher, loadTlsMaterial, type TlsFiles } from './transport/tls-files.js';
 import type { Logger } from './telemetry/logger.js';
 import { Metrics } from './telemetry/metrics.js';
 import { clusterMetricsText, isWorker } from './workers.js';
 
-/** Long descriptor values are keyed by this digest (bounded keys, collision-resistant). */
+/** Long descriptor values are keyed by this digest (bounded keys, collision-resistant) of their original bytes. */
 function sha256Digest(text: string): string {
-  return createHash('sha256').update(text).digest('base64url').slice(0, 32);
+  return createHash('sha256').update(encodeUtf8Lossless(text)).digest('base64url').slice(0, 32);
+}
+
+/** Of --shutdown-timeout-ms, what the HTTP and gRPC drains may use: the rest (up to 1 s) is for closing the store. */
+export function drainBudgetMs(shutdownTimeoutMs: number): number {
+  return Math.max(0, shutdownTimeoutMs - Math.min(1_000, Math.floor(shutdownTimeoutMs / 5)));
 }
 
 export interface RunningApp {
@@ -35,6 +42,11 @@ export interface RunningApp {
  * store, builds the limiter, service and transports, listens.
  */
 export async function startApp(settings: Settings, logger: Logger): Promise<RunningApp> {
+  // TLS files first: a bad one is fatal (TlsConfigError, exit 2) before anything is opened.
+  const tlsFiles: TlsFiles | undefined = settings.tlsCert === undefined || settings.tlsKey === undefined
+    ? undefined
+    : { cert: settings.tlsCert, key: settings.tlsKey, clientCa: settings.tlsClientCa };
+  const tlsMaterial = tlsFiles === undefined ? undefined : loadTlsMaterial(tlsFiles);
   const metrics = new Metrics();
   if (isWorker()) metrics.text = clusterMetricsText(metrics.registry);
   const watcher = new ConfigWatcher(settings.config, {
@@ -97,25 +109,44 @@ export async function startApp(settings: Settings, logger: Logger): Promise<Runn
     digest: sha256Digest,
   });
 
-  const http: FastifyInstance = createHttpServer({
+  const http: HttpServer = createHttpServer({
     service,
     metrics,
     config,
     clientAddress: new ClientAddressResolver(settings.trustedProxies),
     logger,
+    limits: {
+      requestTimeoutMs: settings.httpRequestTimeoutMs,
+      keepAliveTimeoutMs: settings.httpKeepAliveTimeoutMs,
+      maxConnections: settings.httpMaxConnections,
+    },
+    tls: tlsMaterial,
+  });
+  const grpcCredentials = tlsMaterial === undefined ? undefined : new RotatingServerCredentials(tlsMaterial);
+  const tlsWatcher = tlsFiles === undefined || tlsMaterial === undefined ? undefined : new TlsFilesWatcher(tlsFiles, tlsMaterial, {
+    onChange: (material) => {
+      http.setTls(material);
+      grpcCredentials?.update(material);
+      metrics.tlsReloads.inc({ result: 'success' });
+      logger.info({ cert: tlsFiles.cert }, 'TLS files changed: new handshakes use the new certificate');
+    },
+    onError: (error) => {
+      metrics.tlsReloads.inc({ result: 'failure' });
+      logger.error({ error: errorMessage(error) }, 'TLS files changed but are not usable (yet); the previous certificate stays in use');
+    },
   });
   let grpc: GrpcServer | undefined;
   try {
-    await http.listen({ host: settings.host, port: settings.httpPort });
+    const httpPort = await http.listen(settings.host, settings.httpPort);
     grpc = createGrpcServer(service, { responseHeaders: settings.responseHeaders, logger });
-    const grpcPort = await grpc.listen(settings.host, settings.grpcPort);
+    const grpcPort = await grpc.listen(settings.host, settings.grpcPort, grpcCredentials);
     watcher.start();
-    const address = http.server.address();
-    const httpPort = typeof address === 'object' && address !== null ? address.port : settings.httpPort;
+    tlsWatcher?.start();
     logger.info(
       {
         httpPort, grpcPort, store: store.kind, onStoreFailure: settings.onStoreFailure,
         domains: [...initial.domains.keys()], defaultDomain: settings.defaultDomain, shadow: settings.shadow,
+        tls: tlsFiles === undefined ? 'off' : tlsFiles.clientCa === undefined ? 'on' : 'mtls',
       },
       'openclaw-ratelimit listening',
     );
@@ -126,13 +157,17 @@ export async function startApp(settings: Settings, logger: Logger): Promise<Runn
       reloadConfig: () => watcher.reload('signal'),
       stop: async () => {
         watcher.close();
-        await Promise.all([http.close(), grpc?.shutdown(settings.shutdownTimeoutMs)]);
+        tlsWatcher?.close();
+        // Both drains share one budget inside --shutdown-timeout-ms, leaving room to close the store.
+        const drainMs = drainBudgetMs(settings.shutdownTimeoutMs);
+        await Promise.all([http.drain(drainMs), grpc?.shutdown(drainMs)]);
         await store.close();
       },
     };
   } catch (error: unknown) {
     watcher.close();
-    await Promise.allSettled([http.close(), grpc?.shutdown(), store.close()]);
+    tlsWatcher?.close();
+    await Promise.allSettled([http.app.close(), grpc?.shutdown(), store.close()]);
     throw error;
   }
 }

@@ -5,7 +5,7 @@ import type { Digest } from './core/keys.js';
 import { checkDecisionRequest, digestLongValues, type RequestBounds } from './core/request-bounds.js';
 import type { Decision, DecisionRequest, Descriptor } from './core/types.js';
 import { InvalidRequestError } from './errors.js';
-import type { Api, DecisionService } from './service.js';
+import { decideHttpRequest, type Api, type DecisionService } from './service.js';
 import type { Store } from './core/store.js';
 import { UNKNOWN_DOMAIN_LABEL, type Metrics, type Outcome } from './telemetry/metrics.js';
 
@@ -81,6 +81,10 @@ export class LimiterDecisionService implements DecisionService {
       }
     }
     return decision;
+  }
+
+  decideHttp(requestedDomain: string | undefined, request: HttpRequestInput, api: Api): Promise<Decision> {
+    return decideHttpRequest(this, requestedDomain, request, api);
   }
 
   readiness(): { ready: boolean; detail: string } {

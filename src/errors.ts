@@ -13,6 +13,11 @@ export const ERROR_CODES = {
   RL_ERR_CONFIG: 'a rules file is invalid (exit 2 at start, old config kept on reload)',
   RL_ERR_SETTINGS: 'a flag or RL_* environment variable is invalid (exit 2)',
   RL_ERR_LIMIT_SPEC: 'a limit whose numbers cannot be computed exactly in integers',
+  RL_ERR_TLS: 'a listener TLS file (--tls-cert, --tls-key, --tls-client-ca) cannot be read or used (exit 2 at start)',
+  RL_ERR_REQUEST_TIMEOUT: 'an HTTP request did not arrive whole within --http-request-timeout-ms (408)',
+  RL_ERR_HEADERS_TOO_LARGE: 'HTTP request headers over 64 KiB (431)',
+  RL_ERR_BAD_HTTP: 'a malformed HTTP request (400)',
+  RL_ERR_METHOD_NOT_ALLOWED: 'an HTTP method no route takes, such as CONNECT (405)',
   RL_ERR_INTERNAL: 'a bug or a broken installation (HTTP 500, gRPC INTERNAL); logged, details not sent',
 } as const;
 
@@ -87,6 +92,15 @@ export class LimitSpecError extends RateLimitError {
 export class InternalError extends RateLimitError {
   constructor(message: string, options?: { cause?: unknown }) {
     super('RL_ERR_INTERNAL', message, options);
+  }
+}
+
+/** A TLS file of the listeners (--tls-cert, --tls-key, --tls-client-ca) cannot be read or used; the message names the file. */
+export class TlsConfigError extends RateLimitError {
+  readonly file: string;
+  constructor(file: string, problem: string) {
+    super('RL_ERR_TLS', `${file}: ${problem}`);
+    this.file = file;
   }
 }
 

@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { startApp, type RunningApp } from './app.js';
 import { loadConfig } from './config/load.js';
-import { ConfigError, errorMessage } from './errors.js';
+import { ConfigError, TlsConfigError, errorMessage } from './errors.js';
 import { FLAGS, SettingsError, resolveSettings, usage } from './settings.js';
 import { createLogger } from './telemetry/logger.js';
 import { isWorker, runPrimary } from './workers.js';
@@ -57,15 +57,15 @@ async function serve(args: string[]): Promise<number> {
       return await runPrimary(settings, settings.workers, logger);
     } catch (error: unknown) {
       process.stderr.write(`${errorMessage(error)}\n`);
-      return error instanceof ConfigError ? EXIT_USAGE : 1;
+      return error instanceof ConfigError || error instanceof TlsConfigError ? EXIT_USAGE : 1;
     }
   }
   let app: RunningApp;
   try {
     app = await startApp(settings, logger);
   } catch (error: unknown) {
-    if (error instanceof ConfigError) {
-      logger.fatal({ error: error.message }, 'invalid config');
+    if (error instanceof ConfigError || error instanceof TlsConfigError) {
+      logger.fatal({ error: error.message }, error instanceof TlsConfigError ? 'invalid TLS files' : 'invalid config');
       process.stderr.write(`${error.message}\n`);
       return EXIT_USAGE;
     }

@@ -29,6 +29,31 @@ export interface DecisionService {
    * policy is `deny`.
    */
   decide(request: DecisionRequest, api: Api): Promise<Decision>;
+  /**
+   * Forward auth and ext_authz: resolves the domain (`requestedDomain`, else
+   * the default), builds the descriptors the domain's `http.descriptors`
+   * make of `request`, allows at once when there are none (no store call, no
+   * metric), else decides. Rejects as resolveDomain and decide do.
+   */
+  decideHttp(requestedDomain: string | undefined, request: HttpRequestInput, api: Api): Promise<Decision>;
   /** Config loaded and store usable (or fallback active). */
   readiness(): { ready: boolean; detail: string };
+}
+
+/**
+ * DecisionService.decideHttp in terms of the other three methods: the one
+ * orchestration behind forward auth (HTTP) and ext_authz (gRPC), shared by
+ * every implementation (test doubles included) so the transports only translate.
+ */
+export async function decideHttpRequest(
+  service: Pick<DecisionService, 'resolveDomain' | 'descriptorsFromHttp' | 'decide'>,
+  requestedDomain: string | undefined,
+  request: HttpRequestInput,
+  api: Api,
+): Promise<Decision> {
+  const domain = service.resolveDomain(requestedDomain);
+  const descriptors = service.descriptorsFromHttp(domain, request);
+  // No descriptor: allowed, nothing to report (and no store call, no metric).
+  if (descriptors.length === 0) return { overallCode: 'OK', statuses: [], storeFailure: undefined, shadowOverLimit: false };
+  return service.decide({ domain, descriptors }, api);
 }

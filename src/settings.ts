@@ -110,6 +110,16 @@ export const FLAGS = {
   workers: flag('string', 'worker processes sharing the ports (node cluster); Redis store only', int(1, 256), '1'),
   'shutdown-timeout-ms': flag('string', 'longest wait for in-flight requests on SIGTERM', int(0, 600_000), '10000'),
   'log-level': flag('string', LOG_LEVELS.join(' | '), oneOf(LOG_LEVELS), 'info'),
+  'http-request-timeout-ms': flag('string',
+    'HTTP: longest time to receive one whole request, headers and body (then 408, connection closed)', int(100, 3_600_000), '10000'),
+  'http-keep-alive-timeout-ms': flag('string',
+    'HTTP: an idle keep-alive connection is closed after this; keep it above the proxies\' idle timeout (NGINX 60 s)',
+    int(1_000, 3_600_000), '75000'),
+  'http-max-connections': flag('string', 'HTTP: most open connections per process; beyond, new ones are closed at once',
+    int(1, 1_000_000), '8192'),
+  'tls-cert': flag('string', 'PEM certificate (chain) of both listeners: HTTPS and gRPC over TLS; re-read when it changes', optionalText),
+  'tls-key': flag('string', 'PEM private key of --tls-cert', optionalText),
+  'tls-client-ca': flag('string', 'mTLS: PEM CA(s); clients must present a certificate it signed', optionalText),
 } as const satisfies Record<string, FlagSpec>;
 
 export type FlagName = keyof typeof FLAGS;
@@ -156,6 +166,12 @@ export function resolveSettings(flags: Raw, env: NodeJS.ProcessEnv): Settings {
   const hasRedis = settings.redis !== undefined || settings.redisCluster !== undefined;
   settings.store ??= hasRedis ? 'redis' : 'memory';
   if (settings.store === 'redis' && !hasRedis) throw new SettingsError('--store redis needs --redis or --redis-cluster');
+  if ((settings.tlsCert === undefined) !== (settings.tlsKey === undefined)) {
+    throw new SettingsError(`give --tls-cert (${envName('tls-cert')}) and --tls-key (${envName('tls-key')}) together`);
+  }
+  if (settings.tlsClientCa !== undefined && settings.tlsCert === undefined) {
+    throw new SettingsError(`--tls-client-ca (${envName('tls-client-ca')}) needs --tls-cert and --tls-key: mTLS is TLS first`);
+  }
   if (settings.workers > 1 && settings.store !== 'redis') {
     throw new SettingsError('--workers above 1 needs the Redis store: with the memory store each worker would enforce its own limits');
   }

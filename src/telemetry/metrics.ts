@@ -106,6 +106,12 @@ export class Metrics {
     aggregator: 'max',
     registers: [this.registry],
   });
+  readonly tlsReloads = new Counter({
+    name: 'ratelimit_tls_reloads_total',
+    help: 'Certificate rotations of the listeners (--tls-cert/--tls-key/--tls-client-ca changed) by result.',
+    labelNames: ['result'] as const,
+    registers: [this.registry],
+  });
   readonly configDomains = new Gauge({
     name: 'ratelimit_config_domains',
     help: 'Domains in the config in force.',
@@ -124,6 +130,8 @@ export class Metrics {
     if (options.processMetrics) collectDefaultMetrics({ register: this.registry });
     this.configReloads.inc({ result: 'success' }, 0);
     this.configReloads.inc({ result: 'failure' }, 0);
+    this.tlsReloads.inc({ result: 'success' }, 0);
+    this.tlsReloads.inc({ result: 'failure' }, 0);
     this.storeErrors.inc(0);
     for (const counter of [this.redisDeadlineExtensions, this.redisLateReplies, this.fallbackOverAdmitted, this.localDenials]) counter.inc(0);
   }

@@ -61,6 +61,9 @@ t.test('usage errors exit 2 and say why', async (t) => {
   t.equal(badPolicy.code, 2);
   t.match(badPolicy.stderr, /RL_ON_STORE_FAILURE/);
   t.equal(run(['serve']).code, 2, '--config is required');
+  const noTimeout = run(['serve', '--config', example], { RL_HTTP_REQUEST_TIMEOUT_MS: '0' });
+  t.equal(noTimeout.code, 2, 'a request timeout of 0 (never) is refused');
+  t.match(noTimeout.stderr, /--http-request-timeout-ms \(RL_HTTP_REQUEST_TIMEOUT_MS\): expected an integer from 100/);
   const badCidr = run(['serve', '--config', example, '--trusted-proxies', '10.0.0.0/33']);
   t.equal(badCidr.code, 2, 'a bad CIDR is a usage error like any other flag');
   t.match(badCidr.stderr, /--trusted-proxies \(RL_TRUSTED_PROXIES\): "10\.0\.0\.0\/33" has a bad prefix length/);
@@ -77,7 +80,9 @@ t.test('usage errors exit 2 and say why', async (t) => {
 t.test('--help lists every flag with its RL_* variable', async (t) => {
   const help = run(['serve', '--help']);
   t.equal(help.code, 0);
-  for (const name of ['--http-port', 'RL_HTTP_PORT', '--redis-cluster', 'RL_REDIS_CLUSTER', '--on-store-failure', 'RL_ON_STORE_FAILURE']) {
+  for (const name of ['--http-port', 'RL_HTTP_PORT', '--redis-cluster', 'RL_REDIS_CLUSTER', '--on-store-failure', 'RL_ON_STORE_FAILURE',
+    '--http-request-timeout-ms', 'RL_HTTP_REQUEST_TIMEOUT_MS', '--http-keep-alive-timeout-ms', 'RL_HTTP_KEEP_ALIVE_TIMEOUT_MS',
+    '--http-max-connections', 'RL_HTTP_MAX_CONNECTIONS']) {
     t.match(help.stdout, name);
   }
 });

@@ -48,6 +48,30 @@ const compose = parse(text(join(REPO_ROOT, 'deploy', 'compose', 'docker-compose.
 const example = parse(text(join(REPO_ROOT, 'examples', 'openclaw.yaml'))) as Doc;
 
 const missingBuild = missingServerBuild();
+const ENVOY_FILES = readdirSync(join(REPO_ROOT, 'deploy', 'envoy')).filter((name) => name.endsWith('.yaml')).sort();
+
+t.test('TLS Envoy configs: the plain config plus TLS (h2, CA, SAN, client certificate) on the ratelimit cluster', async (t) => {
+  const variants = ENVOY_FILES.filter((name) => name.endsWith('-tls.yaml'));
+  t.same(variants, ['envoy-ext-authz-tls.yaml', 'envoy-ratelimit-tls.yaml']);
+  for (const file of variants) {
+    const source = text(join(REPO_ROOT, 'deploy', 'envoy', file));
+    const tls = parse(source) as Doc;
+    const plain = parse(text(join(REPO_ROOT, 'deploy', 'envoy', file.replace('-tls.yaml', '.yaml')))) as Doc;
+    const cluster = (tls.static_resources.clusters as Doc[]).find((c) => c.name === 'ratelimit');
+    const socket = cluster.transport_socket;
+    t.equal(socket?.name, 'envoy.transport_sockets.tls', `${file}: a TLS transport socket`);
+    t.equal(socket.typed_config['@type'], 'type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext');
+    const context = socket.typed_config.common_tls_context;
+    t.same(context.alpn_protocols, ['h2'], `${file}: ALPN h2 (grpc-js serves gRPC over TLS only with h2)`);
+    t.ok(context.validation_context.trusted_ca.filename, `${file}: the server certificate is verified against a CA`);
+    t.ok(context.validation_context.match_typed_subject_alt_names.length > 0, `${file}: and its name`);
+    t.ok(context.tls_certificates[0].certificate_chain.filename && context.tls_certificates[0].private_key.filename,
+      `${file}: Envoy's client certificate for --tls-client-ca (mTLS)`);
+    for (const variable of ['RL_TLS_CERT', 'RL_TLS_KEY', 'RL_TLS_CLIENT_CA']) t.match(source, variable, `${file} says how to run the sidecar: ${variable}`);
+    delete cluster.transport_socket;
+    t.same(tls, plain, `${file}: otherwise the same as the plain config (they cannot drift)`);
+  }
+});
 
 t.test('against the built server', async (t) => {
   if (missingBuild !== undefined) return void t.fail(missingBuild);
@@ -77,7 +101,7 @@ t.test('against the built server', async (t) => {
     const nginx = text(join(REPO_ROOT, 'deploy', 'nginx', 'nginx.conf'));
     t.match(nginx, new RegExp(`upstream ratelimit \\{\\s*server 127\\.0\\.0\\.1:${httpPort}\\b`), 'nginx upstream ratelimit');
     t.match(nginx, /proxy_pass http:\/\/ratelimit\/v1\/auth\/nginx;/, 'nginx asks /v1/auth/nginx');
-    for (const file of ['envoy-ext-authz.yaml', 'envoy-ratelimit.yaml']) {
+    for (const file of ENVOY_FILES) {
       const envoy = parse(text(join(REPO_ROOT, 'deploy', 'envoy', file))) as Doc;
       const cluster = (envoy.static_resources.clusters as Doc[]).find((c) => c.name === 'ratelimit');
       const socket = cluster.load_assignment.endpoints[0].lb_endpoints[0].endpoint.address.socket_address;

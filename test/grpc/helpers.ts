@@ -4,7 +4,7 @@ import * as grpc from '@grpc/grpc-js';
 import type { HttpRequestInput } from '../../src/core/http-actions.js';
 import type { Decision, DecisionRequest, Descriptor, DescriptorStatus } from '../../src/core/types.js';
 import { InvalidRequestError } from '../../src/errors.js';
-import { DEFAULT_REQUEST_BOUNDS, type Api, type DecisionService, type RequestBounds } from '../../src/service.js';
+import { DEFAULT_REQUEST_BOUNDS, decideHttpRequest, type Api, type DecisionService, type RequestBounds } from '../../src/service.js';
 import { createGrpcServer, type GrpcLogger, type GrpcServer } from '../../src/transport/grpc/server.js';
 import { loadPackageDefinition } from '../../src/transport/grpc/proto-root.js';
 
@@ -44,6 +44,10 @@ export class FakeDecisionService implements DecisionService {
     checkDecisionRequest(request, this.bounds);
     this.decideCalls.push({ request, api });
     return this.answer(request);
+  }
+
+  decideHttp(requestedDomain: string | undefined, input: HttpRequestInput, api: Api): Promise<Decision> {
+    return decideHttpRequest(this, requestedDomain, input, api);
   }
 
   readiness(): { ready: boolean; detail: string } {

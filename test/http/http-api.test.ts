@@ -1,5 +1,6 @@
 import t from 'tap';
 import { fileURLToPath } from 'node:url';
+import { RawHttpConnection } from '../helpers/http1.js';
 import { startServer } from '../helpers/server.js';
 
 const config = fileURLToPath(new URL('../fixtures/shop.yaml', import.meta.url));
@@ -168,4 +169,96 @@ t.test('regression: shadow-mode limits never set the headers clients see', async
   t.equal(last!.status, 200, 'the shadow 5/s limit never denies');
   t.equal(last!.headers.get('x-ratelimit-limit'), '20', 'the enforced api_key limit (burst 20), not the shadow one (5)');
   t.ok(Number(last!.headers.get('x-ratelimit-remaining')) >= 12);
+});
+
+t.test('regression: a lone surrogate in /v1/check text is a 400 naming the field (JSON text has no bytes to keep)', async (t) => {
+  for (const value of ['\udffa\udf72\udf23', '\udc6c\udd68\udd97']) {
+    const response = await check({ descriptors: [{ entries: [{ key: 'api_key', value }] }] });
+    t.equal(response.status, 400, JSON.stringify(value));
+    const json = (await response.json()) as { error: { field: string; message: string; code: string } };
+    t.equal(json.error.field, 'descriptors[0].entries[0].value');
+    t.match(json.error.message, /^descriptors\[0\]\.entries\[0\]\.value: .*lone surrogate/);
+    t.equal(json.error.code, 'RL_ERR_INVALID_REQUEST');
+  }
+  const key = await check({ descriptors: [{ entries: [{ key: 'k\ud800', value: 'v' }] }] });
+  t.equal(key.status, 400);
+  t.match(await key.json(), { error: { field: 'descriptors[0].entries[0].key' } });
+  const domain = await check({ domain: '\udc80', descriptors: [{ entries: [{ key: 'api_key', value: 'v' }] }] });
+  t.match(await domain.json(), { error: { field: 'domain' } });
+  const pair = await check({ descriptors: [{ entries: [{ key: 'api_key', value: 'surrogate-pair-\ud83d\ude00' }] }] });
+  t.equal(pair.status, 200, 'a surrogate pair is a character (U+1F600) and fine');
+});
+
+t.test('regression: /v1/check body bytes that are not UTF-8 are a 400, not silently U+FFFD', async (t) => {
+  const head = Buffer.from('{"descriptors":[{"entries":[{"key":"api_key","value":"v');
+  const body = Buffer.concat([head, Buffer.from([0xff]), Buffer.from('"}]}]}')]);
+  const response = await fetch(`${server.url}/v1/check`, { method: 'POST', body });
+  t.equal(response.status, 400);
+  t.match(await response.json(), { error: { field: 'body', message: /UTF-8/ } });
+});
+
+t.test('regression: forward-auth header values are bytes, decoded as UTF-8 like on the gRPC APIs', async (t) => {
+  const port = Number(new URL(server.url).port);
+  const nginx = async (apiKeyBytes: Buffer, address: string) => {
+    const connection = await RawHttpConnection.open(port);
+    try {
+      const head = `GET /v1/auth/nginx HTTP/1.1\r\nHost: x\r\nX-Original-URI: /bytes\r\nX-Real-IP: ${address}\r\nX-Api-Key: `;
+      return await connection.request(Buffer.concat([Buffer.from(head), apiKeyBytes, Buffer.from('\r\n\r\n')]));
+    } finally {
+      connection.close();
+    }
+  };
+  // The UTF-8 bytes of "ké" through a header are the JSON string "ké" on /v1/check: one bucket.
+  const utf8 = Buffer.from('bytes-ké', 'utf8');
+  t.equal((await nginx(utf8, '203.0.113.120')).status, 200);
+  t.equal((await nginx(utf8, '203.0.113.121')).status, 200);
+  const probe = await check({ descriptors: [{ entries: [{ key: 'api_key', value: 'bytes-ké' }], hits_addend: 0 }] });
+  t.match(await probe.json(), { statuses: [{ limit_remaining: 1 }] }, 'two of 3 spent through the header');
+  // Invalid bytes stay distinct values: \xff, \xfe and the real U+FFFD (EF BF BD).
+  const invalid = [Buffer.from([0x62, 0xff]), Buffer.from([0x62, 0xfe]), Buffer.from([0x62, 0xef, 0xbf, 0xbd])];
+  for (let round = 0; round < 3; round++) {
+    for (const [i, bytes] of invalid.entries()) t.equal((await nginx(bytes, `203.0.113.${130 + i}`)).status, 200);
+  }
+  for (const [i, bytes] of invalid.entries()) {
+    t.equal((await nginx(bytes, `203.0.113.${140 + i}`)).status, 403, `value ${i}: its own 3/minute bucket is spent, no other`);
+  }
+});
+
+t.test('regression: CONNECT gets a 405 in our error shape, not a closed connection (curl exit 52)', async (t) => {
+  for (const target of ['example.com:443', '/v1/check']) {
+    const connection = await RawHttpConnection.open(Number(new URL(server.url).port));
+    const response = await connection.request(`CONNECT ${target} HTTP/1.1\r\nHost: example.com:443\r\n\r\n`);
+    t.equal(response.status, 405, target);
+    t.equal(response.headers['connection'], 'close');
+    t.match(response.headers['allow'] ?? '', /GET/);
+    t.match(JSON.parse(response.body), { error: { code: 'RL_ERR_METHOD_NOT_ALLOWED', message: /CONNECT/ } });
+    t.equal((await connection.closed).error, undefined, 'then closed cleanly');
+  }
+  t.equal((await fetch(`${server.url}/healthz`)).status, 200, 'the server carries on');
+});
+
+t.test('regression: an unparseable Content-Type is not a 415: /v1/check decodes the body, forward auth decides', async (t) => {
+  for (const type of [';;', 'json', 'application/json; charset', '"', 'a/b/c']) {
+    const response = await check(key('ctype'), { 'content-type': type });
+    t.not(response.status, 415, `/v1/check with Content-Type ${JSON.stringify(type)}`);
+    t.match(await response.json(), { overall_code: /OK|OVER_LIMIT/ });
+  }
+  const nginx = await fetch(`${server.url}/v1/auth/nginx`, {
+    method: 'POST',
+    headers: { 'content-type': ';;', 'x-original-uri': '/ctype', 'x-real-ip': '203.0.113.150' },
+  });
+  t.equal(nginx.status, 200, 'NGINX would turn a 415 into a 500 and fail open');
+  t.equal(nginx.headers.get('x-ratelimit-remaining'), '4');
+});
+
+t.test('forward auth never reads the body: a big one is decided, not refused with 413', async (t) => {
+  const response = await fetch(`${server.url}/v1/auth/upload`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/octet-stream', 'x-real-ip': '203.0.113.151' },
+    body: Buffer.alloc(200_000, 1),
+  });
+  t.equal(response.status, 200);
+  t.equal(response.headers.get('x-ratelimit-remaining'), '4');
+  const tooBig = await check({ descriptors: [{ entries: [{ key: 'api_key', value: 'x'.repeat(70_000) }] }] });
+  t.equal(tooBig.status, 413, '/v1/check still bounds its body');
 });

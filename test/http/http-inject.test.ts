@@ -4,7 +4,7 @@ import type { HttpRequestInput } from '../../src/core/http-actions.js';
 import { DEFAULT_REQUEST_BOUNDS, checkDecisionRequest } from '../../src/core/request-bounds.js';
 import type { Decision, DecisionRequest, Descriptor } from '../../src/core/types.js';
 import { StoreUnavailableError } from '../../src/errors.js';
-import type { Api, DecisionService } from '../../src/service.js';
+import { decideHttpRequest, type Api, type DecisionService } from '../../src/service.js';
 import { createLogger } from '../../src/telemetry/logger.js';
 import { Metrics } from '../../src/telemetry/metrics.js';
 import { ClientAddressResolver } from '../../src/transport/http/client-address.js';
@@ -14,22 +14,28 @@ import { createHttpServer } from '../../src/transport/http/server.js';
 class ScriptedService implements DecisionService {
   readonly bounds = DEFAULT_REQUEST_BOUNDS;
   seen: HttpRequestInput[] = [];
+  decided = 0;
+  noDescriptors = false;
   next: () => Promise<Decision> = async () => ({ overallCode: 'OK', statuses: [], storeFailure: undefined, shadowOverLimit: false });
   resolveDomain(requested: string | undefined): string { return requested ?? 'd'; }
   descriptorsFromHttp(_domain: string, request: HttpRequestInput): Descriptor[] {
     this.seen.push(request);
-    return [{ entries: [{ key: 'path', value: request.path }] }];
+    return this.noDescriptors ? [] : [{ entries: [{ key: 'path', value: request.path }] }];
   }
   decide(request: DecisionRequest, _api: Api): Promise<Decision> {
     checkDecisionRequest(request, this.bounds);
+    this.decided++;
     return this.next();
+  }
+  decideHttp(requestedDomain: string | undefined, request: HttpRequestInput, api: Api): Promise<Decision> {
+    return decideHttpRequest(this, requestedDomain, request, api);
   }
   readiness() { return { ready: false, detail: 'store down; deciding with: none' }; }
 }
 
 const service = new ScriptedService();
 const config: CompiledConfig = { domains: new Map(), source: 'x', loadedAtMs: 0 };
-const app = createHttpServer({
+const { app } = createHttpServer({
   service, metrics: new Metrics({ processMetrics: false }), config: () => config,
   clientAddress: new ClientAddressResolver(['127.0.0.1']), logger: createLogger('silent'),
 });
@@ -76,4 +82,16 @@ t.test('a route exists for every method on /v1/auth, but /v1/check is POST only'
     t.equal(response.statusCode, 200, method);
   }
   t.equal((await app.inject({ method: 'GET', url: '/v1/check' })).statusCode, 404);
+});
+
+t.test('forward auth that makes no descriptor is allowed without a decision (DecisionService.decideHttp)', async (t) => {
+  service.noDescriptors = true;
+  t.teardown(() => { service.noDescriptors = false; });
+  service.next = () => Promise.reject(new Error('decide must not be called'));
+  const before = service.decided;
+  const response = await app.inject({ method: 'GET', url: '/v1/auth/x' });
+  t.equal(response.statusCode, 200);
+  t.same(response.json(), { overall_code: 'OK' });
+  t.equal(response.headers['x-ratelimit-limit'], undefined, 'no limit, no headers');
+  t.equal(service.decided, before);
 });

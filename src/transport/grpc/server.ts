@@ -37,8 +37,11 @@ export interface GrpcServerOptions {
 
 export interface GrpcServer {
   readonly server: Server;
-  /** Binds (insecure) and serves; resolves with the bound port (useful with port 0). Rejects if the bind fails. */
-  listen(host: string, port: number): Promise<number>;
+  /**
+   * Binds and serves, plain text unless `credentials` say otherwise (TLS);
+   * resolves with the bound port (useful with port 0). Rejects if the bind fails.
+   */
+  listen(host: string, port: number, credentials?: ServerCredentials): Promise<number>;
   /**
    * Health turns NOT_SERVING, new calls are refused, in-flight calls finish
    * (cut after `graceMs`), then resolves. Never rejects.
@@ -96,10 +99,8 @@ export function createGrpcServer(service: DecisionService, options: GrpcServerOp
     callback: sendUnaryData<CheckResponseMessage>,
   ): void => {
     answer('Check', async () => {
-      const domain = service.resolveDomain(requestedDomain(call.request));
-      const descriptors = service.descriptorsFromHttp(domain, httpInputFromCheckRequest(call.request));
-      if (descriptors.length === 0) return allowResponse();
-      return encodeCheckResponse(await service.decide({ domain, descriptors }, 'grpc_authz'));
+      const request = httpInputFromCheckRequest(call.request);
+      return encodeCheckResponse(await service.decideHttp(requestedDomain(call.request), request, 'grpc_authz'));
     }, callback);
   };
 
@@ -116,10 +117,10 @@ export function createGrpcServer(service: DecisionService, options: GrpcServerOp
 
   return {
     server,
-    listen(host, port) {
+    listen(host, port, credentials = ServerCredentials.createInsecure()) {
       const address = host.includes(':') && !host.startsWith('[') ? `[${host}]:${port}` : `${host}:${port}`;
       return new Promise<number>((resolve, reject) => {
-        server.bindAsync(address, ServerCredentials.createInsecure(), (error, bound) => {
+        server.bindAsync(address, credentials, (error, bound) => {
           if (error !== null) reject(error);
           else resolve(bound);
         });

@@ -1,3 +1,5 @@
+import { isUtf8 } from 'node:buffer';
+import { hasByteEscapes } from '../../core/lossless-text.js';
 import type { DecisionRequest, Descriptor, Entry } from '../../core/types.js';
 import { InvalidRequestError } from '../../errors.js';
 
@@ -15,7 +17,23 @@ function optionalHits(value: Json | undefined, field: string): number | undefine
 
 function text(value: Json | undefined, field: string): string {
   if (typeof value !== 'string') throw new InvalidRequestError(field, 'must be a string');
+  // JSON text names characters, not bytes: a lone surrogate escape ("\udc80")
+  // is no character, and on the proxy-facing APIs U+DC80..U+DCFF stand for
+  // invalid bytes. Accepting it here would let one value alias another.
+  if (hasByteEscapes(value)) {
+    throw new InvalidRequestError(field, 'must be Unicode text: a lone surrogate (\\ud800-\\udfff unpaired) is not a character');
+  }
   return value;
+}
+
+/**
+ * The body of POST /v1/check as text. JSON is UTF-8 (RFC 8259): bytes that
+ * are not are a 400, not silently U+FFFD (which would make different byte
+ * values one bucket).
+ */
+export function checkBodyText(body: Uint8Array): string {
+  if (!isUtf8(body)) throw new InvalidRequestError('body', 'must be UTF-8 text (JSON)');
+  return Buffer.from(body.buffer, body.byteOffset, body.byteLength).toString('utf8');
 }
 
 /**

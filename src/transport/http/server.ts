@@ -1,14 +1,17 @@
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { CompiledConfig } from '../../core/config-model.js';
 import type { HttpRequestInput } from '../../core/http-actions.js';
+import { latin1ToLossless } from '../../core/lossless-text.js';
 import { rateLimitHeaders } from '../../core/response-headers.js';
 import type { Decision } from '../../core/types.js';
 import { InvalidRequestError, RateLimitError, StoreUnavailableError } from '../../errors.js';
 import type { Api, DecisionService } from '../../service.js';
 import type { Logger } from '../../telemetry/logger.js';
 import type { Metrics } from '../../telemetry/metrics.js';
-import { decodeCheckBody } from './check-body.js';
+import { checkBodyText, decodeCheckBody } from './check-body.js';
 import type { ClientAddressResolver } from './client-address.js';
+import type { TlsMaterial } from '../tls-files.js';
+import { DEFAULT_HTTP_CONNECTION_LIMITS, HttpWire, writeClientError, type HttpConnectionLimits } from './node-server.js';
 
 export interface HttpServerOptions {
   service: DecisionService;
@@ -16,6 +19,23 @@ export interface HttpServerOptions {
   config: () => CompiledConfig;
   clientAddress: ClientAddressResolver;
   logger: Logger;
+  /** Timeouts and the connection cap (default DEFAULT_HTTP_CONNECTION_LIMITS). */
+  limits?: HttpConnectionLimits;
+  /** HTTPS (and mTLS with a client CA); plain HTTP when absent. */
+  tls?: TlsMaterial | undefined;
+}
+
+export interface HttpServer {
+  readonly app: FastifyInstance;
+  /** Listens; resolves with the bound port (useful with port 0). Rejects if the bind fails. */
+  listen(host: string, port: number): Promise<number>;
+  /**
+   * Drains within `timeoutMs` (see HttpWire.drain: every request still gets
+   * an answer, with Connection: close), then closes fastify. Never rejects.
+   */
+  drain(timeoutMs: number): Promise<void>;
+  /** Certificate rotation: new handshakes use this (checked) material. A no-op without TLS. */
+  setTls(material: TlsMaterial): void;
 }
 
 interface ErrorBody {
@@ -69,10 +89,27 @@ function statusBody(decision: Decision): unknown {
   };
 }
 
-function headerText(request: FastifyRequest, name: string): string | undefined {
-  const value = request.headers[name];
-  if (value === undefined) return undefined;
-  return Array.isArray(value) ? value.join(',') : value;
+/**
+ * Header lookup for forward auth, over the raw header lines: names are
+ * case-insensitive, repeats are joined with ',' (as Envoy joins them for
+ * ext_authz), and a value's bytes (Node gives them as latin1 chars) are
+ * decoded as UTF-8 losslessly, so the same bytes make the same descriptor
+ * value here and on the gRPC APIs (invalid bytes become U+DC80..U+DCFF).
+ */
+function rawHeaderLookup(rawHeaders: readonly string[]): (lowerCaseName: string) => string | undefined {
+  let joined: Map<string, string> | undefined;
+  return (name) => {
+    if (joined === undefined) {
+      joined = new Map();
+      for (let i = 0; i + 1 < rawHeaders.length; i += 2) {
+        const key = rawHeaders[i]!.toLowerCase();
+        const previous = joined.get(key);
+        joined.set(key, previous === undefined ? rawHeaders[i + 1]! : `${previous},${rawHeaders[i + 1]!}`);
+      }
+    }
+    const value = joined.get(name);
+    return value === undefined ? undefined : latin1ToLossless(value);
+  };
 }
 
 /** The /v1/check body, for fastify's compiled serializer (faster than JSON.stringify on the hot path). */
@@ -113,7 +150,6 @@ const CHECK_RESPONSE_SCHEMA = {
 } as const;
 
 const AUTH_PREFIX = '/v1/auth';
-const MAX_HEADER_BYTES = 64 * 1024;
 
 /**
  * The request a forward-auth call stands for: X-Original-URI/-Method (NGINX),
@@ -121,44 +157,47 @@ const MAX_HEADER_BYTES = 64 * 1024;
  * the path after /v1/auth (Envoy HTTP ext_authz with path_prefix).
  */
 function forwardedRequest(request: FastifyRequest, clientAddress: ClientAddressResolver): HttpRequestInput {
-  let uri = headerText(request, 'x-original-uri') ?? headerText(request, 'x-forwarded-uri');
+  const header = rawHeaderLookup(request.raw.rawHeaders);
+  let uri = header('x-original-uri') ?? header('x-forwarded-uri');
   if (uri === undefined) {
-    const own = request.url.startsWith(AUTH_PREFIX) ? request.url.slice(AUTH_PREFIX.length) : request.url;
+    // The request target's bytes, as latin1 chars like header values.
+    const url = latin1ToLossless(request.url);
+    const own = url.startsWith(AUTH_PREFIX) ? url.slice(AUTH_PREFIX.length) : url;
     uri = own === '' || own.startsWith('?') ? `/${own}` : own;
   }
   const queryAt = uri.indexOf('?');
   return {
-    method: headerText(request, 'x-original-method') ?? headerText(request, 'x-forwarded-method') ?? request.method,
+    method: header('x-original-method') ?? header('x-forwarded-method') ?? request.method,
     path: queryAt < 0 ? uri : uri.slice(0, queryAt),
     query: queryAt < 0 ? '' : uri.slice(queryAt + 1),
-    authority: headerText(request, 'x-forwarded-host') ?? headerText(request, 'host') ?? '',
-    header: (name) => headerText(request, name),
-    remoteAddress: clientAddress.resolve(
-      request.socket.remoteAddress,
-      headerText(request, 'x-real-ip'),
-      headerText(request, 'x-forwarded-for'),
-    ),
+    authority: header('x-forwarded-host') ?? header('host') ?? '',
+    header,
+    remoteAddress: clientAddress.resolve(request.socket.remoteAddress, header('x-real-ip'), header('x-forwarded-for')),
   };
 }
 
-export function createHttpServer(options: HttpServerOptions): FastifyInstance {
-  const { service, metrics, clientAddress } = options;
+export function createHttpServer(options: HttpServerOptions): HttpServer {
+  const { service, metrics, clientAddress, logger } = options;
+  let wire: HttpWire | undefined;
   const app = Fastify({
     bodyLimit: service.bounds.maxBodyBytes,
     logger: false,
     return503OnClosing: true,
-    // Envoy and NGINX keep connections open; keep them a little longer than they do.
-    keepAliveTimeout: 75_000,
-    // Forward auth carries the client's headers. Node's default (16 KiB) would
-    // answer 431 to a client with big headers, which NGINX turns into a 500 and
-    // fail-open; Envoy caps request headers at 60 KiB by default.
-    http: { maxHeaderSize: MAX_HEADER_BYTES },
+    serverFactory: (handler) => {
+      wire = new HttpWire(handler, { limits: options.limits ?? DEFAULT_HTTP_CONNECTION_LIMITS, tls: options.tls });
+      return wire.server;
+    },
+    clientErrorHandler: writeClientError,
   });
 
-  // Bodies are read as text and decoded by us, so every problem names its field
-  // and a missing or odd content type is not an error (curl -d sends form type).
+  // Only /v1/check reads a body (below). Forward auth never does: the request
+  // it stands for is in its headers, and a big body must not turn a decision
+  // into a 413. Whatever the content type (see HttpWire).
   app.removeAllContentTypeParsers();
-  app.addContentTypeParser('*', { parseAs: 'string' }, (_request, body, done) => done(null, body));
+  app.addContentTypeParser('*', (_request, payload, done) => {
+    payload.resume();
+    done(null, undefined);
+  });
 
   app.setErrorHandler((error, request, reply) => {
     const { status, body } = httpError(error);
@@ -171,20 +210,24 @@ export function createHttpServer(options: HttpServerOptions): FastifyInstance {
     void reply.code(404).send({ error: { code: 'RL_ERR_NOT_FOUND', message: `no route ${request.method} ${request.url}` } });
   });
 
-  app.post('/v1/check', { schema: { response: { 200: CHECK_RESPONSE_SCHEMA, 429: CHECK_RESPONSE_SCHEMA } } }, async (request, reply) => {
-    const raw = typeof request.body === 'string' ? request.body : '';
-    if (raw === '') throw new InvalidRequestError('body', 'required: a JSON object with descriptors');
-    const body = decodeCheckBody(raw);
-    const decision = await service.decide({ ...body, domain: service.resolveDomain(body.domain) }, 'http_check');
-    setDecisionHeaders(reply, decision);
-    return reply.code(decision.overallCode === 'OK' ? 200 : 429).send(statusBody(decision));
+  // /v1/check: the body is read as bytes and decoded by us, so every problem
+  // names its field and a missing or odd content type is not an error.
+  void app.register(async (scope) => {
+    scope.removeAllContentTypeParsers();
+    scope.addContentTypeParser('*', { parseAs: 'buffer' }, (_request, body, done) => done(null, body));
+    scope.post('/v1/check', { schema: { response: { 200: CHECK_RESPONSE_SCHEMA, 429: CHECK_RESPONSE_SCHEMA } } }, async (request, reply) => {
+      const raw = Buffer.isBuffer(request.body) ? checkBodyText(request.body) : '';
+      if (raw === '') throw new InvalidRequestError('body', 'required: a JSON object with descriptors');
+      const body = decodeCheckBody(raw);
+      const decision = await service.decide({ ...body, domain: service.resolveDomain(body.domain) }, 'http_check');
+      setDecisionHeaders(reply, decision);
+      return reply.code(decision.overallCode === 'OK' ? 200 : 429).send(statusBody(decision));
+    });
   });
 
   async function forwardAuth(request: FastifyRequest, reply: FastifyReply, api: Api, denyStatus: number): Promise<FastifyReply> {
-    const domain = service.resolveDomain(headerText(request, 'x-ratelimit-domain'));
-    const descriptors = service.descriptorsFromHttp(domain, forwardedRequest(request, clientAddress));
-    if (descriptors.length === 0) return reply.code(200).send({ overall_code: 'OK', statuses: [] });
-    const decision = await service.decide({ domain, descriptors }, api);
+    const forwarded = forwardedRequest(request, clientAddress);
+    const decision = await service.decideHttp(forwarded.header('x-ratelimit-domain'), forwarded, api);
     setDecisionHeaders(reply, decision);
     if (decision.overallCode === 'OK') return reply.code(200).send({ overall_code: 'OK' });
     return reply.code(denyStatus).send({ overall_code: 'OVER_LIMIT', message: 'rate limit exceeded' });
@@ -216,5 +259,21 @@ export function createHttpServer(options: HttpServerOptions): FastifyInstance {
       })),
     };
   });
-  return app;
+
+  return {
+    app,
+    async listen(host, port) {
+      await app.listen({ host, port });
+      const address = app.server.address();
+      return typeof address === 'object' && address !== null ? address.port : port;
+    },
+    setTls(material) {
+      wire?.setTls(material);
+    },
+    async drain(timeoutMs) {
+      const outcome = await wire?.drain(timeoutMs);
+      if (outcome === 'cut') logger.warn({ timeoutMs }, 'HTTP drain time over; cut the connections still open');
+      await app.close();
+    },
+  };
 }
