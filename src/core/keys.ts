@@ -1,3 +1,4 @@
+import { encodeUtf8Lossless, hasByteEscapes } from './lossless-text.js';
 import type { Entry } from './types.js';
 
 /**
@@ -11,9 +12,15 @@ import type { Entry } from './types.js';
  *   while different clients spread over all slots. Being a hash, it is never
  *   chosen by a client: braces inside values come after the tag and do not
  *   pick the slot.
- * - `entries` is each entry as `<len>:<key>=<value>`-style length-prefixed text
- *   (unambiguous whatever the values contain); when longer than
- *   MAX_PLAIN_ENTRIES_CHARS it is replaced by a digest so keys stay bounded.
+ * - `entries` is each entry's key and value as length-prefixed text,
+ *   `<len>:<text>` (unambiguous whatever the values contain); when longer
+ *   than MAX_PLAIN_ENTRIES_CHARS it is replaced by a digest so keys stay bounded.
+ *
+ * Keys are made of bytes: a text holding invalid UTF-8 bytes (lone surrogates
+ * U+DC80..U+DCFF, see lossless-text.ts) is written `<len>~<hex of its bytes>`
+ * instead, because Redis clients encode lone surrogates as U+FFFD and two
+ * values would share one bucket. `:` and `~` keep the two forms apart, so the
+ * encoding stays injective.
  */
 export const MAX_PLAIN_ENTRIES_CHARS = 200;
 
@@ -35,11 +42,16 @@ export function slotTagFor(entries: readonly Entry[]): string {
   return last === undefined ? '0' : fnv1a32(`${last.key}\u0000${last.value}`);
 }
 
+function field(text: string): string {
+  if (!hasByteEscapes(text)) return `${text.length}:${text}`;
+  let hex = '';
+  for (const byte of encodeUtf8Lossless(text)) hex += byte.toString(16).padStart(2, '0');
+  return `${hex.length}~${hex}`;
+}
+
 export function encodeEntries(entries: readonly Entry[], digest: Digest): string {
   let text = '';
-  for (const { key, value } of entries) {
-    text += `${key.length}:${key}${value.length}:${value}`;
-  }
+  for (const { key, value } of entries) text += field(key) + field(value);
   return text.length <= MAX_PLAIN_ENTRIES_CHARS ? text : `#${digest(text)}`;
 }
 

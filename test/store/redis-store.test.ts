@@ -298,3 +298,15 @@ t.test('after close, the failure policy decides; close is idempotent', async (t)
   const op = new OpFactory(uniquePrefix('closed')).op([['a', 'b']], { requestsPerUnit: 1, unit: 'hour' });
   await t.rejects(store.apply([op]), StoreUnavailableError);
 });
+
+t.test('regression: values that differ only in invalid UTF-8 bytes are three buckets in Redis, not one', async (t) => {
+  const { apply } = await ready(t, redis);
+  const f = new OpFactory(uniquePrefix('bytes'));
+  const limit = { requestsPerUnit: 10, unit: 'hour' } as const;
+  // What the gRPC codec and forward auth make of v\xff, v\xfe and v\xef\xbf\xbd (lossless-text.ts).
+  const ops = ['v\udcff', 'v\udcfe', 'v\ufffd'].map((value) => f.op([['api_key', value]], limit));
+  t.equal(new Set(ops.map((op) => op.key)).size, 3);
+  for (const op of ops) t.match(await apply([op]), [{ allowed: true, remaining: 9 }], 'a bucket of its own');
+  const stored = await Promise.all(ops.map((op) => redis.cli('EXISTS', op.key)));
+  t.same(stored, ['1', '1', '1'], 'three keys in Redis');
+});

@@ -80,6 +80,16 @@ export class RedisLibrary {
   }
 
   /**
+   * Loads the script on every master (SCRIPT LOAD is not replicated), so the
+   * first decisions after a connect or a failover need no NOSCRIPT round trip.
+   * Best effort: EVALSHA falls back to EVAL anyway.
+   */
+  async preload(client: RedisClient): Promise<void> {
+    const nodes = 'nodes' in client && typeof client.nodes === 'function' ? client.nodes('master') : [client];
+    await Promise.allSettled(nodes.map((node) => node.script('LOAD', LIBRARY_LUA)));
+  }
+
+  /**
    * Decides batches (each one request's ops on the node that serves
    * `routingKey`) in one call. Rejects with the call's error; a malformed
    * reply is a StoreCallError.

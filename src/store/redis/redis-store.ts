@@ -179,15 +179,23 @@ class RedisStoreImpl implements RedisStore {
       extended: () => this.events.deadlineExtended?.(),
     });
     client.on('error', (error: unknown) => this.noteError(error, 'redis connection error'));
-    client.on('ready', () => this.logger.info({ mode: this.mode }, 'redis store connected'));
+    client.on('ready', () => {
+      this.logger.info({ mode: this.mode }, 'redis store connected');
+      void this.library.preload(client);
+    });
     client.on('end', () => {
       if (!this.closed) this.logger.warn({ mode: this.mode }, 'redis store connection ended');
     });
     if (this.mode === 'cluster') {
+      let known = '';
       (client as Cluster).on('refresh', () => {
-        // A failover replaced masters: forget the old ones (an empty map says nothing).
+        // ioredis refreshes the slot map every 2 s; act only when the masters changed (a failover).
         const masters = this.topology.masters();
-        if (masters.length > 0) this.health_.retain(new Set(masters));
+        const current = masters.join(',');
+        if (masters.length === 0 || current === known) return;
+        known = current;
+        this.health_.retain(new Set(masters));
+        void this.library.preload(client);
       });
     }
     if (options.fallbackDivisor === 'auto') {
