@@ -3,11 +3,16 @@ import type { BucketOp, BucketOutcome, LimitSpec } from './types.js';
 /**
  * Stored state of one bucket. For token_bucket: `level` (1/levelPerToken
  * tokens) at time `tsUs`. For fixed_window: `level` = hits counted in the
- * window that starts at `tsUs`. A bucket with no state is full (or an empty window).
+ * window that starts at `tsUs`. For sliding_window: `level` = hits counted in
+ * the window that starts at `tsUs` and `prevLevel` = hits counted in the
+ * window before it (Redis: the string `<level>:<tsUs>:<prevLevel>`). A bucket
+ * with no state is full (or an empty window).
  */
 export interface BucketState {
   level: number;
   tsUs: number;
+  /** sliding_window only: hits of the window `[tsUs - unitUs, tsUs)`. */
+  prevLevel?: number;
 }
 
 export interface Evaluation {
@@ -34,9 +39,11 @@ function ceilDiv(a: number, b: number): number {
  * Pure and exact: integer arithmetic below 2^53 only. lua/ mirrors this code.
  */
 export function evaluate(limit: LimitSpec, state: BucketState | null, nowUs: number, cost: number): Evaluation {
-  return limit.algorithm === 'fixed_window'
-    ? evaluateFixedWindow(limit, state, nowUs, cost)
-    : evaluateTokenBucket(limit, state, nowUs, cost);
+  switch (limit.algorithm) {
+    case 'fixed_window': return evaluateFixedWindow(limit, state, nowUs, cost);
+    case 'sliding_window': return evaluateSlidingWindow(limit, state, nowUs, cost);
+    case 'token_bucket': return evaluateTokenBucket(limit, state, nowUs, cost);
+  }
 }
 
 function evaluateTokenBucket(limit: LimitSpec, state: BucketState | null, nowUs: number, cost: number): Evaluation {
@@ -95,6 +102,81 @@ function evaluateFixedWindow(limit: LimitSpec, state: BucketState | null, nowUs:
     outcome: { allowed, remaining: Math.max(0, max - after), resetUs, retryAfterUs },
     untaken: { allowed, remaining: Math.max(0, max - count), resetUs, retryAfterUs },
     next: after === 0 ? null : { level: after, tsUs: windowStart },
+    ttlUs: resetUs,
+  };
+}
+
+/**
+ * sliding_window, the reference the Redis script mirrors. Integers only.
+ *
+ * Notation: W = limit.unitUs (the window, aligned to the Unix epoch), τ =
+ * limit.tickUs, Wt = limit.windowTicks = W / τ, M = requests_per_unit.
+ * At `now`: ws = floor(now / W) × W, et = floor((now − ws) / τ) (time into the
+ * window, rounded DOWN to the tick: that only weighs the previous window
+ * more, never less), cur = hits counted in [ws, ws + W), prev = hits counted
+ * in [ws − W, ws). Everything is multiplied through by Wt:
+ *
+ *   weighted   = prev × (Wt − et)                       (prev × (W − e) / W, × Wt)
+ *   allowed   ⇔ cur + n ≤ M  and  weighted + (cur + n) × Wt ≤ M × Wt
+ *   remaining  = max(0, M − count − ceil(weighted / Wt))   count = cur (+ n if taken)
+ *   reset      = ws + 2W − now if count > 0; ws + W − now if only prev > 0; else 0
+ *                (the time until the counts no longer weigh anything: full again)
+ *   retry (denied, n ≤ M): the first instant cost n fits, assuming no other hits:
+ *     if cur + n ≤ M: k = Wt − floor((M − cur − n) × Wt / prev); if k < Wt, at ws + k × τ
+ *     otherwise in the next window (prev' = cur, cur' = 0):
+ *       k2 = 0 if cur = 0, else max(0, Wt − floor((M − n) × Wt / cur)); at ws + W + k2 × τ
+ *   retry (n > M, never satisfiable; M = 0 included): W. The limiter reports
+ *     such a denial as unsatisfiable (see core/limiter.ts).
+ *
+ * Each product is at most 2 × M × Wt, which compileLimit keeps below 2^53 by
+ * its choice of τ. `cur + n ≤ M` is tested first, so a huge n is never
+ * multiplied. A denial counts nothing. Without new hits the weighted usage
+ * only falls with time (at a window boundary `prev × 1 + cur × Wt` becomes
+ * `cur × Wt`), so "retry" is the earliest instant and the over-limit cache
+ * stays sound. A stored window later than now's (the clock went backwards) is
+ * read at its own start: et = 0, nothing decays. An older one counts nothing.
+ */
+function evaluateSlidingWindow(limit: LimitSpec, state: BucketState | null, nowUs: number, cost: number): Evaluation {
+  const { unitUs: window, tickUs: tick, windowTicks: wt, requestsPerUnit: max } = limit;
+  let windowStart = Math.floor(nowUs / window) * window;
+  let cur = 0;
+  let prev = 0;
+  if (state !== null) {
+    if (state.tsUs === windowStart) {
+      cur = state.level;
+      prev = state.prevLevel ?? 0;
+    } else if (state.tsUs === windowStart - window) {
+      prev = state.level;
+    } else if (state.tsUs > windowStart) {
+      windowStart = state.tsUs;
+      cur = state.level;
+      prev = state.prevLevel ?? 0;
+    }
+  }
+  const elapsedTicks = nowUs > windowStart ? Math.floor((nowUs - windowStart) / tick) : 0;
+  const weighted = prev * (wt - elapsedTicks);
+  const allowed = cur + cost <= max && weighted + (cur + cost) * wt <= max * wt;
+  const after = allowed ? cur + cost : cur;
+  const remaining = (count: number): number => Math.max(0, max - count - ceilDiv(weighted, wt));
+  const reset = (count: number): number =>
+    count > 0 ? windowStart + 2 * window - nowUs : prev > 0 ? windowStart + window - nowUs : 0;
+  let retryAfterUs = 0;
+  if (!allowed) {
+    if (cost > max) {
+      retryAfterUs = window;
+    } else {
+      let fitsTick = wt;
+      if (prev > 0 && cur + cost <= max) fitsTick = wt - Math.floor(((max - cur - cost) * wt) / prev);
+      retryAfterUs = fitsTick < wt
+        ? windowStart + fitsTick * tick - nowUs
+        : windowStart + window + (cur === 0 ? 0 : Math.max(0, wt - Math.floor(((max - cost) * wt) / cur))) * tick - nowUs;
+    }
+  }
+  const resetUs = reset(after);
+  return {
+    outcome: { allowed, remaining: remaining(after), resetUs, retryAfterUs },
+    untaken: { allowed, remaining: remaining(cur), resetUs: reset(cur), retryAfterUs },
+    next: after === 0 && prev === 0 ? null : { level: after, tsUs: windowStart, prevLevel: prev },
     ttlUs: resetUs,
   };
 }

@@ -1,7 +1,7 @@
 // The vocabulary shared by every layer. Pure types: no node:*, no I/O.
 
 export type Unit = 'second' | 'minute' | 'hour' | 'day' | 'week' | 'month' | 'year';
-export type Algorithm = 'token_bucket' | 'fixed_window';
+export type Algorithm = 'token_bucket' | 'fixed_window' | 'sliding_window';
 
 /** One `key`/`value` pair of a descriptor, as Envoy sends it. */
 export interface Entry {
@@ -37,10 +37,18 @@ export interface DecisionRequest {
  * refilled by `refillPerTick` every `tickUs` micro-seconds, capped at
  * `capacityLevel` (= burst * levelPerToken). All of these stay below 2^53, so
  * JavaScript numbers and Redis Lua doubles compute them exactly (no drift).
+ *
+ * Windows (fixed_window, sliding_window) are `unitUs` long and aligned to the
+ * Unix epoch. A sliding window measures time into its window in whole ticks
+ * of `tickUs` (1 µs, 1 ms or 1 s: the finest that keeps its products below
+ * 2^53); `windowTicks` = unitUs / tickUs. See core/bucket.ts.
  */
 export interface LimitSpec {
   name: string | undefined;
   unit: Unit;
+  /** The period is `unitMultiplier` units ("100 per 5 minutes"); 1 unless configured. */
+  unitMultiplier: number;
+  /** Length of the period in µs: unit × unitMultiplier (the window of the window algorithms). */
   unitUs: number;
   requestsPerUnit: number;
   burst: number;
@@ -49,6 +57,8 @@ export interface LimitSpec {
   refillPerTick: number;
   levelPerToken: number;
   capacityLevel: number;
+  /** unitUs / tickUs, exact (every tick divides a whole second). */
+  windowTicks: number;
   /** Short, stable text naming the parameters; part of every store key. */
   fingerprint: string;
 }
