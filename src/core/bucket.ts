@@ -182,13 +182,32 @@ function evaluateSlidingWindow(limit: LimitSpec, state: BucketState | null, nowU
 }
 
 /**
- * The all-or-nothing rule of a batch: it commits when every non-shadow op is
- * allowed; then each op that is itself allowed takes its tokens (a shadow op
- * that would deny takes nothing). Otherwise nothing is taken anywhere.
+ * The all-or-nothing rule of a batch, as a plan: undefined when the batch
+ * does not commit (nothing is taken anywhere), else for each op whether it
+ * takes its tokens.
+ *
+ * A batch commits when every ordinary op (neither shadow nor quota) is
+ * allowed and, if it has quota-mode ops, at least one quota group (the ops of
+ * one quota descriptor) has all its ops allowed: envoyproxy/ratelimit's
+ * quota_mode, where a request is over only when every quota descriptor is.
+ * Then an op takes when it is itself allowed and, for a quota op, its whole
+ * group is (a descriptor that is over takes from none of its limits); a
+ * shadow op that would deny takes nothing.
  */
-export function batchCommits(ops: readonly BucketOp[], outcomes: readonly BucketOutcome[]): boolean {
+export function commitPlan(ops: readonly BucketOp[], outcomes: readonly BucketOutcome[]): boolean[] | undefined {
+  let groups: Map<number, boolean> | undefined;
   for (let i = 0; i < ops.length; i++) {
-    if (!ops[i]!.shadow && !outcomes[i]!.allowed) return false;
+    const op = ops[i]!;
+    if (op.shadow) continue;
+    const allowed = outcomes[i]!.allowed;
+    if (op.quotaGroup === undefined) {
+      if (!allowed) return undefined;
+    } else {
+      groups ??= new Map();
+      groups.set(op.quotaGroup, (groups.get(op.quotaGroup) ?? true) && allowed);
+    }
   }
-  return true;
+  if (groups !== undefined && ![...groups.values()].some((whole) => whole)) return undefined;
+  return ops.map((op, i) => outcomes[i]!.allowed
+    && (op.shadow || op.quotaGroup === undefined || groups!.get(op.quotaGroup) === true));
 }

@@ -1,4 +1,4 @@
-import { batchCommits, evaluate, type BucketState, type Evaluation } from '../core/bucket.js';
+import { commitPlan, evaluate, type BucketState, type Evaluation } from '../core/bucket.js';
 import type { BucketOp, BucketOutcome } from '../core/types.js';
 import { monotonicClockUs, type ClockUs } from './clock.js';
 import type { Store, StoreHealth } from './store.js';
@@ -69,12 +69,18 @@ export class MemoryStore implements Store {
         (tentative ??= new Map()).set(op.key, evaluation.next);
       }
     }
-    if (!batchCommits(ops, outcomes)) {
+    const takes = commitPlan(ops, outcomes);
+    if (takes === undefined) {
       return evaluations.map((evaluation) => evaluation.untaken);
     }
     for (let i = 0; i < ops.length; i++) {
       const evaluation = evaluations[i]!;
-      if (evaluation.outcome.allowed && ops[i]!.cost > 0) this.write(ops[i]!.key, evaluation, now);
+      if (!takes[i]) {
+        // Allowed on its own, but its quota descriptor is over: it takes nothing.
+        if (evaluation.outcome.allowed) outcomes[i] = evaluation.untaken;
+        continue;
+      }
+      if (ops[i]!.cost > 0) this.write(ops[i]!.key, evaluation, now);
     }
     return outcomes;
   }

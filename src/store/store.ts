@@ -10,8 +10,9 @@ export interface StoreHealth {
 
 /**
  * Where bucket state lives. One call per request: the whole batch is decided
- * all-or-nothing (see core/bucket.ts `batchCommits`): when every non-shadow op
- * is allowed each allowed op takes its tokens, otherwise none does.
+ * all-or-nothing (see core/bucket.ts `commitPlan`): when every ordinary op is
+ * allowed (and, with quota-mode ops, one quota group wholly is) each allowed
+ * op takes its tokens, otherwise none does.
  * Outcomes come back in the order of `ops`.
  *
  * `apply` rejects with StoreCallError when the backend fails; it never hangs

@@ -29,7 +29,7 @@ async function settle(ms: number): Promise<void> {
 }
 
 function rateOf(current: CompiledConfig, domain = 'shop'): number | undefined {
-  return current.domains.get(domain)?.root.keyOnly.get('api_key')?.rule?.limit?.requestsPerUnit;
+  return current.domains.get(domain)?.root.keyOnly.get('api_key')?.rule?.limits[0]?.spec.requestsPerUnit;
 }
 
 interface Harness {
