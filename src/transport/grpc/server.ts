@@ -7,6 +7,7 @@ import {
   type UntypedServiceImplementation,
   type sendUnaryData,
 } from '@grpc/grpc-js';
+import type { HeaderStyle } from '../../core/response-headers.js';
 import type { DecisionService } from '../../service.js';
 import { allowResponse, encodeCheckResponse, httpInputFromCheckRequest, requestedDomain } from './authz.js';
 import { toGrpcError } from './grpc-errors.js';
@@ -31,6 +32,8 @@ export const GRPC_SHUTDOWN_GRACE_MS = 10_000;
 export interface GrpcServerOptions {
   /** Add x-ratelimit-* / retry-after to RateLimitResponse.response_headers_to_add. ext_authz always carries them. */
   responseHeaders: boolean;
+  /** --header-style for both services' headers; default x. */
+  headerStyle?: HeaderStyle;
   logger: GrpcLogger;
   maxReceiveMessageBytes?: number;
 }
@@ -58,6 +61,7 @@ function serviceDefinition(name: string): ServiceDefinition {
  */
 export function createGrpcServer(service: DecisionService, options: GrpcServerOptions): GrpcServer {
   const { logger, responseHeaders } = options;
+  const headerStyle = options.headerStyle ?? 'x';
   const server = new Server({
     'grpc.max_receive_message_length': options.maxReceiveMessageBytes ?? GRPC_MAX_RECEIVE_MESSAGE_BYTES,
   });
@@ -87,7 +91,7 @@ export function createGrpcServer(service: DecisionService, options: GrpcServerOp
   ): void => {
     answer('ShouldRateLimit', async () => {
       const request = decodeRateLimitRequest(call.request);
-      return encodeRateLimitResponse(await service.decide(request, 'grpc_rls'), responseHeaders);
+      return encodeRateLimitResponse(await service.decide(request, 'grpc_rls'), responseHeaders, headerStyle);
     }, callback);
   };
 
@@ -99,7 +103,7 @@ export function createGrpcServer(service: DecisionService, options: GrpcServerOp
       const domain = service.resolveDomain(requestedDomain(call.request));
       const descriptors = service.descriptorsFromHttp(domain, httpInputFromCheckRequest(call.request));
       if (descriptors.length === 0) return allowResponse();
-      return encodeCheckResponse(await service.decide({ domain, descriptors }, 'grpc_authz'));
+      return encodeCheckResponse(await service.decide({ domain, descriptors }, 'grpc_authz'), headerStyle);
     }, callback);
   };
 

@@ -1,7 +1,7 @@
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { CompiledConfig } from '../../core/config-model.js';
 import type { HttpRequestInput } from '../../core/http-actions.js';
-import { rateLimitHeaders } from '../../core/response-headers.js';
+import { rateLimitHeaders, type HeaderStyle } from '../../core/response-headers.js';
 import type { Decision } from '../../core/types.js';
 import { InvalidRequestError, RateLimitError, StoreUnavailableError } from '../../errors.js';
 import type { Api, DecisionService } from '../../service.js';
@@ -16,6 +16,8 @@ export interface HttpServerOptions {
   config: () => CompiledConfig;
   clientAddress: ClientAddressResolver;
   logger: Logger;
+  /** --header-style; default x. */
+  headerStyle?: HeaderStyle;
 }
 
 interface ErrorBody {
@@ -45,8 +47,8 @@ function httpError(error: unknown): { status: number; body: ErrorBody } {
   return { status: 500, body: { error: { code: 'RL_ERR_INTERNAL', message: 'internal error' } } };
 }
 
-function setDecisionHeaders(reply: FastifyReply, decision: Decision): void {
-  for (const [name, value] of rateLimitHeaders(decision)) reply.header(name, value);
+function setDecisionHeaders(reply: FastifyReply, decision: Decision, style: HeaderStyle): void {
+  for (const [name, value] of rateLimitHeaders(decision, style)) reply.header(name, value);
 }
 
 function statusBody(decision: Decision): unknown {
@@ -60,11 +62,13 @@ function statusBody(decision: Decision): unknown {
             requests_per_unit: status.limit.requestsPerUnit,
             unit: status.limit.unit,
             burst: status.limit.burst,
+            ...(status.limit.unitMultiplier === undefined ? {} : { unit_multiplier: status.limit.unitMultiplier }),
             ...(status.limit.name === undefined ? {} : { name: status.limit.name }),
           },
       limit_remaining: status.limitRemaining,
       duration_until_reset_ms: status.durationUntilResetMs,
       ...(status.code === 'OVER_LIMIT' ? { retry_after_s: status.retryAfterS } : {}),
+      ...(status.unsatisfiable === true ? { unsatisfiable: true } : {}),
     })),
   };
 }
@@ -95,6 +99,7 @@ const CHECK_RESPONSE_SCHEMA = {
                   requests_per_unit: { type: 'integer' },
                   unit: { type: 'string' },
                   burst: { type: 'integer' },
+                  unit_multiplier: { type: 'integer' },
                   name: { type: 'string' },
                 },
                 required: ['requests_per_unit', 'unit', 'burst'],
@@ -104,6 +109,7 @@ const CHECK_RESPONSE_SCHEMA = {
           limit_remaining: { type: 'integer' },
           duration_until_reset_ms: { type: 'integer' },
           retry_after_s: { type: 'integer' },
+          unsatisfiable: { type: 'boolean' },
         },
         required: ['code', 'limit', 'limit_remaining', 'duration_until_reset_ms'],
       },
@@ -143,6 +149,7 @@ function forwardedRequest(request: FastifyRequest, clientAddress: ClientAddressR
 
 export function createHttpServer(options: HttpServerOptions): FastifyInstance {
   const { service, metrics, clientAddress } = options;
+  const headerStyle = options.headerStyle ?? 'x';
   const app = Fastify({
     bodyLimit: service.bounds.maxBodyBytes,
     logger: false,
@@ -176,7 +183,7 @@ export function createHttpServer(options: HttpServerOptions): FastifyInstance {
     if (raw === '') throw new InvalidRequestError('body', 'required: a JSON object with descriptors');
     const body = decodeCheckBody(raw);
     const decision = await service.decide({ ...body, domain: service.resolveDomain(body.domain) }, 'http_check');
-    setDecisionHeaders(reply, decision);
+    setDecisionHeaders(reply, decision, headerStyle);
     return reply.code(decision.overallCode === 'OK' ? 200 : 429).send(statusBody(decision));
   });
 
@@ -185,7 +192,7 @@ export function createHttpServer(options: HttpServerOptions): FastifyInstance {
     const descriptors = service.descriptorsFromHttp(domain, forwardedRequest(request, clientAddress));
     if (descriptors.length === 0) return reply.code(200).send({ overall_code: 'OK', statuses: [] });
     const decision = await service.decide({ domain, descriptors }, api);
-    setDecisionHeaders(reply, decision);
+    setDecisionHeaders(reply, decision, headerStyle);
     if (decision.overallCode === 'OK') return reply.code(200).send({ overall_code: 'OK' });
     return reply.code(denyStatus).send({ overall_code: 'OVER_LIMIT', message: 'rate limit exceeded' });
   }
