@@ -1,13 +1,16 @@
 import { createHash } from 'node:crypto';
 import type { FastifyInstance } from 'fastify';
 import type { CompiledConfig } from './core/config-model.js';
+import type { RuleNode } from './core/rules.js';
 import { Limiter } from './core/limiter.js';
 import { OverLimitCache } from './core/over-limit-cache.js';
 import { DEFAULT_REQUEST_BOUNDS } from './core/request-bounds.js';
 import { ConfigWatcher } from './config/watch.js';
 import { LimiterDecisionService } from './decision-service.js';
+import { loadOptionsOf } from './load-options.js';
 import { ConfigError, errorMessage } from './errors.js';
 import type { Settings } from './settings.js';
+import { STORE_CAPABILITIES } from './store/capabilities.js';
 import { monotonicClockUs } from './store/clock.js';
 import { MemoryStore } from './store/memory-store.js';
 import { createRedisStore } from './store/redis-store.js';
@@ -22,6 +25,14 @@ import { clusterMetricsText, isWorker } from './workers.js';
 /** Long descriptor values are keyed by this digest (bounded keys, collision-resistant). */
 function sha256Digest(text: string): string {
   return createHash('sha256').update(text).digest('base64url').slice(0, 32);
+}
+
+/** Whether any rule of the config is in quota_mode. */
+function usesQuotaMode(config: CompiledConfig): boolean {
+  const walk = (node: RuleNode): boolean => node.rule?.quotaMode === true
+    || [...node.exact.values(), ...node.keyOnly.values()].some(walk)
+    || node.wildcards.some((child) => walk(child.node));
+  return [...config.domains.values()].some((domain) => walk(domain.root));
 }
 
 export interface RunningApp {
@@ -40,6 +51,13 @@ export interface RunningApp {
 export async function startApp(settings: Settings, logger: Logger): Promise<RunningApp> {
   const metrics = new Metrics();
   if (isWorker()) metrics.text = clusterMetricsText(metrics.registry);
+  const capabilities = STORE_CAPABILITIES[settings.store];
+  const warnAboutQuotaMode = (config: CompiledConfig): void => {
+    if (!capabilities.quotaMode && usesQuotaMode(config)) {
+      logger.warn({ store: settings.store },
+        `quota_mode is enforced as an ordinary limit by ${capabilities.name} (it denies more than quota_mode would, never admits more)`);
+    }
+  };
   const watcher = new ConfigWatcher(settings.config, {
     onReload: (config: CompiledConfig, reason: string) => {
       metrics.configReloads.inc({ result: 'success' });
@@ -49,16 +67,18 @@ export async function startApp(settings: Settings, logger: Logger): Promise<Runn
       }
       metrics.configDomains.set(config.domains.size);
       metrics.forgetDomainsExcept(new Set(config.domains.keys()));
+      warnAboutQuotaMode(config);
       logger.info({ reason, domains: [...config.domains.keys()] }, 'config reloaded');
     },
     onReloadError: (error: unknown, reason: string) => {
       metrics.configReloads.inc({ result: 'failure' });
       logger.error({ reason, error: errorMessage(error) }, 'config reload failed; the previous config stays in force');
     },
-  });
+  }, { load: loadOptionsOf(settings) });
   const config = (): CompiledConfig => watcher.current();
   const initial = watcher.current();
   metrics.configDomains.set(initial.domains.size);
+  warnAboutQuotaMode(initial);
   if (settings.defaultDomain !== undefined && !initial.domains.has(settings.defaultDomain)) {
     watcher.close();
     // A typo here would silently turn limiting off (unknown domain = OK).
@@ -110,6 +130,7 @@ export async function startApp(settings: Settings, logger: Logger): Promise<Runn
     // It saves store round trips: the memory store has none to save.
     overLimitCache: store !== fallbackStore && settings.localCacheSize > 0 ? new OverLimitCache(settings.localCacheSize) : undefined,
     clockUs: monotonicClockUs(),
+    quotaMode: capabilities.quotaMode,
   });
   const service = new LimiterDecisionService({
     config,
@@ -134,11 +155,12 @@ export async function startApp(settings: Settings, logger: Logger): Promise<Runn
     config,
     clientAddress: new ClientAddressResolver(settings.trustedProxies),
     logger,
+    headerStyle: settings.headerStyle,
   });
   let grpc: GrpcServer | undefined;
   try {
     await http.listen({ host: settings.host, port: settings.httpPort });
-    grpc = createGrpcServer(service, { responseHeaders: settings.responseHeaders, logger });
+    grpc = createGrpcServer(service, { responseHeaders: settings.responseHeaders, headerStyle: settings.headerStyle, logger });
     const grpcPort = await grpc.listen(settings.host, settings.grpcPort);
     watcher.start();
     const address = http.server.address();

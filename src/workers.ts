@@ -1,6 +1,7 @@
 import cluster, { type Worker } from 'node:cluster';
 import { AggregatorRegistry, type Registry } from 'prom-client';
 import { loadConfig } from './config/load.js';
+import { loadOptionsOf } from './load-options.js';
 import type { Settings } from './settings.js';
 import type { Logger } from './telemetry/logger.js';
 
@@ -24,7 +25,7 @@ interface MetricsMessage {
 
 /** Runs the primary: forks, restarts crashed workers, forwards SIGHUP, drains on SIGTERM. Resolves with the exit code. */
 export function runPrimary(settings: Settings, workers: number, logger: Logger): Promise<number> {
-  loadConfig(settings.config); // a bad config is exit 2 here, not N crashing workers
+  loadConfig(settings.config, loadOptionsOf(settings)); // a bad config is exit 2 here, not N crashing workers
   const aggregator = new AggregatorRegistry();
   const crashes: number[] = [];
   let stopping = false;

@@ -131,11 +131,24 @@ t.test('every accepted field compiles as documented', async (t) => {
   t.equal(ruleOf(child(root, 'blocked')).limits[0]?.spec.requestsPerUnit, 0, 'requests_per_unit 0 is valid');
   t.equal(ruleOf(child(root, 'internal')).limits[0], undefined);
 
-  t.same(root.wildcards.map((w) => [w.key, w.parts]), [['path', ['/files/', '']], ['path', ['', '.png']]],
+  t.same(root.wildcards.map((w) => [w.key, w.parts]), [['path', ['/files/', '']], ['path', ['', '.png']], ['user_agent', ['bot-', '']]],
     'wildcards are split on * and kept in config order');
   t.equal(root.wildcards[0]?.node.rule?.detailedMetric, true);
   t.equal(root.wildcards[0]?.node.rule?.id, 'path_/files/*');
   t.equal(ruleOf(child(root, 'path')).limits[0]?.spec.requestsPerUnit, 3000, 'an empty value means key only');
+
+  const bots = root.wildcards.find((w) => w.key === 'user_agent')!.node.rule!;
+  t.same(bots.sharedValues, ['bot-*'], 'share_threshold: the wildcard stands for the value in bucket keys');
+  t.equal(bots.limits[0]?.spec.algorithm, 'sliding_window');
+  t.equal(bots.limits[0]?.spec.unitMultiplier, 5);
+  t.equal(bots.limits[0]?.keyPrefix, '5:store:sw100/5m', 'the multiplier is part of the fingerprint');
+  t.same(bots.limits[0]?.reported, { requestsPerUnit: 100, unit: 'minute', unitMultiplier: 5, name: undefined, burst: 100 });
+  t.equal(bots.limits[0]?.policy.policy, '"user_agent_bot-*";q=100;w=300', 'policy name: the rule path when the limit has no name');
+  t.equal(ruleOf(child(root, 'api_key')).quotaMode, true);
+  t.equal(ruleOf(child(root, 'api_key')).sharedValues, undefined);
+  const client = ruleOf(child(root, 'client'));
+  t.same(client.limits.map((limit) => [limit.policyName, limit.keyPrefix]),
+    [['client-burst', '5:store:tb20sb40'], ['client-daily', '5:store:fw10000d']], 'rate_limit first, then rate_limits, each its own bucket');
 
   t.equal(child(root, 'placeholder').rule, undefined, 'an empty descriptors: is no nodes');
   t.equal(child(root, 'placeholder').keyOnly.size, 0);
@@ -229,6 +242,65 @@ t.test('an error in one file of a directory names that file', async (t) => {
   t.throws(() => loadConfig(dir), {
     message: `${join(dir, 'b.yaml')}: descriptors[0].rate_limit.unit: unknown unit "sec" (expected second, minute, hour, day, week, month or year)`,
   });
+});
+
+t.test('every problem of every file is reported, each naming its file', async (t) => {
+  const dir = tempDir(t);
+  writeFileSync(join(dir, 'a.yaml'), 'domain: a\ndescriptors:\n  - key: k\n    rate_limit: { unit: sec, requests_per_unit: -1 }\n');
+  writeFileSync(join(dir, 'b.yaml'), 'domain: b\nalgorithm: fixed_window\ndescriptors:\n  - key: k\n    rate_limit: { unit: second, requests_per_unit: 1, burst: 2 }\n');
+  writeFileSync(join(dir, 'c.yaml'), MINIMAL);
+  writeFileSync(join(dir, 'd.yaml'), MINIMAL);
+  const error = t.throws(() => loadConfig(dir)) as ConfigError;
+  t.same(error.problems, [
+    { file: join(dir, 'a.yaml'), path: 'descriptors[0].rate_limit.unit', problem: 'unknown unit "sec" (expected second, minute, hour, day, week, month or year)' },
+    { file: join(dir, 'a.yaml'), path: 'descriptors[0].rate_limit.requests_per_unit', problem: 'expected a whole number of requests, 0 or more, got -1' },
+    { file: join(dir, 'd.yaml'), path: 'domain', problem: `duplicate domain "shop" (already defined in ${join(dir, 'c.yaml')}; --merge-domains joins such files)` },
+    { file: join(dir, 'b.yaml'), path: 'descriptors[0].rate_limit.burst', problem: 'applies only to token_bucket limits (this limit uses fixed_window)' },
+  ]);
+  t.equal(error.message.split('\n').length, 4, 'one line per problem');
+  t.equal(error.file, join(dir, 'a.yaml'));
+});
+
+t.test('--merge-domains: files of one domain are joined; a descriptor defined twice is still an error', async (t) => {
+  const dir = tempDir(t);
+  writeFileSync(join(dir, 'a.yaml'), `${MINIMAL}http:\n  descriptors:\n    - [ { remote_address: {} } ]\n`);
+  writeFileSync(join(dir, 'b.yaml'), [
+    'domain: shop', 'algorithm: fixed_window', 'descriptors:',
+    '  - key: remote_address', '    rate_limit: { unit: minute, requests_per_unit: 60 }',
+    '  - key: path', '    value: /x*', '    rate_limit: { unit: minute, requests_per_unit: 6 }',
+    'http:', '  descriptors:', '    - [ { generic_key: { descriptor_value: all } } ]', '',
+  ].join('\n'));
+  const domain = loadConfig(dir, { mergeDomains: true }).domains.get('shop')!;
+  t.equal(domain.source, `${join(dir, 'a.yaml')}, ${join(dir, 'b.yaml')}`);
+  t.same([...domain.root.keyOnly.keys()], ['api_key', 'remote_address']);
+  t.equal(ruleOf(child(domain.root, 'api_key')).limits[0]?.spec.algorithm, 'token_bucket', 'each file\'s algorithm is its own default');
+  t.equal(ruleOf(child(domain.root, 'remote_address')).limits[0]?.spec.algorithm, 'fixed_window');
+  t.equal(domain.root.wildcards.length, 1);
+  t.same(domain.httpDescriptors.map((actions) => actions[0]?.type), ['remote_address', 'generic_key'], 'http descriptors in file order');
+  t.match(domain.document, { domain: 'shop', merged_from: [{ file: join(dir, 'a.yaml') }, { file: join(dir, 'b.yaml') }] });
+  writeFileSync(join(dir, 'c.yaml'), MINIMAL);
+  t.throws(() => loadConfig(dir, { mergeDomains: true }), {
+    message: `${join(dir, 'c.yaml')}: descriptors[0]: duplicate descriptor: key "api_key" without a value is already defined in ${join(dir, 'a.yaml')} at descriptors[0]`,
+  });
+  t.throws(() => loadConfig(dir), { message: /duplicate domain "shop"/ }, 'without the option a duplicate domain stays an error');
+});
+
+t.test('a limit the store cannot decide is a problem of its file, not a silent misbehaviour', async (t) => {
+  const dir = tempDir(t);
+  writeFileSync(join(dir, 'a.yaml'), [
+    'domain: shop', 'descriptors:',
+    '  - key: api_key', '    rate_limit: { unit: minute, requests_per_unit: 6, algorithm: sliding_window }',
+    '  - key: user', '    rate_limit: { unit: minute, requests_per_unit: 6 }', '',
+  ].join('\n'));
+  writeFileSync(join(dir, 'b.yaml'), 'domain: other\nalgorithm: sliding_window\ndescriptors:\n  - key: k\n    rate_limit: { unit: hour, requests_per_unit: 1 }\n');
+  const store = { name: 'the Redis store', algorithms: ['token_bucket', 'fixed_window'] as const };
+  const error = t.throws(() => loadConfig(dir, { store })) as ConfigError;
+  const why = 'sliding_window is not supported by the Redis store yet (it supports token_bucket, fixed_window); use the memory store or another algorithm';
+  t.same(error.problems, [
+    { file: join(dir, 'a.yaml'), path: 'descriptors[0].rate_limit.algorithm', problem: why },
+    { file: join(dir, 'b.yaml'), path: 'descriptors[0].rate_limit', problem: why },
+  ]);
+  t.same([...loadConfig(dir).domains.keys()], ['shop', 'other'], 'the memory store decides them all');
 });
 
 t.test('a directory without config files is an error', async (t) => {
