@@ -182,32 +182,36 @@ function evaluateSlidingWindow(limit: LimitSpec, state: BucketState | null, nowU
 }
 
 /**
- * The all-or-nothing rule of a batch, as a plan: undefined when the batch
- * does not commit (nothing is taken anywhere), else for each op whether it
- * takes its tokens.
- *
- * A batch commits when every ordinary op (neither shadow nor quota) is
- * allowed and, if it has quota-mode ops, at least one quota group (the ops of
- * one quota descriptor) has all its ops allowed: envoyproxy/ratelimit's
- * quota_mode, where a request is over only when every quota descriptor is.
- * Then an op takes when it is itself allowed and, for a quota op, its whole
- * group is (a descriptor that is over takes from none of its limits); a
- * shadow op that would deny takes nothing.
+ * What a batch commits: 'none' (nothing is taken anywhere), 'allowed' (every
+ * op that is itself allowed takes its tokens), or, with quota groups, for
+ * each op whether it takes.
  */
-export function commitPlan(ops: readonly BucketOp[], outcomes: readonly BucketOutcome[]): boolean[] | undefined {
+export type CommitPlan = 'none' | 'allowed' | readonly boolean[];
+
+/**
+ * The all-or-nothing rule of a batch. It commits when every ordinary op
+ * (neither shadow nor quota) is allowed and, if it has quota-mode ops, at
+ * least one quota group (the ops of one quota descriptor) has all its ops
+ * allowed: envoyproxy/ratelimit's quota_mode, where a request is over only
+ * when every quota descriptor is. Then an op takes when it is itself allowed
+ * and, for a quota op, its whole group is (a descriptor that is over takes
+ * from none of its limits); a shadow op that would deny takes nothing.
+ */
+export function commitPlan(ops: readonly BucketOp[], outcomes: readonly BucketOutcome[]): CommitPlan {
   let groups: Map<number, boolean> | undefined;
   for (let i = 0; i < ops.length; i++) {
     const op = ops[i]!;
     if (op.shadow) continue;
     const allowed = outcomes[i]!.allowed;
     if (op.quotaGroup === undefined) {
-      if (!allowed) return undefined;
+      if (!allowed) return 'none';
     } else {
       groups ??= new Map();
       groups.set(op.quotaGroup, (groups.get(op.quotaGroup) ?? true) && allowed);
     }
   }
-  if (groups !== undefined && ![...groups.values()].some((whole) => whole)) return undefined;
+  if (groups === undefined) return 'allowed';
+  if (![...groups.values()].some((whole) => whole)) return 'none';
   return ops.map((op, i) => outcomes[i]!.allowed
-    && (op.shadow || op.quotaGroup === undefined || groups!.get(op.quotaGroup) === true));
+    && (op.shadow || op.quotaGroup === undefined || groups.get(op.quotaGroup) === true));
 }

@@ -69,15 +69,16 @@ export class MemoryStore implements Store {
         (tentative ??= new Map()).set(op.key, evaluation.next);
       }
     }
-    const takes = commitPlan(ops, outcomes);
-    if (takes === undefined) {
+    const plan = commitPlan(ops, outcomes);
+    if (plan === 'none') {
       return evaluations.map((evaluation) => evaluation.untaken);
     }
     for (let i = 0; i < ops.length; i++) {
       const evaluation = evaluations[i]!;
-      if (!takes[i]) {
+      if (!evaluation.outcome.allowed) continue;
+      if (plan !== 'allowed' && !plan[i]) {
         // Allowed on its own, but its quota descriptor is over: it takes nothing.
-        if (evaluation.outcome.allowed) outcomes[i] = evaluation.untaken;
+        outcomes[i] = evaluation.untaken;
         continue;
       }
       if (ops[i]!.cost > 0) this.write(ops[i]!.key, evaluation, now);
