@@ -33,6 +33,11 @@ export interface ValidatedFile {
   document: unknown;
 }
 
+function unsupported(store: StoreSupport, algorithm: Algorithm): string {
+  return `${algorithm} is not supported by ${store.name} yet (it supports ${store.algorithms.join(', ')}); `
+    + 'use the memory store or another algorithm';
+}
+
 function report(ctx: FileContext, path: string, problem: string): void {
   ctx.problems.push({ file: ctx.file, path, problem });
 }
@@ -50,9 +55,8 @@ function compileOneLimit(ctx: FileContext, config: RateLimitConfig, path: string
     return undefined;
   }
   if (ctx.store !== undefined && !ctx.store.algorithms.includes(algorithm)) {
-    report(ctx, config.algorithm === undefined ? path : `${path}.algorithm`,
-      `${algorithm} is not supported by ${ctx.store.name} yet (it supports ${ctx.store.algorithms.join(', ')}); `
-      + 'use the memory store or another algorithm');
+    // An inherited default is reported once, at the file's `algorithm`.
+    if (config.algorithm !== undefined) report(ctx, `${path}.algorithm`, unsupported(ctx.store, algorithm));
     return undefined;
   }
   try {
@@ -207,6 +211,10 @@ export function compileDomain(
   const topLevel = new Map<string, { file: string; index: number }>();
   for (const { file, config } of files) {
     const ctx: FileContext = { file, domain: name, algorithm: config.algorithm ?? 'token_bucket', store, problems };
+    if (store !== undefined && config.algorithm !== undefined && !store.algorithms.includes(config.algorithm)) {
+      // Also the algorithm of the domain's RLS limit overrides, even with no descriptors.
+      report(ctx, 'algorithm', unsupported(store, config.algorithm));
+    }
     const nodes = config.descriptors ?? [];
     // Duplicates within one file are the schema's; across merged files, ours.
     const kept = nodes.filter((node, index) => {

@@ -137,9 +137,9 @@ export interface DescriptorStatus {
   /** A quota-mode descriptor: OVER_LIMIT here makes the request over only if every quota descriptor is. */
   quota?: boolean;
   /**
-   * Denied because the cost can never fit (it is above the limit's burst, or
-   * requests_per_unit is 0): no wait helps. `retryAfterS` is then the limit's
-   * whole period.
+   * Denied (in shadow mode: would be) because the cost can never fit (it is
+   * above the limit's burst, or requests_per_unit is 0): no wait helps.
+   * `retryAfterS` is then the limit's whole period.
    */
   unsatisfiable?: boolean;
   /**

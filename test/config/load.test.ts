@@ -292,15 +292,17 @@ t.test('a limit the store cannot decide is a problem of its file, not a silent m
     '  - key: api_key', '    rate_limit: { unit: minute, requests_per_unit: 6, algorithm: sliding_window }',
     '  - key: user', '    rate_limit: { unit: minute, requests_per_unit: 6 }', '',
   ].join('\n'));
-  writeFileSync(join(dir, 'b.yaml'), 'domain: other\nalgorithm: sliding_window\ndescriptors:\n  - key: k\n    rate_limit: { unit: hour, requests_per_unit: 1 }\n');
+  writeFileSync(join(dir, 'b.yaml'), 'domain: other\nalgorithm: sliding_window\ndescriptors:\n  - key: k\n    rate_limit: { unit: hour, requests_per_unit: 1 }\n  - key: j\n    rate_limit: { unit: hour, requests_per_unit: 1, algorithm: token_bucket }\n');
+  writeFileSync(join(dir, 'c.yaml'), 'domain: overrides-only\nalgorithm: sliding_window\n');
   const store = { name: 'the Redis store', algorithms: ['token_bucket', 'fixed_window'] as const };
   const error = t.throws(() => loadConfig(dir, { store })) as ConfigError;
   const why = 'sliding_window is not supported by the Redis store yet (it supports token_bucket, fixed_window); use the memory store or another algorithm';
   t.same(error.problems, [
     { file: join(dir, 'a.yaml'), path: 'descriptors[0].rate_limit.algorithm', problem: why },
-    { file: join(dir, 'b.yaml'), path: 'descriptors[0].rate_limit', problem: why },
+    { file: join(dir, 'b.yaml'), path: 'algorithm', problem: why },
+    { file: join(dir, 'c.yaml'), path: 'algorithm', problem: why },
   ]);
-  t.same([...loadConfig(dir).domains.keys()], ['shop', 'other'], 'the memory store decides them all');
+  t.same([...loadConfig(dir).domains.keys()], ['shop', 'other', 'overrides-only'], 'the memory store decides them all');
 });
 
 t.test('a directory without config files is an error', async (t) => {
