@@ -15,29 +15,35 @@ through redis.pcall: a key this node does not serve (a resharding moved its
 slot) marks its batch MOVED, and a MOVED batch writes nothing, so the caller
 can send it again to the right node.
 
-Limit table (both operations): ARGV[2] = L, then 8 values per limit:
-  alg ('t' token bucket | 'f' fixed window), tickUs, refillPerTick,
-  levelPerToken, capacityLevel, windowUs, requestsPerUnit, reserved (0)
+Limit table (every operation but presence): ARGV[2] = L, then 8 values per limit:
+  alg ('t' token bucket | 'f' fixed window | 's' sliding window), tickUs,
+  refillPerTick, levelPerToken, capacityLevel, windowUs, requestsPerUnit,
+  windowTicks (sliding window: windowUs / tickUs; else 0)
 
 take: decides B independent batches, each atomically and all-or-nothing.
   after the limit table: B, then B op counts, then 4 values per op:
   key, limit (1-based index into the table), cost (0 = check only),
-  flags (1 = shadow: never denies its batch)
-  A batch commits when every non-shadow op is allowed; then each allowed take's
-  next state is written (SET .. PX ttl >= 1 ms, or DEL when full/empty).
+  flags = shadow (1: never denies its batch) + 2 × quota group (0: none;
+  g ≥ 1: the op belongs to quota-mode descriptor g)
+  A batch commits when every ordinary op (neither shadow nor quota) is
+  allowed and, if it has quota ops, one quota group has all its ops allowed
+  (envoyproxy/ratelimit's quota_mode; core/bucket.ts commitPlan). Then each
+  allowed take whose group (if any) is wholly allowed writes its next state
+  (SET .. PX ttl >= 1 ms, or DEL when full/empty).
   Batches are decided in order; a batch sees what earlier ones committed, and
   ops on one key within a batch see each other's tentative take.
   Returns { nowUs, then per batch: status (0 denied, 1 committed, 2 moved),
             then 3 integers per op: the op key's state when its batch began }
   state triples: token bucket level, tsUs, 0; fixed window count,
-  windowStartUs, 0; no state: -1, 0, 0. The caller recomputes every outcome
+  windowStartUs, 0; sliding window count, windowStartUs, previous count;
+  no state: -1, 0, 0. The caller recomputes every outcome
   from these with the reference model.
 
 refund: gives back what a committed batch took when another batch of the same
   request (another node or slot) denied. After the limit table, 4 values per op:
-  key, limit, cost, chargedStartUs (fixed window: the window that was charged)
+  key, limit, cost, chargedStartUs (windows: the window that was charged)
   A token bucket is refilled to now and gets `cost` back (capped; full =
-  deleted); a fixed window count is decremented while it is still the charged
+  deleted); a window's count is decremented while it is still the charged
   window. Nothing is added beyond what was taken: under-admission in the
   window between take and refund is possible, over-admission is not.
   Returns the number of keys changed.
@@ -45,8 +51,9 @@ refund: gives back what a committed batch took when another batch of the same
 debit, presence: see below (the local failure policy's admissions written
 back; the number of sidecars sharing this Redis).
 
-State per key: "<level>:<tsUs>" (integers, written with %.0f so large numbers
-never turn into 1.7e+15). A missing key is a full bucket / an empty window.
+State per key: "<level>:<tsUs>", sliding windows "<count>:<windowStartUs>:<previousCount>"
+(integers, written with %.0f so large numbers never turn into 1.7e+15). A
+missing key is a full bucket / an empty window.
 Time: Redis TIME only (scripts replicate by effects), read once per call.
 ]]
 
@@ -65,7 +72,7 @@ local function read_limits(at)
     limits[i] = {
       alg = ARGV[b + 1], tick = tonumber(ARGV[b + 2]), refill = tonumber(ARGV[b + 3]),
       per = tonumber(ARGV[b + 4]), cap = tonumber(ARGV[b + 5]), window = tonumber(ARGV[b + 6]),
-      max = tonumber(ARGV[b + 7]),
+      max = tonumber(ARGV[b + 7]), wt = tonumber(ARGV[b + 8]),
     }
   end
   return limits, at + 1 + count * 8
@@ -76,18 +83,23 @@ local function read_state(key)
   local v = redis.pcall('GET', key)
   if type(v) == 'table' and v.err then return nil end
   if not v then return false end
-  local l, ts = string.match(v, '^(%d+):(%d+)$')
+  local l, ts, prev = string.match(v, '^(%d+):(%d+):?(%d*)$')
   if not l then return false end
-  return { tonumber(l), tonumber(ts) }
+  return { tonumber(l), tonumber(ts), tonumber(prev) or 0 }
 end
 
 local function write_state(key, state, ttl_us)
-  if state then
-    redis.call('SET', key, string.format('%.0f:%.0f', state[1], state[2]),
-      'PX', string.format('%.0f', math.max(1, ceil_div(ttl_us, 1000))))
-  else
+  if not state then
     redis.call('DEL', key)
+    return
   end
+  local text
+  if state[3] then
+    text = string.format('%.0f:%.0f:%.0f', state[1], state[2], state[3])
+  else
+    text = string.format('%.0f:%.0f', state[1], state[2])
+  end
+  redis.call('SET', key, text, 'PX', string.format('%.0f', math.max(1, ceil_div(ttl_us, 1000))))
 end
 
 -- A token bucket's state refilled to now: level, ts.
@@ -107,8 +119,30 @@ local function current_window(lim, state)
   return 0, math.floor(now / lim.window) * lim.window
 end
 
+-- A sliding window's state at now: count, previous count, window start (read
+-- by where now falls, as core/bucket.ts evaluateSlidingWindow).
+local function sliding(lim, state)
+  if state then
+    if now < state[2] + lim.window then return state[1], state[3] or 0, state[2] end
+    if now < state[2] + 2 * lim.window then return 0, state[1], state[2] + lim.window end
+  end
+  return 0, 0, math.floor(now / lim.window) * lim.window
+end
+
 -- Decides one op on `state`: allowed, next state (false = none), ttlUs of the next state.
 local function decide(lim, state, cost)
+  if lim.alg == 's' then
+    local cur, prev, start = sliding(lim, state)
+    local et = 0
+    if now > start then et = math.floor((now - start) / lim.tick) end
+    local weighted = prev * (lim.wt - et)
+    if cur + cost > lim.max or weighted + (cur + cost) * lim.wt > lim.max * lim.wt then return false, state, 0 end
+    local after = cur + cost
+    if after == 0 and prev == 0 then return true, false, 0 end
+    local ttl = start + lim.window - now
+    if after > 0 then ttl = start + 2 * lim.window - now end
+    return true, { after, start, prev }, ttl
+  end
   if lim.alg == 'f' then
     local count, start = current_window(lim, state)
     if count + cost > lim.max then return false, state, 0 end
@@ -141,13 +175,16 @@ local function take()
     local committed = true
     local moved = false
     local tentative = {} -- key -> state within this batch
-    local writes = {}    -- key -> { state, ttl } of the last allowed op on that key
-    local order = {}
+    local takes = {}     -- { key, next state, ttl, quota group, shadow } of each allowed take, in order
+    local groups = {}    -- quota group -> every op of it allowed
+    local has_groups = false
     for i = 1, count do
       local key = ARGV[op]
       local lim = limits[tonumber(ARGV[op + 1])]
       local cost = tonumber(ARGV[op + 2])
-      local shadow = ARGV[op + 3] == '1'
+      local flags = tonumber(ARGV[op + 3])
+      local shadow = flags % 2 == 1
+      local group = math.floor(flags / 2)
       op = op + 4
       local start = stored[key]
       if start == nil then
@@ -157,7 +194,7 @@ local function take()
       end
       local n = #out
       if start then
-        out[n + 1], out[n + 2], out[n + 3] = start[1], start[2], 0
+        out[n + 1], out[n + 2], out[n + 3] = start[1], start[2], start[3] or 0
       else
         out[n + 1], out[n + 2], out[n + 3] = -1, 0, 0
       end
@@ -165,21 +202,41 @@ local function take()
       if state == nil then state = start end
       local allowed, nxt, ttl = decide(lim, state, cost)
       if allowed and cost > 0 then -- a check-only op changes nothing (refilling twice is refilling once)
-        if writes[key] == nil then order[#order + 1] = key end
-        writes[key] = { nxt, ttl }
+        takes[#takes + 1] = { key, nxt, ttl, group, shadow }
         tentative[key] = nxt
-      elseif not allowed and not shadow then
-        committed = false
       end
+      if not shadow then
+        if group == 0 then
+          if not allowed then committed = false end
+        else
+          local whole = groups[group]
+          if whole == nil then whole = true end
+          groups[group] = whole and allowed
+          has_groups = true
+        end
+      end
+    end
+    if committed and has_groups then
+      local any = false
+      for _, whole in pairs(groups) do any = any or whole end
+      committed = any
     end
     if moved then
       out[status_at] = 2
     elseif committed then
       out[status_at] = 1
+      -- The last take on each key (whose quota group, if any, is wholly allowed) is its new state.
+      local writes, order = {}, {}
+      for _, w in ipairs(takes) do
+        if w[5] or w[4] == 0 or groups[w[4]] then
+          if writes[w[1]] == nil then order[#order + 1] = w[1] end
+          writes[w[1]] = w
+        end
+      end
       for _, key in ipairs(order) do
         local w = writes[key]
-        stored[key] = w[1]
-        write_state(key, w[1], w[2])
+        stored[key] = w[2]
+        write_state(key, w[2], w[3])
       end
     end
   end
@@ -195,7 +252,17 @@ local function refund()
     local cost = tonumber(ARGV[op + 2])
     local state = read_state(key)
     if state and cost > 0 then
-      if lim.alg == 'f' then
+      if lim.alg == 's' then
+        if state[2] == tonumber(ARGV[op + 3]) then
+          local left = math.max(0, state[1] - cost)
+          if left == 0 and (state[3] or 0) == 0 then
+            redis.call('DEL', key)
+          else
+            redis.call('SET', key, string.format('%.0f:%.0f:%.0f', left, state[2], state[3] or 0), 'KEEPTTL')
+          end
+          changed = changed + 1
+        end
+      elseif lim.alg == 'f' then
         if state[2] == tonumber(ARGV[op + 3]) then
           local left = state[1] - cost
           if left <= 0 then
@@ -236,7 +303,11 @@ local function debit()
     local cost = tonumber(ARGV[op + 2])
     local state = read_state(key)
     if state ~= nil and cost > 0 then
-      if lim.alg == 'f' then
+      if lim.alg == 's' then
+        local cur, prev, start = sliding(lim, state)
+        write_state(key, { math.min(lim.max, cur + cost), start, prev }, start + 2 * lim.window - now)
+        changed = changed + 1
+      elseif lim.alg == 'f' then
         local count, start = current_window(lim, state)
         local after = math.min(lim.max, count + cost)
         write_state(key, { after, start }, start + lim.window - now)

@@ -65,12 +65,34 @@ export class StoreCallError extends RateLimitError {
   }
 }
 
-/** A config file is invalid; the message names the file, the path inside it and the problem. */
+/** One thing wrong in a config file: which file, where inside it ('' = the whole file), what. */
+export interface ConfigProblem {
+  file: string;
+  path: string;
+  problem: string;
+}
+
+function problemLine({ file, path, problem }: ConfigProblem): string {
+  return path === '' ? `${file}: ${problem}` : `${file}: ${path}: ${problem}`;
+}
+
+/**
+ * Config files are invalid. The message has one line per problem, each naming
+ * the file, the path inside it and the problem; `problems` lists them all
+ * (every problem of every file), `file` is the first problem's file.
+ */
 export class ConfigError extends RateLimitError {
   readonly file: string;
-  constructor(file: string, path: string, problem: string) {
-    super('RL_ERR_CONFIG', path === '' ? `${file}: ${problem}` : `${file}: ${path}: ${problem}`);
-    this.file = file;
+  readonly problems: readonly ConfigProblem[];
+  constructor(file: string, path: string, problem: string);
+  /** Several problems (at least one), e.g. every problem of every file for `check-config`. */
+  constructor(problems: readonly ConfigProblem[]);
+  constructor(fileOrProblems: string | readonly ConfigProblem[], path = '', problem = '') {
+    const problems = typeof fileOrProblems === 'string' ? [{ file: fileOrProblems, path, problem }] : fileOrProblems;
+    if (problems.length === 0) throw new InternalError('ConfigError needs at least one problem');
+    super('RL_ERR_CONFIG', problems.map(problemLine).join('\n'));
+    this.file = problems[0]!.file;
+    this.problems = Object.freeze(problems.map((p) => Object.freeze({ ...p })));
   }
 }
 

@@ -5,6 +5,8 @@ import { startApp, type RunningApp } from './app.js';
 import { loadConfig } from './config/load.js';
 import { ConfigError, TlsConfigError, errorMessage } from './errors.js';
 import { FLAGS, SettingsError, resolveSettings, usage } from './settings.js';
+import { STORE_CAPABILITIES } from './store/capabilities.js';
+import type { Store } from './core/store.js';
 import { createLogger } from './telemetry/logger.js';
 import { isWorker, runPrimary } from './workers.js';
 
@@ -16,21 +18,43 @@ function version(): string {
   return pkg.version;
 }
 
-/** Validates each path (file or directory); exit 0 when all are valid, else 2 with every reason. */
-function checkConfig(paths: string[]): number {
-  if (paths.length === 0) {
-    process.stderr.write('check-config: give one or more config files or directories\n');
-    return EXIT_USAGE;
-  }
+/**
+ * Validates each path (file or directory); exit 0 when all are valid, else 2
+ * with every problem of every file. `--merge-domains` (or RL_MERGE_DOMAINS)
+ * checks as `serve --merge-domains` loads; `--store redis` also refuses what
+ * the Redis store cannot decide yet (sliding_window), as `serve` would.
+ */
+function checkConfig(args: string[]): number {
   let code = 0;
-  for (const path of paths) {
-    if (path.startsWith('-')) {
-      process.stderr.write(`check-config: unknown option "${path}" (give paths only)\n`);
-      code = EXIT_USAGE;
-      continue;
+  const usageError = (message: string): void => {
+    process.stderr.write(`check-config: ${message}\n`);
+    code = EXIT_USAGE;
+  };
+  const paths: string[] = [];
+  let mergeDomains = /^(true|1|yes|on)$/i.test(process.env['RL_MERGE_DOMAINS'] ?? '');
+  let store: Store['kind'] | undefined;
+  for (let i = 0; i < args.length; i++) {
+    const arg = args[i]!;
+    if (arg === '--merge-domains') {
+      mergeDomains = true;
+    } else if (arg === '--store' || arg.startsWith('--store=')) {
+      const value = arg === '--store' ? args[++i] : arg.slice('--store='.length);
+      if (value === 'memory' || value === 'redis') store = value;
+      else usageError(`--store: expected memory | redis, got "${value ?? ''}"`);
+    } else if (arg.startsWith('-')) {
+      usageError(`unknown option "${arg}" (options: --merge-domains, --store memory|redis; then paths)`);
+    } else {
+      paths.push(arg);
     }
+  }
+  if (paths.length === 0) {
+    usageError('give one or more config files or directories');
+    return code;
+  }
+  const options = { mergeDomains, ...(store === undefined ? {} : { store: STORE_CAPABILITIES[store] }) };
+  for (const path of paths) {
     try {
-      const config = loadConfig(path);
+      const config = loadConfig(path, options);
       const domains = [...config.domains.keys()];
       process.stdout.write(`${path}: OK (${domains.length} domain${domains.length === 1 ? '' : 's'}: ${domains.join(', ')})\n`);
     } catch (error: unknown) {

@@ -4,6 +4,7 @@
 // cannot drift apart. Flags win over the environment, the environment over defaults.
 import { z } from 'zod';
 import { DEFAULT_TRUSTED_PROXIES, parseTrustedProxies } from './core/ip-address.js';
+import { HEADER_STYLES } from './core/response-headers.js';
 import { SettingsError } from './errors.js';
 import { LOG_LEVELS } from './telemetry/logger.js';
 
@@ -120,6 +121,11 @@ export const FLAGS = {
   'tls-cert': flag('string', 'PEM certificate (chain) of both listeners: HTTPS and gRPC over TLS; re-read when it changes', optionalText),
   'tls-key': flag('string', 'PEM private key of --tls-cert', optionalText),
   'tls-client-ca': flag('string', 'mTLS: PEM CA(s); clients must present a certificate it signed', optionalText),
+  'merge-domains': flag('boolean',
+    "join config files that name the same domain into one (envoyproxy/ratelimit's MERGE_DOMAIN_CONFIG)", bool),
+  'header-style': flag('string',
+    'rate-limit response headers of every API: x (X-RateLimit-*) | draft03 (RateLimit-Limit/-Remaining/-Reset) | '
+    + 'draft10 (RateLimit-Policy, RateLimit) | both (x and draft10)', oneOf(HEADER_STYLES), 'x'),
 } as const satisfies Record<string, FlagSpec>;
 
 export type FlagName = keyof typeof FLAGS;
@@ -184,7 +190,8 @@ export function usage(): string {
     '',
     'Usage:',
     '  openclaw-ratelimit serve --config PATH [flags]',
-    '  openclaw-ratelimit check-config PATH...  validate files/directories; exit 0, or 2 with the reasons',
+    '  openclaw-ratelimit check-config [--merge-domains] [--store memory|redis] PATH...',
+    '                                           validate files/directories; exit 0, or 2 with every problem',
     '',
     'Flags of serve (each also read from the environment variable shown):',
   ];

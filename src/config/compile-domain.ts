@@ -1,17 +1,45 @@
-// Compiles one validated config file into the matcher the hot path walks:
-// every limit's integer math, bucket key prefix and metric label are computed
-// here once, so a request only looks things up.
-import { ConfigError, InternalError, LimitSpecError } from '../errors.js';
+// Compiles validated config files into the matcher the hot path walks:
+// every limit's integer math, bucket key prefix, header policy and metric
+// label are computed here once, so a request only looks things up. Problems
+// that only compiling reveals are collected, not thrown one by one, so
+// `check-config` can report them all.
+import { InternalError, LimitSpecError, type ConfigProblem } from '../errors.js';
 import type { CompiledDomain, HttpAction } from '../core/config-model.js';
 import { compileLimit } from '../core/limit.js';
-import { exactKey, type CompiledRule, type RuleNode, type WildcardChild } from '../core/rules.js';
-import type { Algorithm, LimitSpec } from '../core/types.js';
-import type { ConfigFile, DescriptorNodeConfig, HttpActionConfig } from './schema.js';
+import { compileRuleLimit, exactKey, type CompiledRule, type RuleLimit, type RuleNode, type WildcardChild } from '../core/rules.js';
+import type { Algorithm } from '../core/types.js';
+import { compositeKey, describeComposite, type ConfigFile, type DescriptorNodeConfig, type HttpActionConfig, type RateLimitConfig } from './schema.js';
 
-interface DomainContext {
+/** What the store in use can decide; a limit it cannot is a config problem (never a silent misbehaviour). */
+export interface StoreSupport {
+  /** For messages: "the Redis store". */
+  name: string;
+  algorithms: readonly Algorithm[];
+}
+
+interface FileContext {
   file: string;
   domain: string;
   algorithm: Algorithm;
+  store: StoreSupport | undefined;
+  problems: ConfigProblem[];
+}
+
+/** One validated file. */
+export interface ValidatedFile {
+  file: string;
+  config: ConfigFile;
+  /** The parsed file as JSON, frozen (GET /v1/config). */
+  document: unknown;
+}
+
+function unsupported(store: StoreSupport, algorithm: Algorithm): string {
+  return `${algorithm} is not supported by ${store.name} yet (it supports ${store.algorithms.join(', ')}); `
+    + 'use the memory store or another algorithm';
+}
+
+function report(ctx: FileContext, path: string, problem: string): void {
+  ctx.problems.push({ file: ctx.file, path, problem });
 }
 
 /** Metric label segment of a node, as envoyproxy/ratelimit's stats key: `key` or `key_value`. */
@@ -19,50 +47,95 @@ function labelSegment(node: DescriptorNodeConfig): string {
   return node.value === undefined || node.value === '' ? node.key : `${node.key}_${node.value}`;
 }
 
-function compileRule(ctx: DomainContext, node: DescriptorNodeConfig, id: string, path: string): CompiledRule | undefined {
-  const config = node.rate_limit;
-  if (config === undefined) return undefined;
-  const domainPrefix = `${ctx.domain.length}:${ctx.domain}`;
-  let limit: LimitSpec | undefined;
-  if (config.unlimited !== true) {
-    const algorithm = config.algorithm ?? ctx.algorithm;
-    // Fixed windows have no bucket capacity: a burst there would be silently ignored.
-    if (config.burst !== undefined && algorithm !== 'token_bucket') {
-      throw new ConfigError(ctx.file, `${path}.rate_limit.burst`,
-        `applies only to token_bucket limits (this limit uses ${algorithm})`);
+function compileOneLimit(ctx: FileContext, config: RateLimitConfig, path: string, ruleId: string): RuleLimit | undefined {
+  const algorithm = config.algorithm ?? ctx.algorithm;
+  // Windows have no bucket capacity: a burst there would be silently ignored.
+  if (config.burst !== undefined && algorithm !== 'token_bucket') {
+    report(ctx, `${path}.burst`, `applies only to token_bucket limits (this limit uses ${algorithm})`);
+    return undefined;
+  }
+  if (ctx.store !== undefined && !ctx.store.algorithms.includes(algorithm)) {
+    // An inherited default is reported once, at the file's `algorithm`.
+    if (config.algorithm !== undefined) report(ctx, `${path}.algorithm`, unsupported(ctx.store, algorithm));
+    return undefined;
+  }
+  try {
+    const name = config.name === '' ? undefined : config.name;
+    const spec = compileLimit({
+      // The schema's refinement guarantees both when not unlimited.
+      requestsPerUnit: config.requests_per_unit!,
+      unit: config.unit!,
+      unitMultiplier: config.unit_multiplier,
+      burst: config.burst,
+      algorithm,
+      name,
+    });
+    return compileRuleLimit(ctx.domain, spec, name ?? ruleId);
+  } catch (error: unknown) {
+    if (error instanceof LimitSpecError) {
+      const hint = algorithm === 'token_bucket' ? 'lower burst or requests_per_unit, or use a shorter unit' : 'lower requests_per_unit, or use a shorter period';
+      report(ctx, path, `cannot be computed exactly in integers: ${error.message} (${hint})`);
+      return undefined;
     }
-    try {
-      limit = compileLimit({
-        // The schema's refinement guarantees both when not unlimited.
-        requestsPerUnit: config.requests_per_unit!,
-        unit: config.unit!,
-        burst: config.burst,
-        algorithm,
-        name: config.name === '' ? undefined : config.name,
-      });
-    } catch (error: unknown) {
-      if (error instanceof LimitSpecError) {
-        throw new ConfigError(ctx.file, `${path}.rate_limit`, `cannot be computed exactly in integers: ${error.message} (lower burst or requests_per_unit, or use a shorter unit)`);
+    throw error;
+  }
+}
+
+function compileRule(
+  ctx: FileContext,
+  node: DescriptorNodeConfig,
+  id: string,
+  path: string,
+  sharedValues: readonly (string | undefined)[],
+): CompiledRule | undefined {
+  const configs: { config: RateLimitConfig; path: string }[] = [];
+  if (node.rate_limit !== undefined) configs.push({ config: node.rate_limit, path: `${path}.rate_limit` });
+  (node.rate_limits ?? []).forEach((config, i) => configs.push({ config, path: `${path}.rate_limits[${i}]` }));
+  if (configs.length === 0) return undefined;
+  const unlimited = node.rate_limit?.unlimited === true;
+  const limits: RuleLimit[] = [];
+  const seen = new Map<string, string>();
+  let broken = false;
+  if (!unlimited) {
+    for (const { config, path: limitPath } of configs) {
+      const limit = compileOneLimit(ctx, config, limitPath, id);
+      if (limit === undefined) {
+        broken = true;
+        continue;
       }
-      throw error;
+      const twin = seen.get(limit.spec.fingerprint);
+      if (twin !== undefined) {
+        // Equal parameters would mean one bucket charged twice per request.
+        report(ctx, limitPath, `duplicate limit: the same numbers as ${twin} (the two would share one bucket)`);
+        broken = true;
+        continue;
+      }
+      seen.set(limit.spec.fingerprint, limitPath.slice(path.length + 1));
+      limits.push(limit);
     }
   }
+  if (broken) return undefined;
+  const replaces = new Set<string>();
+  for (const { config } of configs) for (const entry of config.replaces ?? []) replaces.add(entry.name);
   return Object.freeze({
     id,
-    limit,
-    keyPrefix: limit === undefined ? `${domainPrefix}:unlimited` : `${domainPrefix}:${limit.fingerprint}`,
+    limits: Object.freeze(limits),
+    unlimited,
+    quotaMode: node.quota_mode === true,
     shadow: node.shadow_mode === true,
     detailedMetric: node.detailed_metric === true,
-    replaces: Object.freeze((config.replaces ?? []).map((entry) => entry.name)),
+    replaces: Object.freeze([...replaces]),
+    sharedValues: sharedValues.some((value) => value !== undefined) ? Object.freeze([...sharedValues]) : undefined,
   });
 }
 
 function compileLevel(
-  ctx: DomainContext,
+  ctx: FileContext,
   nodes: readonly DescriptorNodeConfig[],
   parentId: string,
   parentPath: string,
   rule: CompiledRule | undefined,
+  sharedValues: readonly (string | undefined)[],
 ): RuleNode {
   const exact = new Map<string, RuleNode>();
   const wildcards: WildcardChild[] = [];
@@ -70,11 +143,14 @@ function compileLevel(
   nodes.forEach((node, i) => {
     const path = `${parentPath}descriptors[${i}]`;
     const id = parentId === '' ? labelSegment(node) : `${parentId}.${labelSegment(node)}`;
-    const child = compileLevel(ctx, node.descriptors ?? [], id, `${path}.`, compileRule(ctx, node, id, path));
     const value = node.value ?? '';
+    const wildcard = value.includes('*');
+    // share_threshold: this entry's value in bucket keys is the wildcard itself (one shared bucket).
+    const shared = [...sharedValues, wildcard && node.share_threshold === true ? value : undefined];
+    const child = compileLevel(ctx, node.descriptors ?? [], id, `${path}.`, compileRule(ctx, node, id, path, shared), shared);
     // Sibling uniqueness is checked by the schema; these maps cannot collide.
     if (value === '') keyOnly.set(node.key, child);
-    else if (value.includes('*')) wildcards.push(Object.freeze({ key: node.key, parts: Object.freeze(value.split('*')), node: child }));
+    else if (wildcard) wildcards.push(Object.freeze({ key: node.key, parts: Object.freeze(value.split('*')), node: child }));
     else exact.set(exactKey(node.key, value), child);
   });
   return Object.freeze({ rule, exact, wildcards: Object.freeze(wildcards), keyOnly });
@@ -110,18 +186,69 @@ function compileAction(action: HttpActionConfig): HttpAction {
   throw new InternalError('unreachable: action without a type');
 }
 
-/** Throws ConfigError for what only the compiled limits reveal (burst on fixed_window, unrepresentable numbers). */
-export function compileDomain(file: string, config: ConfigFile, document: unknown): CompiledDomain {
-  const ctx: DomainContext = { file, domain: config.domain, algorithm: config.algorithm ?? 'token_bucket' };
-  const root = compileLevel(ctx, config.descriptors ?? [], '', '', undefined);
-  const httpDescriptors = (config.http?.descriptors ?? []).map((actions) =>
-    Object.freeze(actions.map((action) => Object.freeze(compileAction(action)))));
+/**
+ * Compiles the files of one domain: one file, or several with
+ * `--merge-domains` (envoyproxy/ratelimit's MERGE_DOMAIN_CONFIG), whose
+ * top-level descriptors are joined as one list (a descriptor defined in two
+ * files is a duplicate, as upstream) and whose `http.descriptors` are joined
+ * in file order. Each file's `algorithm` is the default of its own limits;
+ * RLS limit overrides use the first file's. Returns the domain, or undefined
+ * when `problems` received what only compiling reveals (burst on a window,
+ * unrepresentable numbers, algorithms the store lacks, duplicates).
+ */
+export function compileDomain(
+  files: readonly ValidatedFile[],
+  problems: ConfigProblem[],
+  store?: StoreSupport,
+): CompiledDomain | undefined {
+  const first = files[0];
+  if (first === undefined) throw new InternalError('compileDomain needs at least one file');
+  const name = first.config.domain;
+  const before = problems.length;
+  const exact = new Map<string, RuleNode>();
+  const wildcards: WildcardChild[] = [];
+  const keyOnly = new Map<string, RuleNode>();
+  const topLevel = new Map<string, { file: string; index: number }>();
+  for (const { file, config } of files) {
+    const ctx: FileContext = { file, domain: name, algorithm: config.algorithm ?? 'token_bucket', store, problems };
+    if (store !== undefined && config.algorithm !== undefined && !store.algorithms.includes(config.algorithm)) {
+      // Also the algorithm of the domain's RLS limit overrides, even with no descriptors.
+      report(ctx, 'algorithm', unsupported(store, config.algorithm));
+    }
+    const nodes = config.descriptors ?? [];
+    // Duplicates within one file are the schema's; across merged files, ours.
+    const kept = nodes.filter((node, index) => {
+      const composite = compositeKey(node);
+      const earlier = topLevel.get(composite);
+      if (earlier !== undefined && earlier.file !== file) {
+        report(ctx, `descriptors[${index}]`,
+          `duplicate descriptor: ${describeComposite(node)} is already defined in ${earlier.file} at descriptors[${earlier.index}]`);
+        return false;
+      }
+      if (earlier === undefined) topLevel.set(composite, { file, index });
+      return true;
+    });
+    const root = compileLevel(ctx, nodes, '', '', undefined, []);
+    for (const node of kept) {
+      const value = node.value ?? '';
+      if (value === '') keyOnly.set(node.key, root.keyOnly.get(node.key)!);
+      else if (!value.includes('*')) exact.set(exactKey(node.key, value), root.exact.get(exactKey(node.key, value))!);
+    }
+    for (const wildcard of root.wildcards) {
+      if (kept.some((node) => node.key === wildcard.key && node.value === wildcard.parts.join('*'))) wildcards.push(wildcard);
+    }
+  }
+  if (problems.length > before) return undefined;
+  const httpDescriptors = files.flatMap(({ config }) => (config.http?.descriptors ?? []).map((actions) =>
+    Object.freeze(actions.map((action) => Object.freeze(compileAction(action))))));
   return Object.freeze({
-    name: config.domain,
-    source: file,
-    algorithm: ctx.algorithm,
-    root,
+    name,
+    source: files.map(({ file }) => file).join(', '),
+    algorithm: first.config.algorithm ?? 'token_bucket',
+    root: Object.freeze({ rule: undefined, exact, wildcards: Object.freeze(wildcards), keyOnly }),
     httpDescriptors: Object.freeze(httpDescriptors),
-    document,
+    document: files.length === 1
+      ? first.document
+      : Object.freeze({ domain: name, merged_from: Object.freeze(files.map(({ file, document }) => Object.freeze({ file, config: document }))) }),
   });
 }

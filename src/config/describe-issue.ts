@@ -31,6 +31,7 @@ function objectKindAt(path: readonly PathSegment[]): ObjectKind | undefined {
     return undefined;
   }
   if (last === 'rate_limit') return 'rate_limit';
+  if (typeof last === 'number' && parent === 'rate_limits') return 'rate_limit';
   if (typeof last === 'number' && parent === 'replaces') return 'replaces';
   if (typeof last === 'number' && parent === 'descriptors') return 'descriptor';
   return undefined;
@@ -97,20 +98,59 @@ function unknownKeyProblem(kind: ObjectKind | undefined, key: string): string {
     : `unknown key (did you mean "${guess}"?)`;
 }
 
+export interface IssueDescription {
+  /** Inside the file, e.g. `descriptors[0].rate_limit.unit`; '' for the whole file. */
+  path: string;
+  problem: string;
+}
+
+function isMissingField(issue: Issue): boolean {
+  return issue.message === 'is required' || issue.message.startsWith('is required ');
+}
+
+/** Segments of a path as written in a message, for prefix comparisons. */
+function segments(path: readonly PathSegment[]): string[] {
+  return path.map((segment) => String(segment));
+}
+
+function startsWith(path: readonly string[], prefix: readonly string[]): boolean {
+  return prefix.length <= path.length && prefix.every((segment, i) => path[i] === segment);
+}
+
 /**
- * The issue worth reporting first: an unknown key explains the other issues
- * it causes (a misspelled `requests_per_unit` also makes it "missing").
+ * Every problem of one file, one per unknown key, unknown keys first (they
+ * usually explain what follows), otherwise in the order zod found them. What
+ * an unknown key explains is left out: an "is required" next to it (a
+ * misspelled `requests_per_unit` also makes it missing) or below it under
+ * its name (a `unit` written on the descriptor leaves `rate_limit.unit`
+ * missing), and a complaint about the object itself (an action whose only
+ * key is unknown has no type).
  */
-export function describeIssues(issues: readonly Issue[]): { path: string; problem: string } {
-  const unknown = issues.find((issue) => issue.code === 'unrecognized_keys');
-  if (unknown !== undefined && unknown.code === 'unrecognized_keys') {
-    const key = unknown.keys[0] ?? '';
-    return {
-      path: formatPath([...unknown.path, key]),
-      problem: unknownKeyProblem(objectKindAt(unknown.path), key),
-    };
+export function describeAllIssues(issues: readonly Issue[]): IssueDescription[] {
+  const unknowns: { at: string[]; keys: string[] }[] = [];
+  for (const issue of issues) {
+    if (issue.code === 'unrecognized_keys') unknowns.push({ at: segments(issue.path), keys: issue.keys });
   }
-  const first = issues[0];
-  if (first === undefined) return { path: '', problem: 'invalid' };
-  return { path: formatPath(first.path), problem: first.message };
+  const explained = (issue: Issue): boolean => {
+    const path = segments(issue.path);
+    return unknowns.some(({ at, keys }) => {
+      if (!startsWith(path, at)) return false;
+      if (path.length === at.length) return issue.code === 'custom';
+      if (!isMissingField(issue)) return false;
+      return path.length === at.length + 1 || keys.includes(path[path.length - 1]!);
+    });
+  };
+  const unknown: IssueDescription[] = [];
+  const other: IssueDescription[] = [];
+  for (const issue of issues) {
+    if (issue.code === 'unrecognized_keys') {
+      for (const key of issue.keys) {
+        unknown.push({ path: formatPath([...issue.path, key]), problem: unknownKeyProblem(objectKindAt(issue.path), key) });
+      }
+    } else if (!explained(issue)) {
+      other.push({ path: formatPath(issue.path), problem: issue.message });
+    }
+  }
+  const described = [...unknown, ...other];
+  return described.length === 0 ? [{ path: '', problem: 'invalid' }] : described;
 }

@@ -1,13 +1,14 @@
 // Reads `--config` (a file, or a directory of *.yaml / *.yml, one domain each),
-// validates every file against the schema and compiles it. Any problem throws
-// ConfigError naming the file, the path inside it and what is wrong.
+// validates every file against the schema and compiles it. Problems throw one
+// ConfigError listing every problem of every file, each naming the file, the
+// path inside it and what is wrong.
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { isMap, isPair, isScalar, isSeq, LineCounter, parseDocument, type Node as YamlNode } from 'yaml';
-import { ConfigError, errorMessage } from '../errors.js';
+import { isMap, isPair, isScalar, isSeq, LineCounter, parseAllDocuments, type Node as YamlNode } from 'yaml';
+import { ConfigError, errorMessage, type ConfigProblem } from '../errors.js';
 import type { CompiledConfig, CompiledDomain } from '../core/config-model.js';
-import { compileDomain } from './compile-domain.js';
-import { describeIssues } from './describe-issue.js';
+import { compileDomain, type StoreSupport, type ValidatedFile } from './compile-domain.js';
+import { describeAllIssues } from './describe-issue.js';
 import { configFileSchema } from './schema.js';
 
 /** One config file's text, read before anything is compiled (the watcher compares these). */
@@ -104,19 +105,42 @@ function deepFreeze<T>(value: T): T {
   return value;
 }
 
-/** Parses, validates and compiles one file. Throws ConfigError. */
-export function compileSource(source: ConfigSource): CompiledDomain {
+export interface LoadOptions {
+  /**
+   * envoyproxy/ratelimit's MERGE_DOMAIN_CONFIG: files naming the same domain
+   * are joined into one (their top-level descriptors must differ). Without
+   * it a domain defined twice is an error.
+   */
+  mergeDomains?: boolean;
+  /** The store that will decide: a limit it cannot decide is a problem of its file. */
+  store?: StoreSupport;
+}
+
+/**
+ * Parses and validates one file: the validated file, or its problems (every
+ * schema problem; of YAML syntax errors only the first, as later ones are
+ * mostly its echoes).
+ */
+export function validateSource(source: ConfigSource): ValidatedFile | ConfigProblem[] {
   const { file, text } = source;
+  const problem = (path: string, what: string): ConfigProblem[] => [{ file, path, problem: what }];
   const lineCounter = new LineCounter();
   // `merge`: envoyproxy/ratelimit's YAML decoder honours `<<: *anchor`, so we do too.
-  const document = parseDocument(text, { lineCounter, prettyErrors: false, uniqueKeys: true, merge: true });
-  const syntaxError = document.errors[0];
-  if (syntaxError !== undefined) {
-    const at = lineCounter.linePos(syntaxError.pos[0]);
-    throw new ConfigError(file, '', `invalid YAML at line ${at.line}, column ${at.col}: ${syntaxError.message}`);
+  const documents = Array.from(parseAllDocuments(text, { lineCounter, prettyErrors: false, uniqueKeys: true, merge: true }));
+  for (const document of documents) {
+    const syntaxError = document.errors[0];
+    if (syntaxError !== undefined) {
+      const at = lineCounter.linePos(syntaxError.pos[0]);
+      return problem('', `invalid YAML at line ${at.line}, column ${at.col}: ${syntaxError.message}`);
+    }
   }
-  if (document.contents === null) {
-    throw new ConfigError(file, '', 'the file is empty (expected a mapping with domain and descriptors)');
+  const filled = documents.filter((document) => document.contents !== null);
+  const document = filled[0];
+  if (document === undefined) return problem('', 'the file is empty (expected a mapping with domain and descriptors)');
+  if (filled.length > 1) {
+    const at = lineCounter.linePos(filled[1]!.range[0]);
+    return problem('', `holds ${filled.length} YAML documents (a "---" line starts another one, at line ${at.line}); `
+      + 'write one domain per file');
   }
   keepStringFieldsAsWritten(document.contents as YamlNode);
   let plain: unknown;
@@ -124,42 +148,62 @@ export function compileSource(source: ConfigSource): CompiledDomain {
     plain = document.toJS();
   } catch (error: unknown) {
     // e.g. an alias expanding too many times ("billion laughs")
-    throw new ConfigError(file, '', `invalid YAML: ${errorMessage(error)}`);
+    return problem('', `invalid YAML: ${errorMessage(error)}`);
   }
   const parsed = configFileSchema.safeParse(plain);
   if (!parsed.success) {
-    const { path, problem } = describeIssues(parsed.error.issues);
-    throw new ConfigError(file, path, problem);
+    return describeAllIssues(parsed.error.issues).map(({ path, problem: what }) => ({ file, path, problem: what }));
   }
-  return compileDomain(file, parsed.data, deepFreeze(plain));
+  return { file, config: parsed.data, document: deepFreeze(plain) };
 }
 
-/** Compiles already-read sources into one config. Throws ConfigError (also for a domain defined twice). */
-export function compileSources(path: string, sources: readonly ConfigSource[], loadedAtMs = Date.now()): CompiledConfig {
-  const domains = new Map<string, CompiledDomain>();
+/**
+ * Compiles already-read sources into one config. Throws one ConfigError with
+ * every problem of every file (a domain defined twice without mergeDomains
+ * included).
+ */
+export function compileSources(path: string, sources: readonly ConfigSource[], options: LoadOptions = {}): CompiledConfig {
+  const problems: ConfigProblem[] = [];
+  const byDomain = new Map<string, ValidatedFile[]>();
   for (const source of sources) {
-    const domain = compileSource(source);
-    const earlier = domains.get(domain.name);
-    if (earlier !== undefined) {
-      throw new ConfigError(source.file, 'domain', `duplicate domain "${domain.name}" (already defined in ${earlier.source})`);
+    const validated = validateSource(source);
+    if (Array.isArray(validated)) {
+      problems.push(...validated);
+      continue;
     }
-    domains.set(domain.name, domain);
+    const files = byDomain.get(validated.config.domain);
+    if (files === undefined) {
+      byDomain.set(validated.config.domain, [validated]);
+    } else if (options.mergeDomains === true) {
+      files.push(validated);
+    } else {
+      problems.push({
+        file: source.file, path: 'domain',
+        problem: `duplicate domain "${validated.config.domain}" (already defined in ${files[0]!.file}; --merge-domains joins such files)`,
+      });
+    }
   }
-  return Object.freeze({ domains, source: path, loadedAtMs });
+  const domains = new Map<string, CompiledDomain>();
+  for (const [name, files] of byDomain) {
+    const domain = compileDomain(files, problems, options.store);
+    if (domain !== undefined) domains.set(name, domain);
+  }
+  if (problems.length > 0) throw new ConfigError(problems);
+  return Object.freeze({ domains, source: path, loadedAtMs: Date.now() });
 }
 
 /**
  * Loads `path` (a file, or a directory of *.yaml / *.yml files, one domain per
- * file). Throws ConfigError whose message names the file, the path inside it
- * and the problem, e.g.
+ * file unless `mergeDomains`). Throws ConfigError whose message has one line
+ * per problem, each naming the file, the path inside it and the problem, e.g.
  * `bad.yaml: descriptors[0].rate_limit.unit: unknown unit "fortnight" (expected second, ...)`.
  */
-export function loadConfig(path: string): CompiledConfig {
-  return compileSources(path, readConfigSources(path));
+export function loadConfig(path: string, options: LoadOptions = {}): CompiledConfig {
+  return compileSources(path, readConfigSources(path), options);
 }
 
 /** For `check-config`: the domains `path` defines, in name order. Throws ConfigError like loadConfig. */
-export function checkConfig(path: string): { source: string; domains: string[] } {
-  const config = loadConfig(path);
+export function checkConfig(path: string, options: LoadOptions = {}): { source: string; domains: string[] } {
+  const config = loadConfig(path, options);
   return { source: path, domains: [...config.domains.keys()].sort() };
 }

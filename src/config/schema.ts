@@ -1,9 +1,10 @@
-// The config file format (SPEC §3): envoyproxy/ratelimit's format unchanged,
-// plus our `burst`, `algorithm` and `http` additions. Every object is strict so
+// The config file format (SPEC §3, §10): envoyproxy/ratelimit's format
+// unchanged, plus our `burst`, `algorithm`, `unit_multiplier`, `rate_limits`
+// and `http` additions. Every object is strict so
 // a misspelled key is an error, not a silently ignored setting. Types are
 // derived from these schemas so the two cannot drift.
 import { z } from 'zod';
-import { parseUnit, UNITS } from '../core/limit.js';
+import { MAX_PERIOD_SECONDS, parseUnit, UNIT_SECONDS, UNITS } from '../core/limit.js';
 import type { Algorithm } from '../core/types.js';
 
 /** How a value looks in an error message: `"fortnight"`, `-5`, `a list`. */
@@ -29,14 +30,11 @@ const text = z.string({ error: expected('a string') });
 const nonEmptyText = text.min(1, { error: 'must not be empty' });
 const flag = z.boolean({ error: expected('true or false') });
 
-export const ALGORITHMS: readonly Algorithm[] = ['token_bucket', 'fixed_window'];
+export const ALGORITHMS: readonly Algorithm[] = ['token_bucket', 'fixed_window', 'sliding_window'];
 
 const algorithmSchema = text
   .refine((name) => (ALGORITHMS as readonly string[]).includes(name), {
-    error: (issue) =>
-      issue.input === 'sliding_window'
-        ? '"sliding_window" is not supported yet (expected token_bucket or fixed_window)'
-        : `unknown algorithm ${describeValue(issue.input)} (expected ${orList(ALGORITHMS)})`,
+    error: (issue) => `unknown algorithm ${describeValue(issue.input)} (expected ${orList(ALGORITHMS)})`,
   })
   .transform((name) => name as Algorithm);
 
@@ -64,6 +62,10 @@ export const rateLimitSchema = z
     burst: count('a whole number of tokens, 1 or more').optional(),
     /** Ours: overrides the domain's algorithm for this limit. */
     algorithm: algorithmSchema.optional(),
+    /** Ours: the period is this many units ("100 per 5 minutes"). */
+    unit_multiplier: z.int({ error: expected('a whole number, 1 or more') })
+      .min(1, { error: (issue) => `expected a whole number, 1 or more, got ${describeValue(issue.input)}` })
+      .optional(),
   }, { error: expected('a mapping') })
   .superRefine((limit, ctx) => {
     if (limit.unlimited === true) {
@@ -76,6 +78,9 @@ export const rateLimitSchema = z
       }
       if (limit.algorithm !== undefined) {
         ctx.addIssue({ code: 'custom', path: ['algorithm'], message: 'must not be set when unlimited is true' });
+      }
+      if (limit.unit_multiplier !== undefined) {
+        ctx.addIssue({ code: 'custom', path: ['unit_multiplier'], message: 'must not be set when unlimited is true' });
       }
     } else {
       if (limit.unit === undefined) {
@@ -91,6 +96,13 @@ export const rateLimitSchema = z
         ctx.addIssue({
           code: 'custom', path: ['burst'],
           message: 'must be at least 1 (a bucket that holds no token denies every request; use requests_per_unit: 0 for that)',
+        });
+      }
+      if (limit.unit !== undefined && limit.unit_multiplier !== undefined
+        && UNIT_SECONDS[limit.unit] * limit.unit_multiplier > MAX_PERIOD_SECONDS) {
+        ctx.addIssue({
+          code: 'custom', path: ['unit_multiplier'],
+          message: `makes a period of ${limit.unit_multiplier} ${limit.unit}s; at most 50 years is supported`,
         });
       }
       if (limit.burst !== undefined && limit.burst > 0 && rate === 0) {
@@ -113,11 +125,11 @@ export const rateLimitSchema = z
   });
 
 /** Key and value as they identify a node among its siblings; '' and absent are both "key only". */
-function compositeKey(node: { key: string; value?: string | undefined }): string {
+export function compositeKey(node: { key: string; value?: string | undefined }): string {
   return node.value === undefined || node.value === '' ? `${node.key}` : `${node.key}\u0000${node.value}`;
 }
 
-function describeComposite(node: { key: string; value?: string | undefined }): string {
+export function describeComposite(node: { key: string; value?: string | undefined }): string {
   return node.value === undefined || node.value === ''
     ? `key "${node.key}" without a value`
     : `key "${node.key}" with value "${node.value}"`;
@@ -128,28 +140,24 @@ const descriptorNodeFieldsSchema = z.strictObject({
   /** Absent or '': matches any value (one bucket per value). Containing `*`: a wildcard. */
   value: text.optional(),
   rate_limit: rateLimitSchema.optional(),
+  /** Ours: several limits that all apply (burst + sustained), next to or instead of rate_limit. */
+  rate_limits: z.array(rateLimitSchema, { error: expected('a list of rate limits') })
+    .min(1, { error: 'must list at least one limit (or be left out)' })
+    .optional(),
   /** Evaluate and count, never deny. */
   shadow_mode: flag.optional(),
   detailed_metric: flag.optional(),
-  // envoyproxy/ratelimit's newer node keys, accepted so its configs load unchanged:
+  // envoyproxy/ratelimit's newer node keys:
   /**
-   * Accepted and ignored: the limit is enforced as an ordinary limit, which
-   * can only deny more than envoyproxy/ratelimit would, never admit more.
+   * envoyproxy/ratelimit's quota mode: such a descriptor does not make the
+   * request OVER_LIMIT on its own; the request is over when an ordinary limit
+   * is, or when every quota-mode descriptor of the request is.
    */
   quota_mode: flag.optional(),
   /** Accepted and ignored: metric labels never carry request values here (label cardinality). */
   value_to_metric: flag.optional(),
-  /**
-   * Only `false` is accepted: `true` means one shared bucket for every value
-   * matching a wildcard, and silently giving each value its own bucket instead
-   * would admit far more than the operator configured.
-   */
-  share_threshold: flag
-    .refine((shared) => !shared, {
-      error: 'true is not supported yet (all values matching the wildcard would need one shared bucket; '
-        + 'giving each its own bucket instead would admit more than configured)',
-    })
-    .optional(),
+  /** On a wildcard value: every value matching it shares one bucket (as envoyproxy/ratelimit). */
+  share_threshold: flag.optional(),
   /** Accepted and ignored: free-form data envoyproxy/ratelimit attaches to responses. */
   metadata: z.record(z.string(), z.unknown(), { error: expected('a mapping') }).optional(),
 }, { error: expected('a mapping') });
@@ -163,6 +171,40 @@ export const descriptorNodeSchema = descriptorNodeFieldsSchema.extend({
   get descriptors(): z.ZodOptional<z.ZodNullable<z.ZodType<DescriptorNodeConfig[]>>> {
     return descriptorListSchema.nullable().optional();
   },
+}).superRefine((node, ctx) => {
+  const limits = [
+    ...(node.rate_limit === undefined ? [] : [{ limit: node.rate_limit, path: ['rate_limit'] as PropertyKey[] }]),
+    ...(node.rate_limits ?? []).map((limit, i) => ({ limit, path: ['rate_limits', i] as PropertyKey[] })),
+  ];
+  for (const { limit, path } of limits) {
+    if (limit.unlimited === true && path[0] === 'rate_limits') {
+      ctx.addIssue({
+        code: 'custom', path: [...path, 'unlimited'],
+        message: 'not allowed in rate_limits (write rate_limit: { unlimited: true } alone)',
+      });
+    }
+    (limit.replaces ?? []).forEach((entry, j) => {
+      if (entry.name === '' || entry.name === limit.name) return; // reported by the limit itself
+      if (limits.some((other) => other.limit !== limit && other.limit.name === entry.name)) {
+        ctx.addIssue({
+          code: 'custom', path: [...path, 'replaces', j, 'name'],
+          message: `"${entry.name}" is a limit of this same descriptor (replaces drops limits of other descriptors)`,
+        });
+      }
+    });
+  }
+  if (node.rate_limit?.unlimited === true && node.rate_limits !== undefined) {
+    ctx.addIssue({
+      code: 'custom', path: ['rate_limits'],
+      message: 'must not be set next to rate_limit: { unlimited: true } (an unlimited descriptor has no limits)',
+    });
+  }
+  if (node.share_threshold === true && !(node.value ?? '').includes('*')) {
+    ctx.addIssue({
+      code: 'custom', path: ['share_threshold'],
+      message: 'needs a wildcard value (one containing *): it makes every value matching the wildcard share one bucket',
+    });
+  }
 });
 
 /** Siblings must differ in key+value: the matcher could only ever pick one of two equal ones. */

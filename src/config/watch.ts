@@ -4,7 +4,7 @@
 import { watch, statSync, type FSWatcher } from 'node:fs';
 import { dirname } from 'node:path';
 import type { CompiledConfig } from '../core/config-model.js';
-import { compileSources, listConfigFiles, readConfigSources, type ConfigSource } from './load.js';
+import { compileSources, listConfigFiles, readConfigSources, type ConfigSource, type LoadOptions } from './load.js';
 import { errorMessage } from '../errors.js';
 
 export type ReloadReason = 'signal' | 'file';
@@ -25,6 +25,8 @@ export interface ConfigWatcherOptions {
   pollIntervalMs?: number;
   /** false: rely on the poll alone (file systems where fs.watch is unreliable, e.g. some network mounts). */
   fsWatch?: boolean;
+  /** How files are compiled (--merge-domains, the store's abilities), at start and on every reload. */
+  load?: LoadOptions;
 }
 
 export const DEFAULT_DEBOUNCE_MS = 150;
@@ -57,6 +59,7 @@ export class ConfigWatcher {
   private readonly maxDebounceMs: number;
   private readonly pollIntervalMs: number;
   private readonly useFsWatch: boolean;
+  private readonly load: LoadOptions;
   private fsWatcher: FSWatcher | undefined;
   private debounceTimer: NodeJS.Timeout | undefined;
   private firstPendingEventMs = 0;
@@ -73,8 +76,9 @@ export class ConfigWatcher {
     this.maxDebounceMs = options.maxDebounceMs ?? DEFAULT_MAX_DEBOUNCE_MS;
     this.pollIntervalMs = options.pollIntervalMs ?? DEFAULT_POLL_INTERVAL_MS;
     this.useFsWatch = options.fsWatch ?? true;
+    this.load = options.load ?? {};
     const sources = readConfigSources(path);
-    this.config = compileSources(path, sources);
+    this.config = compileSources(path, sources, this.load);
     this.lastAttempt = signatureOf(sources);
   }
 
@@ -98,7 +102,7 @@ export class ConfigWatcher {
     if (reason === 'file' && signature === this.lastAttempt) return false;
     let next: CompiledConfig;
     try {
-      next = compileSources(this.path, sources);
+      next = compileSources(this.path, sources, this.load);
     } catch (error: unknown) {
       return this.failed(signature, error, reason);
     }

@@ -1,10 +1,10 @@
 import type { CompiledConfig, CompiledDomain } from './config-model.js';
 import { bucketKey, encodeEntries, slotTagFor, type Digest } from './keys.js';
 import { compileLimit } from './limit.js';
-import { matchRule, type CompiledRule } from './rules.js';
+import { compileRuleLimit, matchRule, type CompiledRule, type RuleLimit } from './rules.js';
 import type { Store } from './store.js';
 import type {
-  BucketOp, BucketOutcome, Decision, DecisionRequest, Descriptor, DescriptorStatus, LimitOverride,
+  BucketOp, BucketOutcome, Decision, DecisionRequest, Descriptor, DescriptorStatus, Entry, LimitOverride,
 } from './types.js';
 
 /** envoyproxy/ratelimit's limit_remaining for unlimited descriptors. */
@@ -19,6 +19,12 @@ export interface LimiterOptions {
   /** Prefix of every store key, e.g. "rl:". */
   keyPrefix: string;
   digest: Digest;
+  /**
+   * Whether the store decides quota_mode (core/bucket.ts `commitPlan`). When
+   * false, quota-mode descriptors are enforced as ordinary limits: that only
+   * denies more than quota_mode would, never admits more. Default true.
+   */
+  quotaMode?: boolean;
 }
 
 const NO_LIMIT_STATUS: DescriptorStatus = Object.freeze({
@@ -49,28 +55,43 @@ export class Limiter {
       return { overallCode: 'OK', statuses, storeFailure: undefined, shadowOverLimit: false };
     }
     const rules = this.matchRules(domain, descriptors);
+    const replaced = replacedNames(rules);
     const requestCost = request.hitsAddend === undefined || request.hitsAddend === 0 ? 1 : request.hitsAddend;
     const ops: BucketOp[] = [];
+    /** For op k: the descriptor it belongs to and the limit it applies. */
     const opIndex: number[] = [];
+    const opLimits: RuleLimit[] = [];
     for (let i = 0; i < descriptors.length; i++) {
       const rule = rules[i];
       if (rule === undefined) {
         statuses[i] = NO_LIMIT_STATUS;
-      } else if (rule.limit === undefined) {
-        statuses[i] = { ...UNLIMITED_STATUS_BASE, rule: rule.id };
-      } else {
-        const descriptor = descriptors[i]!;
-        const entries = descriptor.entries;
-        const slotTag = slotTagFor(entries);
-        ops.push({
-          key: bucketKey(this.options.keyPrefix, slotTag, rule.keyPrefix, encodeEntries(entries, this.options.digest)),
-          slotTag,
-          limit: rule.limit,
-          cost: descriptor.hitsAddend ?? requestCost,
-          shadow: rule.shadow || this.options.shadow,
-        });
-        opIndex.push(i);
+        continue;
       }
+      if (rule.unlimited) {
+        statuses[i] = { ...UNLIMITED_STATUS_BASE, rule: rule.id };
+        continue;
+      }
+      const descriptor = descriptors[i]!;
+      // share_threshold: the wildcard stands for the value, so every matching value shares one bucket.
+      const entries = rule.sharedValues === undefined ? descriptor.entries : sharedEntries(descriptor.entries, rule.sharedValues);
+      const slotTag = slotTagFor(entries);
+      const encoded = encodeEntries(entries, this.options.digest);
+      const cost = descriptor.hitsAddend ?? requestCost;
+      const shadow = rule.shadow || this.options.shadow;
+      const quota = rule.quotaMode && this.options.quotaMode !== false;
+      const first = ops.length;
+      for (const limit of rule.limits) {
+        // A limit named in another matched limit's `replaces` does not apply.
+        if (replaced !== undefined && limit.spec.name !== undefined && replaced.has(limit.spec.name)) continue;
+        const op: BucketOp = {
+          key: bucketKey(this.options.keyPrefix, slotTag, limit.keyPrefix, encoded), slotTag, limit: limit.spec, cost, shadow,
+        };
+        if (quota) op.quotaGroup = i;
+        ops.push(op);
+        opIndex.push(i);
+        opLimits.push(limit);
+      }
+      if (ops.length === first) statuses[i] = NO_LIMIT_STATUS;
     }
     let storeFailure: Decision['storeFailure'];
     let outcomes: BucketOutcome[] = [];
@@ -79,50 +100,48 @@ export class Limiter {
       outcomes = result.outcomes;
       storeFailure = result.fallback;
     }
+    // One status per limit, then per descriptor the most restrictive of its limits.
     let overallCode: Decision['overallCode'] = 'OK';
     let shadowOverLimit = false;
-    for (let k = 0; k < ops.length; k++) {
-      const op = ops[k]!;
-      const outcome = outcomes[k]!;
-      const rule = rules[opIndex[k]!]!;
-      const denied = !outcome.allowed;
-      const status: DescriptorStatus = {
-        code: denied && !op.shadow ? 'OVER_LIMIT' : 'OK',
-        limit: { requestsPerUnit: op.limit.requestsPerUnit, unit: op.limit.unit, name: op.limit.name, burst: op.limit.burst },
-        limitRemaining: outcome.remaining,
-        durationUntilResetMs: Math.ceil(outcome.resetUs / 1000),
-        retryAfterS: denied ? Math.max(1, Math.ceil(outcome.retryAfterUs / 1_000_000)) : 0,
-        shadowOverLimit: denied && op.shadow,
-        shadow: op.shadow,
-        rule: rule.id,
-      };
-      if (status.code === 'OVER_LIMIT') overallCode = 'OVER_LIMIT';
+    let quotaDescriptors = 0;
+    let quotaDescriptorsOver = 0;
+    for (let k = 0; k < ops.length;) {
+      const i = opIndex[k]!;
+      let end = k + 1;
+      while (end < ops.length && opIndex[end] === i) end++;
+      const rule = rules[i]!;
+      let status = limitStatus(ops[k]!, outcomes[k]!, opLimits[k]!, rule);
+      if (end - k > 1) {
+        const all: DescriptorStatus[] = [status];
+        for (let j = k + 1; j < end; j++) {
+          const next = limitStatus(ops[j]!, outcomes[j]!, opLimits[j]!, rule);
+          all.push(next);
+          if (moreRestrictive(next, status)) status = next;
+        }
+        status = { ...status, limitStatuses: all };
+      }
+      statuses[i] = status;
       if (status.shadowOverLimit) shadowOverLimit = true;
-      statuses[opIndex[k]!] = status;
+      if (status.quota === true) {
+        quotaDescriptors++;
+        if (status.code === 'OVER_LIMIT') quotaDescriptorsOver++;
+      } else if (status.code === 'OVER_LIMIT') {
+        overallCode = 'OVER_LIMIT';
+      }
+      k = end;
     }
+    // envoyproxy/ratelimit's quota_mode: over when every quota descriptor is.
+    if (quotaDescriptors > 0 && quotaDescriptors === quotaDescriptorsOver) overallCode = 'OVER_LIMIT';
     return { overallCode, statuses, storeFailure, shadowOverLimit };
   }
 
   private matchRules(domain: CompiledDomain, descriptors: readonly Descriptor[]): (CompiledRule | undefined)[] {
     const rules: (CompiledRule | undefined)[] = new Array(descriptors.length);
-    let replaced: Set<string> | undefined;
     for (let i = 0; i < descriptors.length; i++) {
       const descriptor = descriptors[i]!;
-      const rule = descriptor.limitOverride !== undefined
+      rules[i] = descriptor.limitOverride !== undefined
         ? this.overrideRule(domain, descriptor.limitOverride)
         : matchRule(domain.root, descriptor.entries);
-      rules[i] = rule;
-      if (rule !== undefined && rule.replaces.length > 0) {
-        replaced ??= new Set();
-        for (const name of rule.replaces) replaced.add(name);
-      }
-    }
-    if (replaced !== undefined) {
-      // A limit named in another matched limit's `replaces` does not apply.
-      for (let i = 0; i < rules.length; i++) {
-        const name = rules[i]?.limit?.name;
-        if (name !== undefined && replaced.has(name)) rules[i] = undefined;
-      }
     }
     return rules;
   }
@@ -134,16 +153,73 @@ export class Limiter {
     if (rule === undefined) {
       const limit = compileLimit({ requestsPerUnit: override.requestsPerUnit, unit: override.unit, algorithm: domain.algorithm });
       rule = Object.freeze({
-        id: 'limit_override',
-        limit,
-        keyPrefix: `${domain.name.length}:${domain.name}:${limit.fingerprint}`,
+        id: OVERRIDE_RULE_ID,
+        limits: Object.freeze([compileRuleLimit(domain.name, limit, OVERRIDE_RULE_ID)]),
+        unlimited: false,
+        quotaMode: false,
         shadow: false,
         detailedMetric: false,
         replaces: [],
+        sharedValues: undefined,
       });
       if (this.overrideRules.size >= MAX_CACHED_OVERRIDES) this.overrideRules.clear();
       this.overrideRules.set(cacheKey, rule);
     }
     return rule;
   }
+}
+
+const OVERRIDE_RULE_ID = 'limit_override';
+const SECOND_US = 1_000_000;
+
+/** Names every matched limit replaces (upstream: collected before any is dropped), or undefined. */
+function replacedNames(rules: readonly (CompiledRule | undefined)[]): Set<string> | undefined {
+  let replaced: Set<string> | undefined;
+  for (const rule of rules) {
+    if (rule === undefined || rule.replaces.length === 0) continue;
+    replaced ??= new Set();
+    for (const name of rule.replaces) replaced.add(name);
+  }
+  return replaced;
+}
+
+function sharedEntries(entries: readonly Entry[], shared: readonly (string | undefined)[]): Entry[] {
+  return entries.map((entry, i) => {
+    const value = shared[i];
+    return value === undefined ? entry : { key: entry.key, value };
+  });
+}
+
+/**
+ * The status of one limit. A denial whose cost can never fit (above the
+ * limit's capacity: burst, or requests_per_unit for windows; any cost when
+ * requests_per_unit is 0) is `unsatisfiable`: no wait helps, and its
+ * Retry-After is the limit's whole period rather than a wait that would
+ * promise a success (a full bucket would say 1 s).
+ */
+function limitStatus(op: BucketOp, outcome: BucketOutcome, limit: RuleLimit, rule: CompiledRule): DescriptorStatus {
+  const denied = !outcome.allowed;
+  const unsatisfiable = denied && op.cost > op.limit.burst;
+  const status: DescriptorStatus = {
+    code: denied && !op.shadow ? 'OVER_LIMIT' : 'OK',
+    limit: limit.reported,
+    limitRemaining: outcome.remaining,
+    durationUntilResetMs: Math.ceil(outcome.resetUs / 1000),
+    retryAfterS: !denied ? 0 : Math.max(1, Math.ceil((unsatisfiable ? op.limit.unitUs : outcome.retryAfterUs) / SECOND_US)),
+    shadowOverLimit: denied && op.shadow,
+    shadow: op.shadow,
+    rule: rule.id,
+    policy: limit.policy,
+  };
+  if (op.quotaGroup !== undefined) status.quota = true;
+  if (unsatisfiable) status.unsatisfiable = true;
+  return status;
+}
+
+/** Denied beats allowed; among denied the longer wait, among allowed the fewer tokens left; ties keep the first. */
+function moreRestrictive(candidate: DescriptorStatus, chosen: DescriptorStatus): boolean {
+  const candidateDenied = candidate.code === 'OVER_LIMIT' || candidate.shadowOverLimit;
+  const chosenDenied = chosen.code === 'OVER_LIMIT' || chosen.shadowOverLimit;
+  if (candidateDenied !== chosenDenied) return candidateDenied;
+  return candidateDenied ? candidate.retryAfterS > chosen.retryAfterS : candidate.limitRemaining < chosen.limitRemaining;
 }

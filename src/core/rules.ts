@@ -1,17 +1,52 @@
-import type { Entry, LimitSpec } from './types.js';
+import { headerPolicy } from './response-headers.js';
+import type { Entry, HeaderPolicy, LimitSpec, ReportedLimit } from './types.js';
+
+/** One limit of a rule, with everything the hot path needs built at load. */
+export interface RuleLimit {
+  spec: LimitSpec;
+  /** The key prefix of this limit's buckets: `<domain length>:<domain>:<fingerprint>`. */
+  keyPrefix: string;
+  /** The limit's `name`, else the rule path: its name in draft-10 headers. */
+  policyName: string;
+  policy: HeaderPolicy;
+  /** What statuses report about it. */
+  reported: ReportedLimit;
+}
 
 /** What a config node says about the descriptors that end on it. */
 export interface CompiledRule {
   /** Metric label and error-message path, from config only (e.g. "path_/rating.api_key"). */
   id: string;
-  /** undefined = `unlimited: true` (always OK, touches no store). */
-  limit: LimitSpec | undefined;
-  /** The key prefix of this rule's buckets: `<domain length>:<domain>:<fingerprint>`, built once at load. */
-  keyPrefix: string;
+  /** Every limit that applies (`rate_limit` then `rate_limits`, in config order); empty when unlimited. */
+  limits: readonly RuleLimit[];
+  /** `unlimited: true`: always OK, touches no store. */
+  unlimited: boolean;
+  /** envoyproxy/ratelimit's quota_mode: over only when every quota descriptor of the request is. */
+  quotaMode: boolean;
   shadow: boolean;
   detailedMetric: boolean;
-  /** Names of limits this one replaces when both match one request. */
+  /** Names of limits (of other descriptors) that this rule's limits replace when both match one request. */
   replaces: readonly string[];
+  /**
+   * share_threshold: per entry index, the wildcard value that stands for the
+   * request's value in bucket keys (one shared bucket); undefined when none.
+   */
+  sharedValues: readonly (string | undefined)[] | undefined;
+}
+
+/** Builds a rule's limit once: its key prefix, header policy and reported form. */
+export function compileRuleLimit(domain: string, spec: LimitSpec, policyName: string): RuleLimit {
+  const reported: ReportedLimit = {
+    requestsPerUnit: spec.requestsPerUnit, unit: spec.unit, name: spec.name, burst: spec.burst,
+  };
+  if (spec.unitMultiplier !== 1) reported.unitMultiplier = spec.unitMultiplier;
+  return Object.freeze({
+    spec,
+    keyPrefix: `${domain.length}:${domain}:${spec.fingerprint}`,
+    policyName,
+    policy: headerPolicy(policyName, spec),
+    reported: Object.freeze(reported),
+  });
 }
 
 /** A wildcard value: `*` matches any run of characters (envoyproxy/ratelimit). */

@@ -1,7 +1,7 @@
 // The vocabulary shared by every layer. Pure types: no node:*, no I/O.
 
 export type Unit = 'second' | 'minute' | 'hour' | 'day' | 'week' | 'month' | 'year';
-export type Algorithm = 'token_bucket' | 'fixed_window';
+export type Algorithm = 'token_bucket' | 'fixed_window' | 'sliding_window';
 
 /** One `key`/`value` pair of a descriptor, as Envoy sends it. */
 export interface Entry {
@@ -37,10 +37,18 @@ export interface DecisionRequest {
  * refilled by `refillPerTick` every `tickUs` micro-seconds, capped at
  * `capacityLevel` (= burst * levelPerToken). All of these stay below 2^53, so
  * JavaScript numbers and Redis Lua doubles compute them exactly (no drift).
+ *
+ * Windows (fixed_window, sliding_window) are `unitUs` long and aligned to the
+ * Unix epoch. A sliding window measures time into its window in whole ticks
+ * of `tickUs` (1 µs, 1 ms or 1 s: the finest that keeps its products below
+ * 2^53); `windowTicks` = unitUs / tickUs. See core/bucket.ts.
  */
 export interface LimitSpec {
   name: string | undefined;
   unit: Unit;
+  /** The period is `unitMultiplier` units ("100 per 5 minutes"); 1 unless configured. */
+  unitMultiplier: number;
+  /** Length of the period in µs: unit × unitMultiplier (the window of the window algorithms). */
   unitUs: number;
   requestsPerUnit: number;
   burst: number;
@@ -49,6 +57,8 @@ export interface LimitSpec {
   refillPerTick: number;
   levelPerToken: number;
   capacityLevel: number;
+  /** unitUs / tickUs, exact (every tick divides a whole second). */
+  windowTicks: number;
   /** Short, stable text naming the parameters; part of every store key. */
   fingerprint: string;
 }
@@ -64,6 +74,13 @@ export interface BucketOp {
   cost: number;
   /** A shadow op is evaluated and reported but never causes a denial. */
   shadow: boolean;
+  /**
+   * Set on the ops of a quota-mode descriptor (envoyproxy/ratelimit's
+   * `quota_mode`), one number per descriptor: such ops do not deny the batch
+   * on their own; it is denied by them only when every quota group has a
+   * denied op. Absent = an ordinary op. See core/bucket.ts `commitPlan`.
+   */
+  quotaGroup?: number;
 }
 
 export interface BucketOutcome {
@@ -79,10 +96,31 @@ export interface BucketOutcome {
 
 export type Code = 'OK' | 'OVER_LIMIT';
 
+/** A limit as statuses report it (built once per compiled limit). */
+export interface ReportedLimit {
+  requestsPerUnit: number;
+  unit: Unit;
+  /** The period is this many units; absent means 1. */
+  unitMultiplier?: number;
+  name: string | undefined;
+  burst: number;
+}
+
+/**
+ * A limit's IETF draft-10 policy, built once per compiled limit: its name as
+ * a Structured Field String and its `RateLimit-Policy` list member.
+ */
+export interface HeaderPolicy {
+  /** The policy name as an sf-string, quotes included: `"api_key"`. */
+  readonly item: string;
+  /** The `RateLimit-Policy` member: `"api_key";q=20;w=2`. */
+  readonly policy: string;
+}
+
 export interface DescriptorStatus {
   code: Code;
   /** null when no limit matched (or unknown domain). */
-  limit: { requestsPerUnit: number; unit: Unit; name: string | undefined; burst: number } | null;
+  limit: ReportedLimit | null;
   /** For unlimited descriptors: 4294967295, as envoyproxy/ratelimit. */
   limitRemaining: number;
   durationUntilResetMs: number;
@@ -94,6 +132,23 @@ export interface DescriptorStatus {
   shadow: boolean;
   /** Metric label of the matched rule (from config, never from request values). */
   rule: string | undefined;
+  /** The reported limit's draft-10 policy (absent when no limit matched). */
+  policy?: HeaderPolicy | undefined;
+  /** A quota-mode descriptor: OVER_LIMIT here makes the request over only if every quota descriptor is. */
+  quota?: boolean;
+  /**
+   * Denied (in shadow mode: would be) because the cost can never fit (it is
+   * above the limit's burst, or requests_per_unit is 0): no wait helps.
+   * `retryAfterS` is then the limit's whole period.
+   */
+  unsatisfiable?: boolean;
+  /**
+   * A descriptor with several limits (`rate_limits`): the status of each, in
+   * config order. The descriptor's own fields are those of the most
+   * restrictive one (the denied one with the longest wait, else the one with
+   * the fewest tokens left). Absent for a single limit.
+   */
+  limitStatuses?: readonly DescriptorStatus[];
 }
 
 export interface Decision {

@@ -1,4 +1,4 @@
-import { evaluateBatch, type BatchEvaluation, type BucketState } from '../core/bucket.js';
+import { evaluateBatch, takes, type BatchEvaluation, type BucketState } from '../core/bucket.js';
 import type { Store, StoreDecision, StoreHealth } from '../core/store.js';
 import type { BucketOp, BucketOutcome } from '../core/types.js';
 import { monotonicClockUs, type ClockUs } from './clock.js';
@@ -68,7 +68,7 @@ export class MemoryStore implements Store {
       for (let i = 0; i < ops.length; i++) {
         const op = ops[i]!;
         const evaluation = batch.evaluations[i]!;
-        if (evaluation.outcome.allowed && op.cost > 0) this.observe(op.key, evaluation.next, evaluation.ttlUs, now);
+        if (op.cost > 0 && takes(batch.plan, batch.evaluations, i)) this.observe(op.key, evaluation.next, evaluation.ttlUs, now);
       }
     }
     return batch;
@@ -86,7 +86,9 @@ export class MemoryStore implements Store {
   observe(key: string, state: BucketState | null, ttlUs: number, nowUs = this.clock()): void {
     this.buckets.delete(key); // re-insert: Map order is our LRU order
     if (state === null || ttlUs <= 0 || this.maxKeys <= 0) return;
-    this.buckets.set(key, { level: state.level, tsUs: state.tsUs, expiresAtUs: nowUs + ttlUs });
+    const entry: Entry = { level: state.level, tsUs: state.tsUs, expiresAtUs: nowUs + ttlUs };
+    if (state.prevLevel !== undefined) entry.prevLevel = state.prevLevel;
+    this.buckets.set(key, entry);
     if (this.buckets.size > this.maxKeys) {
       const oldest = this.buckets.keys().next();
       if (oldest.done !== true) this.buckets.delete(oldest.value);

@@ -85,6 +85,11 @@ export class Metrics {
     help: 'Redis call deadlines extended because this process\'s event loop lagged (not counted against Redis).',
     registers: [this.registry],
   });
+  readonly redisTimeouts = new Counter({
+    name: 'ratelimit_redis_timeouts_total',
+    help: 'Script calls Redis did not answer within --redis-timeout-ms (counted from the write, event-loop lag excluded).',
+    registers: [this.registry],
+  });
   readonly redisLateReplies = new Counter({
     name: 'ratelimit_redis_late_replies_total',
     help: 'Replies that arrived after their call\'s deadline; they still update the local state.',
@@ -133,7 +138,7 @@ export class Metrics {
     this.tlsReloads.inc({ result: 'success' }, 0);
     this.tlsReloads.inc({ result: 'failure' }, 0);
     this.storeErrors.inc(0);
-    for (const counter of [this.redisDeadlineExtensions, this.redisLateReplies, this.fallbackOverAdmitted, this.localDenials]) counter.inc(0);
+    for (const counter of [this.redisDeadlineExtensions, this.redisTimeouts, this.redisLateReplies, this.fallbackOverAdmitted, this.localDenials]) counter.inc(0);
   }
 
   /** Makes ratelimit_store_fallback_active follow `active` (read at each scrape). */

@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -47,6 +47,33 @@ t.test('check-config: exit 0 on a good config, 2 with the reason on a bad one', 
   t.match(several.stdout, /openclaw\.yaml: OK/);
   t.match(several.stderr, /bad\.yaml: descriptors\[0\]\.rate_limit\.unit/);
   t.equal(run(['check-config', '--config', example]).code, 2, 'an option is a usage error, not a path');
+});
+
+t.test('check-config reports every problem of every file', async (t) => {
+  const rules = join(dir, 'many');
+  mkdirSync(rules);
+  writeFileSync(join(rules, 'a.yaml'), 'domain: a\ndescriptors:\n  - key: k\n    rate_limit: { unit: fortnight, requests_per_unit: -1 }\n');
+  writeFileSync(join(rules, 'b.yaml'), 'domain: b\ndescriptors:\n  - key: k\n    ratelimit: { unit: second, requests_per_unit: 1 }\n');
+  const result = run(['check-config', rules]);
+  t.equal(result.code, 2);
+  t.same(result.stderr.trim().split('\n'), [
+    `${join(rules, 'a.yaml')}: descriptors[0].rate_limit.unit: unknown unit "fortnight" (expected second, minute, hour, day, week, month or year)`,
+    `${join(rules, 'a.yaml')}: descriptors[0].rate_limit.requests_per_unit: expected a whole number of requests, 0 or more, got -1`,
+    `${join(rules, 'b.yaml')}: descriptors[0].ratelimit: unknown key (did you mean "rate_limit"?)`,
+  ]);
+});
+
+t.test('check-config --merge-domains and --store redis check as serve would load', async (t) => {
+  const rules = join(dir, 'merged');
+  mkdirSync(rules);
+  writeFileSync(join(rules, 'a.yaml'), limitYaml(5));
+  writeFileSync(join(rules, 'b.yaml'), 'domain: app\ndescriptors:\n  - key: user\n    rate_limit: { unit: minute, requests_per_unit: 5, algorithm: sliding_window }\n');
+  t.match(run(['check-config', rules]).stderr, /b\.yaml: domain: duplicate domain "app"/);
+  t.match(run(['check-config', '--merge-domains', rules]), { code: 0, stdout: /OK \(1 domain: app\)/ });
+  t.match(run(['check-config', rules], { RL_MERGE_DOMAINS: 'true' }), { code: 0 }, 'RL_MERGE_DOMAINS as for serve');
+  t.match(run(['check-config', '--merge-domains', '--store', 'redis', rules]), { code: 0, stdout: /OK \(1 domain: app\)/ },
+    'the Redis store decides sliding windows too');
+  t.equal(run(['check-config', '--store', 'disk', rules]).code, 2, 'an unknown store is a usage error');
 });
 
 t.test('usage errors exit 2 and say why', async (t) => {

@@ -1,5 +1,6 @@
 // Each file in fixtures/bad is named for how it fails; the message is the
-// contract operators read at start-up and from `check-config`.
+// contract operators read at start-up and from `check-config`: one line per
+// problem, every problem of the file (a list where a fixture has several).
 import t from 'tap';
 import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
@@ -8,10 +9,14 @@ import { ConfigError } from '../../src/errors.js';
 
 const BAD = join(import.meta.dirname, 'fixtures', 'bad');
 
-const EXPECTED: Record<string, string> = {
+const EXPECTED: Record<string, string | string[]> = {
   'burst-with-fixed-window.yaml': 'descriptors[0].rate_limit.burst: applies only to token_bucket limits (this limit uses fixed_window)',
   'burst-with-zero-rate.yaml': 'descriptors[0].rate_limit.burst: must be 0 or absent when requests_per_unit is 0 (such a limit denies every request)',
-  'descriptor-not-a-mapping.yaml': 'descriptors[0]: expected a mapping, got "api_key"',
+  'burst-with-sliding-window.yaml': 'descriptors[0].rate_limits[1].burst: applies only to token_bucket limits (this limit uses sliding_window)',
+  'descriptor-not-a-mapping.yaml': [
+    'descriptors[0]: expected a mapping, got "api_key"',
+    'descriptors[1]: expected a mapping, got "remote_address"',
+  ],
   'duplicate-key-only.yaml': 'descriptors[2]: duplicate descriptor: key "api_key" without a value is already defined at index 0',
   'duplicate-key-value.yaml': 'descriptors[0].descriptors[2]: duplicate descriptor: key "method" with value "GET" is already defined at index 0',
   'duplicate-yaml-key.yaml': 'invalid YAML at line 6, column 7: Map keys must be unique',
@@ -30,20 +35,44 @@ const EXPECTED: Record<string, string> = {
   'missing-requests-per-unit.yaml': 'descriptors[0].rate_limit.requests_per_unit: is required',
   'missing-unit.yaml': 'descriptors[0].rate_limit.unit: is required (or set unlimited: true)',
   'misspelled-action-key.yaml': 'http.descriptors[0][0].query_parameters.query_param_name: unknown key (did you mean "query_parameter_name"?)',
+  'misspelled-key-in-rate-limits.yaml': 'descriptors[0].rate_limits[0].unti: unknown key (did you mean "unit"?)',
   'misspelled-key.yaml': 'descriptors[0].ratelimit: unknown key (did you mean "rate_limit"?)',
   'misspelled-rate-limit-key.yaml': 'descriptors[0].rate_limit.requestsPerUnit: unknown key (did you mean "requests_per_unit"?)',
+  'multiple-documents.yaml': 'holds 2 YAML documents (a "---" line starts another one, at line 5); write one domain per file',
   'negative-requests-per-unit.yaml': 'descriptors[0].rate_limit.requests_per_unit: expected a whole number of requests, 0 or more, got -1',
   'not-a-mapping.yaml': 'expected a mapping with domain and descriptors, got a list',
   'quoted-requests-per-unit.yaml': 'descriptors[0].rate_limit.requests_per_unit: expected a whole number of requests, 0 or more, got "10"',
+  'rate-limits-duplicate.yaml': 'descriptors[0].rate_limits[1]: duplicate limit: the same numbers as rate_limit (the two would share one bucket)',
+  'rate-limits-empty.yaml': 'descriptors[0].rate_limits: must list at least one limit (or be left out)',
+  'rate-limits-next-to-unlimited.yaml': 'descriptors[0].rate_limits: must not be set next to rate_limit: { unlimited: true } (an unlimited descriptor has no limits)',
+  'rate-limits-unlimited.yaml': 'descriptors[0].rate_limits[1].unlimited: not allowed in rate_limits (write rate_limit: { unlimited: true } alone)',
   'remote-address-with-keys.yaml': 'http.descriptors[0][0].remote_address.header: unknown key (this mapping takes no keys: write {})',
   'replaces-empty-name.yaml': 'descriptors[0].rate_limit.replaces[0].name: must not be empty',
+  'replaces-own-descriptor.yaml': 'descriptors[0].rate_limits[1].replaces[0].name: "burst" is a limit of this same descriptor (replaces drops limits of other descriptors)',
   'replaces-self.yaml': 'descriptors[0].rate_limit.replaces[0].name: a limit cannot replace itself ("per-key" is this limit\'s own name)',
-  'share-threshold.yaml': 'descriptors[0].share_threshold: true is not supported yet (all values matching the wildcard would need one shared bucket; giving each its own bucket instead would admit more than configured)',
-  'sliding-window-not-supported.yaml': 'algorithm: "sliding_window" is not supported yet (expected token_bucket or fixed_window)',
+  'several-compile-problems.yaml': [
+    'descriptors[0].rate_limit.burst: applies only to token_bucket limits (this limit uses fixed_window)',
+    'descriptors[1].rate_limits[1]: duplicate limit: the same numbers as rate_limits[0] (the two would share one bucket)',
+    'descriptors[2].rate_limit: cannot be computed exactly in integers: burst 9007199254740991 is too large for a year unit (lower burst or requests_per_unit, or use a shorter unit)',
+  ],
+  'several-problems.yaml': [
+    'descriptors[1].ratelimit: unknown key (did you mean "rate_limit"?)',
+    'descriptors[0].rate_limit.unit: unknown unit "fortnight" (expected second, minute, hour, day, week, month or year)',
+    'descriptors[0].rate_limit.requests_per_unit: expected a whole number of requests, 0 or more, got -1',
+    'descriptors[2].rate_limits[0].requests_per_unit: expected a whole number of requests, 0 or more, got 2.5',
+    'descriptors[2].rate_limits[1].unit_multiplier: expected a whole number, 1 or more, got 0',
+    'http.descriptors[0][0].request_headers.descriptor_key: is required',
+  ],
+  'share-threshold-without-wildcard.yaml': 'descriptors[0].share_threshold: needs a wildcard value (one containing *): it makes every value matching the wildcard share one bucket',
+  'sliding-window-too-large.yaml': 'descriptors[0].rate_limit: cannot be computed exactly in integers: requests_per_unit 100000000000 is too large for a sliding window of 10y (lower requests_per_unit, or use a shorter period)',
   'two-action-types.yaml': 'http.descriptors[0][0]: an action has exactly one type, found remote_address and generic_key (make them separate actions in the list)',
+  'unit-multiplier-fractional.yaml': 'descriptors[0].rate_limit.unit_multiplier: expected a whole number, 1 or more, got 2.5',
+  'unit-multiplier-too-long.yaml': 'descriptors[0].rate_limit.unit_multiplier: makes a period of 51 years; at most 50 years is supported',
+  'unit-multiplier-with-unlimited.yaml': 'descriptors[0].rate_limit.unit_multiplier: must not be set when unlimited is true',
+  'unit-multiplier-zero.yaml': 'descriptors[0].rate_limit.unit_multiplier: expected a whole number, 1 or more, got 0',
   'unit-outside-rate-limit.yaml': 'descriptors[0].unit: not allowed here (it belongs inside rate_limit)',
   'unknown-action.yaml': 'http.descriptors[1][0].header_value_match: unknown action (supported: request_headers, remote_address, masked_remote_address, generic_key, query_parameters)',
-  'unknown-algorithm.yaml': 'descriptors[0].rate_limit.algorithm: unknown algorithm "leaky_bucket" (expected token_bucket or fixed_window)',
+  'unknown-algorithm.yaml': 'descriptors[0].rate_limit.algorithm: unknown algorithm "leaky_bucket" (expected token_bucket, fixed_window or sliding_window)',
   'unknown-unit.yaml': 'descriptors[2].rate_limit.unit: unknown unit "fortnight" (expected second, minute, hour, day, week, month or year)',
   'unlimited-with-unit.yaml': 'descriptors[0].rate_limit.unit: must not be set when unlimited is true',
   'unrepresentable-limit.yaml': 'descriptors[0].rate_limit: cannot be computed exactly in integers: burst 9007199254740991 is too large for a year unit (lower burst or requests_per_unit, or use a shorter unit)',
@@ -54,15 +83,18 @@ t.test('every bad fixture has an expected message', async (t) => {
   t.same(readdirSync(BAD).sort(), Object.keys(EXPECTED).sort());
 });
 
-for (const [name, problem] of Object.entries(EXPECTED)) {
+for (const [name, expected] of Object.entries(EXPECTED)) {
   t.test(`${name} is rejected`, async (t) => {
     const file = join(BAD, name);
+    const problems = typeof expected === 'string' ? [expected] : expected;
     const error = t.throws(() => loadConfig(file)) as unknown;
     t.ok(error instanceof ConfigError, 'throws ConfigError');
     if (!(error instanceof ConfigError)) return;
-    t.equal(error.message, `${file}: ${problem}`);
+    t.equal(error.message, problems.map((problem) => `${file}: ${problem}`).join('\n'));
     t.equal(error.code, 'RL_ERR_CONFIG');
     t.equal(error.file, file);
+    t.equal(error.problems.length, problems.length, 'one problem per line');
+    t.ok(error.problems.every((problem) => problem.file === file), 'each problem names the file');
   });
 }
 

@@ -45,34 +45,43 @@ t.test('the SPEC example compiles into the expected rule tree', async (t) => {
   t.same(root.wildcards, []);
 
   const perKey = ruleOf(child(root, 'api_key'));
+  const perKeyLimit = compileLimit({ requestsPerUnit: 10, unit: 'second', burst: 20, algorithm: 'token_bucket' });
   t.same(perKey, {
     id: 'api_key',
-    limit: compileLimit({ requestsPerUnit: 10, unit: 'second', burst: 20, algorithm: 'token_bucket' }),
-    keyPrefix: '8:openclaw:tb10sb20',
+    limits: [{
+      spec: perKeyLimit,
+      keyPrefix: '8:openclaw:tb10sb20',
+      policyName: 'api_key',
+      policy: { item: '"api_key"', policy: '"api_key";q=20;w=2' },
+      reported: { requestsPerUnit: 10, unit: 'second', name: undefined, burst: 20 },
+    }],
+    unlimited: false,
+    quotaMode: false,
     shadow: false,
     detailedMetric: false,
     replaces: [],
+    sharedValues: undefined,
   });
   const vip = ruleOf(child(root, 'api_key', 'vip-key'));
   t.equal(vip.id, 'api_key_vip-key');
-  t.equal(vip.limit?.requestsPerUnit, 1000);
-  t.equal(vip.limit?.burst, 1000, 'burst defaults to requests_per_unit');
-  t.equal(vip.keyPrefix, '8:openclaw:tb1000sb1000');
+  t.equal(vip.limits[0]?.spec.requestsPerUnit, 1000);
+  t.equal(vip.limits[0]?.spec.burst, 1000, 'burst defaults to requests_per_unit');
+  t.equal(vip.limits[0]?.keyPrefix, '8:openclaw:tb1000sb1000');
 
   const perAddress = ruleOf(child(root, 'remote_address'));
-  t.equal(perAddress.limit?.unit, 'minute');
-  t.equal(perAddress.limit?.requestsPerUnit, 600);
+  t.equal(perAddress.limits[0]?.spec.unit, 'minute');
+  t.equal(perAddress.limits[0]?.spec.requestsPerUnit, 600);
 
   const rating = child(root, 'path', '/rating');
   t.equal(rating.rule, undefined, 'a node without rate_limit has no rule');
   const ratingPerKey = ruleOf(child(rating, 'api_key'));
   t.equal(ratingPerKey.id, 'path_/rating.api_key');
   t.equal(ratingPerKey.shadow, true);
-  t.equal(ratingPerKey.limit?.requestsPerUnit, 5);
+  t.equal(ratingPerKey.limits[0]?.spec.requestsPerUnit, 5);
 
   const health = ruleOf(child(root, 'health'));
-  t.equal(health.limit, undefined, 'unlimited has no limit');
-  t.equal(health.keyPrefix, '8:openclaw:unlimited');
+  t.equal(health.limits[0], undefined, 'unlimited has no limit');
+  t.equal(health.unlimited, true);
 
   t.same(domain.httpDescriptors, [
     [{ type: 'request_headers', headerName: 'x-api-key', descriptorKey: 'api_key', skipIfAbsent: false }],
@@ -106,41 +115,54 @@ t.test('every accepted field compiles as documented', async (t) => {
 
   const status = ruleOf(child(root, 'status', '200'));
   t.equal(status.id, 'status_200', 'a numeric value is matched as its text');
-  t.equal(status.limit?.unit, 'minute', 'units are case-insensitive');
-  t.equal(status.limit?.algorithm, 'fixed_window', 'the domain default applies');
-  t.equal(status.keyPrefix, '5:store:fw60m');
+  t.equal(status.limits[0]?.spec.unit, 'minute', 'units are case-insensitive');
+  t.equal(status.limits[0]?.spec.algorithm, 'fixed_window', 'the domain default applies');
+  t.equal(status.limits[0]?.keyPrefix, '5:store:fw60m');
 
   const version = ruleOf(child(root, 'version', '1.50'));
-  t.equal(version.limit?.name, 'version-limit', 'merge keys fill in the anchored fields');
-  t.equal(version.limit?.requestsPerUnit, 60);
+  t.equal(version.limits[0]?.spec.name, 'version-limit', 'merge keys fill in the anchored fields');
+  t.equal(version.limits[0]?.spec.requestsPerUnit, 60);
 
   const apiKey = ruleOf(child(root, 'api_key'));
-  t.equal(apiKey.limit?.algorithm, 'token_bucket', 'a limit overrides the domain algorithm');
-  t.equal(apiKey.limit?.burst, 25);
+  t.equal(apiKey.limits[0]?.spec.algorithm, 'token_bucket', 'a limit overrides the domain algorithm');
+  t.equal(apiKey.limits[0]?.spec.burst, 25);
   t.same(apiKey.replaces, ['version-limit']);
 
-  t.equal(ruleOf(child(root, 'blocked')).limit?.requestsPerUnit, 0, 'requests_per_unit 0 is valid');
-  t.equal(ruleOf(child(root, 'internal')).limit, undefined);
+  t.equal(ruleOf(child(root, 'blocked')).limits[0]?.spec.requestsPerUnit, 0, 'requests_per_unit 0 is valid');
+  t.equal(ruleOf(child(root, 'internal')).limits[0], undefined);
 
-  t.same(root.wildcards.map((w) => [w.key, w.parts]), [['path', ['/files/', '']], ['path', ['', '.png']]],
+  t.same(root.wildcards.map((w) => [w.key, w.parts]), [['path', ['/files/', '']], ['path', ['', '.png']], ['user_agent', ['bot-', '']]],
     'wildcards are split on * and kept in config order');
   t.equal(root.wildcards[0]?.node.rule?.detailedMetric, true);
   t.equal(root.wildcards[0]?.node.rule?.id, 'path_/files/*');
-  t.equal(ruleOf(child(root, 'path')).limit?.requestsPerUnit, 3000, 'an empty value means key only');
+  t.equal(ruleOf(child(root, 'path')).limits[0]?.spec.requestsPerUnit, 3000, 'an empty value means key only');
+
+  const bots = root.wildcards.find((w) => w.key === 'user_agent')!.node.rule!;
+  t.same(bots.sharedValues, ['bot-*'], 'share_threshold: the wildcard stands for the value in bucket keys');
+  t.equal(bots.limits[0]?.spec.algorithm, 'sliding_window');
+  t.equal(bots.limits[0]?.spec.unitMultiplier, 5);
+  t.equal(bots.limits[0]?.keyPrefix, '5:store:sw100/5m', 'the multiplier is part of the fingerprint');
+  t.same(bots.limits[0]?.reported, { requestsPerUnit: 100, unit: 'minute', unitMultiplier: 5, name: undefined, burst: 100 });
+  t.equal(bots.limits[0]?.policy.policy, '"user_agent_bot-*";q=100;w=300', 'policy name: the rule path when the limit has no name');
+  t.equal(ruleOf(child(root, 'api_key')).quotaMode, true);
+  t.equal(ruleOf(child(root, 'api_key')).sharedValues, undefined);
+  const client = ruleOf(child(root, 'client'));
+  t.same(client.limits.map((limit) => [limit.policyName, limit.keyPrefix]),
+    [['client-burst', '5:store:tb20sb40'], ['client-daily', '5:store:fw10000d']], 'rate_limit first, then rate_limits, each its own bucket');
 
   t.equal(child(root, 'placeholder').rule, undefined, 'an empty descriptors: is no nodes');
   t.equal(child(root, 'placeholder').keyOnly.size, 0);
 
   const tenant = child(root, 'tenant', 'acme');
-  t.equal(ruleOf(tenant).limit?.unit, 'week', 'a node has a rule and children at once');
+  t.equal(ruleOf(tenant).limits[0]?.spec.unit, 'week', 'a node has a rule and children at once');
   const user = child(tenant, 'user');
-  t.equal(ruleOf(user).limit?.unit, 'month');
+  t.equal(ruleOf(user).limits[0]?.spec.unit, 'month');
   t.equal(ruleOf(user).id, 'tenant_acme.user');
   const deleteAction = ruleOf(child(user, 'action', 'delete'));
   t.equal(deleteAction.id, 'tenant_acme.user.action_delete');
   t.equal(deleteAction.shadow, true);
-  t.equal(deleteAction.limit?.burst, 1, 'a burst below the rate is allowed (smoothing)');
-  t.equal(deleteAction.limit?.unit, 'year');
+  t.equal(deleteAction.limits[0]?.spec.burst, 1, 'a burst below the rate is allowed (smoothing)');
+  t.equal(deleteAction.limits[0]?.spec.unit, 'year');
 
   t.same(domain.httpDescriptors, [
     [
@@ -208,11 +230,9 @@ t.test('the same domain in two files is an error naming both', async (t) => {
   const dir = tempDir(t);
   writeFileSync(join(dir, 'a.yaml'), MINIMAL);
   writeFileSync(join(dir, 'b.yaml'), MINIMAL);
-  t.throws(() => loadConfig(dir), new ConfigError(join(dir, 'b.yaml'), 'domain',
-    `duplicate domain "shop" (already defined in ${join(dir, 'a.yaml')})`));
-  t.throws(() => loadConfig(dir), {
-    message: `${join(dir, 'b.yaml')}: domain: duplicate domain "shop" (already defined in ${join(dir, 'a.yaml')})`,
-  });
+  const problem = `duplicate domain "shop" (already defined in ${join(dir, 'a.yaml')}; --merge-domains joins such files)`;
+  t.throws(() => loadConfig(dir), new ConfigError(join(dir, 'b.yaml'), 'domain', problem));
+  t.throws(() => loadConfig(dir), { message: `${join(dir, 'b.yaml')}: domain: ${problem}` });
 });
 
 t.test('an error in one file of a directory names that file', async (t) => {
@@ -222,6 +242,67 @@ t.test('an error in one file of a directory names that file', async (t) => {
   t.throws(() => loadConfig(dir), {
     message: `${join(dir, 'b.yaml')}: descriptors[0].rate_limit.unit: unknown unit "sec" (expected second, minute, hour, day, week, month or year)`,
   });
+});
+
+t.test('every problem of every file is reported, each naming its file', async (t) => {
+  const dir = tempDir(t);
+  writeFileSync(join(dir, 'a.yaml'), 'domain: a\ndescriptors:\n  - key: k\n    rate_limit: { unit: sec, requests_per_unit: -1 }\n');
+  writeFileSync(join(dir, 'b.yaml'), 'domain: b\nalgorithm: fixed_window\ndescriptors:\n  - key: k\n    rate_limit: { unit: second, requests_per_unit: 1, burst: 2 }\n');
+  writeFileSync(join(dir, 'c.yaml'), MINIMAL);
+  writeFileSync(join(dir, 'd.yaml'), MINIMAL);
+  const error = t.throws(() => loadConfig(dir)) as ConfigError;
+  t.same(error.problems, [
+    { file: join(dir, 'a.yaml'), path: 'descriptors[0].rate_limit.unit', problem: 'unknown unit "sec" (expected second, minute, hour, day, week, month or year)' },
+    { file: join(dir, 'a.yaml'), path: 'descriptors[0].rate_limit.requests_per_unit', problem: 'expected a whole number of requests, 0 or more, got -1' },
+    { file: join(dir, 'd.yaml'), path: 'domain', problem: `duplicate domain "shop" (already defined in ${join(dir, 'c.yaml')}; --merge-domains joins such files)` },
+    { file: join(dir, 'b.yaml'), path: 'descriptors[0].rate_limit.burst', problem: 'applies only to token_bucket limits (this limit uses fixed_window)' },
+  ]);
+  t.equal(error.message.split('\n').length, 4, 'one line per problem');
+  t.equal(error.file, join(dir, 'a.yaml'));
+});
+
+t.test('--merge-domains: files of one domain are joined; a descriptor defined twice is still an error', async (t) => {
+  const dir = tempDir(t);
+  writeFileSync(join(dir, 'a.yaml'), `${MINIMAL}http:\n  descriptors:\n    - [ { remote_address: {} } ]\n`);
+  writeFileSync(join(dir, 'b.yaml'), [
+    'domain: shop', 'algorithm: fixed_window', 'descriptors:',
+    '  - key: remote_address', '    rate_limit: { unit: minute, requests_per_unit: 60 }',
+    '  - key: path', '    value: /x*', '    rate_limit: { unit: minute, requests_per_unit: 6 }',
+    'http:', '  descriptors:', '    - [ { generic_key: { descriptor_value: all } } ]', '',
+  ].join('\n'));
+  const domain = loadConfig(dir, { mergeDomains: true }).domains.get('shop')!;
+  t.equal(domain.source, `${join(dir, 'a.yaml')}, ${join(dir, 'b.yaml')}`);
+  t.same([...domain.root.keyOnly.keys()], ['api_key', 'remote_address']);
+  t.equal(ruleOf(child(domain.root, 'api_key')).limits[0]?.spec.algorithm, 'token_bucket', 'each file\'s algorithm is its own default');
+  t.equal(ruleOf(child(domain.root, 'remote_address')).limits[0]?.spec.algorithm, 'fixed_window');
+  t.equal(domain.root.wildcards.length, 1);
+  t.same(domain.httpDescriptors.map((actions) => actions[0]?.type), ['remote_address', 'generic_key'], 'http descriptors in file order');
+  t.match(domain.document, { domain: 'shop', merged_from: [{ file: join(dir, 'a.yaml') }, { file: join(dir, 'b.yaml') }] });
+  writeFileSync(join(dir, 'c.yaml'), MINIMAL);
+  t.throws(() => loadConfig(dir, { mergeDomains: true }), {
+    message: `${join(dir, 'c.yaml')}: descriptors[0]: duplicate descriptor: key "api_key" without a value is already defined in ${join(dir, 'a.yaml')} at descriptors[0]`,
+  });
+  t.throws(() => loadConfig(dir), { message: /duplicate domain "shop"/ }, 'without the option a duplicate domain stays an error');
+});
+
+t.test('a limit the store cannot decide is a problem of its file, not a silent misbehaviour', async (t) => {
+  const dir = tempDir(t);
+  writeFileSync(join(dir, 'a.yaml'), [
+    'domain: shop', 'descriptors:',
+    '  - key: api_key', '    rate_limit: { unit: minute, requests_per_unit: 6, algorithm: sliding_window }',
+    '  - key: user', '    rate_limit: { unit: minute, requests_per_unit: 6 }', '',
+  ].join('\n'));
+  writeFileSync(join(dir, 'b.yaml'), 'domain: other\nalgorithm: sliding_window\ndescriptors:\n  - key: k\n    rate_limit: { unit: hour, requests_per_unit: 1 }\n  - key: j\n    rate_limit: { unit: hour, requests_per_unit: 1, algorithm: token_bucket }\n');
+  writeFileSync(join(dir, 'c.yaml'), 'domain: overrides-only\nalgorithm: sliding_window\n');
+  const store = { name: 'the Redis store', algorithms: ['token_bucket', 'fixed_window'] as const };
+  const error = t.throws(() => loadConfig(dir, { store })) as ConfigError;
+  const why = 'sliding_window is not supported by the Redis store yet (it supports token_bucket, fixed_window); use the memory store or another algorithm';
+  t.same(error.problems, [
+    { file: join(dir, 'a.yaml'), path: 'descriptors[0].rate_limit.algorithm', problem: why },
+    { file: join(dir, 'b.yaml'), path: 'algorithm', problem: why },
+    { file: join(dir, 'c.yaml'), path: 'algorithm', problem: why },
+  ]);
+  t.same([...loadConfig(dir).domains.keys()], ['shop', 'other', 'overrides-only'], 'the memory store decides them all');
 });
 
 t.test('a directory without config files is an error', async (t) => {

@@ -29,7 +29,7 @@ async function settle(ms: number): Promise<void> {
 }
 
 function rateOf(current: CompiledConfig, domain = 'shop'): number | undefined {
-  return current.domains.get(domain)?.root.keyOnly.get('api_key')?.rule?.limit?.requestsPerUnit;
+  return current.domains.get(domain)?.root.keyOnly.get('api_key')?.rule?.limits[0]?.spec.requestsPerUnit;
 }
 
 interface Harness {
@@ -226,4 +226,18 @@ t.test('a watcher never keeps the process alive', async (t) => {
   const child = spawnSync(process.execPath, ['--import', 'tsx', '-e', script], { timeout: 20_000, encoding: 'utf8' });
   t.equal(child.error, undefined, 'exited by itself (no timeout)');
   t.equal(child.status, 0, child.stderr);
+});
+
+t.test('a reload the store cannot decide (sliding_window on Redis) keeps the old config; --merge-domains applies on reload', async (t) => {
+  const store = { name: 'the Redis store', algorithms: ['token_bucket', 'fixed_window'] as const };
+  const h = harness(t, { ...FAST, fsWatch: false, load: { store, mergeDomains: true } }, 'dir');
+  writeFileSync(join(h.dir, 'more.yaml'), 'domain: shop\ndescriptors:\n  - key: user\n    rate_limit: { unit: minute, requests_per_unit: 3 }\n');
+  t.equal(h.watcher.reload('signal'), true, 'a second file of the same domain is merged');
+  t.same([...h.watcher.current().domains.get('shop')!.root.keyOnly.keys()], ['user', 'api_key']);
+  const inForce = h.watcher.current();
+  writeFileSync(join(h.dir, 'more.yaml'), 'domain: shop\ndescriptors:\n  - key: user\n    rate_limit: { unit: minute, requests_per_unit: 3, algorithm: sliding_window }\n');
+  t.equal(h.watcher.reload('signal'), false);
+  t.equal(h.watcher.current(), inForce, 'the old config stays in force');
+  t.equal((h.errors[0]?.error as Error).message,
+    `${join(h.dir, 'more.yaml')}: descriptors[0].rate_limit.algorithm: sliding_window is not supported by the Redis store yet (it supports token_bucket, fixed_window); use the memory store or another algorithm`);
 });

@@ -11,6 +11,7 @@ import { bucketKey, encodeEntries, slotTagFor } from '../../src/core/keys.js';
 import { compileLimit } from '../../src/core/limit.js';
 import type { Algorithm, BucketOp, BucketOutcome, Entry, LimitSpec, Unit } from '../../src/core/types.js';
 import type { Store } from '../../src/core/store.js';
+import { STORE_CAPABILITIES } from '../../src/store/capabilities.js';
 
 const SECOND_US = 1_000_000;
 /** Slack for time-dependent values: scheduling on a shared 2-core machine. */
@@ -21,6 +22,7 @@ const sha1 = (text: string): string => createHash('sha1').update(text).digest('h
 export interface LimitInput {
   requestsPerUnit: number;
   unit: Unit;
+  unitMultiplier?: number;
   burst?: number;
   algorithm?: Algorithm;
 }
@@ -41,11 +43,13 @@ export class OpFactory {
   }
 
   /** `entries` as [key, value] pairs; the last one picks the slot. */
-  op(entries: [string, string][], input: LimitInput, cost = 1, shadow = false): BucketOp {
+  op(entries: [string, string][], input: LimitInput, cost = 1, shadow = false, quotaGroup?: number): BucketOp {
     const list: Entry[] = entries.map(([key, value]) => ({ key, value }));
     const limit = this.limit(input);
     const tag = slotTagFor(list);
-    return { key: bucketKey(this.prefix, tag, `contract_${limit.fingerprint}`, encodeEntries(list, sha1)), slotTag: tag, limit, cost, shadow };
+    const op: BucketOp = { key: bucketKey(this.prefix, tag, `contract_${limit.fingerprint}`, encodeEntries(list, sha1)), slotTag: tag, limit, cost, shadow };
+    if (quotaGroup !== undefined) op.quotaGroup = quotaGroup;
+    return op;
   }
 }
 
@@ -69,6 +73,12 @@ const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout
 export interface ContractOptions {
   /** A label for key prefixes. */
   label: string;
+  /**
+   * False for a Redis Cluster: its masters judge the quota groups they hold,
+   * so groups spread over masters are decided conservatively (tested in
+   * redis-cluster.test.ts instead).
+   */
+  quotaAcrossSlots?: boolean;
 }
 
 /** Runs the whole contract against `store` (created and closed by the caller). */
@@ -257,6 +267,73 @@ export async function storeContract(t: Test, store: Store, options: ContractOpti
     t.match(second, { allowed: false }, 'the second does not fit after the first');
     t.match(await one({ ...op, cost: 0 }), { allowed: true, remaining: 1 }, 'the denied batch took nothing');
   });
+
+  await t.test('a period of unit × unit_multiplier: windows of 5 minutes, buckets refilled over 5 minutes', async (t) => {
+    const f = factory();
+    const bucket = f.op([['api_key', 'm']], { requestsPerUnit: 10, unit: 'minute', unitMultiplier: 5 });
+    t.same(await one(bucket), freshOutcome(f.limit({ requestsPerUnit: 10, unit: 'minute', unitMultiplier: 5 }), 1));
+    const window = f.op([['api_key', 'm']], { requestsPerUnit: 10, unit: 'minute', unitMultiplier: 5, algorithm: 'fixed_window' }, 10);
+    const outcome = await one(window);
+    t.match(outcome, { allowed: true, remaining: 0 });
+    const phaseUs = (Date.now() * 1000 + outcome.resetUs) % (300 * SECOND_US);
+    t.ok(Math.min(phaseUs, 300 * SECOND_US - phaseUs) < SECOND_US, `the window ends on a 5-minute boundary (phase ${phaseUs} µs)`);
+  });
+
+  const abilities = STORE_CAPABILITIES[store.kind];
+  const sliding = abilities.algorithms.includes('sliding_window');
+  await t.test('sliding window: counts in an epoch-aligned window, weighs the previous one, denials count nothing',
+    { skip: sliding ? false : `${abilities.name} does not decide sliding_window yet (store/capabilities.ts)` }, async (t) => {
+      const f = factory();
+      const input = { requestsPerUnit: 10, unit: 'second' as const, algorithm: 'sliding_window' as const };
+      const limit = f.limit(input);
+      for (const cost of [0, 1, 10, 11]) {
+        // The reset of a fresh window depends on the time into it: compared as a range.
+        const { resetUs, ...rest } = await one(f.op([['fresh', `c${cost}`]], input, cost));
+        const { resetUs: _, ...expected } = freshOutcome(limit, cost);
+        t.same(rest, expected, `fresh, cost ${cost}`);
+        t.ok(cost === 0 || cost > 10 ? resetUs === 0 : resetUs > SECOND_US && resetUs <= 2 * SECOND_US, `fresh, cost ${cost}: reset ${resetUs} µs`);
+      }
+      // Start early in a second so the window does not end under the burst.
+      const intoSecondMs = Date.now() % 1000;
+      if (intoSecondMs > 300) await sleep(1000 - intoSecondMs + 20);
+      const op = f.op([['api_key', 'sw']], input);
+      t.match(await one({ ...op, cost: 10 }), { allowed: true, remaining: 0 });
+      const denied = await one(op);
+      t.match(denied, { allowed: false, remaining: 0 });
+      t.ok(denied.retryAfterUs > 0 && denied.retryAfterUs <= 1_100_000, `retry in the next window (${denied.retryAfterUs} µs)`);
+      t.ok(denied.resetUs > SECOND_US && denied.resetUs <= 2 * SECOND_US, `reset when the next window ends (${denied.resetUs} µs)`);
+      // Half-way through the next second the 10 weigh about 5.
+      await sleep(1000 - (Date.now() % 1000) + 500);
+      const half = await one({ ...op, cost: 0 });
+      t.ok(half.remaining >= 3 && half.remaining <= 6, `about half the limit is back (${half.remaining})`);
+      const rest = await one({ ...op, cost: half.remaining });
+      t.ok(rest.allowed && rest.remaining <= 1, `what was left could be taken (${rest.remaining} left after)`);
+    });
+
+  await t.test('quota groups: ordinary ops must pass; one wholly passing quota group is enough; an over group takes nothing',
+    {
+      skip: !abilities.quotaMode ? `${abilities.name} does not decide quota groups (store/capabilities.ts)`
+        : options.quotaAcrossSlots === false ? 'quota groups on several masters: redis-cluster.test.ts tests what a Cluster decides'
+          : false,
+    }, async (t) => {
+      const f = factory();
+      const hour = (requestsPerUnit: number) => ({ requestsPerUnit, unit: 'hour' as const });
+      const ordinary = f.op([['remote_address', '10.1.1.1']], hour(5));
+      const free = f.op([['plan', 'free']], hour(1), 1, false, 1);
+      const teamA = f.op([['plan', 'team'], ['limit', 'a']], hour(10), 1, false, 2);
+      const teamB = f.op([['plan', 'team'], ['limit', 'b']], hour(1), 1, false, 2);
+      t.match(await apply([ordinary, free, teamA, teamB]), [{ allowed: true, remaining: 4 }, { allowed: true, remaining: 0 },
+        { allowed: true, remaining: 9 }, { allowed: true, remaining: 0 }], 'all pass: all take');
+      t.match(await apply([ordinary, free, teamA, teamB]), [{ allowed: true, remaining: 4 }, { allowed: false }, { allowed: true, remaining: 9 }, { allowed: false }],
+        'every quota group over (team over by its limit b): nothing is taken, the allowed ops report their untaken state');
+      t.match(await one({ ...ordinary, cost: 0 }), { remaining: 4 }, 'the ordinary op took nothing');
+      const teamC = f.op([['plan', 'team'], ['limit', 'c']], hour(3), 1, false, 3);
+      t.match(await apply([ordinary, free, teamA, teamB, teamC]),
+        [{ allowed: true, remaining: 3 }, { allowed: false }, { allowed: true, remaining: 9 }, { allowed: false }, { allowed: true, remaining: 2 }],
+        'one quota group wholly passes: the batch commits; the over group (a and b) takes nothing, not even a');
+      const blocked = f.op([['api_key', 'blocked']], { requestsPerUnit: 0, unit: 'hour' });
+      t.match(await apply([blocked, teamC]), [{ allowed: false }, { allowed: true, remaining: 2 }], 'an ordinary denial denies whatever the quota groups');
+    });
 
   await t.test('concurrent requests never over-admit', async (t) => {
     const f = factory();

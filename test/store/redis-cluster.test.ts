@@ -1,4 +1,5 @@
 import t from 'tap';
+import { clusterSlot } from '../../src/store/redis/cluster-slot.js';
 import { LIBRARY_SHA } from '../../src/store/redis/library.js';
 import { sleep, startRedisCluster, waitFor } from '../helpers/redis.js';
 import { OpFactory, storeContract, uniquePrefix } from './contract.js';
@@ -12,7 +13,7 @@ const { store, apply } = redisStoreFor(t, { redisCluster: seeds });
 await waitFor('cluster store ready', () => store.health().ready);
 
 await t.test('contract', async (t) => {
-  await storeContract(t, store, { label: 'cluster' });
+  await storeContract(t, store, { label: 'cluster', quotaAcrossSlots: false });
 });
 
 await t.test('ops spread over every master decide in one call each, with refunds on denial', async (t) => {
@@ -53,6 +54,28 @@ await t.test('a cross-slot denial gives back exactly what the other slot groups 
   const pttl = Number(await cli('PTTL', wide.key));
   t.ok(pttl > 0 && pttl <= 720_000, `PTTL ${pttl} ms: one token of 5/hour`);
   t.match(await apply([{ ...wide, cost: 0 }, { ...fw, cost: 0 }]), [{ remaining: 4 }, { remaining: 4 }]);
+});
+
+await t.test('quota_mode in a Cluster: groups on one master decide exactly; groups spread over masters never over-admit', async (t) => {
+  const f = new OpFactory(uniquePrefix('quota'));
+  const hour = (requestsPerUnit: number) => ({ requestsPerUnit, unit: 'hour' as const });
+  const slotsText = await cluster.nodes[0]!.cli('--json', 'CLUSTER', 'SLOTS');
+  const ranges = JSON.parse(slotsText) as [number, number, [string, number, string]][];
+  const masterOf = (op: { key: string }): number => {
+    const slot = clusterSlot(op.key);
+    return ranges.find(([from, to]) => slot >= from && slot <= to)![2][1];
+  };
+  // One quota descriptor over its limit, another wholly allowed, on the SAME master: exactly quota_mode.
+  const over = f.op([['team', 'over']], hour(0), 1, false, 1);
+  let fine = f.op([['team', 'fine-0']], hour(5), 1, false, 2);
+  for (let i = 1; masterOf(fine) !== masterOf(over); i++) fine = f.op([['team', `fine-${i}`]], hour(5), 1, false, 2);
+  t.match(await apply([over, fine]), [{ allowed: false }, { allowed: true, remaining: 4 }], 'one wholly allowed group admits the request');
+  // The same on different masters: each master judges its own groups, so the request is denied (never admitted wrongly).
+  let far = f.op([['team', 'far-0']], hour(5), 1, false, 2);
+  for (let i = 1; masterOf(far) === masterOf(over); i++) far = f.op([['team', `far-${i}`]], hour(5), 1, false, 2);
+  const spread = await apply([over, far]);
+  t.match(spread, [{ allowed: false }, { allowed: true }], 'the allowed group reports its tokens');
+  t.match(await apply([{ ...far, cost: 0, quotaGroup: undefined }]), [{ remaining: 5 }], 'and took nothing: denied conservatively');
 });
 
 await t.test('live resharding under load: MOVED/ASK followed, every answer from Redis, the limit exact', async (t) => {

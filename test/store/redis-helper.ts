@@ -38,6 +38,7 @@ export function redisStoreFor(t: Pick<Test, 'teardown'>, options: Partial<RedisS
       states.set(node, list);
     },
     deadlineExtended: () => count('deadlineExtended'),
+    timeout: () => count('timeout'),
     lateReply: () => count('lateReply'),
     fallbackOverAdmitted: () => count('fallbackOverAdmitted'),
     fallbackDecision: () => count('fallbackDecision'),

@@ -40,7 +40,7 @@ async function scriptCalls(node: RedisNode): Promise<number> {
 }
 
 t.test('the library script is pinned: changing it is deliberate (and changes its SHA for EVALSHA)', async (t) => {
-  t.equal(LIBRARY_SHA, '18f9d40e6facce8150e8ff7be7c5147438e1f825', 'lua/openclaw.lua');
+  t.equal(LIBRARY_SHA, '912072b61b26e224c9acbdca6128002bf15634d7', 'lua/openclaw.lua');
   t.match(LIBRARY_LUA, /^#!lua flags=allow-cross-slot-keys\n/, 'the shebang Redis reads the flag from');
 });
 
@@ -309,4 +309,16 @@ t.test('regression: values that differ only in invalid UTF-8 bytes are three buc
   for (const op of ops) t.match(await apply([op]), [{ allowed: true, remaining: 9 }], 'a bucket of its own');
   const stored = await Promise.all(ops.map((op) => redis.cli('EXISTS', op.key)));
   t.same(stored, ['1', '1', '1'], 'three keys in Redis');
+});
+
+t.test('regression: a local-policy denial is a denial (with a divisor, the single-token state must not report allowed)', async (t) => {
+  const node = await startRedis({ t });
+  const { store } = await ready(t, node, { policy: 'local', fallbackDivisor: 3 });
+  await node.kill('SIGKILL');
+  const f = new OpFactory(uniquePrefix('divided'));
+  const op = f.op([['api_key', 'd']], { requestsPerUnit: 5, unit: 'hour' });
+  const decisions = [];
+  for (let i = 0; i < 4; i++) decisions.push(await store.apply([op]));
+  t.same(decisions.map((d) => d.outcomes[0]!.allowed), [true, false, false, false], 'a third of 5/hour: one request, then denied');
+  t.ok(decisions.every((d) => d.fallback === 'local' || !d.outcomes[0]!.allowed), 'decided by the local policy (or denied from its state)');
 });

@@ -22,6 +22,8 @@ export interface PendingBatch {
 export interface BatcherEvents extends DeadlineEvents {
   /** One script call finished (`ok` false: it failed or missed its deadline); seconds from write to reply. */
   call(node: string, seconds: number, ok: boolean): void;
+  /** A call missed its deadline (Redis, not this process, was too slow). */
+  timeout(node: string): void;
   /** A call that missed its deadline was answered after all. */
   lateReply(node: string, seconds: number): void;
 }
@@ -97,6 +99,7 @@ export class Batcher {
         this.events.call(node, seconds(), false);
         for (const batch of batches) batch.reject(error);
         if (!(error instanceof StoreCallError && error.timedOut)) return;
+        this.events.timeout(node);
         // A reply that comes after the deadline still tells what Redis decided.
         call.then((results) => {
           this.events.lateReply(node, seconds());

@@ -20,7 +20,7 @@ export const LIBRARY_LUA = readLibrary();
 export const LIBRARY_SHA = createHash('sha1').update(LIBRARY_LUA).digest('hex');
 const COMMAND = 'openclawRl';
 
-const ALGORITHM_CODE: Readonly<Record<LimitSpec['algorithm'], string>> = { token_bucket: 't', fixed_window: 'f' };
+const ALGORITHM_CODE: Readonly<Record<LimitSpec['algorithm'], string>> = { token_bucket: 't', fixed_window: 'f', sliding_window: 's' };
 
 /** Integers per op in a `take` reply: the op key's state (level, tsUs, extra) when its batch began. */
 export const STATE_FIELDS = 3;
@@ -63,11 +63,19 @@ function limitValues(limit: LimitSpec): readonly string[] {
   if (values === undefined) {
     values = Object.freeze([
       ALGORITHM_CODE[limit.algorithm], String(limit.tickUs), String(limit.refillPerTick), String(limit.levelPerToken),
-      String(limit.capacityLevel), String(limit.unitUs), String(limit.requestsPerUnit), '0',
+      String(limit.capacityLevel), String(limit.unitUs), String(limit.requestsPerUnit),
+      String(limit.algorithm === 'sliding_window' ? limit.windowTicks : 0),
     ]);
     limitValueCache.set(limit, values);
   }
   return values;
+}
+
+/** shadow (1) + 2 × (quota group + 1), as lua/openclaw.lua `take` reads it. */
+function opFlags(op: BucketOp): string {
+  const group = op.quotaGroup === undefined ? 0 : op.quotaGroup + 1;
+  if (group === 0) return op.shadow ? '1' : '0';
+  return String((op.shadow ? 1 : 0) + 2 * group);
 }
 
 /** lua/openclaw.lua on one client, by EVALSHA with EVAL on NOSCRIPT (ioredis defineCommand). */
@@ -102,7 +110,7 @@ export class RedisLibrary {
     for (const ops of batches) {
       counts.push(String(ops.length));
       opCount += ops.length;
-      for (const op of ops) opValues.push(op.key, table.indexOf(op.limit), String(op.cost), op.shadow ? '1' : '0');
+      for (const op of ops) opValues.push(op.key, table.indexOf(op.limit), String(op.cost), opFlags(op));
     }
     const reply = await this.call(1, routingKey, 'take', ...table.argv, String(batches.length), ...counts, ...opValues);
     return decodeTake(reply, batches, opCount);
@@ -150,7 +158,11 @@ function decodeTake(reply: unknown, batches: readonly (readonly BucketOp[])[], o
     const states: (BucketState | null)[] = new Array(count);
     for (let i = 0; i < count; i++, at += STATE_FIELDS) {
       const level = values[at] as number;
-      states[i] = level < 0 ? null : { level, tsUs: values[at + 1] as number };
+      const algorithm = batches[b]![i]!.limit.algorithm;
+      states[i] = level < 0 ? null
+        : algorithm === 'sliding_window'
+          ? { level, tsUs: values[at + 1] as number, prevLevel: values[at + 2] as number }
+          : { level, tsUs: values[at + 1] as number };
     }
     results[b] = { status, nowUs, states };
   }

@@ -1,5 +1,5 @@
 // The local mirror: what Redis last reported of each key, on the local clock.
-import { evaluate, type BatchEvaluation, type BucketState } from '../../core/bucket.js';
+import { evaluate, takes, type BatchEvaluation, type BucketState } from '../../core/bucket.js';
 import type { BucketOp } from '../../core/types.js';
 import type { MemoryStore } from '../memory-store.js';
 import type { TakeResult } from './library.js';
@@ -25,7 +25,7 @@ export function rememberBatch(local: MemoryStore, ops: readonly BucketOp[], resu
     let last = -1;
     if (committed) {
       for (let k = i; k >= 0 && last < 0; k--) {
-        if (ops[k]!.key === op.key && ops[k]!.cost > 0 && evaluation.evaluations[k]!.outcome.allowed) last = k;
+        if (ops[k]!.key === op.key && ops[k]!.cost > 0 && takes(evaluation.plan, evaluation.evaluations, k)) last = k;
       }
     }
     // Every op on a key sees the same batch-start state.

@@ -28,7 +28,7 @@
  * last known to hold instead of from full buckets.
  */
 import type { Cluster } from 'ioredis';
-import { evaluateBatch, type BatchEvaluation } from '../../core/bucket.js';
+import { evaluateBatch, takes, type BatchEvaluation } from '../../core/bucket.js';
 import type { Store, StoreDecision, StoreFailurePolicy, StoreHealth } from '../../core/store.js';
 import type { BucketOp, BucketOutcome } from '../../core/types.js';
 import { StoreCallError, errorMessage } from '../../errors.js';
@@ -65,6 +65,8 @@ export interface RedisStoreEvents {
   nodeState(node: string, state: BreakerState, previous: BreakerState): void;
   /** The event loop lagged past a deadline, which was extended. */
   deadlineExtended(): void;
+  /** A script call missed its deadline: Redis did not answer in time. */
+  timeout(node: string): void;
   /** A reply came after its call's deadline (the failure policy had decided). */
   lateReply(node: string): void;
   /** A late reply showed that the local policy admitted a request Redis denied. */
@@ -175,6 +177,7 @@ class RedisStoreImpl implements RedisStore {
         else this.health_.failure(node);
         this.events.call?.(node, seconds, ok);
       },
+      timeout: (node) => this.events.timeout?.(node),
       lateReply: (node) => this.events.lateReply?.(node),
       extended: () => this.events.deadlineExtended?.(),
     });
@@ -351,7 +354,8 @@ class RedisStoreImpl implements RedisStore {
         this.writeBack.debits.add(failedOps.filter((op, k) => op.cost > 0 && decision.outcomes[k]!.allowed));
       }
     }
-    if (!allowed) failedOutcomes = this.policy.untaken(failed.flatMap((r) => r.ops));
+    // Redis denied, so the policy did not run: the failed ops report what the local state says (nothing taken).
+    failedOutcomes ??= this.policy.untaken(failed.flatMap((r) => r.ops));
     let at = 0;
     for (const r of failed) {
       for (const i of r.group.indices) outcomes[i] = failedOutcomes![at++]!;
@@ -400,10 +404,10 @@ class RedisStoreImpl implements RedisStore {
     for (const r of groups) {
       const evaluation = r.decided?.evaluation;
       if (evaluation === undefined) continue;
-      const taken = r.ops.filter((op, k) => op.cost > 0 && evaluation.evaluations[k]!.outcome.allowed);
+      const took = (op: BucketOp, k: number): boolean => op.cost > 0 && takes(evaluation.plan, evaluation.evaluations, k);
+      const taken = r.ops.filter(took);
       if (taken.length === 0) continue;
-      const chargedStartUs = r.ops.flatMap((op, k) => (op.cost > 0 && evaluation.evaluations[k]!.outcome.allowed
-        ? [evaluation.evaluations[k]!.next?.tsUs ?? 0] : []));
+      const chargedStartUs = r.ops.flatMap((op, k) => (took(op, k) ? [evaluation.evaluations[k]!.next?.tsUs ?? 0] : []));
       calls.push(withRedisDeadline(this.library.refund(r.group.routingKey, taken, chargedStartUs), this.timeoutMs, 'refund')
         .catch((error: unknown) => this.noteError(error, 'redis refund failed; tokens stay taken')));
     }
@@ -420,4 +424,4 @@ class RedisStoreImpl implements RedisStore {
   }
 }
 
-const NOTHING_DECIDED: BatchEvaluation = Object.freeze({ commits: false, evaluations: [], outcomes: [] }) as BatchEvaluation;
+const NOTHING_DECIDED: BatchEvaluation = Object.freeze({ plan: 'none', commits: false, evaluations: [], outcomes: [] }) as unknown as BatchEvaluation;

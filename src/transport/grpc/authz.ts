@@ -1,5 +1,6 @@
 // envoy.service.auth.v3.Authorization/Check (ext_authz) <-> core types.
 import type { HttpRequestInput } from '../../core/http-actions.js';
+import { mostRestrictiveStatus, type HeaderStyle } from '../../core/response-headers.js';
 import type { Decision } from '../../core/types.js';
 import {
   OVERWRITE_IF_EXISTS_OR_ADD,
@@ -100,16 +101,17 @@ export function allowResponse(headers: HeaderValue[] = []): CheckResponseMessage
  * (sent to the client). OVER_LIMIT → status 8 (RESOURCE_EXHAUSTED) and a 429
  * `denied_response` with retry-after, x-ratelimit-* and a small JSON body.
  */
-export function encodeCheckResponse(decision: Decision): CheckResponseMessage {
-  const headers = rateLimitHeaders(decision);
+export function encodeCheckResponse(decision: Decision, style: HeaderStyle = 'x'): CheckResponseMessage {
+  const headers = rateLimitHeaders(decision, style);
   if (decision.overallCode === 'OK') return allowResponse(headers);
   const retryAfter = headers.find((h) => h.key === 'retry-after')?.value ?? '1';
+  const never = mostRestrictiveStatus(decision)?.unsatisfiable === true ? ',"unsatisfiable":true' : '';
   return {
     status: { code: RPC_CODE_RESOURCE_EXHAUSTED, message: 'over limit' },
     denied_response: {
       status: { code: HTTP_TOO_MANY_REQUESTS },
       headers: options([...headers, { key: 'content-type', value: 'application/json' }]),
-      body: `{"overall_code":"OVER_LIMIT","retry_after_s":${retryAfter}}`,
+      body: `{"overall_code":"OVER_LIMIT","retry_after_s":${retryAfter}${never}}`,
     },
   };
 }

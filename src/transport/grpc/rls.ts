@@ -1,5 +1,7 @@
 // envoy.service.ratelimit.v3.RateLimitService/ShouldRateLimit <-> core types.
 import type { Decision, DecisionRequest, Descriptor, DescriptorStatus, Entry, Unit } from '../../core/types.js';
+import { periodText } from '../../core/limit.js';
+import type { HeaderStyle } from '../../core/response-headers.js';
 import { InvalidRequestError } from '../../errors.js';
 import {
   RLS_CODE,
@@ -96,7 +98,8 @@ function encodeStatus(status: DescriptorStatus): DescriptorStatusMessage {
     current_limit: {
       requests_per_unit: clampUint32(status.limit.requestsPerUnit),
       unit: RESPONSE_UNITS[status.limit.unit],
-      name: status.limit.name ?? '',
+      // A period of several units cannot be said in the proto's unit enum: the name says it (`100/5m`).
+      name: status.limit.name ?? (status.limit.unitMultiplier === undefined ? '' : `${status.limit.requestsPerUnit}/${periodText(status.limit.unit, status.limit.unitMultiplier)}`),
     },
     limit_remaining: clampUint32(status.limitRemaining),
     duration_until_reset: durationFromMs(status.durationUntilResetMs),
@@ -104,10 +107,10 @@ function encodeStatus(status: DescriptorStatus): DescriptorStatusMessage {
 }
 
 /** Encodes a decision; `overall_code` is OK or OVER_LIMIT, never UNKNOWN. */
-export function encodeRateLimitResponse(decision: Decision, responseHeaders: boolean): RateLimitResponseMessage {
+export function encodeRateLimitResponse(decision: Decision, responseHeaders: boolean, style: HeaderStyle = 'x'): RateLimitResponseMessage {
   return {
     overall_code: decision.overallCode === 'OVER_LIMIT' ? RLS_CODE.OVER_LIMIT : RLS_CODE.OK,
     statuses: decision.statuses.map(encodeStatus),
-    response_headers_to_add: responseHeaders ? rateLimitHeaders(decision) : [],
+    response_headers_to_add: responseHeaders ? rateLimitHeaders(decision, style) : [],
   };
 }

@@ -7,6 +7,7 @@ import {
   type UntypedServiceImplementation,
   type sendUnaryData,
 } from '@grpc/grpc-js';
+import type { HeaderStyle } from '../../core/response-headers.js';
 import type { DecisionService } from '../../service.js';
 import { allowResponse, encodeCheckResponse, httpInputFromCheckRequest, requestedDomain } from './authz.js';
 import { toGrpcError } from './grpc-errors.js';
@@ -31,6 +32,8 @@ export const GRPC_SHUTDOWN_GRACE_MS = 10_000;
 export interface GrpcServerOptions {
   /** Add x-ratelimit-* / retry-after to RateLimitResponse.response_headers_to_add. ext_authz always carries them. */
   responseHeaders: boolean;
+  /** --header-style for both services' headers; default x. */
+  headerStyle?: HeaderStyle;
   logger: GrpcLogger;
   maxReceiveMessageBytes?: number;
 }
@@ -61,6 +64,7 @@ function serviceDefinition(name: string): ServiceDefinition {
  */
 export function createGrpcServer(service: DecisionService, options: GrpcServerOptions): GrpcServer {
   const { logger, responseHeaders } = options;
+  const headerStyle = options.headerStyle ?? 'x';
   const server = new Server({
     'grpc.max_receive_message_length': options.maxReceiveMessageBytes ?? GRPC_MAX_RECEIVE_MESSAGE_BYTES,
   });
@@ -90,7 +94,7 @@ export function createGrpcServer(service: DecisionService, options: GrpcServerOp
   ): void => {
     answer('ShouldRateLimit', async () => {
       const request = decodeRateLimitRequest(call.request);
-      return encodeRateLimitResponse(await service.decide(request, 'grpc_rls'), responseHeaders);
+      return encodeRateLimitResponse(await service.decide(request, 'grpc_rls'), responseHeaders, headerStyle);
     }, callback);
   };
 
@@ -100,7 +104,7 @@ export function createGrpcServer(service: DecisionService, options: GrpcServerOp
   ): void => {
     answer('Check', async () => {
       const request = httpInputFromCheckRequest(call.request);
-      return encodeCheckResponse(await service.decideHttp(requestedDomain(call.request), request, 'grpc_authz'));
+      return encodeCheckResponse(await service.decideHttp(requestedDomain(call.request), request, 'grpc_authz'), headerStyle);
     }, callback);
   };
 

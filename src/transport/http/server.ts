@@ -2,7 +2,7 @@ import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest }
 import type { CompiledConfig } from '../../core/config-model.js';
 import type { HttpRequestInput } from '../../core/http-actions.js';
 import { latin1ToLossless } from '../../core/lossless-text.js';
-import { rateLimitHeaders } from '../../core/response-headers.js';
+import { rateLimitHeaders, type HeaderStyle } from '../../core/response-headers.js';
 import type { Decision } from '../../core/types.js';
 import { InvalidRequestError, RateLimitError, StoreUnavailableError } from '../../errors.js';
 import type { Api, DecisionService } from '../../service.js';
@@ -23,6 +23,8 @@ export interface HttpServerOptions {
   limits?: HttpConnectionLimits;
   /** HTTPS (and mTLS with a client CA); plain HTTP when absent. */
   tls?: TlsMaterial | undefined;
+  /** --header-style; default x. */
+  headerStyle?: HeaderStyle;
 }
 
 export interface HttpServer {
@@ -65,8 +67,8 @@ function httpError(error: unknown): { status: number; body: ErrorBody } {
   return { status: 500, body: { error: { code: 'RL_ERR_INTERNAL', message: 'internal error' } } };
 }
 
-function setDecisionHeaders(reply: FastifyReply, decision: Decision): void {
-  for (const [name, value] of rateLimitHeaders(decision)) reply.header(name, value);
+function setDecisionHeaders(reply: FastifyReply, decision: Decision, style: HeaderStyle): void {
+  for (const [name, value] of rateLimitHeaders(decision, style)) reply.header(name, value);
 }
 
 function statusBody(decision: Decision): unknown {
@@ -80,11 +82,13 @@ function statusBody(decision: Decision): unknown {
             requests_per_unit: status.limit.requestsPerUnit,
             unit: status.limit.unit,
             burst: status.limit.burst,
+            ...(status.limit.unitMultiplier === undefined ? {} : { unit_multiplier: status.limit.unitMultiplier }),
             ...(status.limit.name === undefined ? {} : { name: status.limit.name }),
           },
       limit_remaining: status.limitRemaining,
       duration_until_reset_ms: status.durationUntilResetMs,
       ...(status.code === 'OVER_LIMIT' ? { retry_after_s: status.retryAfterS } : {}),
+      ...(status.unsatisfiable === true ? { unsatisfiable: true } : {}),
     })),
   };
 }
@@ -132,6 +136,7 @@ const CHECK_RESPONSE_SCHEMA = {
                   requests_per_unit: { type: 'integer' },
                   unit: { type: 'string' },
                   burst: { type: 'integer' },
+                  unit_multiplier: { type: 'integer' },
                   name: { type: 'string' },
                 },
                 required: ['requests_per_unit', 'unit', 'burst'],
@@ -141,6 +146,7 @@ const CHECK_RESPONSE_SCHEMA = {
           limit_remaining: { type: 'integer' },
           duration_until_reset_ms: { type: 'integer' },
           retry_after_s: { type: 'integer' },
+          unsatisfiable: { type: 'boolean' },
         },
         required: ['code', 'limit', 'limit_remaining', 'duration_until_reset_ms'],
       },
@@ -179,6 +185,7 @@ function forwardedRequest(request: FastifyRequest, clientAddress: ClientAddressR
 export function createHttpServer(options: HttpServerOptions): HttpServer {
   const { service, metrics, clientAddress, logger } = options;
   let wire: HttpWire | undefined;
+  const headerStyle = options.headerStyle ?? 'x';
   const app = Fastify({
     bodyLimit: service.bounds.maxBodyBytes,
     logger: false,
@@ -220,7 +227,7 @@ export function createHttpServer(options: HttpServerOptions): HttpServer {
       if (raw === '') throw new InvalidRequestError('body', 'required: a JSON object with descriptors');
       const body = decodeCheckBody(raw);
       const decision = await service.decide({ ...body, domain: service.resolveDomain(body.domain) }, 'http_check');
-      setDecisionHeaders(reply, decision);
+      setDecisionHeaders(reply, decision, headerStyle);
       return reply.code(decision.overallCode === 'OK' ? 200 : 429).send(statusBody(decision));
     });
   });
@@ -228,7 +235,7 @@ export function createHttpServer(options: HttpServerOptions): HttpServer {
   async function forwardAuth(request: FastifyRequest, reply: FastifyReply, api: Api, denyStatus: number): Promise<FastifyReply> {
     const forwarded = forwardedRequest(request, clientAddress);
     const decision = await service.decideHttp(forwarded.header('x-ratelimit-domain'), forwarded, api);
-    setDecisionHeaders(reply, decision);
+    setDecisionHeaders(reply, decision, headerStyle);
     if (decision.overallCode === 'OK') return reply.code(200).send({ overall_code: 'OK' });
     return reply.code(denyStatus).send({ overall_code: 'OVER_LIMIT', message: 'rate limit exceeded' });
   }
