@@ -16,7 +16,8 @@ slot) marks its batch MOVED, and a MOVED batch writes nothing, so the caller
 can send it again to the right node.
 
 Limit table (every operation but presence): ARGV[2] = L, then 8 values per limit:
-  alg ('t' token bucket | 'f' fixed window | 's' sliding window), tickUs,
+  alg ('t' token bucket | 'f' fixed window | 's' sliding window | 'h' global
+  home bucket | 'l' region lease), tickUs,
   refillPerTick, levelPerToken, capacityLevel, windowUs, requestsPerUnit,
   windowTicks (sliding window: windowUs / tickUs; else 0)
 
@@ -50,6 +51,11 @@ refund: gives back what a committed batch took when another batch of the same
 
 debit, presence: see below (the local failure policy's admissions written
 back; the number of sidecars sharing this Redis).
+
+lease_claim, lease_grant, lease_deposit: global limits across regions (SPEC
+§11), see below. In `take`, alg 'h' is a global limit's bucket in its home
+region (a token bucket that holds back what leases hold; its state triple's
+third value is that amount), alg 'l' spends a region's lease ("<tokens>:<expiresAtUs>").
 
 State per key: "<level>:<tsUs>", sliding windows "<count>:<windowStartUs>:<previousCount>"
 (integers, written with %.0f so large numbers never turn into 1.7e+15). A
@@ -102,15 +108,60 @@ local function write_state(key, state, ttl_us)
   redis.call('SET', key, text, 'PX', string.format('%.0f', math.max(1, ceil_div(ttl_us, 1000))))
 end
 
+-- Writes a token bucket at `level` (ts as refilled): deleted when full and no
+-- lease is out, else kept until it would be full (and its leases over).
+local function write_bucket(lim, key, state, level, ts)
+  local horizon = 0
+  if state and state.out and state.out > 0 then horizon = state.horizon end
+  if level >= lim.cap and horizon == 0 then
+    redis.call('DEL', key)
+    return
+  end
+  local progress = 0
+  if now > ts then progress = now - ts end
+  local ttl = ceil_div(math.max(0, lim.cap - level), lim.refill) * lim.tick - progress + horizon
+  redis.call('SET', key, string.format('%.0f:%.0f', level, ts), 'PX', string.format('%.0f', math.max(1, ceil_div(ttl, 1000))))
+end
+
+-- The capacity a token bucket refills to: a global limit's home bucket holds
+-- back what its regions hold in unexpired leases (state.out, level units).
+local function capacity(lim, state)
+  if state and state.out then return lim.cap - state.out end
+  return lim.cap
+end
+
 -- A token bucket's state refilled to now: level, ts.
 local function refilled(lim, state)
-  if not state then return lim.cap, now end
+  local cap = capacity(lim, state)
+  if not state then return cap, now end
   local level, ts = state[1], state[2]
-  local missing = lim.cap - level
+  local missing = cap - level
   local ticks = 0
   if now > ts then ticks = math.floor((now - ts) / lim.tick) end
-  if missing <= 0 or ticks >= ceil_div(missing, lim.refill) then return lim.cap, now end
+  if missing <= 0 or ticks >= ceil_div(missing, lim.refill) then return cap, now end
   return level + ticks * lim.refill, ts + ticks * lim.tick
+end
+
+-- A global limit's home bucket: its state plus the leases its regions hold,
+-- in the hash <key>:l (region -> "<tokens>:<expiresAtUs>"). `out` is what
+-- unexpired leases hold (level units), `horizon` how long the last one runs.
+-- No state while leases are out cannot happen (the bucket outlives them); if
+-- it did, the bucket is read as full up to what the leases leave.
+local function with_leases(lim, state, key)
+  local out, horizon = 0, 0
+  local leases = redis.call('HGETALL', key .. ':l')
+  for i = 1, #leases, 2 do
+    local tokens, expires = string.match(leases[i + 1], '^(%d+):(%d+)$')
+    if tokens and tonumber(expires) > now then
+      out = out + tonumber(tokens) * lim.per
+      horizon = math.max(horizon, tonumber(expires) - now)
+    end
+  end
+  if not state then
+    if out == 0 then return false end
+    state = { lim.cap - out, now }
+  end
+  return { state[1], state[2], out = out, horizon = horizon }
 end
 
 -- A fixed window's state at now: count, window start (a state outside its window is an empty new window).
@@ -150,14 +201,27 @@ local function decide(lim, state, cost)
     if after == 0 then return true, false, 0 end
     return true, { after, start }, start + lim.window - now
   end
+  if lim.alg == 'l' then
+    -- A region's lease of a global limit: tokens until it expires (region clock).
+    local tokens = 0
+    if state and now < state[2] then tokens = state[1] end
+    if cost > tokens then return false, state, 0 end
+    if tokens - cost == 0 then return true, false, 0 end
+    return true, { tokens - cost, state[2] }, state[2] - now
+  end
   if lim.refill == 0 then return cost == 0, state, 0 end -- requests_per_unit 0: always over
   local level, ts = refilled(lim, state)
   local need = cost * lim.per
   if need > level then return false, state, 0 end
   local after = level - need
-  if after >= lim.cap then return true, false, 0 end
   local progress = 0
   if now > ts then progress = now - ts end
+  if state and state.out and state.out > 0 then
+    -- A home bucket is kept while leases are out, and lives until it would be full once they end.
+    return true, { after, ts, out = state.out, horizon = state.horizon },
+      ceil_div(lim.cap - after, lim.refill) * lim.tick - progress + state.horizon
+  end
+  if after >= lim.cap then return true, false, 0 end
   return true, { after, ts }, ceil_div(lim.cap - after, lim.refill) * lim.tick - progress
 end
 
@@ -189,12 +253,17 @@ local function take()
       local start = stored[key]
       if start == nil then
         start = read_state(key)
-        if start == nil then moved = true; start = false end
+        if start == nil then
+          moved = true
+          start = false
+        elseif lim.alg == 'h' then
+          start = with_leases(lim, start, key)
+        end
         stored[key] = start
       end
       local n = #out
       if start then
-        out[n + 1], out[n + 2], out[n + 3] = start[1], start[2], start[3] or 0
+        out[n + 1], out[n + 2], out[n + 3] = start[1], start[2], start.out or start[3] or 0
       else
         out[n + 1], out[n + 2], out[n + 3] = -1, 0, 0
       end
@@ -272,16 +341,16 @@ local function refund()
           end
           changed = changed + 1
         end
-      elseif lim.refill > 0 then
-        local level, ts = refilled(lim, state)
-        level = level + cost * lim.per
-        if level >= lim.cap then
-          write_state(key, false, 0)
-        else
-          local progress = 0
-          if now > ts then progress = now - ts end
-          write_state(key, { level, ts }, ceil_div(lim.cap - level, lim.refill) * lim.tick - progress)
+      elseif lim.alg == 'l' then
+        if now < state[2] then
+          redis.call('SET', key, string.format('%.0f:%.0f', state[1] + cost, state[2]), 'KEEPTTL')
+          changed = changed + 1
         end
+      elseif lim.refill > 0 then
+        if lim.alg == 'h' then state = with_leases(lim, state, key) end
+        local level, ts = refilled(lim, state)
+        level = math.min(capacity(lim, state), level + cost * lim.per)
+        write_bucket(lim, key, state, level, ts)
         changed = changed + 1
       end
     end
@@ -312,12 +381,15 @@ local function debit()
         local after = math.min(lim.max, count + cost)
         write_state(key, { after, start }, start + lim.window - now)
         changed = changed + 1
+      elseif lim.alg == 'l' then
+        if state and now < state[2] then
+          write_state(key, { math.max(0, state[1] - cost), state[2] }, state[2] - now)
+          changed = changed + 1
+        end
       elseif lim.refill > 0 then
+        if lim.alg == 'h' then state = with_leases(lim, state, key) end
         local level, ts = refilled(lim, state)
-        local after = math.max(0, level - cost * lim.per)
-        local progress = 0
-        if now > ts then progress = now - ts end
-        write_state(key, { after, ts }, ceil_div(lim.cap - after, lim.refill) * lim.tick - progress)
+        write_bucket(lim, key, state, math.max(0, level - cost * lim.per), ts)
         changed = changed + 1
       end
     end
@@ -338,9 +410,95 @@ local function presence()
   return redis.call('ZCARD', key)
 end
 
+-- lease_claim: one sidecar of a region asks the home region for more of a
+-- lease at a time. ARGV: 'lease_claim', ttlUs, then keys <lease key>:p.
+-- Returns 1 per key this call claimed (SET NX), else 0.
+local function lease_claim()
+  local ttl = string.format('%.0f', math.max(1, ceil_div(tonumber(ARGV[2]), 1000)))
+  local claimed = {}
+  for i = 3, #ARGV do
+    claimed[#claimed + 1] = redis.call('SET', ARGV[i], '1', 'NX', 'PX', ttl) and 1 or 0
+  end
+  return claimed
+end
+
+-- lease_grant, in the key's home region: moves tokens from the global bucket
+-- into a region's lease. After the limit table: region, ttlUs, then 3
+-- values per key: bucket key, limit, wanted tokens. The bucket refills as
+-- usual but only up to what unexpired leases leave (bucket level plus leases
+-- never exceeds the burst); the grant is what it holds, at most `wanted`,
+-- added to the region's unexpired lease, whose expiry moves to now + ttlUs.
+-- Returns { nowUs, granted tokens per key }.
+local function lease_grant()
+  local limits, at = read_limits(2)
+  local region = ARGV[at]
+  local ttl = tonumber(ARGV[at + 1])
+  local out = { now }
+  for op = at + 2, #ARGV, 3 do
+    local key = ARGV[op]
+    local lim = limits[tonumber(ARGV[op + 1])]
+    local wanted = tonumber(ARGV[op + 2])
+    local granted = 0
+    local state = read_state(key)
+    if state ~= nil and lim.refill > 0 then
+      state = with_leases(lim, state, key)
+      local level, ts = refilled(lim, state)
+      granted = math.min(wanted, math.floor(level / lim.per))
+      if granted > 0 then
+        local leases = key .. ':l'
+        local held = 0
+        local old = redis.call('HGET', leases, region)
+        if old then
+          local tokens, expires = string.match(old, '^(%d+):(%d+)$')
+          if tokens and tonumber(expires) > now then held = tonumber(tokens) end
+        end
+        redis.call('HSET', leases, region, string.format('%.0f:%.0f', held + granted, now + ttl))
+        -- Expired leases go; the hash lives as long as its longest lease.
+        local all = redis.call('HGETALL', leases)
+        local horizon = ttl
+        for i = 1, #all, 2 do
+          local _, expires = string.match(all[i + 1], '^(%d+):(%d+)$')
+          if not expires or tonumber(expires) <= now then redis.call('HDEL', leases, all[i])
+          else horizon = math.max(horizon, tonumber(expires) - now) end
+        end
+        redis.call('PEXPIRE', leases, string.format('%.0f', math.max(1, ceil_div(horizon, 1000))))
+        local after = level - granted * lim.per
+        local progress = 0
+        if now > ts then progress = now - ts end
+        write_state(key, { after, ts }, ceil_div(lim.cap - after, lim.refill) * lim.tick - progress + horizon)
+      end
+    end
+    out[#out + 1] = granted
+  end
+  return out
+end
+
+-- lease_deposit, in the region: adds granted tokens to the region's lease.
+-- ARGV: 'lease_deposit', then 3 values per key: lease key, tokens, ttlUs
+-- (already shortened by the grant's age and a margin, so the lease ends
+-- before the home region stops counting it). Frees the key's claim.
+local function lease_deposit()
+  for op = 2, #ARGV, 3 do
+    local key = ARGV[op]
+    local tokens = tonumber(ARGV[op + 1])
+    local ttl = tonumber(ARGV[op + 2])
+    local held = 0
+    local state = read_state(key)
+    if state and now < state[2] then held = state[1] end
+    if state ~= nil and ttl > 0 and held + tokens > 0 then
+      write_state(key, { held + tokens, now + ttl }, ttl)
+    end
+    redis.pcall('DEL', key .. ':p')
+  end
+  return 1
+end
+
 local operation = ARGV[1]
 if operation == 'take' then return take() end
 if operation == 'refund' then return refund() end
 if operation == 'debit' then return debit() end
 if operation == 'presence' then return presence() end
+if operation == 'lease_claim' then return lease_claim() end
+if operation == 'lease_grant' then return lease_grant() end
+if operation == 'lease_deposit' then return lease_deposit() end
 return redis.error_reply('openclaw.lua: unknown operation ' .. tostring(operation))

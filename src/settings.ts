@@ -4,6 +4,7 @@
 // cannot drift apart. Flags win over the environment, the environment over defaults.
 import { z } from 'zod';
 import { DEFAULT_TRUSTED_PROXIES, parseTrustedProxies } from './core/ip-address.js';
+import { parseRegions } from './core/regions.js';
 import { HEADER_STYLES } from './core/response-headers.js';
 import { SettingsError } from './errors.js';
 import { LOG_LEVELS } from './telemetry/logger.js';
@@ -126,6 +127,17 @@ export const FLAGS = {
   'header-style': flag('string',
     'rate-limit response headers of every API: x (X-RateLimit-*) | draft03 (RateLimit-Limit/-Remaining/-Reset) | '
     + 'draft10 (RateLimit-Policy, RateLimit) | both (x and draft10)', oneOf(HEADER_STYLES), 'x'),
+  region: flag('string', 'this sidecar\'s region (limits with scope: global share one budget across --regions)', optionalText),
+  regions: flag('string', 'every region\'s Redis: a=redis://h:p;b=redis://h:p;c=redis-cluster://h:p,h:p (this one\'s included)',
+    z.string().optional().transform((text, ctx) => {
+      if (text === undefined) return undefined;
+      try {
+        return parseRegions(text);
+      } catch (error: unknown) {
+        ctx.addIssue({ code: 'custom', message: error instanceof Error ? error.message : String(error) });
+        return z.NEVER;
+      }
+    })),
 } as const satisfies Record<string, FlagSpec>;
 
 export type FlagName = keyof typeof FLAGS;
@@ -178,10 +190,32 @@ export function resolveSettings(flags: Raw, env: NodeJS.ProcessEnv): Settings {
   if (settings.tlsClientCa !== undefined && settings.tlsCert === undefined) {
     throw new SettingsError(`--tls-client-ca (${envName('tls-client-ca')}) needs --tls-cert and --tls-key: mTLS is TLS first`);
   }
+  checkRegions(settings);
   if (settings.workers > 1 && settings.store !== 'redis') {
     throw new SettingsError('--workers above 1 needs the Redis store: with the memory store each worker would enforce its own limits');
   }
   return settings;
+}
+
+/** --region names one of --regions, whose address for it is this store's own. */
+function checkRegions(settings: Settings): void {
+  const { region, regions } = settings;
+  if (region === undefined && regions === undefined) return;
+  if (region === undefined || regions === undefined) {
+    throw new SettingsError(`give --region (${envName('region')}) and --regions (${envName('regions')}) together`);
+  }
+  const own = regions.find((r) => r.name === region);
+  if (own === undefined) {
+    throw new SettingsError(`--region (${envName('region')}): "${region}" is not one of --regions (${regions.map((r) => r.name).join(', ')})`);
+  }
+  if (settings.store !== 'redis') throw new SettingsError('--regions needs the Redis store: each region decides against its own Redis');
+  const same = own.redis !== undefined
+    ? own.redis === settings.redis
+    : settings.redisCluster !== undefined && own.redisCluster!.join(',') === settings.redisCluster.join(',');
+  if (!same) {
+    throw new SettingsError(`--regions: region "${region}" must have this sidecar's own Redis address `
+      + `(${settings.redis ?? `redis-cluster://${(settings.redisCluster ?? []).join(',')}`})`);
+  }
 }
 
 export function usage(): string {

@@ -54,6 +54,11 @@ function compileOneLimit(ctx: FileContext, config: RateLimitConfig, path: string
     report(ctx, `${path}.burst`, `applies only to token_bucket limits (this limit uses ${algorithm})`);
     return undefined;
   }
+  if (config.scope === 'global' && algorithm !== 'token_bucket') {
+    // Leases move tokens of a bucket between regions; a window's count has no such tokens to move.
+    report(ctx, `${path}.scope`, `global applies only to token_bucket limits (this limit uses ${algorithm})`);
+    return undefined;
+  }
   if (ctx.store !== undefined && !ctx.store.algorithms.includes(algorithm)) {
     // An inherited default is reported once, at the file's `algorithm`.
     if (config.algorithm !== undefined) report(ctx, `${path}.algorithm`, unsupported(ctx.store, algorithm));
@@ -69,6 +74,7 @@ function compileOneLimit(ctx: FileContext, config: RateLimitConfig, path: string
       burst: config.burst,
       algorithm,
       name,
+      scope: config.scope,
     });
     return compileRuleLimit(ctx.domain, spec, name ?? ruleId);
   } catch (error: unknown) {

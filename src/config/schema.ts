@@ -66,6 +66,8 @@ export const rateLimitSchema = z
     unit_multiplier: z.int({ error: expected('a whole number, 1 or more') })
       .min(1, { error: (issue) => `expected a whole number, 1 or more, got ${describeValue(issue.input)}` })
       .optional(),
+    /** Ours: `region` (default) = one budget per region's Redis; `global` = one budget across --regions. */
+    scope: z.enum(['region', 'global'], { error: (issue) => `expected region or global, got ${describeValue(issue.input)}` }).optional(),
   }, { error: expected('a mapping') })
   .superRefine((limit, ctx) => {
     if (limit.unlimited === true) {
@@ -81,6 +83,9 @@ export const rateLimitSchema = z
       }
       if (limit.unit_multiplier !== undefined) {
         ctx.addIssue({ code: 'custom', path: ['unit_multiplier'], message: 'must not be set when unlimited is true' });
+      }
+      if (limit.scope !== undefined) {
+        ctx.addIssue({ code: 'custom', path: ['scope'], message: 'must not be set when unlimited is true' });
       }
     } else {
       if (limit.unit === undefined) {

@@ -13,6 +13,12 @@ export interface BucketState {
   tsUs: number;
   /** sliding_window only: hits of the window `[tsUs - unitUs, tsUs)`. */
   prevLevel?: number;
+  /**
+   * A global limit's home bucket only (scope: global): what the regions hold
+   * in unexpired leases, level units. The bucket refills only up to
+   * capacity − outstanding, so bucket plus leases never exceed the burst.
+   */
+  outstanding?: number;
 }
 
 export interface Evaluation {
@@ -43,11 +49,14 @@ export function evaluate(limit: LimitSpec, state: BucketState | null, nowUs: num
     case 'fixed_window': return evaluateFixedWindow(limit, state, nowUs, cost);
     case 'sliding_window': return evaluateSlidingWindow(limit, state, nowUs, cost);
     case 'token_bucket': return evaluateTokenBucket(limit, state, nowUs, cost);
+    case 'lease': return evaluateLease(limit, state, nowUs, cost);
   }
 }
 
 function evaluateTokenBucket(limit: LimitSpec, state: BucketState | null, nowUs: number, cost: number): Evaluation {
-  const { capacityLevel: cap, refillPerTick: refill, tickUs: tick, levelPerToken: perToken } = limit;
+  const { refillPerTick: refill, tickUs: tick, levelPerToken: perToken } = limit;
+  const outstanding = state?.outstanding ?? 0;
+  const cap = limit.capacityLevel - outstanding;
   if (refill === 0) {
     // requests_per_unit: 0 means "always over" (envoyproxy/ratelimit); check-only passes.
     return {
@@ -80,13 +89,39 @@ function evaluateTokenBucket(limit: LimitSpec, state: BucketState | null, nowUs:
   const untakenResetUs = level >= cap ? 0 : ceilDiv(cap - level, refill) * tick - progressUs;
   let retryAfterUs = 0;
   if (!allowed) {
-    retryAfterUs = need > cap ? resetUs : ceilDiv(need - level, refill) * tick - progressUs;
+    retryAfterUs = need > limit.capacityLevel ? resetUs : ceilDiv(need - level, refill) * tick - progressUs;
   }
+  // A home bucket stays while leases are out (its capacity comes back by refill, not at once).
+  let next: BucketState | null = null;
+  if (outstanding > 0) next = { level: after, tsUs: ts, outstanding };
+  else if (after < cap) next = { level: after, tsUs: ts };
   return {
     outcome: { allowed, remaining: Math.floor(after / perToken), resetUs, retryAfterUs },
     untaken: { allowed, remaining: Math.floor(level / perToken), resetUs: untakenResetUs, retryAfterUs },
-    next: after >= cap ? null : { level: after, tsUs: ts },
+    next,
     ttlUs: resetUs,
+  };
+}
+
+/**
+ * A region's lease of a global limit (store/redis/global-limits.ts): `level`
+ * tokens that this region may spend until `tsUs` (its expiry, region clock).
+ * Allowed iff the lease has `cost` tokens; a denial takes nothing. Reset and
+ * retry are estimates from the global rate: when the lease runs dry the next
+ * tokens come from the home region's refill.
+ */
+function evaluateLease(limit: LimitSpec, state: BucketState | null, nowUs: number, cost: number): Evaluation {
+  const tokens = state !== null && nowUs < state.tsUs ? state.level : 0;
+  const allowed = cost <= tokens;
+  const after = allowed ? tokens - cost : tokens;
+  const estimate = (missingTokens: number): number => (limit.refillPerTick === 0 || missingTokens <= 0
+    ? 0 : ceilDiv(missingTokens * limit.levelPerToken, limit.refillPerTick) * limit.tickUs);
+  const retryAfterUs = allowed ? 0 : Math.max(1, estimate(cost - tokens));
+  return {
+    outcome: { allowed, remaining: after, resetUs: estimate(limit.burst - after), retryAfterUs },
+    untaken: { allowed, remaining: tokens, resetUs: estimate(limit.burst - tokens), retryAfterUs },
+    next: after > 0 && state !== null ? { level: after, tsUs: state.tsUs } : null,
+    ttlUs: state === null ? 0 : Math.max(0, state.tsUs - nowUs),
   };
 }
 

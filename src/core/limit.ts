@@ -1,5 +1,5 @@
 import { LimitSpecError } from '../errors.js';
-import type { Algorithm, LimitSpec, Unit } from './types.js';
+import type { Algorithm, LimitSpec, Scope, Unit } from './types.js';
 
 const SECOND_US = 1_000_000;
 
@@ -59,6 +59,7 @@ export function compileLimit(input: {
   burst?: number | undefined;
   algorithm?: Algorithm | undefined;
   name?: string | undefined;
+  scope?: Scope | undefined;
 }): LimitSpec {
   const { requestsPerUnit, unit } = input;
   const algorithm = input.algorithm ?? 'token_bucket';
@@ -108,7 +109,9 @@ export function compileLimit(input: {
   const prefix = algorithm === 'token_bucket' ? 'tb' : algorithm === 'fixed_window' ? 'fw' : 'sw';
   // "/N" only when the multiplier is not 1, so keys of existing limits do not change.
   const rate = unitMultiplier === 1 ? `${requestsPerUnit}${period}` : `${requestsPerUnit}/${period}`;
-  const fingerprint = algorithm === 'token_bucket' ? `${prefix}${rate}b${burst}` : `${prefix}${rate}`;
+  const scope = input.scope ?? 'region';
+  // A global limit's buckets are other keys than a regional one's of the same numbers ("g" first).
+  const fingerprint = `${scope === 'global' ? 'g' : ''}${algorithm === 'token_bucket' ? `${prefix}${rate}b${burst}` : `${prefix}${rate}`}`;
   return Object.freeze({
     name: input.name,
     unit,
@@ -117,6 +120,7 @@ export function compileLimit(input: {
     requestsPerUnit,
     burst,
     algorithm,
+    scope,
     tickUs,
     refillPerTick,
     levelPerToken,

@@ -2,6 +2,13 @@
 
 export type Unit = 'second' | 'minute' | 'hour' | 'day' | 'week' | 'month' | 'year';
 export type Algorithm = 'token_bucket' | 'fixed_window' | 'sliding_window';
+/**
+ * What a store op decides: a configured algorithm, or `lease`: spending the
+ * tokens a region holds of a global limit (see core/bucket.ts, store/redis/global-limits.ts).
+ */
+export type BucketAlgorithm = Algorithm | 'lease';
+/** region: one budget per region's Redis; global: one budget across every region (SPEC §11). */
+export type Scope = 'region' | 'global';
 
 /** One `key`/`value` pair of a descriptor, as Envoy sends it. */
 export interface Entry {
@@ -52,7 +59,8 @@ export interface LimitSpec {
   unitUs: number;
   requestsPerUnit: number;
   burst: number;
-  algorithm: Algorithm;
+  algorithm: BucketAlgorithm;
+  scope: Scope;
   tickUs: number;
   refillPerTick: number;
   levelPerToken: number;
@@ -72,6 +80,11 @@ export interface BucketOp {
   limit: LimitSpec;
   /** Tokens to take; 0 = check only. */
   cost: number;
+  /**
+   * What decides this op when its store cannot (the local failure policy):
+   * a global limit's lease op falls back to the region's static share.
+   */
+  fallback?: BucketOp;
   /** A shadow op is evaluated and reported but never causes a denial. */
   shadow: boolean;
   /**

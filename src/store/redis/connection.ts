@@ -30,6 +30,8 @@ export interface RedisConnectionOptions {
   redisTlsServername?: string | undefined;
   /** Skip certificate verification (tests only). */
   redisTlsInsecure?: boolean | undefined;
+  /** Cluster only: announced "host:port" → the address to connect to instead (a proxy, a NAT). */
+  natMap?: Readonly<Record<string, { host: string; port: number }>> | undefined;
 }
 
 export type RedisClient = Redis | Cluster;
@@ -145,6 +147,7 @@ function createCluster(seeds: { host: string; port: number }[], options: RedisCo
   if (tls !== undefined) redisOptions.tls = tls;
   return new Cluster(seeds, {
     redisOptions,
+    ...(options.natMap === undefined ? {} : { natMap: { ...options.natMap } }),
     scaleReads: 'master',
     lazyConnect: true,
     enableOfflineQueue: false,

@@ -39,7 +39,8 @@ export class FailurePolicy {
   }
 
   /** Decides `ops` (a failed node's share of one request); throws StoreUnavailableError under `deny`. */
-  decide(ops: readonly BucketOp[], error: unknown): PolicyDecision {
+  decide(given: readonly BucketOp[], error: unknown): PolicyDecision {
+    const ops = given.some((op) => op.fallback !== undefined) ? given.map((op) => op.fallback ?? op) : given;
     switch (this.policy) {
       case 'deny':
         throw new StoreUnavailableError(`store unavailable: ${errorMessage(error)}`, { cause: error });
@@ -52,7 +53,7 @@ export class FailurePolicy {
 
   /** What the local buckets say about `ops` without taking anything (for ops of a request Redis denied). */
   untaken(ops: readonly BucketOp[]): BucketOutcome[] {
-    return this.local.peek(ops).evaluations.map((evaluation) => evaluation.untaken);
+    return this.local.peek(ops.map((op) => op.fallback ?? op)).evaluations.map((evaluation) => evaluation.untaken);
   }
 
   private decideLocally(ops: readonly BucketOp[]): PolicyDecision {

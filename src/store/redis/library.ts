@@ -20,7 +20,14 @@ export const LIBRARY_LUA = readLibrary();
 export const LIBRARY_SHA = createHash('sha1').update(LIBRARY_LUA).digest('hex');
 const COMMAND = 'openclawRl';
 
-const ALGORITHM_CODE: Readonly<Record<LimitSpec['algorithm'], string>> = { token_bucket: 't', fixed_window: 'f', sliding_window: 's' };
+const ALGORITHM_CODE: Readonly<Record<LimitSpec['algorithm'], string>> = {
+  token_bucket: 't', fixed_window: 'f', sliding_window: 's', lease: 'l',
+};
+
+/** The script's name for a limit: a global token bucket (its home bucket) is 'h'. */
+function algorithmCode(limit: LimitSpec): string {
+  return limit.scope === 'global' && limit.algorithm === 'token_bucket' ? 'h' : ALGORITHM_CODE[limit.algorithm];
+}
 
 /** Integers per op in a `take` reply: the op key's state (level, tsUs, extra) when its batch began. */
 export const STATE_FIELDS = 3;
@@ -62,7 +69,7 @@ function limitValues(limit: LimitSpec): readonly string[] {
   let values = limitValueCache.get(limit);
   if (values === undefined) {
     values = Object.freeze([
-      ALGORITHM_CODE[limit.algorithm], String(limit.tickUs), String(limit.refillPerTick), String(limit.levelPerToken),
+      algorithmCode(limit), String(limit.tickUs), String(limit.refillPerTick), String(limit.levelPerToken),
       String(limit.capacityLevel), String(limit.unitUs), String(limit.requestsPerUnit),
       String(limit.algorithm === 'sliding_window' ? limit.windowTicks : 0),
     ]);
@@ -131,6 +138,37 @@ export class RedisLibrary {
     return count;
   }
 
+  /** Claims lease refills (SET NX of each `<lease key>:p` for ttlUs); true where this call claimed. */
+  async leaseClaim(routingKey: string, pendingKeys: readonly string[], ttlUs: number): Promise<boolean[]> {
+    const reply = await this.call(1, routingKey, 'lease_claim', String(ttlUs), ...pendingKeys);
+    if (!Array.isArray(reply) || reply.length !== pendingKeys.length) throw new StoreCallError('redis: unexpected reply from lua/openclaw.lua lease_claim');
+    return (reply as unknown[]).map((v) => v === 1);
+  }
+
+  /**
+   * In a key's home region: moves up to `wanted` tokens of each global bucket
+   * into `region`'s lease, valid ttlUs. Resolves with Redis's time and the
+   * tokens granted per item.
+   */
+  async leaseGrant(routingKey: string, region: string, ttlUs: number, items: readonly { key: string; limit: LimitSpec; wanted: number }[]):
+    Promise<{ nowUs: number; granted: number[] }> {
+    const table = new LimitTable();
+    const values: string[] = [];
+    for (const item of items) values.push(item.key, table.indexOf(item.limit), String(item.wanted));
+    const reply = await this.call(1, routingKey, 'lease_grant', ...table.argv, region, String(ttlUs), ...values);
+    if (!Array.isArray(reply) || reply.length !== items.length + 1 || !reply.every((v) => typeof v === 'number')) {
+      throw new StoreCallError('redis: unexpected reply from lua/openclaw.lua lease_grant');
+    }
+    return { nowUs: reply[0] as number, granted: (reply as number[]).slice(1) };
+  }
+
+  /** Adds granted tokens to this region's leases (each valid ttlUs from now) and frees their claims. */
+  async leaseDeposit(routingKey: string, items: readonly { key: string; tokens: number; ttlUs: number }[]): Promise<void> {
+    const values: string[] = [];
+    for (const item of items) values.push(item.key, String(item.tokens), String(Math.max(0, Math.floor(item.ttlUs))));
+    await this.call(1, routingKey, 'lease_deposit', ...values);
+  }
+
   /** Gives back `cost` of each op (see lua/openclaw.lua `refund`); `chargedStartUs` per op for fixed windows. */
   async refund(routingKey: string, ops: readonly BucketOp[], chargedStartUs: readonly number[]): Promise<void> {
     const table = new LimitTable();
@@ -158,11 +196,13 @@ function decodeTake(reply: unknown, batches: readonly (readonly BucketOp[])[], o
     const states: (BucketState | null)[] = new Array(count);
     for (let i = 0; i < count; i++, at += STATE_FIELDS) {
       const level = values[at] as number;
-      const algorithm = batches[b]![i]!.limit.algorithm;
-      states[i] = level < 0 ? null
-        : algorithm === 'sliding_window'
-          ? { level, tsUs: values[at + 1] as number, prevLevel: values[at + 2] as number }
-          : { level, tsUs: values[at + 1] as number };
+      const limit = batches[b]![i]!.limit;
+      const tsUs = values[at + 1] as number;
+      const extra = values[at + 2] as number;
+      if (level < 0) states[i] = null;
+      else if (limit.algorithm === 'sliding_window') states[i] = { level, tsUs, prevLevel: extra };
+      else if (limit.scope === 'global' && limit.algorithm === 'token_bucket' && extra > 0) states[i] = { level, tsUs, outstanding: extra };
+      else states[i] = { level, tsUs };
     }
     results[b] = { status, nowUs, states };
   }

@@ -18,6 +18,7 @@ export function rememberBatch(local: MemoryStore, ops: readonly BucketOp[], resu
   const seen = ops.length > 1 ? new Set<string>() : undefined;
   for (let i = ops.length - 1; i >= 0; i--) {
     const op = ops[i]!;
+    if (op.limit.scope === 'global' || op.limit.algorithm === 'lease') continue; // changed by grants too: not mirrored
     if (seen !== undefined) {
       if (seen.has(op.key)) continue;
       seen.add(op.key);

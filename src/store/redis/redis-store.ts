@@ -30,6 +30,7 @@
 import type { Cluster } from 'ioredis';
 import { evaluateBatch, takes, type BatchEvaluation } from '../../core/bucket.js';
 import type { Store, StoreDecision, StoreFailurePolicy, StoreHealth } from '../../core/store.js';
+import type { RegionAddress } from '../../core/regions.js';
 import type { BucketOp, BucketOutcome } from '../../core/types.js';
 import { StoreCallError, errorMessage } from '../../errors.js';
 import type { MemoryStore } from '../memory-store.js';
@@ -38,6 +39,7 @@ import type { BreakerState } from './circuit-breaker.js';
 import { createRedisConnection, type RedisConnection, type RedisConnectionOptions } from './connection.js';
 import { withRedisDeadline } from './deadline.js';
 import { FailurePolicy } from './failure-policy.js';
+import { GlobalLimits, type GlobalLimitEvents } from './global-limits.js';
 import { RedisLibrary, type TakeResult } from './library.js';
 import { WriteBack } from './local-debits.js';
 import { rememberBatch } from './mirror.js';
@@ -79,6 +81,8 @@ export interface RedisStoreEvents {
   sidecars(count: number): void;
 }
 
+export type StoreEvents = RedisStoreEvents & GlobalLimitEvents;
+
 export interface RedisStoreOptions extends RedisConnectionOptions {
   /** Deadline of one script call, ms (counted from its write, loop lag excluded). */
   redisTimeoutMs: number;
@@ -91,8 +95,11 @@ export interface RedisStoreOptions extends RedisConnectionOptions {
   local: MemoryStore;
   /** Record Redis states in `local` (deny without a call, seed the fallback). */
   mirror: boolean;
+  /** This sidecar's region and every region's Redis (limits with scope: global); absent = one region. */
+  region?: string | undefined;
+  regions?: readonly RegionAddress[] | undefined;
   logger?: StoreLogger | undefined;
-  events?: Partial<RedisStoreEvents> | undefined;
+  events?: Partial<StoreEvents> | undefined;
   breaker?: { failureThreshold?: number; coolDownMs?: number } | undefined;
 }
 
@@ -144,7 +151,9 @@ class RedisStoreImpl implements RedisStore {
   private readonly mirror: boolean;
   private readonly timeoutMs: number;
   private readonly logger: StoreLogger;
-  private readonly events: Partial<RedisStoreEvents>;
+  private readonly events: Partial<StoreEvents>;
+  private readonly global: GlobalLimits | undefined;
+  private sidecarCount = 1;
   private readonly writeBack: WriteBack;
   private readonly presence: Presence | undefined;
   private closed = false;
@@ -201,11 +210,13 @@ class RedisStoreImpl implements RedisStore {
         void this.library.preload(client);
       });
     }
-    if (options.fallbackDivisor === 'auto') {
+    const regional = options.region !== undefined && options.regions !== undefined;
+    if (options.fallbackDivisor === 'auto' || regional) {
       const presence = new Presence(this.library, `${options.redisKeyPrefix}{sidecars}presence`, this.timeoutMs,
         () => !this.closed && client.status === 'ready',
         (count) => {
-          this.policy.setDivisor(count);
+          this.sidecarCount = count;
+          if (options.fallbackDivisor === 'auto') this.policy.setDivisor(count);
           this.events.sidecars?.(count);
         },
         (error) => this.noteError(error, 'redis presence heartbeat failed; the local policy keeps its last divisor'));
@@ -219,6 +230,16 @@ class RedisStoreImpl implements RedisStore {
       timeoutMs: this.timeoutMs,
       usable: () => !this.closed && client.status === 'ready',
       onError: (error) => this.noteError(error, 'redis write-back of local admissions failed; retrying'),
+    });
+    this.global = !regional ? undefined : new GlobalLimits({
+      ...options,
+      region: options.region!,
+      regions: options.regions!,
+      library: this.library,
+      topology: this.topology,
+      sidecars: () => this.sidecarCount,
+      events: this.events,
+      onError: (error, message) => this.noteError(error, message),
     });
     client.connect().catch((error: unknown) => this.noteError(error, 'redis initial connect failed'));
   }
@@ -241,8 +262,15 @@ class RedisStoreImpl implements RedisStore {
     });
   }
 
-  async apply(ops: readonly BucketOp[]): Promise<StoreDecision> {
-    if (ops.length === 0) return { outcomes: [], fallback: undefined };
+  async apply(given: readonly BucketOp[]): Promise<StoreDecision> {
+    if (given.length === 0) return { outcomes: [], fallback: undefined };
+    const ops = this.global === undefined ? given : this.global.route(given);
+    if (ops !== given) {
+      // Global limits: the lease and home buckets change by grants too, so the mirror cannot judge them.
+      const decision = await this.decide(ops);
+      this.global!.observe(ops, decision.outcomes);
+      return decision;
+    }
     if (this.mirror) {
       // What Redis last reported, refilled locally, can only have more tokens than Redis has now.
       const known = this.local.peek(ops);
@@ -251,6 +279,10 @@ class RedisStoreImpl implements RedisStore {
         return { outcomes: known.outcomes, fallback: undefined };
       }
     }
+    return this.decide(ops);
+  }
+
+  private async decide(ops: readonly BucketOp[]): Promise<StoreDecision> {
     return this.combine(ops, await this.decideGroups(ops, this.topology.groups(ops, ops.map((_, i) => i)), 1));
   }
 
@@ -269,6 +301,7 @@ class RedisStoreImpl implements RedisStore {
     this.closed = true;
     this.writeBack.stop();
     this.presence?.stop();
+    this.global?.close();
     this.health_.close();
     try {
       await withRedisDeadline(this.client.quit(), CLOSE_TIMEOUT_MS, 'QUIT');
