@@ -91,7 +91,7 @@ tap.test('the topology: one Redis per region, one proxy per ordered pair and nod
   const own = parseRegions(lab.regionsArg('c')).get('c');
   t.same(own, { kind: 'cluster', seeds: lab.redis('c').nodes.map((n) => ({ host: n.host, port: n.port })), natMap: {} }, "c's own address: direct seeds, no NAT");
   t.same(lab.redis('c').storeArgs, ['--redis-cluster', lab.redis('c').cluster!.seeds], "c's store: the same seeds");
-  t.match(lab.sidecarArgs('b'), ['--config', lab.configPath, '--region', 'b', '--redis', lab.redis('b').node!.url, '--regions', lab.regionsArg('b')],
+  t.same(lab.sidecarArgs('b'), ['--config', lab.configPath, '--redis', lab.redis('b').node!.url, '--region', 'b', '--regions', lab.regionsArg('b')],
     'the serve flags of a b sidecar');
   t.comment(`--regions for a: ${lab.regionsArg('a')}`);
   t.throws(() => parseRegionAddress('redis-cluster://127.0.0.1:1?nat=127.0.0.1:2'), /expected A>B/, 'a NAT entry needs >');

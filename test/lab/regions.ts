@@ -59,6 +59,18 @@ export const LAB_CONFIG_YAML = [
   '',
 ].join('\n');
 
+/**
+ * Rules today's product accepts (no `scope`): every limit is per region. For
+ * baseline runs with `multiRegionFlags: false`.
+ */
+export const LAB_BASELINE_CONFIG_YAML = [
+  `domain: ${LAB_DOMAIN}`,
+  'descriptors:',
+  '  - key: region_key',
+  '    rate_limit: { unit: second, requests_per_unit: 100, burst: 100 }',
+  '',
+].join('\n');
+
 // ---- the address of a region's Redis, as --regions carries it ----------------
 
 export interface HostPort {
@@ -185,6 +197,12 @@ export interface LabOptions {
   extraArgs?: readonly string[] | ((region: string, index: number) => readonly string[]);
   /** Per-chunk queue cap of every proxy (see DelayProxyOptions). */
   maxQueuedBytes?: number;
+  /**
+   * Pass --region and --regions (default true). False starts today's product
+   * (each region's sidecars on their own Redis, nothing shared): a baseline
+   * with `LAB_BASELINE_CONFIG_YAML`, and a way to run the lab before §11 lands.
+   */
+  multiRegionFlags?: boolean;
 }
 
 export interface LinkOptions {
@@ -201,7 +219,7 @@ export interface Lab extends LoadTargets {
   link(from: string, to: string): Link;
   /** The --regions value for sidecars of `region` (its own address direct, the others through its proxies). */
   regionsArg(region: string): string;
-  /** Every flag a sidecar of `region` is started with (before extraArgs). */
+  /** Every flag a sidecar of `region` is started with (before extraArgs; spawnServer adds host and ports). */
   sidecarArgs(region: string): string[];
   sidecar(region: string, index?: number): LabSidecar;
   sidecars(region?: string): LabSidecar[];
@@ -365,7 +383,8 @@ export async function startLab(options: LabOptions): Promise<Lab> {
     name, name === region ? store(name).address : link(region, name).address,
   ])));
   const sidecarArgs = (region: string): string[] => [
-    '--config', configPath, '--region', region, ...store(region).storeArgs, '--regions', regionsArg(region),
+    '--config', configPath, ...store(region).storeArgs,
+    ...(options.multiRegionFlags === false ? [] : ['--region', region, '--regions', regionsArg(region)]),
   ];
   const extraFor = (region: string, index: number): readonly string[] => {
     const extra = options.extraArgs;
