@@ -230,6 +230,8 @@ class Connection {
   down: DelayedPipe | undefined;
   /** Lived through a cut: reset at a default heal. */
   cutThrough = false;
+  /** A failure that happened while cut, to pass on at a resumed heal. */
+  private failedWhileCut = false;
   private clientClosed = false;
   private upstreamClosed = false;
   private finished = false;
@@ -283,9 +285,17 @@ class Connection {
     this.down?.schedule();
   }
 
-  restamp(notBefore: number): void {
+  /** A resumed heal: held bytes go no earlier than `notBefore`, a failure held by the cut passes now. */
+  resume(notBefore: number): void {
+    this.cutThrough = false;
     this.up.restamp(notBefore);
     this.down?.restamp(notBefore);
+    this.connectUpstream();
+    this.schedule();
+    if (this.failedWhileCut) {
+      this.failedWhileCut = false;
+      this.fail();
+    }
   }
 
   /**
@@ -297,6 +307,7 @@ class Connection {
     if (this.finished || this.failTimer !== undefined) return;
     if (this.state.isCut) {
       this.cutThrough = true;
+      this.failedWhileCut = true;
       return;
     }
     this.failTimer = setTimeout(() => this.destroy(true), this.state.delayMs);
@@ -391,10 +402,7 @@ export async function startDelayProxy(options: DelayProxyOptions): Promise<Delay
       for (const connection of [...connections]) {
         if (!connection.cutThrough) continue;
         if (healOptions.resume === true) {
-          connection.cutThrough = false;
-          connection.restamp(notBefore);
-          connection.connectUpstream();
-          connection.schedule();
+          connection.resume(notBefore);
         } else {
           state.stats.resets++;
           connection.destroy(true);

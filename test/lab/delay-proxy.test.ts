@@ -311,6 +311,22 @@ tap.test('an unreachable target: the client is reset after one delay, not at onc
   await waitFor('the proxy forgot the connection', () => proxy.stats().open === 0, 2_000, 10);
 });
 
+tap.test('a client that resets during a cut: its reset reaches the target at a resumed heal', async (t) => {
+  const echo = await startEcho(t);
+  const proxy = await startDelayProxy({ t, target: { port: echo.port }, delayMs: DELAY_MS });
+  const raw = await rawClient(t, proxy);
+  await roundTrip(raw.socket, Buffer.from('x'));
+  await waitFor('echo server has the connection', () => echo.sockets.size === 1, 2_000, 10);
+  proxy.cut();
+  raw.socket.resetAndDestroy();
+  await sleep(3 * DELAY_MS);
+  t.equal(echo.sockets.size, 1, 'while cut, the target does not hear of it');
+  proxy.heal({ resume: true });
+  await waitFor('the target side closed', () => echo.sockets.size === 0, 2_000, 10);
+  await waitFor('the proxy forgot the connection', () => proxy.stats().open === 0, 2_000, 10);
+  t.equal(proxy.stats().resets, 0, 'resumed, not reset by the heal');
+});
+
 tap.test('close destroys every connection, frees the port, and is idempotent', async (t) => {
   const echo = await startEcho(t);
   const proxy = await startDelayProxy({ t, target: { port: echo.port }, delayMs: DELAY_MS });

@@ -10,7 +10,7 @@ import { Redis, type Cluster } from 'ioredis';
 import tap from 'tap';
 import { clusterSlot } from '../../src/store/redis/cluster-slot.js';
 import { waitFor } from '../helpers/wait.js';
-import { parseRegionAddress, parseRegions, startLab, type Lab } from './regions.js';
+import { formatRegionAddress, parseRegionAddress, parseRegions, startLab, type Lab } from './regions.js';
 
 tap.setTimeout(60_000);
 
@@ -95,6 +95,13 @@ tap.test('the topology: one Redis per region, one proxy per ordered pair and nod
     'the serve flags of a b sidecar');
   t.comment(`--regions for a: ${lab.regionsArg('a')}`);
   t.throws(() => parseRegionAddress('redis-cluster://127.0.0.1:1?nat=127.0.0.1:2'), /expected A>B/, 'a NAT entry needs >');
+  const v6 = 'redis-cluster://[::1]:7001,10.0.0.2:7002?nat=[fd00::1]:6379>[::1]:7001,10.1.0.2:6379>10.0.0.2:7002';
+  t.same(parseRegionAddress(v6), {
+    kind: 'cluster',
+    seeds: [{ host: '::1', port: 7001 }, { host: '10.0.0.2', port: 7002 }],
+    natMap: { 'fd00::1:6379': { host: '::1', port: 7001 }, '10.1.0.2:6379': { host: '10.0.0.2', port: 7002 } },
+  }, 'IPv6 in brackets; NAT keys as ioredis looks nodes up (host:port, unbracketed)');
+  t.equal(formatRegionAddress(parseRegionAddress(v6)), v6, 'format(parse(x)) = x');
   t.throws(() => parseRegionAddress('http://x:1'), /expected redis/, 'an unknown scheme is refused');
 });
 

@@ -80,6 +80,7 @@ export interface HostPort {
 
 export type RegionAddress =
   | { kind: 'single'; url: string }
+  /** natMap as ioredis takes it: keys `host:port` as the cluster names its nodes (IPv6 unbracketed). */
   | { kind: 'cluster'; seeds: HostPort[]; natMap: Record<string, HostPort> };
 
 function formatHostPort({ host, port }: HostPort): string {
@@ -107,7 +108,8 @@ function parseHostPort(text: string, what: string): HostPort {
 export function formatRegionAddress(address: RegionAddress): string {
   if (address.kind === 'single') return address.url;
   const seeds = address.seeds.map(formatHostPort).join(',');
-  const nat = Object.entries(address.natMap).map(([from, to]) => `${from}>${formatHostPort(to)}`).join(',');
+  const nat = Object.entries(address.natMap)
+    .map(([from, to]) => `${formatHostPort(parseHostPort(from, 'nat entry'))}>${formatHostPort(to)}`).join(',');
   return `redis-cluster://${seeds}${nat === '' ? '' : `?nat=${nat}`}`;
 }
 
@@ -124,7 +126,9 @@ export function parseRegionAddress(text: string): RegionAddress {
     for (const pair of query.slice(4).split(',')) {
       const [from, to, extra] = pair.split('>');
       if (from === undefined || to === undefined || extra !== undefined) throw new Error(`nat entry "${pair}": expected A>B`);
-      natMap[formatHostPort(parseHostPort(from, 'nat entry'))] = parseHostPort(to, 'nat entry');
+      const announced = parseHostPort(from, 'nat entry');
+      // ioredis looks a node up as `${host}:${port}`, IPv6 without brackets.
+      natMap[`${announced.host}:${announced.port}`] = parseHostPort(to, 'nat entry');
     }
   }
   return { kind: 'cluster', seeds, natMap };
