@@ -199,7 +199,7 @@ export interface LabOptions {
   configYaml?: string;
   /** More `serve` flags, for every sidecar or per sidecar. */
   extraArgs?: readonly string[] | ((region: string, index: number) => readonly string[]);
-  /** Per-chunk queue cap of every proxy (see DelayProxyOptions). */
+  /** Every proxy's cap on bytes queued per connection and direction (see DelayProxyOptions). */
   maxQueuedBytes?: number;
   /**
    * Pass --region and --regions (default true). False starts today's product
@@ -229,7 +229,7 @@ export interface Lab extends LoadTargets {
   sidecars(region?: string): LabSidecar[];
   /** One more sidecar in `region`. */
   startSidecar(region: string, extraArgs?: readonly string[]): Promise<LabSidecar>;
-  /** POST /v1/check on a sidecar of `region` (default its first); never throws (status 0 = failed). */
+  /** POST /v1/check on a sidecar of `region` (default its first); a failed request is status 0, a missing sidecar throws. */
   check(region: string, descriptors: readonly Descriptor[], options?: { sidecar?: number; timeoutMs?: number; domain?: string }): Promise<CheckAnswer>;
   /**
    * An ioredis client that reaches `to`'s Redis the way region `from` does
