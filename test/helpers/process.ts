@@ -27,7 +27,11 @@ export async function spawnServer(args: string[], env: NodeJS.ProcessEnv = {}, t
   child.stderr!.on('data', (chunk: Buffer) => { text += chunk.toString(); });
   const exited = new Promise<number | string>((resolve) => child.once('exit', (code, signal) => resolve(code ?? signal ?? -1)));
   const listening = await new Promise<{ httpPort: number; grpcPort: number }>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`server did not start in ${timeoutMs} ms:\n${text}`)), timeoutMs);
+    const timer = setTimeout(() => {
+      // Nobody gets a handle on a server that did not start: kill it here or it outlives the test.
+      child.kill('SIGKILL');
+      reject(new Error(`server did not start in ${timeoutMs} ms (killed):\n${text}`));
+    }, timeoutMs);
     const poll = setInterval(() => {
       const line = text.split('\n').find((l) => l.includes('"openclaw-ratelimit listening"'));
       if (line !== undefined) {

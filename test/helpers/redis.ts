@@ -211,6 +211,8 @@ export interface StartClusterOptions {
    * its replica is promoted, so healthy shards' keys fail too.
    */
   requireFullCoverage?: boolean;
+  /** Extra redis-server arguments for every node, e.g. ['--protected-mode', 'no']. */
+  args?: string[];
 }
 
 /** Starts masters * (1 + replicasPerMaster) nodes and creates a cluster from them. */
@@ -230,7 +232,7 @@ export async function startRedisCluster(options: StartClusterOptions = {}): Prom
         args: ['--cluster-enabled', 'yes', '--cluster-config-file', 'nodes.conf',
           '--cluster-node-timeout', String(nodeTimeoutMs), '--cluster-port', String(busPort),
           '--cluster-replica-validity-factor', '0', '--cluster-allow-reads-when-down', 'no',
-          '--cluster-require-full-coverage', options.requireFullCoverage === true ? 'yes' : 'no'],
+          '--cluster-require-full-coverage', options.requireFullCoverage === true ? 'yes' : 'no', ...(options.args ?? [])],
       }));
     }
     await new Promise<void>((resolve, reject) => {
