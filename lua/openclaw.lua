@@ -55,7 +55,8 @@ back; the number of sidecars sharing this Redis).
 lease_claim, lease_grant, lease_deposit: global limits across regions (SPEC
 §11), see below. In `take`, alg 'h' is a global limit's bucket in its home
 region (a token bucket that holds back what leases hold; its state triple's
-third value is that amount), alg 'l' spends a region's lease ("<tokens>:<expiresAtUs>").
+third value is that amount), alg 'l' spends a region's lease
+("<tokens>:<expiresAtUs>:<generation>:<spent since last report>").
 
 State per key: "<level>:<tsUs>", sliding windows "<count>:<windowStartUs>:<previousCount>"
 (integers, written with %.0f so large numbers never turn into 1.7e+15). A
@@ -89,9 +90,10 @@ local function read_state(key)
   local v = redis.pcall('GET', key)
   if type(v) == 'table' and v.err then return nil end
   if not v then return false end
-  local l, ts, prev = string.match(v, '^(%d+):(%d+):?(%d*)$')
+  local l, ts, third, fourth = string.match(v, '^(%d+):(%d+):?(%d*):?(%d*)$')
   if not l then return false end
-  return { tonumber(l), tonumber(ts), tonumber(prev) or 0 }
+  -- Sliding windows have a third field (the previous count); leases a third and fourth (gen, spent).
+  return { tonumber(l), tonumber(ts), tonumber(third) or 0, gen = tonumber(third) or 0, spent = tonumber(fourth) or 0 }
 end
 
 local function write_state(key, state, ttl_us)
@@ -100,7 +102,9 @@ local function write_state(key, state, ttl_us)
     return
   end
   local text
-  if state[3] then
+  if state.lease then
+    text = string.format('%.0f:%.0f:%.0f:%.0f', state[1], state[2], state.gen, state.spent)
+  elseif state[3] then
     text = string.format('%.0f:%.0f:%.0f', state[1], state[2], state[3])
   else
     text = string.format('%.0f:%.0f', state[1], state[2])
@@ -143,7 +147,7 @@ local function refilled(lim, state)
 end
 
 -- A global limit's home bucket: its state plus the leases its regions hold,
--- in the hash <key>:l (region -> "<tokens>:<expiresAtUs>"). `out` is what
+-- in the hash <key>:l (region -> "<tokens>:<expiresAtUs>:<generation>"). `out` is what
 -- unexpired leases hold (level units), `horizon` how long the last one runs.
 -- No state while leases are out cannot happen (the bucket outlives them); if
 -- it did, the bucket is read as full up to what the leases leave.
@@ -151,7 +155,7 @@ local function with_leases(lim, state, key)
   local out, horizon = 0, 0
   local leases = redis.call('HGETALL', key .. ':l')
   for i = 1, #leases, 2 do
-    local tokens, expires = string.match(leases[i + 1], '^(%d+):(%d+)$')
+    local tokens, expires = string.match(leases[i + 1], '^(%d+):(%d+)')
     if tokens and tonumber(expires) > now then
       out = out + tonumber(tokens) * lim.per
       horizon = math.max(horizon, tonumber(expires) - now)
@@ -203,11 +207,11 @@ local function decide(lim, state, cost)
   end
   if lim.alg == 'l' then
     -- A region's lease of a global limit: tokens until it expires (region clock).
+    -- Kept while it lasts, even empty: what was spent is reported with the next request.
     local tokens = 0
     if state and now < state[2] then tokens = state[1] end
     if cost > tokens then return false, state, 0 end
-    if tokens - cost == 0 then return true, false, 0 end
-    return true, { tokens - cost, state[2] }, state[2] - now
+    return true, { tokens - cost, state[2], lease = true, gen = state.gen, spent = state.spent + cost }, state[2] - now
   end
   if lim.refill == 0 then return cost == 0, state, 0 end -- requests_per_unit 0: always over
   local level, ts = refilled(lim, state)
@@ -263,7 +267,9 @@ local function take()
       end
       local n = #out
       if start then
-        out[n + 1], out[n + 2], out[n + 3] = start[1], start[2], start.out or start[3] or 0
+        local extra = start.out or start[3] or 0
+        if lim.alg == 'l' or lim.alg == 't' or lim.alg == 'f' then extra = start.out or 0 end
+        out[n + 1], out[n + 2], out[n + 3] = start[1], start[2], extra
       else
         out[n + 1], out[n + 2], out[n + 3] = -1, 0, 0
       end
@@ -343,7 +349,8 @@ local function refund()
         end
       elseif lim.alg == 'l' then
         if now < state[2] then
-          redis.call('SET', key, string.format('%.0f:%.0f', state[1] + cost, state[2]), 'KEEPTTL')
+          redis.call('SET', key, string.format('%.0f:%.0f:%.0f:%.0f', state[1] + cost, state[2], state.gen,
+            math.max(0, state.spent - cost)), 'KEEPTTL')
           changed = changed + 1
         end
       elseif lim.refill > 0 then
@@ -383,7 +390,8 @@ local function debit()
         changed = changed + 1
       elseif lim.alg == 'l' then
         if state and now < state[2] then
-          write_state(key, { math.max(0, state[1] - cost), state[2] }, state[2] - now)
+          local taken = math.min(cost, state[1])
+          write_state(key, { state[1] - taken, state[2], lease = true, gen = state.gen, spent = state.spent + taken }, state[2] - now)
           changed = changed + 1
         end
       elseif lim.refill > 0 then
@@ -410,83 +418,121 @@ local function presence()
   return redis.call('ZCARD', key)
 end
 
--- lease_claim: one sidecar of a region asks the home region for more of a
--- lease at a time. ARGV: 'lease_claim', ttlUs, then keys <lease key>:p.
--- Returns 1 per key this call claimed (SET NX), else 0.
+-- lease_claim: one sidecar of a region refills a key's lease at a time.
+-- ARGV: 'lease_claim', ttlUs, then lease keys. For each it claims
+-- (SET NX <key>:p for ttlUs) and, when claimed, takes the tokens spent from
+-- the lease since its last report (they go to the home region with the
+-- request). Returns 3 integers per key: claimed (0|1), spent, generation.
 local function lease_claim()
   local ttl = string.format('%.0f', math.max(1, ceil_div(tonumber(ARGV[2]), 1000)))
-  local claimed = {}
+  local out = {}
   for i = 3, #ARGV do
-    claimed[#claimed + 1] = redis.call('SET', ARGV[i], '1', 'NX', 'PX', ttl) and 1 or 0
+    local key = ARGV[i]
+    local claimed = redis.call('SET', key .. ':p', '1', 'NX', 'PX', ttl) and 1 or 0
+    local spent, gen = 0, 0
+    if claimed == 1 then
+      local state = read_state(key)
+      if state and state.spent > 0 then
+        spent, gen = state.spent, state.gen
+        redis.call('SET', key, string.format('%.0f:%.0f:%.0f:0', state[1], state[2], state.gen), 'KEEPTTL')
+      elseif state then
+        gen = state.gen
+      end
+    end
+    out[#out + 1] = claimed
+    out[#out + 1] = spent
+    out[#out + 1] = gen
   end
-  return claimed
+  return out
+end
+
+-- A region's lease as its home counts it: leases hash entry "<tokens>:<expiresAtUs>:<generation>".
+local function home_lease(leases, region)
+  local v = redis.call('HGET', leases, region)
+  if not v then return nil end
+  local tokens, expires, gen = string.match(v, '^(%d+):(%d+):?(%d*)$')
+  if not tokens then return nil end
+  return { tonumber(tokens), tonumber(expires), tonumber(gen) or 0 }
 end
 
 -- lease_grant, in the key's home region: moves tokens from the global bucket
--- into a region's lease. After the limit table: region, ttlUs, then 3
--- values per key: bucket key, limit, wanted tokens. The bucket refills as
--- usual but only up to what unexpired leases leave (bucket level plus leases
--- never exceeds the burst); the grant is what it holds, at most `wanted`,
--- added to the region's unexpired lease, whose expiry moves to now + ttlUs.
--- Returns { nowUs, granted tokens per key }.
+-- into a region's lease. After the limit table: region, ttlUs, then 5
+-- values per key: bucket key, limit, wanted tokens, spent, generation.
+-- What the region reports spent from its current lease (same generation)
+-- no longer counts as held by it: that capacity comes back to the bucket by
+-- refill. The bucket refills only up to what unexpired leases still hold
+-- (bucket plus leases never exceed the burst); the grant is what it holds,
+-- at most `wanted`, added to the region's unexpired lease (whose expiry moves
+-- to now + ttlUs), or a new lease of the next generation.
+-- Returns { nowUs, then per key: granted tokens, generation }.
 local function lease_grant()
   local limits, at = read_limits(2)
   local region = ARGV[at]
   local ttl = tonumber(ARGV[at + 1])
   local out = { now }
-  for op = at + 2, #ARGV, 3 do
+  for op = at + 2, #ARGV, 5 do
     local key = ARGV[op]
     local lim = limits[tonumber(ARGV[op + 1])]
     local wanted = tonumber(ARGV[op + 2])
-    local granted = 0
+    local spent = tonumber(ARGV[op + 3])
+    local gen = tonumber(ARGV[op + 4])
+    local leases = key .. ':l'
+    local granted, held, next_gen = 0, 0, gen
+    local mine = home_lease(leases, region)
+    if mine and mine[2] > now then
+      held = mine[1]
+      next_gen = mine[3]
+      if mine[3] == gen then held = math.max(0, held - spent) end
+    else
+      next_gen = (mine and mine[3] or gen) + 1
+    end
     local state = read_state(key)
     if state ~= nil and lim.refill > 0 then
-      state = with_leases(lim, state, key)
+      if mine and mine[2] > now and held ~= mine[1] then
+        redis.call('HSET', leases, region, string.format('%.0f:%.0f:%.0f', held, mine[2], mine[3]))
+      end
+      state = with_leases(lim, state, key) or { lim.cap, now, out = 0, horizon = 0 }
       local level, ts = refilled(lim, state)
       granted = math.min(wanted, math.floor(level / lim.per))
       if granted > 0 then
-        local leases = key .. ':l'
-        local held = 0
-        local old = redis.call('HGET', leases, region)
-        if old then
-          local tokens, expires = string.match(old, '^(%d+):(%d+)$')
-          if tokens and tonumber(expires) > now then held = tonumber(tokens) end
-        end
-        redis.call('HSET', leases, region, string.format('%.0f:%.0f', held + granted, now + ttl))
+        redis.call('HSET', leases, region, string.format('%.0f:%.0f:%.0f', held + granted, now + ttl, next_gen))
         -- Expired leases go; the hash lives as long as its longest lease.
         local all = redis.call('HGETALL', leases)
         local horizon = ttl
         for i = 1, #all, 2 do
-          local _, expires = string.match(all[i + 1], '^(%d+):(%d+)$')
+          local _, expires = string.match(all[i + 1], '^(%d+):(%d+)')
           if not expires or tonumber(expires) <= now then redis.call('HDEL', leases, all[i])
           else horizon = math.max(horizon, tonumber(expires) - now) end
         end
         redis.call('PEXPIRE', leases, string.format('%.0f', math.max(1, ceil_div(horizon, 1000))))
         local after = level - granted * lim.per
-        local progress = 0
-        if now > ts then progress = now - ts end
-        write_state(key, { after, ts }, ceil_div(lim.cap - after, lim.refill) * lim.tick - progress + horizon)
+        state.out = state.out + granted * lim.per
+        state.horizon = math.max(state.horizon, ttl)
+        write_bucket(lim, key, state, after, ts)
       end
     end
     out[#out + 1] = granted
+    out[#out + 1] = next_gen
   end
   return out
 end
 
 -- lease_deposit, in the region: adds granted tokens to the region's lease.
--- ARGV: 'lease_deposit', then 3 values per key: lease key, tokens, ttlUs
+-- ARGV: 'lease_deposit', then 4 values per key: lease key, tokens, ttlUs
 -- (already shortened by the grant's age and a margin, so the lease ends
--- before the home region stops counting it). Frees the key's claim.
+-- before the home region stops counting it), generation. A lease of another
+-- generation (its home lease expired meanwhile) is replaced. Frees the claim.
 local function lease_deposit()
-  for op = 2, #ARGV, 3 do
+  for op = 2, #ARGV, 4 do
     local key = ARGV[op]
     local tokens = tonumber(ARGV[op + 1])
     local ttl = tonumber(ARGV[op + 2])
-    local held = 0
+    local gen = tonumber(ARGV[op + 3])
     local state = read_state(key)
-    if state and now < state[2] then held = state[1] end
-    if state ~= nil and ttl > 0 and held + tokens > 0 then
-      write_state(key, { held + tokens, now + ttl }, ttl)
+    if state ~= nil and ttl > 0 and tokens > 0 then
+      local held, spent = 0, 0
+      if state and now < state[2] and state.gen == gen then held, spent = state[1], state.spent end
+      write_state(key, { held + tokens, now + ttl, lease = true, gen = gen, spent = spent }, ttl)
     end
     redis.pcall('DEL', key .. ':p')
   end

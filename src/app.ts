@@ -220,6 +220,15 @@ function createStore(settings: Settings, metrics: Metrics, logger: Logger): Memo
       fallbackDecision: () => metrics.storeErrors.inc(),
       localDenial: () => metrics.localDenials.inc(),
       sidecars: (count) => metrics.sidecarsSeen.set(count),
+      leaseRequested: (home, tokens) => metrics.leaseRequested.inc({ home }, tokens),
+      leaseGranted: (home, tokens) => metrics.leaseGranted.inc({ home }, tokens),
+      leaseStranded: (tokens) => metrics.leaseStranded.inc(tokens),
+      regionReachable: (region, reachable) => {
+        metrics.regionUnreachable.set({ region }, reachable ? 0 : 1);
+        const log = reachable ? logger.info.bind(logger) : logger.warn.bind(logger);
+        log({ region }, reachable ? `region ${region} reachable again: global limits lease from it` : `region ${region} unreachable: its global keys decide from leases, then static shares`);
+      },
+      staticShare: () => metrics.staticShareDecisions.inc(),
     },
   });
 }

@@ -120,7 +120,8 @@ function evaluateLease(limit: LimitSpec, state: BucketState | null, nowUs: numbe
   return {
     outcome: { allowed, remaining: after, resetUs: estimate(limit.burst - after), retryAfterUs },
     untaken: { allowed, remaining: tokens, resetUs: estimate(limit.burst - tokens), retryAfterUs },
-    next: after > 0 && state !== null ? { level: after, tsUs: state.tsUs } : null,
+    // Kept while it lasts, even empty (its spending is reported with the next request, lua/openclaw.lua).
+    next: state !== null && nowUs < state.tsUs ? { level: after, tsUs: state.tsUs } : null,
     ttlUs: state === null ? 0 : Math.max(0, state.tsUs - nowUs),
   };
 }

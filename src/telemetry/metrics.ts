@@ -117,6 +117,35 @@ export class Metrics {
     labelNames: ['result'] as const,
     registers: [this.registry],
   });
+  readonly leaseRequested = new Counter({
+    name: 'ratelimit_lease_requested_tokens_total',
+    help: 'Tokens of global limits this sidecar asked of their home regions.',
+    labelNames: ['home'] as const,
+    registers: [this.registry],
+  });
+  readonly leaseGranted = new Counter({
+    name: 'ratelimit_lease_granted_tokens_total',
+    help: 'Tokens of global limits their home regions granted to this region through this sidecar.',
+    labelNames: ['home'] as const,
+    registers: [this.registry],
+  });
+  readonly leaseStranded = new Counter({
+    name: 'ratelimit_lease_stranded_tokens_total',
+    help: 'Granted tokens whose deposit in this region failed: lost to the budget (under-admission), never granted twice.',
+    registers: [this.registry],
+  });
+  readonly regionUnreachable = new Gauge({
+    name: 'ratelimit_region_unreachable',
+    help: '1 while another region\'s Redis does not answer lease requests: its keys decide from leases, then static shares.',
+    labelNames: ['region'] as const,
+    aggregator: 'max',
+    registers: [this.registry],
+  });
+  readonly staticShareDecisions = new Counter({
+    name: 'ratelimit_static_share_decisions_total',
+    help: 'Decisions on a global limit made from the region\'s static share (its home unreachable, its lease spent).',
+    registers: [this.registry],
+  });
   readonly configDomains = new Gauge({
     name: 'ratelimit_config_domains',
     help: 'Domains in the config in force.',
@@ -138,7 +167,7 @@ export class Metrics {
     this.tlsReloads.inc({ result: 'success' }, 0);
     this.tlsReloads.inc({ result: 'failure' }, 0);
     this.storeErrors.inc(0);
-    for (const counter of [this.redisDeadlineExtensions, this.redisTimeouts, this.redisLateReplies, this.fallbackOverAdmitted, this.localDenials]) counter.inc(0);
+    for (const counter of [this.leaseStranded, this.staticShareDecisions, this.redisDeadlineExtensions, this.redisTimeouts, this.redisLateReplies, this.fallbackOverAdmitted, this.localDenials]) counter.inc(0);
   }
 
   /** Makes ratelimit_store_fallback_active follow `active` (read at each scrape). */

@@ -20,6 +20,14 @@
  * and a margin are taken off). Tokens are moved, never copied: a grant whose
  * deposit fails is stranded (lost, counted), never granted twice.
  *
+ * Each request also reports what the region's lease spent since the last
+ * one (of the same lease generation): the home stops counting those tokens
+ * as held, so its bucket refills into that room again. Without it a lease's
+ * tokens would block the bucket until the lease expired, even when spent at
+ * once (a region carrying all of a key's traffic would get about burst ÷
+ * lease life). Reports only ever release tokens that were spent, so bucket
+ * plus unspent leases still never exceed the burst.
+ *
  * A home region that does not answer for PARTITION_AFTER_MS is unreachable:
  * this region keeps deciding from its lease, then from a static share of the
  * limit (burst and rate ÷ number of regions, a regional bucket
@@ -47,7 +55,7 @@ const LEASE_HORIZON_S = 1;
 const REMOTE_DEADLINE_MS = 1_000;
 /** A claim lasts this long: a sidecar that dies mid-refill frees the key for another. */
 const CLAIM_TTL_US = 2_000_000;
-/** A home region that has not answered this long (and failed since) is unreachable. */
+/** A home region whose calls have failed for this long, with no success, is unreachable. */
 const PARTITION_AFTER_MS = 1_000;
 /** Keys followed per sidecar; those not seen for FORGET_AFTER_MS are dropped. */
 const MAX_KEYS = 50_000;
@@ -101,9 +109,25 @@ interface Region {
   connection: RedisConnection;
   library: RedisLibrary;
   topology: Topology;
-  lastSuccessMs: number;
-  lastFailureMs: number;
+  /** When the current run of failed calls began; 0 while calls succeed. */
+  failingSinceMs: number;
   reachable: boolean;
+}
+
+/** A key this sidecar claimed for a refill, with what its lease reported spent. */
+interface Claimed {
+  state: KeyState;
+  tokens: number;
+  spent: number;
+  gen: number;
+}
+
+interface Deposit {
+  key: string;
+  tokens: number;
+  ttlUs: number;
+  gen: number;
+  state: KeyState;
 }
 
 export class GlobalLimits {
@@ -122,7 +146,7 @@ export class GlobalLimits {
       connection.client.connect().catch((error: unknown) => options.onError(error, `redis of region ${address.name}: initial connect failed`));
       this.remote.set(address.name, {
         address, connection, library: new RedisLibrary(connection.client), topology: new Topology(connection),
-        lastSuccessMs: 0, lastFailureMs: 0, reachable: true,
+        failingSinceMs: 0, reachable: true,
       });
     }
     this.timer = setInterval(() => void this.tick(), LEASE_TICK_MS);
@@ -238,7 +262,7 @@ export class GlobalLimits {
     for (const { state } of wanted) state.inFlight = true;
     try {
       const claimed = await this.claim(wanted);
-      const byHome = new Map<string, { state: KeyState; tokens: number }[]>();
+      const byHome = new Map<string, Claimed[]>();
       for (const item of claimed) {
         const list = byHome.get(item.state.home) ?? [];
         list.push(item);
@@ -250,17 +274,17 @@ export class GlobalLimits {
     }
   }
 
-  /** Claims the keys in this region's Redis; resolves with those this sidecar may refill. */
-  private async claim(wanted: { state: KeyState; tokens: number }[]): Promise<{ state: KeyState; tokens: number }[]> {
+  /** Claims the keys in this region's Redis; resolves with those this sidecar may refill, with what their leases spent. */
+  private async claim(wanted: { state: KeyState; tokens: number }[]): Promise<Claimed[]> {
     const ops = wanted.map(({ state }) => state.op);
-    const claimed: { state: KeyState; tokens: number }[] = [];
+    const claimed: Claimed[] = [];
     await Promise.all(this.options.topology.groups(ops, ops.map((_, i) => i)).map(async (group) => {
-      const pending = group.indices.map((i) => `${ops[i]!.key}:p`);
       try {
-        const won = await withRedisDeadline(this.options.library.leaseClaim(group.routingKey, pending, CLAIM_TTL_US),
+        const won = await withRedisDeadline(this.options.library.leaseClaim(group.routingKey, group.indices.map((i) => ops[i]!.key), CLAIM_TTL_US),
           REMOTE_DEADLINE_MS, 'lease claim');
         group.indices.forEach((i, k) => {
-          if (won[k] === true) claimed.push(wanted[i]!);
+          const claim = won[k];
+          if (claim?.claimed === true) claimed.push({ ...wanted[i]!, spent: claim.spent, gen: claim.gen });
         });
       } catch (error: unknown) {
         this.options.onError(error, 'lease claim failed in this region');
@@ -270,39 +294,39 @@ export class GlobalLimits {
   }
 
   /** Asks `home` for tokens (one call per home node), then deposits what came back here. */
-  private async refill(home: string, items: { state: KeyState; tokens: number }[]): Promise<void> {
+  private async refill(home: string, items: Claimed[]): Promise<void> {
     const region = this.remote.get(home);
     if (region === undefined) return;
     const homeOps = items.map(({ state }) => ({ ...state.op, key: state.op.key.replace(/:lease:[^:]+$/, ':g') }));
-    const deposits: { key: string; tokens: number; ttlUs: number; state: KeyState }[] = [];
+    const deposits: Deposit[] = [];
     await Promise.all(region.topology.groups(homeOps, homeOps.map((_, i) => i)).map(async (group) => {
       const grants = group.indices.map((i) => {
-        const { state, tokens } = items[i]!;
+        const { state, tokens, spent, gen } = items[i]!;
         this.options.events.leaseRequested?.(home, tokens);
-        return { key: homeOps[i]!.key, limit: state.base, wanted: tokens };
+        return { key: homeOps[i]!.key, limit: state.base, wanted: tokens, spent, gen };
       });
       const sentAtMs = performance.now();
       try {
-        const { granted } = await withRedisDeadline(
+        const { granted, gens } = await withRedisDeadline(
           region.library.leaseGrant(group.routingKey, this.options.region, LEASE_TTL_US, grants), REMOTE_DEADLINE_MS, `lease grant from ${home}`);
         this.reached(region, true);
         const ageUs = (performance.now() - sentAtMs) * 1000;
         group.indices.forEach((i, k) => {
           const tokens = granted[k] ?? 0;
           if (tokens > 0) this.options.events.leaseGranted?.(home, tokens);
-          deposits.push({ key: items[i]!.state.op.key, tokens, ttlUs: LEASE_TTL_US - ageUs - DEPOSIT_MARGIN_US, state: items[i]!.state });
+          deposits.push({ key: items[i]!.state.op.key, tokens, ttlUs: LEASE_TTL_US - ageUs - DEPOSIT_MARGIN_US, gen: gens[k] ?? 0, state: items[i]!.state });
         });
       } catch (error: unknown) {
         this.reached(region, false);
         this.options.onError(error, `lease grant from region ${home} failed`);
         // Free the claims at once (a deposit of nothing), so a retry need not wait for their TTL.
-        group.indices.forEach((i) => deposits.push({ key: items[i]!.state.op.key, tokens: 0, ttlUs: 0, state: items[i]!.state }));
+        group.indices.forEach((i) => deposits.push({ key: items[i]!.state.op.key, tokens: 0, ttlUs: 0, gen: 0, state: items[i]!.state }));
       }
     }));
     await this.deposit(deposits);
   }
 
-  private async deposit(deposits: { key: string; tokens: number; ttlUs: number; state: KeyState }[]): Promise<void> {
+  private async deposit(deposits: Deposit[]): Promise<void> {
     if (deposits.length === 0) return;
     const ops = deposits.map((d) => d.state.op);
     await Promise.all(this.options.topology.groups(ops, ops.map((_, i) => i)).map(async (group) => {
@@ -324,11 +348,12 @@ export class GlobalLimits {
     }));
   }
 
+  /** A region is unreachable once its calls have failed, with no success in between, for PARTITION_AFTER_MS. */
   private reached(region: Region, ok: boolean): void {
     const nowMs = performance.now();
-    if (ok) region.lastSuccessMs = nowMs;
-    else region.lastFailureMs = nowMs;
-    const reachable = ok || nowMs - region.lastSuccessMs < PARTITION_AFTER_MS;
+    if (ok) region.failingSinceMs = 0;
+    else if (region.failingSinceMs === 0) region.failingSinceMs = nowMs;
+    const reachable = ok || nowMs - region.failingSinceMs < PARTITION_AFTER_MS;
     if (reachable !== region.reachable) {
       region.reachable = reachable;
       this.options.events.regionReachable?.(region.address.name, reachable);

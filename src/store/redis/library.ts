@@ -138,34 +138,45 @@ export class RedisLibrary {
     return count;
   }
 
-  /** Claims lease refills (SET NX of each `<lease key>:p` for ttlUs); true where this call claimed. */
-  async leaseClaim(routingKey: string, pendingKeys: readonly string[], ttlUs: number): Promise<boolean[]> {
-    const reply = await this.call(1, routingKey, 'lease_claim', String(ttlUs), ...pendingKeys);
-    if (!Array.isArray(reply) || reply.length !== pendingKeys.length) throw new StoreCallError('redis: unexpected reply from lua/openclaw.lua lease_claim');
-    return (reply as unknown[]).map((v) => v === 1);
+  /**
+   * Claims lease refills (SET NX of each `<lease key>:p` for ttlUs). Where
+   * this call claimed, also takes the tokens spent from the lease since its
+   * last report, with the lease's generation, to go to the home region.
+   */
+  async leaseClaim(routingKey: string, leaseKeys: readonly string[], ttlUs: number): Promise<{ claimed: boolean; spent: number; gen: number }[]> {
+    const reply = await this.call(1, routingKey, 'lease_claim', String(ttlUs), ...leaseKeys);
+    if (!Array.isArray(reply) || reply.length !== 3 * leaseKeys.length) throw new StoreCallError('redis: unexpected reply from lua/openclaw.lua lease_claim');
+    const values = reply as number[];
+    return leaseKeys.map((_, i) => ({ claimed: values[3 * i] === 1, spent: values[3 * i + 1]!, gen: values[3 * i + 2]! }));
   }
 
   /**
-   * In a key's home region: moves up to `wanted` tokens of each global bucket
-   * into `region`'s lease, valid ttlUs. Resolves with Redis's time and the
-   * tokens granted per item.
+   * In a key's home region: releases what `region` reports spent of its lease
+   * (same generation), then moves up to `wanted` tokens of each global bucket
+   * into the lease, valid ttlUs. Resolves with Redis's time and, per item,
+   * the tokens granted and the lease's generation.
    */
-  async leaseGrant(routingKey: string, region: string, ttlUs: number, items: readonly { key: string; limit: LimitSpec; wanted: number }[]):
-    Promise<{ nowUs: number; granted: number[] }> {
+  async leaseGrant(routingKey: string, region: string, ttlUs: number,
+    items: readonly { key: string; limit: LimitSpec; wanted: number; spent: number; gen: number }[]): Promise<{ nowUs: number; granted: number[]; gens: number[] }> {
     const table = new LimitTable();
     const values: string[] = [];
-    for (const item of items) values.push(item.key, table.indexOf(item.limit), String(item.wanted));
+    for (const item of items) values.push(item.key, table.indexOf(item.limit), String(item.wanted), String(item.spent), String(item.gen));
     const reply = await this.call(1, routingKey, 'lease_grant', ...table.argv, region, String(ttlUs), ...values);
-    if (!Array.isArray(reply) || reply.length !== items.length + 1 || !reply.every((v) => typeof v === 'number')) {
+    if (!Array.isArray(reply) || reply.length !== 1 + 2 * items.length || !reply.every((v) => typeof v === 'number')) {
       throw new StoreCallError('redis: unexpected reply from lua/openclaw.lua lease_grant');
     }
-    return { nowUs: reply[0] as number, granted: (reply as number[]).slice(1) };
+    const numbers = reply as number[];
+    return {
+      nowUs: numbers[0]!,
+      granted: items.map((_, i) => numbers[1 + 2 * i]!),
+      gens: items.map((_, i) => numbers[2 + 2 * i]!),
+    };
   }
 
-  /** Adds granted tokens to this region's leases (each valid ttlUs from now) and frees their claims. */
-  async leaseDeposit(routingKey: string, items: readonly { key: string; tokens: number; ttlUs: number }[]): Promise<void> {
+  /** Adds granted tokens to this region's leases (each valid ttlUs from now, of its generation) and frees their claims. */
+  async leaseDeposit(routingKey: string, items: readonly { key: string; tokens: number; ttlUs: number; gen: number }[]): Promise<void> {
     const values: string[] = [];
-    for (const item of items) values.push(item.key, String(item.tokens), String(Math.max(0, Math.floor(item.ttlUs))));
+    for (const item of items) values.push(item.key, String(item.tokens), String(Math.max(0, Math.floor(item.ttlUs))), String(item.gen));
     await this.call(1, routingKey, 'lease_deposit', ...values);
   }
 
