@@ -34,47 +34,70 @@ function gcd(a: number, b: number): number {
   return a;
 }
 
-/**
- * Derives the integer token-bucket scale of a limit.
- * Throws LimitSpecError when the numbers cannot be represented exactly.
- */
-export function compileLimit(input: {
+interface LimitInput {
   requestsPerUnit: number;
   unit: Unit;
   burst?: number | undefined;
   algorithm?: Algorithm | undefined;
   name?: string | undefined;
-}): LimitSpec {
+}
+
+interface BucketScale {
+  tickUs: number;
+  refillPerTick: number;
+  levelPerToken: number;
+  capacityLevel: number;
+}
+
+/** The finest integer scale that keeps a token bucket's state below 2^53, or undefined when none does. */
+function bucketScale(requestsPerUnit: number, unitUs: number, burst: number): BucketScale | undefined {
+  for (const tick of TICKS_US) {
+    const unitTicks = unitUs / tick;
+    const divisor = gcd(requestsPerUnit, unitTicks);
+    const perToken = unitTicks / divisor;
+    if (burst * perToken <= Number.MAX_SAFE_INTEGER) {
+      return { tickUs: tick, refillPerTick: requestsPerUnit / divisor, levelPerToken: perToken, capacityLevel: burst * perToken };
+    }
+  }
+  return undefined;
+}
+
+/**
+ * Why compileLimit would refuse these numbers, or undefined when it would
+ * compile them. Pure and allocation-free on success: transports use it to
+ * refuse a request's own limit (an RLS override) before it reaches the limiter.
+ */
+export function limitSpecProblem(input: LimitInput): string | undefined {
+  const { requestsPerUnit } = input;
+  const burst = input.burst ?? requestsPerUnit;
+  if (!Number.isSafeInteger(requestsPerUnit) || requestsPerUnit < 0) return 'requests_per_unit must be a non-negative integer';
+  if (!Number.isSafeInteger(burst) || burst < 0) return 'burst must be a non-negative integer';
+  if ((input.algorithm ?? 'token_bucket') !== 'token_bucket' || requestsPerUnit === 0) return undefined;
+  const unitUs = UNIT_SECONDS[input.unit] * SECOND_US;
+  // The coarsest tick (1 s) needs the smallest level per token: if it fits, a scale exists.
+  const unitTicks = unitUs / TICKS_US[2];
+  if (burst * (unitTicks / gcd(requestsPerUnit, unitTicks)) <= Number.MAX_SAFE_INTEGER) return undefined;
+  return `burst ${burst} is too large for a ${input.unit} unit`;
+}
+
+/**
+ * Derives the integer token-bucket scale of a limit.
+ * Throws LimitSpecError (with limitSpecProblem's text) when the numbers cannot
+ * be represented exactly.
+ */
+export function compileLimit(input: LimitInput): LimitSpec {
+  const problem = limitSpecProblem(input);
+  if (problem !== undefined) throw new LimitSpecError(problem);
   const { requestsPerUnit, unit } = input;
   const algorithm = input.algorithm ?? 'token_bucket';
   const burst = input.burst ?? requestsPerUnit;
-  if (!Number.isSafeInteger(requestsPerUnit) || requestsPerUnit < 0) {
-    throw new LimitSpecError('requests_per_unit must be a non-negative integer');
-  }
-  if (!Number.isSafeInteger(burst) || burst < 0) {
-    throw new LimitSpecError('burst must be a non-negative integer');
-  }
   const unitUs = UNIT_SECONDS[unit] * SECOND_US;
-  let tickUs = 1;
-  let refillPerTick = 0;
-  let levelPerToken = 1;
-  let capacityLevel = burst;
+  let scale: BucketScale = { tickUs: 1, refillPerTick: 0, levelPerToken: 1, capacityLevel: burst };
   if (algorithm === 'token_bucket' && requestsPerUnit > 0) {
-    let found = false;
-    for (const tick of TICKS_US) {
-      const unitTicks = unitUs / tick;
-      const divisor = gcd(requestsPerUnit, unitTicks);
-      const perToken = unitTicks / divisor;
-      if (burst * perToken <= Number.MAX_SAFE_INTEGER) {
-        tickUs = tick;
-        refillPerTick = requestsPerUnit / divisor;
-        levelPerToken = perToken;
-        capacityLevel = burst * perToken;
-        found = true;
-        break;
-      }
-    }
-    if (!found) throw new LimitSpecError(`burst ${burst} is too large for a ${unit} unit`);
+    const found = bucketScale(requestsPerUnit, unitUs, burst);
+    // limitSpecProblem checked the coarsest tick; unreachable.
+    if (found === undefined) throw new LimitSpecError(`burst ${burst} is too large for a ${unit} unit`);
+    scale = found;
   }
   const short = UNIT_SHORT[unit];
   const fingerprint = algorithm === 'token_bucket'
@@ -87,10 +110,7 @@ export function compileLimit(input: {
     requestsPerUnit,
     burst,
     algorithm,
-    tickUs,
-    refillPerTick,
-    levelPerToken,
-    capacityLevel,
+    ...scale,
     fingerprint,
   });
 }
