@@ -1,6 +1,8 @@
 // grpc.health.v1.Health: Check and Watch.
 import { status, type ServerUnaryCall, type ServerWritableStream, type sendUnaryData } from '@grpc/grpc-js';
-import { HEALTH_STATUS } from './messages.js';
+
+/** grpc.health.v1.HealthCheckResponse.ServingStatus. */
+export const HEALTH_STATUS = { UNKNOWN: 0, SERVING: 1, NOT_SERVING: 2, SERVICE_UNKNOWN: 3 } as const;
 
 /** Service names we answer for: the server as a whole, envoyproxy/ratelimit's name, our services. */
 export const HEALTH_SERVICE_NAMES: ReadonlySet<string> = new Set([

@@ -7,19 +7,16 @@ import {
   type UntypedServiceImplementation,
   type sendUnaryData,
 } from '@grpc/grpc-js';
+import type { DecisionRequest } from '../../core/types.js';
 import type { DecisionService } from '../../service.js';
-import { allowResponse, encodeCheckResponse, httpInputFromCheckRequest, requestedDomain } from './authz.js';
-import { toGrpcError } from './grpc-errors.js';
+import { encodeCheckResponse } from './authz-codec.js';
+import type { CheckHttpRequest } from './check-http-request.js';
+import { toGrpcError, type GrpcError } from './grpc-errors.js';
 import { createHealthHandlers } from './health.js';
 import type { GrpcLogger } from './logger.js';
-import type {
-  CheckRequestMessage,
-  CheckResponseMessage,
-  RateLimitRequestMessage,
-  RateLimitResponseMessage,
-} from './messages.js';
 import { loadPackageDefinition } from './proto-root.js';
-import { decodeRateLimitRequest, encodeRateLimitResponse } from './rls.js';
+import { encodeRateLimitResponse } from './rls-codec.js';
+import { AUTHORIZATION_SERVICE_DEFINITION, rateLimitServiceDefinition } from './service-definitions.js';
 
 export type { GrpcLogger } from './logger.js';
 
@@ -46,15 +43,16 @@ export interface GrpcServer {
   shutdown(graceMs?: number): Promise<void>;
 }
 
-function serviceDefinition(name: string): ServiceDefinition {
+function protoServiceDefinition(name: string): ServiceDefinition {
   const definition = loadPackageDefinition()[name];
   if (definition === undefined) throw new Error(`gRPC service ${name} missing from proto/`);
   return definition as ServiceDefinition;
 }
 
 /**
- * Builds the gRPC server over a DecisionService. Handlers only translate;
- * every error becomes a gRPC status (see toGrpcError) and none escapes.
+ * Builds the gRPC server over a DecisionService. Handlers only translate
+ * (codecs in rls-codec.ts and authz-codec.ts); every error becomes a gRPC
+ * status (see toGrpcError) and none escapes.
  */
 export function createGrpcServer(service: DecisionService, options: GrpcServerOptions): GrpcServer {
   const { logger, responseHeaders } = options;
@@ -64,52 +62,49 @@ export function createGrpcServer(service: DecisionService, options: GrpcServerOp
   let shuttingDown = false;
   const health = createHealthHandlers(() => !shuttingDown && service.readiness().ready);
 
-  /** Runs one call: a value answers it, a throw becomes a gRPC status; nothing escapes. */
-  const answer = <T>(method: string, work: () => T | Promise<T>, callback: sendUnaryData<T>): void => {
-    const reply = async (): Promise<void> => {
-      let response: T;
-      try {
-        response = await work();
-      } catch (error: unknown) {
-        callback(toGrpcError(error, method, logger));
-        return;
-      }
-      callback(null, response);
-    };
-    reply().catch((error: unknown) => {
-      logger.error({ err: error, method }, `gRPC ${method}: could not send the answer`);
-    });
-  };
+  /** Answers a call; a throwing callback (a broken stream) is logged, never left to reject a handler's promise. */
+  function reply(method: string, callback: sendUnaryData<Buffer>, error: GrpcError | null, response?: Buffer): void {
+    try {
+      if (error === null) callback(null, response);
+      else callback(error);
+    } catch (thrown: unknown) {
+      logger.error({ err: thrown, method }, `gRPC ${method}: could not send the answer`);
+    }
+  }
 
-  const shouldRateLimit = (
-    call: ServerUnaryCall<RateLimitRequestMessage, RateLimitResponseMessage>,
-    callback: sendUnaryData<RateLimitResponseMessage>,
-  ): void => {
-    answer('ShouldRateLimit', async () => {
-      const request = decodeRateLimitRequest(call.request);
-      return encodeRateLimitResponse(await service.decide(request, 'grpc_rls'), responseHeaders);
-    }, callback);
-  };
+  // Plain async functions, not a closure per call: the request was decoded by
+  // the service definition into a core type, or into the Error saying why not.
+  async function shouldRateLimit(call: ServerUnaryCall<DecisionRequest | Error, Buffer>, callback: sendUnaryData<Buffer>): Promise<void> {
+    let response: Buffer;
+    try {
+      const request = call.request;
+      if (request instanceof Error) throw request;
+      response = encodeRateLimitResponse(await service.decide(request, 'grpc_rls'), responseHeaders);
+    } catch (error: unknown) {
+      reply('ShouldRateLimit', callback, toGrpcError(error, 'ShouldRateLimit', logger));
+      return;
+    }
+    reply('ShouldRateLimit', callback, null, response);
+  }
 
-  const check = (
-    call: ServerUnaryCall<CheckRequestMessage, CheckResponseMessage>,
-    callback: sendUnaryData<CheckResponseMessage>,
-  ): void => {
-    answer('Check', async () => {
-      const domain = service.resolveDomain(requestedDomain(call.request));
-      const descriptors = service.descriptorsFromHttp(domain, httpInputFromCheckRequest(call.request));
-      if (descriptors.length === 0) return allowResponse();
-      return encodeCheckResponse(await service.decide({ domain, descriptors }, 'grpc_authz'));
-    }, callback);
-  };
+  async function check(call: ServerUnaryCall<CheckHttpRequest | Error, Buffer>, callback: sendUnaryData<Buffer>): Promise<void> {
+    let response: Buffer;
+    try {
+      const request = call.request;
+      if (request instanceof Error) throw request;
+      const domain = service.resolveDomain(request.requestedDomain === '' ? undefined : request.requestedDomain);
+      const descriptors = service.descriptorsFromHttp(domain, request);
+      response = encodeCheckResponse(descriptors.length === 0 ? undefined : await service.decide({ domain, descriptors }, 'grpc_authz'));
+    } catch (error: unknown) {
+      reply('Check', callback, toGrpcError(error, 'Check', logger));
+      return;
+    }
+    reply('Check', callback, null, response);
+  }
 
-  server.addService(serviceDefinition('envoy.service.ratelimit.v3.RateLimitService'), {
-    ShouldRateLimit: shouldRateLimit,
-  } as UntypedServiceImplementation);
-  server.addService(serviceDefinition('envoy.service.auth.v3.Authorization'), {
-    Check: check,
-  } as UntypedServiceImplementation);
-  server.addService(serviceDefinition('grpc.health.v1.Health'), {
+  server.addService(rateLimitServiceDefinition(service.bounds), { ShouldRateLimit: shouldRateLimit } as UntypedServiceImplementation);
+  server.addService(AUTHORIZATION_SERVICE_DEFINITION, { Check: check } as UntypedServiceImplementation);
+  server.addService(protoServiceDefinition('grpc.health.v1.Health'), {
     Check: health.Check,
     Watch: health.Watch,
   } as UntypedServiceImplementation);
