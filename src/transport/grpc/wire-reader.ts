@@ -78,6 +78,8 @@ export function textOf(bytes: Buffer, start: number, end: number): string {
 export class WireReader {
   readonly bytes: Buffer;
   pos = 0;
+  /** Where the last tag read began (for messages). */
+  private tagAt = 0;
 
   constructor(bytes: Buffer) {
     this.bytes = bytes;
@@ -139,6 +141,7 @@ export class WireReader {
   /** A field's tag (field number << 3 | wire type); field 0 and numbers past 2^29 - 1 are invalid. */
   tag(end: number): number {
     const start = this.pos;
+    this.tagAt = start;
     if (start < end) {
       const b0 = this.bytes[start]!;
       if (b0 < 0x80 && b0 >= 8) {
@@ -170,7 +173,7 @@ export class WireReader {
   }
 
   /**
-   * Skips the field whose tag was just read. `knownFields` has bit n set for
+   * Skips the field whose tag (`tag`) was just read. `knownFields` has bit n set for
    * each field number n (< 32) the caller decodes: reaching here with one of
    * those means a wrong wire type, which is an error, not an unknown field.
    * Groups (wire types 3 and 4, unused by every message we read) are refused.
@@ -178,9 +181,9 @@ export class WireReader {
   skip(tag: number, end: number, knownFields: number): void {
     const field = tag >>> 3;
     const wireType = tag & 7;
-    const start = this.pos;
+    const start = this.tagAt;
     if (field < 32 && ((knownFields >>> field) & 1) === 1) {
-      throw new WireFormatError(`unexpected wire type ${wireType} (${wireTypeName(wireType)}) at byte ${start}`);
+      throw new WireFormatError(`unexpected wire type ${wireType} (${wireTypeName(wireType)}) in the tag at byte ${start}`);
     }
     switch (wireType) {
       case WIRE_VARINT:
@@ -196,12 +199,12 @@ export class WireReader {
         this.advance(4, end, start);
         return;
       default:
-        throw new WireFormatError(`unsupported wire type ${wireType} (${wireTypeName(wireType)}) at byte ${start}`);
+        throw new WireFormatError(`unsupported wire type ${wireType} (${wireTypeName(wireType)}) in the tag at byte ${start}`);
     }
   }
 
   private advance(bytes: number, end: number, start: number): void {
-    if (end - this.pos < bytes) throw new WireFormatError(`truncated ${bytes}-byte field at byte ${start}`);
+    if (end - this.pos < bytes) throw new WireFormatError(`truncated ${bytes}-byte field (tag at byte ${start})`);
     this.pos += bytes;
   }
 }
