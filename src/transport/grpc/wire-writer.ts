@@ -82,6 +82,15 @@ export class WireWriter {
     this.end(mark);
   }
 
+  /** A bytes field, as given. */
+  bytes(field: number, value: Uint8Array): void {
+    this.tag(field, WIRE_LEN);
+    this.varint(value.length);
+    this.ensure(value.length);
+    this.buf.set(value, this.pos);
+    this.pos += value.length;
+  }
+
   /** Starts a length-delimited sub-message; returns the mark to pass to end(). */
   begin(field: number): number {
     this.tag(field, WIRE_LEN);
