@@ -12,6 +12,8 @@ import type { Test } from 'tap';
 export const FUZZ_SECONDS = Number(process.env['FUZZ_SECONDS'] ?? 10);
 export const FUZZ_SEED = process.env['FUZZ_SEED'] !== undefined ? Number(process.env['FUZZ_SEED']) >>> 0 : (Math.random() * 2 ** 32) >>> 0;
 export const FUZZ_CASE = process.env['FUZZ_CASE'] !== undefined ? Number(process.env['FUZZ_CASE']) : undefined;
+/** A case that takes longer than this is reported as a hang (each call in it has a shorter deadline of its own). */
+const CASE_DEADLINE_MS = 20_000;
 /** A run stops reporting after this many failures (they tend to be one bug many times). */
 const MAX_FAILURES = 5;
 
@@ -144,10 +146,16 @@ export async function fuzz(t: Test, name: string, options: { seconds: number; co
     while (next <= last && Date.now() < stopAt && failures.length < MAX_FAILURES) {
       const index = next++;
       let failure: string | undefined;
+      let timer: NodeJS.Timeout | undefined;
+      const hang = new Promise<string>((resolve) => {
+        timer = setTimeout(() => resolve(`did not finish within ${CASE_DEADLINE_MS} ms (a hang)`), CASE_DEADLINE_MS);
+      });
       try {
-        failure = await oneCase(caseRandom(FUZZ_SEED, index), index);
+        failure = await Promise.race([oneCase(caseRandom(FUZZ_SEED, index), index), hang]);
       } catch (error: unknown) {
         failure = `threw ${error instanceof Error ? error.stack ?? error.message : String(error)}`;
+      } finally {
+        clearTimeout(timer);
       }
       cases++;
       if (failure !== undefined) failures.push({ index, failure });
