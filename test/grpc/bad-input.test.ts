@@ -67,6 +67,26 @@ t.test('issue 14', async (t) => {
     }
   });
 
+  t.test('regression (found by the fuzz suite): undecodable HealthCheckRequest bytes were INTERNAL "Error deserializing request"', async (t) => {
+    const { error } = await rawCall(h.health, '/grpc.health.v1.Health/Check', Buffer.from('530a00', 'hex'));
+    t.equal(error?.code, grpc.status.INVALID_ARGUMENT);
+    t.equal(error?.details, '(field 10): unsupported wire type 3 (start-group) in the tag at byte 0');
+    const watch = h.health.makeServerStreamRequest<Buffer, Buffer>('/grpc.health.v1.Health/Watch', (b) => b, (b) => b, Buffer.from('93', 'hex'), { deadline: Date.now() + 5000 });
+    const status = await new Promise<grpc.StatusObject>((resolve) => {
+      watch.on('data', () => undefined);
+      watch.on('error', () => undefined);
+      watch.on('status', resolve);
+    });
+    t.equal(status.code, grpc.status.INVALID_ARGUMENT, 'Watch too');
+    t.equal(status.details, 'HealthCheckRequest: truncated varint at byte 0');
+  });
+
+  t.test('regression (found by the fuzz suite): status details quoting invalid UTF-8 were UNKNOWN (grpc-js encodeURI threw on the lone surrogate)', async (t) => {
+    const { error } = await rawCall(h.health, '/grpc.health.v1.Health/Check', len(1, Buffer.from([0x24, 0x84, 0x22, 0xed, 0xa0, 0x80])));
+    t.equal(error?.code, grpc.status.NOT_FOUND);
+    t.equal(error?.details, 'unknown service "$\\x84"\\xed\\xa0\\x80"', 'each invalid byte shown as \\xNN');
+  });
+
   t.test('regression: a limit override that cannot be counted exactly was INTERNAL (compileLimit threw in the limiter)', async (t) => {
     for (const requestsPerUnit of [4_294_967_295, 300_000_001]) {
       const { error } = await call(h.rls, 'ShouldRateLimit', {

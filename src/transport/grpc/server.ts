@@ -3,7 +3,6 @@ import {
   Server,
   ServerCredentials,
   type ServerUnaryCall,
-  type ServiceDefinition,
   type UntypedServiceImplementation,
   type sendUnaryData,
 } from '@grpc/grpc-js';
@@ -14,9 +13,8 @@ import type { CheckHttpRequest } from './check-http-request.js';
 import { toGrpcError, type GrpcError } from './grpc-errors.js';
 import { createHealthHandlers } from './health.js';
 import type { GrpcLogger } from './logger.js';
-import { loadPackageDefinition } from './proto-root.js';
 import { encodeRateLimitResponse } from './rls-codec.js';
-import { AUTHORIZATION_SERVICE_DEFINITION, rateLimitServiceDefinition } from './service-definitions.js';
+import { AUTHORIZATION_SERVICE_DEFINITION, HEALTH_SERVICE_DEFINITION, rateLimitServiceDefinition } from './service-definitions.js';
 
 export type { GrpcLogger } from './logger.js';
 
@@ -41,12 +39,6 @@ export interface GrpcServer {
    * (cut after `graceMs`), then resolves. Never rejects.
    */
   shutdown(graceMs?: number): Promise<void>;
-}
-
-function protoServiceDefinition(name: string): ServiceDefinition {
-  const definition = loadPackageDefinition()[name];
-  if (definition === undefined) throw new Error(`gRPC service ${name} missing from proto/`);
-  return definition as ServiceDefinition;
 }
 
 /**
@@ -104,7 +96,7 @@ export function createGrpcServer(service: DecisionService, options: GrpcServerOp
 
   server.addService(rateLimitServiceDefinition(service.bounds), { ShouldRateLimit: shouldRateLimit } as UntypedServiceImplementation);
   server.addService(AUTHORIZATION_SERVICE_DEFINITION, { Check: check } as UntypedServiceImplementation);
-  server.addService(protoServiceDefinition('grpc.health.v1.Health'), {
+  server.addService(HEALTH_SERVICE_DEFINITION, {
     Check: health.Check,
     Watch: health.Watch,
   } as UntypedServiceImplementation);

@@ -1,13 +1,18 @@
-// Hand-built grpc-js service definitions for the two decision RPCs: requests
-// are decoded by our codecs straight into core types, responses are bytes the
-// handlers encoded. grpc.health.v1 stays on @grpc/proto-loader (proto-root.ts).
+// Hand-built grpc-js service definitions: requests are decoded by our codecs
+// (the decision RPCs' straight into core types), responses of the decision
+// RPCs are bytes the handlers encoded. proto/ and @grpc/proto-loader
+// (proto-root.ts) remain for clients: tests, the bench, and the golden-bytes
+// cross-check of field numbers.
 import type { ServiceDefinition } from '@grpc/grpc-js';
 import type { RequestBounds } from '../../core/request-bounds.js';
 import { decodeCheckRequest } from './authz-codec.js';
+import { decodeHealthCheckRequest, decodeHealthCheckResponse, encodeHealthCheckResponse } from './health-codec.js';
 import { decodeRateLimitRequest } from './rls-codec.js';
 
 export const SHOULD_RATE_LIMIT_PATH = '/envoy.service.ratelimit.v3.RateLimitService/ShouldRateLimit';
 export const CHECK_PATH = '/envoy.service.auth.v3.Authorization/Check';
+export const HEALTH_CHECK_PATH = '/grpc.health.v1.Health/Check';
+export const HEALTH_WATCH_PATH = '/grpc.health.v1.Health/Watch';
 
 /**
  * Messages already encoded. The server's handlers encode their responses
@@ -54,5 +59,29 @@ export const AUTHORIZATION_SERVICE_DEFINITION: ServiceDefinition = {
     responseSerialize: encodedBytes,
     responseDeserialize: asReceived,
     originalName: 'check',
+  },
+};
+
+/** grpc.health.v1.Health: requests decode to {service} or an Error; responses are {status} objects. */
+export const HEALTH_SERVICE_DEFINITION: ServiceDefinition = {
+  Check: {
+    path: HEALTH_CHECK_PATH,
+    requestStream: false,
+    responseStream: false,
+    requestSerialize: encodedBytes,
+    requestDeserialize: decodeHealthCheckRequest,
+    responseSerialize: encodeHealthCheckResponse,
+    responseDeserialize: decodeHealthCheckResponse,
+    originalName: 'check',
+  },
+  Watch: {
+    path: HEALTH_WATCH_PATH,
+    requestStream: false,
+    responseStream: true,
+    requestSerialize: encodedBytes,
+    requestDeserialize: decodeHealthCheckRequest,
+    responseSerialize: encodeHealthCheckResponse,
+    responseDeserialize: decodeHealthCheckResponse,
+    originalName: 'watch',
   },
 };
