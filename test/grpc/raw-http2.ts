@@ -98,6 +98,10 @@ export function rawGrpcCall(
     });
     stream.on('trailers', readStatus);
     stream.on('data', (chunk: Buffer) => chunks.push(chunk));
+    // The server has said all it will (a stream we left open does not close by itself).
+    stream.on('end', () => {
+      if (!stream.closed) stream.close(http2.constants.NGHTTP2_NO_ERROR);
+    });
     stream.on('error', (error) => {
       answer.error = error.message;
     });
