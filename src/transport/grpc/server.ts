@@ -22,12 +22,25 @@ export type { GrpcLogger } from './logger.js';
 export const GRPC_MAX_RECEIVE_MESSAGE_BYTES = 1024 * 1024;
 /** How long shutdown() waits for in-flight calls before cutting them. */
 export const GRPC_SHUTDOWN_GRACE_MS = 10_000;
+/**
+ * The server pings each connection this often and drops one that does not
+ * answer within GRPC_KEEPALIVE_TIMEOUT_MS: peers that vanished, and sessions
+ * node:http2 wedges after a connection error (a malformed PING or a DATA
+ * frame on stream 0 gets a GOAWAY, then the socket is neither read nor
+ * closed, even once the client is gone: one leaked socket per such
+ * connection; found by the fuzz suite on Node 20). Envoy answers pings itself.
+ */
+export const GRPC_KEEPALIVE_TIME_MS = 60_000;
+export const GRPC_KEEPALIVE_TIMEOUT_MS = 20_000;
 
 export interface GrpcServerOptions {
   /** Add x-ratelimit-* / retry-after to RateLimitResponse.response_headers_to_add. ext_authz always carries them. */
   responseHeaders: boolean;
   logger: GrpcLogger;
   maxReceiveMessageBytes?: number;
+  /** Defaults GRPC_KEEPALIVE_TIME_MS and GRPC_KEEPALIVE_TIMEOUT_MS (tests shorten them). */
+  keepaliveTimeMs?: number;
+  keepaliveTimeoutMs?: number;
 }
 
 export interface GrpcServer {
@@ -50,6 +63,8 @@ export function createGrpcServer(service: DecisionService, options: GrpcServerOp
   const { logger, responseHeaders } = options;
   const server = new Server({
     'grpc.max_receive_message_length': options.maxReceiveMessageBytes ?? GRPC_MAX_RECEIVE_MESSAGE_BYTES,
+    'grpc.keepalive_time_ms': options.keepaliveTimeMs ?? GRPC_KEEPALIVE_TIME_MS,
+    'grpc.keepalive_timeout_ms': options.keepaliveTimeoutMs ?? GRPC_KEEPALIVE_TIMEOUT_MS,
   });
   let shuttingDown = false;
   const health = createHealthHandlers(() => !shuttingDown && service.readiness().ready);
