@@ -91,8 +91,9 @@ const readPeer = (r: WireReader, end: number, into: CheckHttpRequest): void => r
 
 /**
  * One map<string, string> entry or HeaderValue: the byte ranges of key and
- * value (raw_value wins when not empty), decoded by the caller only if it
- * wants them. Missing fields are empty, as protobuf says.
+ * value (raw_value wins when not empty), decoded only if someone asks for
+ * them (CheckHttpRequest's lookups, the `domain` extension). Missing fields
+ * are empty, as protobuf says.
  */
 const entry = { keyStart: 0, keyEnd: 0, valueStart: 0, valueEnd: 0 };
 
@@ -141,7 +142,7 @@ function readHeaderMap(r: WireReader, end: number, into: CheckHttpRequest): void
       tag = r.tag(end);
       if (tag === FIRST) {
         const { keyStart, keyEnd, valueStart, valueEnd } = readEntry(r, r.lengthEnd(end), HEADER_VALUE_FIELDS);
-        into.addRawHeader(textOf(r.bytes, keyStart, keyEnd), textOf(r.bytes, valueStart, valueEnd));
+        into.addRawHeader(keyStart, keyEnd, valueStart, valueEnd);
         count++;
       } else {
         r.skip(tag, end, FIRST_FIELDS);
@@ -162,7 +163,7 @@ function readHttp(r: WireReader, end: number, into: CheckHttpRequest): void {
         case HTTP_METHOD: into.method = r.string(end); break;
         case HTTP_HEADER: {
           const { keyStart, keyEnd, valueStart, valueEnd } = readEntry(r, r.lengthEnd(end), MAP_ENTRY_FIELDS);
-          into.headers.set(textOf(r.bytes, keyStart, keyEnd), textOf(r.bytes, valueStart, valueEnd));
+          into.addMapHeader(keyStart, keyEnd, valueStart, valueEnd);
           break;
         }
         case HTTP_PATH: into.path = r.string(end); break;
@@ -225,7 +226,7 @@ function readAttributes(r: WireReader, end: number, into: CheckHttpRequest): voi
  * e.g. `attributes.request.http.headers`), a bug as the Error itself.
  */
 export function decodeCheckRequest(bytes: Buffer): CheckHttpRequest | Error {
-  const into = new CheckHttpRequest();
+  const into = new CheckHttpRequest(bytes);
   const r = new WireReader(bytes);
   const end = bytes.length;
   let tag = 0;
