@@ -3,6 +3,8 @@
 //   FUZZ_SECONDS=N   budget of each fuzz test file (default 10 s under `npm test`)
 //   FUZZ_SEED=S      the run's seed (default: random, printed)
 //   FUZZ_CASE=I      run only case I of the seed (what a failure report prints)
+//   FUZZ_CASE=A-B    run cases A to B, as many at a time as the full run did
+//                    (for failures that need their neighbours, e.g. a shared HTTP/2 session)
 //
 // Case i draws only from its own generator, seeded from (seed, i): the same
 // seed and case index give the same input whatever ran before or alongside it.
@@ -11,7 +13,11 @@ import type { Test } from 'tap';
 
 export const FUZZ_SECONDS = Number(process.env['FUZZ_SECONDS'] ?? 10);
 export const FUZZ_SEED = process.env['FUZZ_SEED'] !== undefined ? Number(process.env['FUZZ_SEED']) >>> 0 : (Math.random() * 2 ** 32) >>> 0;
-export const FUZZ_CASE = process.env['FUZZ_CASE'] !== undefined ? Number(process.env['FUZZ_CASE']) : undefined;
+const CASES = /^(\d+)(?:-(\d+))?$/.exec(process.env['FUZZ_CASE'] ?? '');
+/** First and last case to run when FUZZ_CASE is set. */
+export const FUZZ_CASE: { first: number; last: number } | undefined = CASES === null
+  ? undefined
+  : { first: Number(CASES[1]), last: Number(CASES[2] ?? CASES[1]) };
 /** A case that takes longer than this is reported as a hang (each call in it has a shorter deadline of its own). */
 const CASE_DEADLINE_MS = 20_000;
 /** A run stops reporting after this many failures (they tend to be one bug many times). */
@@ -136,14 +142,21 @@ export type FuzzCase = (random: Random, index: number) => Promise<string | undef
  * FUZZ_CASE when set. Reports each failure with the seed and case index that
  * reproduce it, and fails when too few cases ran to mean anything.
  */
-export async function fuzz(t: Test, name: string, options: { seconds: number; concurrency?: number; minCases?: number }, oneCase: FuzzCase): Promise<number> {
-  const stopAt = Date.now() + options.seconds * 1000;
+export async function fuzz(
+  t: Test,
+  name: string,
+  options: { seconds: number; concurrency?: number; minCases?: number; /** Cases that share state (replay the whole block). */ block?: number },
+  oneCase: FuzzCase,
+): Promise<number> {
+  const started = Date.now();
   const failures: { index: number; failure: string }[] = [];
-  let next = FUZZ_CASE ?? 0;
-  const last = FUZZ_CASE ?? Number.POSITIVE_INFINITY;
+  let next = FUZZ_CASE?.first ?? 0;
+  const last = FUZZ_CASE?.last ?? Number.POSITIVE_INFINITY;
+  // A replay runs past the budget: it is as long as the cases it names.
+  const budgetMs = FUZZ_CASE === undefined ? options.seconds * 1000 : Number.POSITIVE_INFINITY;
   let cases = 0;
   const worker = async (): Promise<void> => {
-    while (next <= last && Date.now() < stopAt && failures.length < MAX_FAILURES) {
+    while (next <= last && Date.now() - started < budgetMs && failures.length < MAX_FAILURES) {
       const index = next++;
       let failure: string | undefined;
       let timer: NodeJS.Timeout | undefined;
@@ -161,14 +174,17 @@ export async function fuzz(t: Test, name: string, options: { seconds: number; co
       if (failure !== undefined) failures.push({ index, failure });
     }
   };
-  await Promise.all(Array.from({ length: FUZZ_CASE === undefined ? options.concurrency ?? 1 : 1 }, worker));
+  const single = FUZZ_CASE !== undefined && FUZZ_CASE.first === FUZZ_CASE.last;
+  await Promise.all(Array.from({ length: single ? 1 : options.concurrency ?? 1 }, worker));
   const file = relative(process.cwd(), process.argv[1] ?? 'test/fuzz');
   t.comment(`${name}: ${cases} cases, seed ${FUZZ_SEED}`);
   for (const { index, failure } of failures) {
-    t.fail(`${name}: case ${index}: ${failure} (reproduce: FUZZ_SEED=${FUZZ_SEED} FUZZ_CASE=${index} npx tap ${file})`);
+    const block = options.block ?? 1;
+    const cases = block === 1 ? `${index}` : `${index - (index % block)}-${index - (index % block) + block - 1}`;
+    t.fail(`${name}: case ${index}: ${failure} (reproduce: FUZZ_SEED=${FUZZ_SEED} FUZZ_CASE=${cases} npx tap ${file})`);
   }
   if (failures.length === 0) t.pass(`${name}: ${cases} cases, every answer acceptable`);
-  const minCases = FUZZ_CASE === undefined ? options.minCases ?? 20 : 1;
+  const minCases = FUZZ_CASE === undefined ? options.minCases ?? 20 : 1 + FUZZ_CASE.last - FUZZ_CASE.first;
   t.ok(cases >= minCases, `${name}: at least ${minCases} cases ran (${cases})`);
   return cases;
 }
