@@ -23,6 +23,9 @@ import { validCheckRequest, validRateLimitRequest } from './proto-cases.js';
 const FIXTURES = fileURLToPath(new URL('./fixtures/', import.meta.url));
 const HEALTH_PATH = '/grpc.health.v1.Health/Check';
 const CALL_DEADLINE_MS = 5000;
+const KNOWN_PATHS: ReadonlySet<string> = new Set([SHOULD_RATE_LIMIT_PATH, CHECK_PATH, HEALTH_PATH]);
+/** HTTP/2's default initial stream window. */
+const STREAM_WINDOW_BYTES = 65_535;
 /** Cases that share one HTTP/2 session. */
 const SESSION_CASES = 20;
 
@@ -116,6 +119,11 @@ function oddCall(random: Random): OddCall {
 
 function judge(answer: RawAnswer, call: OddCall): string | undefined {
   const what = () => `${call.path} ${JSON.stringify(call.headers)} body ${call.body.subarray(0, 60).toString('hex')}${call.body.length > 60 ? `... (${call.body.length} bytes)` : ''} endStream=${call.endStream}`;
+  // grpc-js answers an unknown method without reading the body; with more body
+  // than the stream window behind it, node:http2 mostly resets the stream
+  // (ENHANCE_YOUR_CALM, or NO_ERROR before the client surfaced the status) and
+  // now and then leaves the client's write hanging. Envoy never calls one.
+  if (!KNOWN_PATHS.has(call.path) && call.body.length > STREAM_WINDOW_BYTES && (answer.timedOut || answer.grpcStatus === undefined)) return undefined;
   if (answer.timedOut) {
     const seen = answer.httpStatus === undefined ? 'nothing' : `HTTP ${answer.httpStatus}, grpc-status ${answer.grpcStatus}, ${answer.body.length} body bytes`;
     return `the stream did not close within its deadline (received: ${seen}) for ${what()}`;

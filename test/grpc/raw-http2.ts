@@ -11,7 +11,7 @@ export interface RawAnswer {
   grpcMessage: string | undefined;
   /** The response body (gRPC frames), as received. */
   body: Buffer;
-  /** RST_STREAM code when the server reset the stream; undefined otherwise. */
+  /** RST_STREAM code when the stream was reset (NO_ERROR only when no status came); undefined otherwise. */
   resetCode: number | undefined;
   /** The stream or session error, if any (a reset, a GOAWAY, a closed socket). */
   error: string | undefined;
@@ -106,7 +106,10 @@ export function rawGrpcCall(
       answer.error = error.message;
     });
     stream.on('close', () => {
-      if (stream.rstCode !== undefined && stream.rstCode !== http2.constants.NGHTTP2_NO_ERROR) answer.resetCode = stream.rstCode;
+      // A reset with NO_ERROR counts too: "stop sending, the answer is complete" (RFC 9113 §8.1).
+      if (stream.rstCode !== undefined && (stream.rstCode !== http2.constants.NGHTTP2_NO_ERROR || answer.grpcStatus === undefined)) {
+        answer.resetCode = stream.rstCode;
+      }
       finish();
     });
     stream.resume();
