@@ -6,6 +6,7 @@
 /** Every code, with what it means for the caller. test/errors.test.ts pins this list. */
 export const ERROR_CODES = {
   RL_ERR_INVALID_REQUEST: 'a request field is invalid (HTTP 400, gRPC INVALID_ARGUMENT); the message names the field',
+  RL_ERR_MALFORMED_MESSAGE: 'a gRPC request is not valid protobuf for its message type (gRPC INVALID_ARGUMENT); the message names the field and the byte',
   RL_ERR_BODY_TOO_LARGE: 'the HTTP body is over --max-body-bytes (HTTP 413)',
   RL_ERR_NOT_FOUND: 'no such HTTP route (404)',
   RL_ERR_STORE_CALL: 'one store call failed (error, closed connection, deadline); the failure policy decides',
@@ -35,9 +36,25 @@ export class RateLimitError extends Error {
 /** A request the caller got wrong; `field` names what (e.g. "descriptors[0].entries[1].value"). */
 export class InvalidRequestError extends RateLimitError {
   readonly field: string;
-  constructor(field: string, problem: string, code: 'RL_ERR_INVALID_REQUEST' | 'RL_ERR_BODY_TOO_LARGE' = 'RL_ERR_INVALID_REQUEST') {
+  constructor(
+    field: string,
+    problem: string,
+    code: 'RL_ERR_INVALID_REQUEST' | 'RL_ERR_MALFORMED_MESSAGE' | 'RL_ERR_BODY_TOO_LARGE' = 'RL_ERR_INVALID_REQUEST',
+  ) {
     super(code, `${field}: ${problem}`);
     this.field = field;
+  }
+}
+
+/**
+ * A gRPC request whose bytes are not its protobuf message: a truncated varint
+ * or length, a wrong wire type, an invalid tag. `field` is the proto path to
+ * where decoding stopped (e.g. "descriptors[1].entries[0].key"), or the
+ * message name when the fault is in the message itself.
+ */
+export class MalformedMessageError extends InvalidRequestError {
+  constructor(field: string, problem: string) {
+    super(field, problem, 'RL_ERR_MALFORMED_MESSAGE');
   }
 }
 

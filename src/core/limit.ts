@@ -45,14 +45,7 @@ function gcd(a: number, b: number): number {
   return a;
 }
 
-/**
- * Derives the integer scale of a limit: the token bucket's ticks and levels,
- * or the sliding window's tick (the finest of 1 µs, 1 ms, 1 s for which
- * 2 × requests_per_unit × window-in-ticks stays below 2^53: the largest
- * product its arithmetic forms; see core/bucket.ts).
- * Throws LimitSpecError when the numbers cannot be represented exactly.
- */
-export function compileLimit(input: {
+interface LimitInput {
   requestsPerUnit: number;
   unit: Unit;
   unitMultiplier?: number | undefined;
@@ -60,52 +53,77 @@ export function compileLimit(input: {
   algorithm?: Algorithm | undefined;
   name?: string | undefined;
   scope?: Scope | undefined;
-}): LimitSpec {
+}
+
+interface BucketScale {
+  tickUs: number;
+  refillPerTick: number;
+  levelPerToken: number;
+  capacityLevel: number;
+}
+
+/** The finest integer scale that keeps a token bucket's state below 2^53, or undefined when none does. */
+function bucketScale(requestsPerUnit: number, unitUs: number, burst: number): BucketScale | undefined {
+  for (const tick of TICKS_US) {
+    const unitTicks = unitUs / tick;
+    const divisor = gcd(requestsPerUnit, unitTicks);
+    const perToken = unitTicks / divisor;
+    if (burst * perToken <= Number.MAX_SAFE_INTEGER) {
+      return { tickUs: tick, refillPerTick: requestsPerUnit / divisor, levelPerToken: perToken, capacityLevel: burst * perToken };
+    }
+  }
+  return undefined;
+}
+
+/** The sliding window's tick: the finest for which 2 × requests_per_unit × window-in-ticks stays below 2^53. */
+function slidingTick(requestsPerUnit: number, unitUs: number): number | undefined {
+  return TICKS_US.find((t) => 2 * requestsPerUnit * (unitUs / t) <= Number.MAX_SAFE_INTEGER);
+}
+
+/**
+ * Why compileLimit would refuse these numbers, or undefined when it would
+ * compile them. Pure: transports use it to refuse a request's own limit (an
+ * RLS override) with INVALID_ARGUMENT before it reaches the limiter.
+ */
+export function limitSpecProblem(input: LimitInput): string | undefined {
   const { requestsPerUnit, unit } = input;
   const algorithm = input.algorithm ?? 'token_bucket';
   const unitMultiplier = input.unitMultiplier ?? 1;
   const burst = input.burst ?? requestsPerUnit;
-  if (!Number.isSafeInteger(requestsPerUnit) || requestsPerUnit < 0) {
-    throw new LimitSpecError('requests_per_unit must be a non-negative integer');
+  if (!Number.isSafeInteger(requestsPerUnit) || requestsPerUnit < 0) return 'requests_per_unit must be a non-negative integer';
+  if (!Number.isSafeInteger(burst) || burst < 0) return 'burst must be a non-negative integer';
+  if (!Number.isSafeInteger(unitMultiplier) || unitMultiplier < 1) return 'unit_multiplier must be a whole number, 1 or more';
+  if (UNIT_SECONDS[unit] * unitMultiplier > MAX_PERIOD_SECONDS) return `a period of ${unitMultiplier} × ${unit} is longer than 50 years`;
+  const unitUs = UNIT_SECONDS[unit] * unitMultiplier * SECOND_US;
+  if (algorithm === 'token_bucket' && requestsPerUnit > 0) {
+    // The coarsest tick (1 s) needs the smallest level per token: if it fits, a scale exists.
+    const unitTicks = unitUs / TICKS_US[2];
+    if (burst * (unitTicks / gcd(requestsPerUnit, unitTicks)) > Number.MAX_SAFE_INTEGER) return `burst ${burst} is too large for a ${unit} unit`;
+  } else if (algorithm === 'sliding_window' && slidingTick(requestsPerUnit, unitUs) === undefined) {
+    return `requests_per_unit ${requestsPerUnit} is too large for a sliding window of ${periodText(unit, unitMultiplier)}`;
   }
-  if (!Number.isSafeInteger(burst) || burst < 0) {
-    throw new LimitSpecError('burst must be a non-negative integer');
-  }
-  if (!Number.isSafeInteger(unitMultiplier) || unitMultiplier < 1) {
-    throw new LimitSpecError('unit_multiplier must be a whole number, 1 or more');
-  }
-  if (UNIT_SECONDS[unit] * unitMultiplier > MAX_PERIOD_SECONDS) {
-    throw new LimitSpecError(`a period of ${unitMultiplier} × ${unit} is longer than 50 years`);
-  }
+  return undefined;
+}
+
+/**
+ * Derives the integer scale of a limit: the token bucket's ticks and levels,
+ * or the sliding window's tick (see core/bucket.ts).
+ * Throws LimitSpecError (with limitSpecProblem's text) when the numbers cannot
+ * be represented exactly.
+ */
+export function compileLimit(input: LimitInput): LimitSpec {
+  const problem = limitSpecProblem(input);
+  if (problem !== undefined) throw new LimitSpecError(problem);
+  const { requestsPerUnit, unit } = input;
+  const algorithm = input.algorithm ?? 'token_bucket';
+  const unitMultiplier = input.unitMultiplier ?? 1;
+  const burst = input.burst ?? requestsPerUnit;
   const unitUs = UNIT_SECONDS[unit] * unitMultiplier * SECOND_US;
   const period = periodText(unit, unitMultiplier);
-  let tickUs = 1;
-  let refillPerTick = 0;
-  let levelPerToken = 1;
-  let capacityLevel = burst;
-  if (algorithm === 'token_bucket' && requestsPerUnit > 0) {
-    let found = false;
-    for (const tick of TICKS_US) {
-      const unitTicks = unitUs / tick;
-      const divisor = gcd(requestsPerUnit, unitTicks);
-      const perToken = unitTicks / divisor;
-      if (burst * perToken <= Number.MAX_SAFE_INTEGER) {
-        tickUs = tick;
-        refillPerTick = requestsPerUnit / divisor;
-        levelPerToken = perToken;
-        capacityLevel = burst * perToken;
-        found = true;
-        break;
-      }
-    }
-    if (!found) throw new LimitSpecError(`burst ${burst} is too large for a ${unit} unit`);
-  } else if (algorithm === 'sliding_window') {
-    const tick = TICKS_US.find((t) => 2 * requestsPerUnit * (unitUs / t) <= Number.MAX_SAFE_INTEGER);
-    if (tick === undefined) {
-      throw new LimitSpecError(`requests_per_unit ${requestsPerUnit} is too large for a sliding window of ${period}`);
-    }
-    tickUs = tick;
-  }
+  let scale: BucketScale = { tickUs: 1, refillPerTick: 0, levelPerToken: 1, capacityLevel: burst };
+  if (algorithm === 'token_bucket' && requestsPerUnit > 0) scale = bucketScale(requestsPerUnit, unitUs, burst)!;
+  else if (algorithm === 'sliding_window') scale = { ...scale, tickUs: slidingTick(requestsPerUnit, unitUs)! };
+  const { tickUs, refillPerTick, levelPerToken, capacityLevel } = scale;
   const prefix = algorithm === 'token_bucket' ? 'tb' : algorithm === 'fixed_window' ? 'fw' : 'sw';
   // "/N" only when the multiplier is not 1, so keys of existing limits do not change.
   const rate = unitMultiplier === 1 ? `${requestsPerUnit}${period}` : `${requestsPerUnit}/${period}`;

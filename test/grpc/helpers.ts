@@ -118,11 +118,13 @@ export function clientConstructor(serviceName: string): ClientCtor {
 
 export async function startHarness(
   service: DecisionService,
-  options: { responseHeaders?: boolean; logger?: GrpcLogger } = {},
+  options: { responseHeaders?: boolean; logger?: GrpcLogger; keepaliveTimeMs?: number; keepaliveTimeoutMs?: number } = {},
 ): Promise<Harness> {
   const grpcServer = createGrpcServer(service, {
     responseHeaders: options.responseHeaders ?? true,
     logger: options.logger ?? recordingLogger(),
+    ...(options.keepaliveTimeMs === undefined ? {} : { keepaliveTimeMs: options.keepaliveTimeMs }),
+    ...(options.keepaliveTimeoutMs === undefined ? {} : { keepaliveTimeoutMs: options.keepaliveTimeoutMs }),
   });
   const port = await grpcServer.listen('127.0.0.1', 0);
   const address = `127.0.0.1:${port}`;

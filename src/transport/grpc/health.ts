@@ -1,6 +1,10 @@
 // grpc.health.v1.Health: Check and Watch.
 import { status, type ServerUnaryCall, type ServerWritableStream, type sendUnaryData } from '@grpc/grpc-js';
-import { HEALTH_STATUS } from './messages.js';
+import { sendableDetails } from './grpc-errors.js';
+import type { HealthCheckRequest } from './health-codec.js';
+
+/** grpc.health.v1.HealthCheckResponse.ServingStatus. */
+export const HEALTH_STATUS = { UNKNOWN: 0, SERVING: 1, NOT_SERVING: 2, SERVICE_UNKNOWN: 3 } as const;
 
 /** Service names we answer for: the server as a whole, envoyproxy/ratelimit's name, our services. */
 export const HEALTH_SERVICE_NAMES: ReadonlySet<string> = new Set([
@@ -13,7 +17,8 @@ export const HEALTH_SERVICE_NAMES: ReadonlySet<string> = new Set([
 /** How often Watch re-reads readiness to push a change. */
 export const HEALTH_WATCH_INTERVAL_MS = 1000;
 
-interface HealthRequest { service?: string | null }
+/** A decoded request (health-codec.ts), or the Error saying why the bytes were not one. */
+type HealthRequest = HealthCheckRequest | Error;
 interface HealthResponse { status: number }
 
 export interface HealthHandlers {
@@ -28,15 +33,23 @@ export function createHealthHandlers(serving: () => boolean): HealthHandlers {
   const current = () => (serving() ? HEALTH_STATUS.SERVING : HEALTH_STATUS.NOT_SERVING);
   return {
     Check(call, callback) {
-      const name = call.request.service ?? '';
+      if (call.request instanceof Error) {
+        callback({ code: status.INVALID_ARGUMENT, details: sendableDetails(call.request.message) });
+        return;
+      }
+      const name = call.request.service;
       if (!HEALTH_SERVICE_NAMES.has(name)) {
-        callback({ code: status.NOT_FOUND, details: `unknown service "${name}"` });
+        callback({ code: status.NOT_FOUND, details: sendableDetails(`unknown service "${name}"`) });
         return;
       }
       callback(null, { status: current() });
     },
     Watch(call) {
-      const name = call.request.service ?? '';
+      if (call.request instanceof Error) {
+        call.emit('error', { code: status.INVALID_ARGUMENT, details: sendableDetails(call.request.message) });
+        return;
+      }
+      const name = call.request.service;
       if (!HEALTH_SERVICE_NAMES.has(name)) {
         // The protocol: SERVICE_UNKNOWN, and keep the stream open.
         call.write({ status: HEALTH_STATUS.SERVICE_UNKNOWN });

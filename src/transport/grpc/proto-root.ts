@@ -1,11 +1,13 @@
-// Finds and loads our proto/ directory once per process.
+// Finds and loads our proto/ directory once per process. The server decodes
+// and encodes with its own codec (*-codec.ts); these definitions serve gRPC
+// clients (tests, tools) and the golden-bytes cross-check of field numbers.
 import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as protoLoader from '@grpc/proto-loader';
 import { InternalError } from '../../errors.js';
 
-/** The .proto files the server serves, relative to proto/. */
+/** The .proto files of the services the server answers, relative to proto/. */
 export const PROTO_FILES = [
   'envoy/service/ratelimit/v3/rls.proto',
   'envoy/service/auth/v3/external_auth.proto',
@@ -13,7 +15,7 @@ export const PROTO_FILES = [
 ] as const;
 
 /**
- * How messages look in JavaScript, for the server and for tests' clients:
+ * How messages look in JavaScript for proto-loader clients:
  * field names as in the .proto (snake_case); 64-bit integers as decimal
  * strings (a uint64 hits_addend must not lose precision before we bound it);
  * enums as numbers; absent fields filled with defaults, except messages

@@ -3,24 +3,19 @@ import {
   Server,
   ServerCredentials,
   type ServerUnaryCall,
-  type ServiceDefinition,
   type UntypedServiceImplementation,
   type sendUnaryData,
 } from '@grpc/grpc-js';
 import type { HeaderStyle } from '../../core/response-headers.js';
+import type { DecisionRequest } from '../../core/types.js';
 import type { DecisionService } from '../../service.js';
-import { allowResponse, encodeCheckResponse, httpInputFromCheckRequest, requestedDomain } from './authz.js';
-import { toGrpcError } from './grpc-errors.js';
+import { encodeCheckResponse } from './authz-codec.js';
+import type { CheckHttpRequest } from './check-http-request.js';
+import { toGrpcError, type GrpcError } from './grpc-errors.js';
 import { createHealthHandlers } from './health.js';
 import type { GrpcLogger } from './logger.js';
-import type {
-  CheckRequestMessage,
-  CheckResponseMessage,
-  RateLimitRequestMessage,
-  RateLimitResponseMessage,
-} from './messages.js';
-import { loadPackageDefinition } from './proto-root.js';
-import { decodeRateLimitRequest, encodeRateLimitResponse } from './rls.js';
+import { encodeRateLimitResponse } from './rls-codec.js';
+import { AUTHORIZATION_SERVICE_DEFINITION, HEALTH_SERVICE_DEFINITION, rateLimitServiceDefinition } from './service-definitions.js';
 
 export type { GrpcLogger } from './logger.js';
 
@@ -28,6 +23,16 @@ export type { GrpcLogger } from './logger.js';
 export const GRPC_MAX_RECEIVE_MESSAGE_BYTES = 1024 * 1024;
 /** How long shutdown() waits for in-flight calls before cutting them. */
 export const GRPC_SHUTDOWN_GRACE_MS = 10_000;
+/**
+ * The server pings each connection this often and drops one that does not
+ * answer within GRPC_KEEPALIVE_TIMEOUT_MS: peers that vanished, and sessions
+ * node:http2 wedges after a connection error (a malformed PING or a DATA
+ * frame on stream 0 gets a GOAWAY, then the socket is neither read nor
+ * closed, even once the client is gone: one leaked socket per such
+ * connection; found by the fuzz suite on Node 20). Envoy answers pings itself.
+ */
+export const GRPC_KEEPALIVE_TIME_MS = 60_000;
+export const GRPC_KEEPALIVE_TIMEOUT_MS = 20_000;
 
 export interface GrpcServerOptions {
   /** Add x-ratelimit-* / retry-after to RateLimitResponse.response_headers_to_add. ext_authz always carries them. */
@@ -36,6 +41,9 @@ export interface GrpcServerOptions {
   headerStyle?: HeaderStyle;
   logger: GrpcLogger;
   maxReceiveMessageBytes?: number;
+  /** Defaults GRPC_KEEPALIVE_TIME_MS and GRPC_KEEPALIVE_TIMEOUT_MS (tests shorten them). */
+  keepaliveTimeMs?: number;
+  keepaliveTimeoutMs?: number;
 }
 
 export interface GrpcServer {
@@ -52,69 +60,64 @@ export interface GrpcServer {
   shutdown(graceMs?: number): Promise<void>;
 }
 
-function serviceDefinition(name: string): ServiceDefinition {
-  const definition = loadPackageDefinition()[name];
-  if (definition === undefined) throw new Error(`gRPC service ${name} missing from proto/`);
-  return definition as ServiceDefinition;
-}
-
 /**
- * Builds the gRPC server over a DecisionService. Handlers only translate;
- * every error becomes a gRPC status (see toGrpcError) and none escapes.
+ * Builds the gRPC server over a DecisionService. Handlers only translate
+ * (codecs in rls-codec.ts and authz-codec.ts); every error becomes a gRPC
+ * status (see toGrpcError) and none escapes.
  */
 export function createGrpcServer(service: DecisionService, options: GrpcServerOptions): GrpcServer {
   const { logger, responseHeaders } = options;
   const headerStyle = options.headerStyle ?? 'x';
   const server = new Server({
     'grpc.max_receive_message_length': options.maxReceiveMessageBytes ?? GRPC_MAX_RECEIVE_MESSAGE_BYTES,
+    'grpc.keepalive_time_ms': options.keepaliveTimeMs ?? GRPC_KEEPALIVE_TIME_MS,
+    'grpc.keepalive_timeout_ms': options.keepaliveTimeoutMs ?? GRPC_KEEPALIVE_TIMEOUT_MS,
   });
   let shuttingDown = false;
   const health = createHealthHandlers(() => !shuttingDown && service.readiness().ready);
 
-  /** Runs one call: a value answers it, a throw becomes a gRPC status; nothing escapes. */
-  const answer = <T>(method: string, work: () => T | Promise<T>, callback: sendUnaryData<T>): void => {
-    const reply = async (): Promise<void> => {
-      let response: T;
-      try {
-        response = await work();
-      } catch (error: unknown) {
-        callback(toGrpcError(error, method, logger));
-        return;
-      }
-      callback(null, response);
-    };
-    reply().catch((error: unknown) => {
-      logger.error({ err: error, method }, `gRPC ${method}: could not send the answer`);
-    });
-  };
+  /** Answers a call; a throwing callback (a broken stream) is logged, never left to reject a handler's promise. */
+  function reply(method: string, callback: sendUnaryData<Buffer>, error: GrpcError | null, response?: Buffer): void {
+    try {
+      if (error === null) callback(null, response);
+      else callback(error);
+    } catch (thrown: unknown) {
+      logger.error({ err: thrown, method }, `gRPC ${method}: could not send the answer`);
+    }
+  }
 
-  const shouldRateLimit = (
-    call: ServerUnaryCall<RateLimitRequestMessage, RateLimitResponseMessage>,
-    callback: sendUnaryData<RateLimitResponseMessage>,
-  ): void => {
-    answer('ShouldRateLimit', async () => {
-      const request = decodeRateLimitRequest(call.request);
-      return encodeRateLimitResponse(await service.decide(request, 'grpc_rls'), responseHeaders, headerStyle);
-    }, callback);
-  };
+  // Plain async functions, not a closure per call: the request was decoded by
+  // the service definition into a core type, or into the Error saying why not.
+  async function shouldRateLimit(call: ServerUnaryCall<DecisionRequest | Error, Buffer>, callback: sendUnaryData<Buffer>): Promise<void> {
+    let response: Buffer;
+    try {
+      const request = call.request;
+      if (request instanceof Error) throw request;
+      response = encodeRateLimitResponse(await service.decide(request, 'grpc_rls'), responseHeaders, headerStyle);
+    } catch (error: unknown) {
+      reply('ShouldRateLimit', callback, toGrpcError(error, 'ShouldRateLimit', logger));
+      return;
+    }
+    reply('ShouldRateLimit', callback, null, response);
+  }
 
-  const check = (
-    call: ServerUnaryCall<CheckRequestMessage, CheckResponseMessage>,
-    callback: sendUnaryData<CheckResponseMessage>,
-  ): void => {
-    answer('Check', async () => {
-      const request = httpInputFromCheckRequest(call.request);
-      return encodeCheckResponse(await service.decideHttp(requestedDomain(call.request), request, 'grpc_authz'), headerStyle);
-    }, callback);
-  };
+  async function check(call: ServerUnaryCall<CheckHttpRequest | Error, Buffer>, callback: sendUnaryData<Buffer>): Promise<void> {
+    let response: Buffer;
+    try {
+      const request = call.request;
+      if (request instanceof Error) throw request;
+      const decision = await service.decideHttp(request.requestedDomain === '' ? undefined : request.requestedDomain, request, 'grpc_authz');
+      response = encodeCheckResponse(decision.statuses.length === 0 ? undefined : decision, headerStyle);
+    } catch (error: unknown) {
+      reply('Check', callback, toGrpcError(error, 'Check', logger));
+      return;
+    }
+    reply('Check', callback, null, response);
+  }
 
-  server.addService(serviceDefinition('envoy.service.ratelimit.v3.RateLimitService'), {
-    ShouldRateLimit: shouldRateLimit,
-  } as UntypedServiceImplementation);
-  server.addService(serviceDefinition('envoy.service.auth.v3.Authorization'), {
-    Check: check,
-  } as UntypedServiceImplementation);
-  server.addService(serviceDefinition('grpc.health.v1.Health'), {
+  server.addService(rateLimitServiceDefinition(service.bounds), { ShouldRateLimit: shouldRateLimit } as UntypedServiceImplementation);
+  server.addService(AUTHORIZATION_SERVICE_DEFINITION, { Check: check } as UntypedServiceImplementation);
+  server.addService(HEALTH_SERVICE_DEFINITION, {
     Check: health.Check,
     Watch: health.Watch,
   } as UntypedServiceImplementation);
