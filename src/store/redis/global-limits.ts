@@ -44,11 +44,11 @@ import { Topology } from './topology.js';
 /** How often leases are topped up. */
 const LEASE_TICK_MS = 50;
 /** A grant is counted by the home region this long; the region spends it for less (see DEPOSIT_MARGIN_US). */
-const LEASE_TTL_US = 3_000_000;
+const LEASE_TTL_US = 5_000_000;
 /** Taken off a lease's life in the region on top of the grant's age: the deposit's own latency and clock-rate drift. */
 const DEPOSIT_MARGIN_US = 250_000;
 /** A lease is topped up when it ends within this. */
-const REFRESH_BEFORE_MS = 1_200;
+const REFRESH_BEFORE_MS = 2_000;
 /** Leases are sized for this much of the region's demand. */
 const LEASE_HORIZON_S = 1;
 /** Deadline of one call to another region (60-150 ms one-way between regions). */
@@ -137,6 +137,7 @@ export class GlobalLimits {
   private readonly shareSpecs = new WeakMap<LimitSpec, LimitSpec>();
   private readonly timer: NodeJS.Timeout;
   private closed = false;
+  private soon = false;
 
   constructor(private readonly options: GlobalLimitsOptions) {
     for (const address of options.regions) {
@@ -149,7 +150,7 @@ export class GlobalLimits {
         failingSinceMs: 0, reachable: true,
       });
     }
-    this.timer = setInterval(() => void this.tick(), LEASE_TICK_MS);
+    this.timer = setInterval(() => void this.tick(true), LEASE_TICK_MS);
     this.timer.unref();
   }
 
@@ -210,6 +211,14 @@ export class GlobalLimits {
     if (state === undefined) {
       state = { op: lease, base, home, asked: 0, rate: 0, remaining: 0, starved: true, expiresAtMs: 0, seenAtMs: nowMs, inFlight: false };
       this.keys.set(lease.key, state);
+      // A key never seen here has no lease yet: ask at once rather than at the next tick.
+      if (!this.soon) {
+        this.soon = true;
+        setImmediate(() => {
+          this.soon = false;
+          void this.tick(false);
+        });
+      }
       if (this.keys.size > MAX_KEYS) this.keys.delete(this.keys.keys().next().value!);
     }
     state.seenAtMs = nowMs;
@@ -240,15 +249,17 @@ export class GlobalLimits {
     return { ...op, key: `${op.key}:share:${this.options.region}`, limit: spec };
   }
 
-  /** One round: which leases need tokens, claim them region-wide, ask their homes, deposit. */
-  private async tick(): Promise<void> {
+  /** One round: which leases need tokens, claim them region-wide, ask their homes, deposit. `timed`: the regular tick (updates demand). */
+  private async tick(timed: boolean): Promise<void> {
     if (this.closed) return;
     const nowMs = performance.now();
     const wanted: { state: KeyState; tokens: number }[] = [];
     const sidecars = Math.max(1, this.options.sidecars());
     for (const [key, state] of this.keys) {
-      state.rate = DEMAND_DECAY * state.rate + (1 - DEMAND_DECAY) * (state.asked / (LEASE_TICK_MS / 1000));
-      state.asked = 0;
+      if (timed) {
+        state.rate = DEMAND_DECAY * state.rate + (1 - DEMAND_DECAY) * (state.asked / (LEASE_TICK_MS / 1000));
+        state.asked = 0;
+      }
       if (nowMs - state.seenAtMs > FORGET_AFTER_MS) {
         this.keys.delete(key);
         continue;
