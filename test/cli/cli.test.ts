@@ -183,3 +183,42 @@ t.test('regression: SIGTERM exits even when stdout is a closed pipe (serve | hea
   if (code === 'still running after 5 s') server.child.kill('SIGKILL');
   t.equal(code, 0);
 });
+
+t.test('--region/--regions are checked at start-up, each mistake named (exit 2)', async (t) => {
+  const cases: [string[], RegExp][] = [
+    [['--region', 'a'], /give --region \(RL_REGION\) and --regions \(RL_REGIONS\) together/],
+    [['--region', 'a', '--regions', 'a=redis://127.0.0.1:1'], /--regions \(RL_REGIONS\): give at least two regions/],
+    [['--region', 'x', '--regions', 'a=redis://127.0.0.1:1;b=redis://127.0.0.1:2', '--redis', 'redis://127.0.0.1:1'],
+      /--region \(RL_REGION\): "x" is not one of --regions \(a, b\)/],
+    [['--region', 'a', '--regions', 'a=redis://127.0.0.1:9;b=redis://127.0.0.1:2', '--redis', 'redis://127.0.0.1:1'],
+      /region "a" must have this sidecar's own Redis address \(redis:\/\/127\.0\.0\.1:1\)/],
+    [['--region', 'a', '--regions', 'a=redis://127.0.0.1:1;b=memcached://x:1', '--redis', 'redis://127.0.0.1:1'],
+      /region "b": expected redis:\/\/host:port, rediss:\/\/host:port or redis-cluster:\/\/host:port,host:port/],
+    [['--region', 'a', '--regions', 'a=redis://127.0.0.1:1;a=redis://127.0.0.1:2', '--redis', 'redis://127.0.0.1:1'], /region "a" is given twice/],
+    [['--region', 'a', '--regions', 'a=redis://127.0.0.1:1;b=redis-cluster://h:1?nat=h:1>nowhere'], /region "b" nat: "nowhere" is not host:port/],
+    [['--region', 'a', '--regions', 'a=redis://127.0.0.1:1;b=redis://127.0.0.1:2'], /--regions needs the Redis store/],
+  ];
+  for (const [flags, message] of cases) {
+    const result = run(['serve', '--config', example, ...flags]);
+    t.equal(result.code, 2, flags.join(' '));
+    t.match(result.stderr, message);
+  }
+});
+
+t.test('scope: global is a token-bucket limit and shows in check-config and /v1/config', async (t) => {
+  const file = join(dir, 'global.yaml');
+  writeFileSync(file, 'domain: g\ndescriptors:\n  - key: api_key\n    rate_limit: { unit: second, requests_per_unit: 5, scope: global }\n');
+  t.match(run(['check-config', file]), { code: 0, stdout: /OK \(1 domain: g\)/ });
+  const bad = join(dir, 'global-window.yaml');
+  writeFileSync(bad, 'domain: g\ndescriptors:\n  - key: api_key\n    rate_limit: { unit: second, requests_per_unit: 5, scope: global, algorithm: fixed_window }\n');
+  const refused = run(['check-config', bad]);
+  t.equal(refused.code, 2);
+  t.match(refused.stderr, /descriptors\[0\]\.rate_limit\.scope: global applies only to token_bucket limits \(this limit uses fixed_window\)/);
+  const typo = join(dir, 'global-typo.yaml');
+  writeFileSync(typo, 'domain: g\ndescriptors:\n  - key: api_key\n    rate_limit: { unit: second, requests_per_unit: 5, scope: planet }\n');
+  t.match(run(['check-config', typo]).stderr, /rate_limit\.scope: expected region or global, got "planet"/);
+  const server = await spawnServer(['--config', file]);
+  t.teardown(() => server.stop());
+  const shown = await (await fetch(`${server.httpUrl}/v1/config`)).json() as { domains: { config: { descriptors: { rate_limit: { scope: string } }[] } }[] };
+  t.equal(shown.domains[0]!.config.descriptors[0]!.rate_limit.scope, 'global', '/v1/config shows the scope');
+});

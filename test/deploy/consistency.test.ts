@@ -127,7 +127,7 @@ t.test('against the built server', async (t) => {
       const settings = resolveSettings({}, env);
       t.equal(settings.httpPort, httpPort);
       t.equal(settings.grpcPort, grpcPort);
-      t.equal(settings.fallbackDivisor, 2, 'divisor = two replicas');
+      t.equal(settings.fallbackDivisor, 'auto', 'divisor follows the sidecars sharing Redis');
       t.ok((service.volumes as string[]).some((v) => v.endsWith(`:${settings.config.replace(/\/$/, '')}:ro`)), 'rules mounted at RL_CONFIG');
       t.ok(service.networks.edge.aliases.includes('ratelimit'), 'the "ratelimit" alias the proxies use');
       for (const node of settings.redisCluster ?? []) {

@@ -46,7 +46,7 @@ function portNumber(container: Doc, port: unknown): number {
 }
 
 /** The checks every openclaw-ratelimit container must pass, sidecar or shared. */
-function checkRateLimitContainer(t: TapTest, docs: Doc[], podSpec: Doc, replicasForDivisor: number): void {
+function checkRateLimitContainer(t: TapTest, docs: Doc[], podSpec: Doc): void {
   const container = (podSpec.containers as Doc[]).find((c) => c.name === 'openclaw-ratelimit');
   t.ok(container, 'an openclaw-ratelimit container');
   if (container === undefined) return;
@@ -67,7 +67,7 @@ function checkRateLimitContainer(t: TapTest, docs: Doc[], podSpec: Doc, replicas
   t.equal(settings.httpPort, portNumber(container, 'rl-http'), 'RL_HTTP_PORT = the rl-http port');
   t.equal(settings.grpcPort, portNumber(container, 'rl-grpc'), 'RL_GRPC_PORT = the rl-grpc port');
   t.equal(settings.store, 'redis', 'a Redis Cluster is configured');
-  t.equal(settings.fallbackDivisor, replicasForDivisor, 'RL_FALLBACK_DIVISOR = the number of deciding replicas');
+  t.equal(settings.fallbackDivisor, 'auto', 'RL_FALLBACK_DIVISOR auto: the deciding replicas are counted in Redis');
   const password = (container.env as Doc[]).find((e) => e.name === 'RL_REDIS_PASSWORD');
   t.ok(password?.valueFrom?.secretKeyRef?.name, 'the Redis password comes from a Secret');
 
@@ -126,7 +126,7 @@ if (!kubectl.ok && !kubectl.fail) {
     const deployment = find(docs, 'Deployment', 'openclaw-rating');
     const podSpec = deployment.spec.template.spec;
     t.same((podSpec.containers as Doc[]).map((c) => c.name).sort(), ['envoy', 'openclaw-ratelimit', 'rating-api']);
-    checkRateLimitContainer(t, docs, podSpec, deployment.spec.replicas as number);
+    checkRateLimitContainer(t, docs, podSpec);
 
     const envoy = envoyConfig(docs, podSpec);
     t.same(clusterAddress(envoy, 'ratelimit'), { address: '127.0.0.1', port: GRPC_PORT }, 'Envoy calls the sidecar gRPC port');
@@ -152,7 +152,7 @@ if (!kubectl.ok && !kubectl.fail) {
 
     const shared = find(docs, 'Deployment', 'openclaw-ratelimit');
     t.equal(shared.spec.replicas, 3);
-    checkRateLimitContainer(t, docs, shared.spec.template.spec, 3);
+    checkRateLimitContainer(t, docs, shared.spec.template.spec);
 
     const service = find(docs, 'Service', 'openclaw-ratelimit');
     t.equal(service.spec.clusterIP, 'None', 'headless: Envoy balances gRPC over every replica');
