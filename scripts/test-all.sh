@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# The whole test suite on a fresh machine: the tools it runs for real, the npm
+# dependencies (when not installed yet), then `npm test`. Exits non-zero when
+# any test fails.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/install-test-tools.sh
+[ -d node_modules ] || npm ci --no-audit --no-fund
+npm test
