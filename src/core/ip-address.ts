@@ -2,6 +2,7 @@
 // proxies, and masked_remote_address. ipaddr.js parses (a small, well-kept
 // library: express's proxy-addr uses it); no node:*, so the core stays pure.
 import ipaddr from 'ipaddr.js';
+import { SettingsError } from '../errors.js';
 
 export const DEFAULT_TRUSTED_PROXIES: readonly string[] = ['127.0.0.0/8', '::1'];
 
@@ -47,16 +48,16 @@ export function maskedAddress(text: string, v4PrefixLen: number, v6PrefixLen: nu
 export class AddressRanges {
   private readonly ranges: [Address, number][];
 
-  /** Throws Error naming the first bad entry. */
+  /** Throws SettingsError naming the first bad entry. */
   constructor(cidrs: readonly string[]) {
     this.ranges = cidrs.map((cidr) => {
       const [text = '', prefixText] = cidr.trim().split('/');
       const address = parseAddress(text);
-      if (address === undefined) throw new Error(`"${cidr}" is not an IP address or CIDR`);
+      if (address === undefined) throw new SettingsError(`"${cidr}" is not an IP address or CIDR`);
       const max = address.kind() === 'ipv4' ? 32 : 128;
       const prefix = prefixText === undefined ? max : Number(prefixText);
       if (!/^\d+$/.test(prefixText ?? '0') || !Number.isInteger(prefix) || prefix < 0 || prefix > max) {
-        throw new Error(`"${cidr}" has a bad prefix length`);
+        throw new SettingsError(`"${cidr}" has a bad prefix length`);
       }
       return [address, prefix];
     });
@@ -73,7 +74,7 @@ export class AddressRanges {
   }
 }
 
-/** Validates a --trusted-proxies list; throws Error with what is wrong. */
+/** Validates a --trusted-proxies list; throws SettingsError with what is wrong. */
 export function parseTrustedProxies(cidrs: readonly string[]): AddressRanges {
   return new AddressRanges(cidrs);
 }

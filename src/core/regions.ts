@@ -1,4 +1,5 @@
 // --region / --regions: where each region's Redis is, for limits with scope: global (SPEC §11).
+import { SettingsError } from '../errors.js';
 import { fnv1a32 } from './keys.js';
 
 export interface RegionAddress {
@@ -20,13 +21,13 @@ const HOST_PORT = /^(\[[0-9a-fA-F:]+\]|[^:\s/]+):(\d{1,5})$/;
 function hostPort(text: string, what: string): { host: string; port: number } {
   const match = HOST_PORT.exec(text.trim());
   const port = Number(match?.[2]);
-  if (match === null || !(port > 0 && port <= 65535)) throw new Error(`${what}: "${text}" is not host:port`);
+  if (match === null || !(port > 0 && port <= 65535)) throw new SettingsError(`${what}: "${text}" is not host:port`);
   return { host: match[1]!.replace(/^\[(.*)\]$/, '$1'), port };
 }
 
 /**
  * Parses `a=redis://h:6379;b=rediss://h:6380;c=redis-cluster://h1:7000,h2:7001`
- * (a Cluster may add `?nat=announced:port>reached:port,...`). Throws Error
+ * (a Cluster may add `?nat=announced:port>reached:port,...`). Throws SettingsError
  * with what is wrong. Names are sorted: every sidecar derives the same homes.
  */
 export function parseRegions(text: string): RegionAddress[] {
@@ -35,15 +36,15 @@ export function parseRegions(text: string): RegionAddress[] {
     const at = part.indexOf('=');
     const name = at < 0 ? '' : part.slice(0, at).trim();
     const address = at < 0 ? '' : part.slice(at + 1).trim();
-    if (!NAME.test(name)) throw new Error(`"${part}": expected name=address with a name of letters, digits, - or _`);
-    if (regions.some((r) => r.name === name)) throw new Error(`region "${name}" is given twice`);
+    if (!NAME.test(name)) throw new SettingsError(`"${part}": expected name=address with a name of letters, digits, - or _`);
+    if (regions.some((r) => r.name === name)) throw new SettingsError(`region "${name}" is given twice`);
     if (/^rediss?:\/\/[^,\s]+$/.test(address)) {
       regions.push({ name, redis: address, redisCluster: undefined, natMap: undefined });
       continue;
     }
     const cluster = /^redis-cluster:\/\/([^?\s]+)(?:\?nat=(\S+))?$/.exec(address);
     if (cluster === null) {
-      throw new Error(`region "${name}": expected redis://host:port, rediss://host:port or redis-cluster://host:port,host:port, got "${address}"`);
+      throw new SettingsError(`region "${name}": expected redis://host:port, rediss://host:port or redis-cluster://host:port,host:port, got "${address}"`);
     }
     const seeds = cluster[1]!.split(',').filter((s) => s !== '');
     seeds.forEach((seed) => hostPort(seed, `region "${name}"`));
@@ -58,7 +59,7 @@ export function parseRegions(text: string): RegionAddress[] {
     }
     regions.push({ name, redis: undefined, redisCluster: seeds, natMap });
   }
-  if (regions.length < 2) throw new Error('give at least two regions (one budget across one region is scope: region)');
+  if (regions.length < 2) throw new SettingsError('give at least two regions (one budget across one region is scope: region)');
   return regions.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
 }
 

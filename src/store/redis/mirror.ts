@@ -1,8 +1,29 @@
-// The local mirror: what Redis last reported of each key, on the local clock.
-import { evaluate, takes, type BatchEvaluation, type BucketState } from '../../core/bucket.js';
+// What a Redis reply means: the reference model's reading of it, and the local
+// mirror of what Redis last reported of each key, on the local clock.
+import { evaluate, evaluateBatch, takes, type BatchEvaluation, type BucketState } from '../../core/bucket.js';
 import type { BucketOp } from '../../core/types.js';
 import type { MemoryStore } from '../memory-store.js';
 import type { TakeResult } from './library.js';
+
+/**
+ * The outcomes of a batch Redis decided, computed by the reference model
+ * (core/bucket.ts) from the states the script read, at Redis's time. The
+ * model's commit decision must be Redis's; when it is not (a bug in one of
+ * the two), `onMismatch` is told and what Redis did stands — a denial wins:
+ * nothing is reported taken that Redis did not take.
+ */
+export function modelOfReply(ops: readonly BucketOp[], result: TakeResult, onMismatch: (modelCommits: boolean) => void): BatchEvaluation {
+  const evaluation = evaluateBatch(ops, (i) => result.states[i]!, result.nowUs);
+  if (evaluation.commits !== (result.status === 'committed')) {
+    onMismatch(evaluation.commits);
+    if (result.status === 'denied') {
+      evaluation.plan = 'none';
+      evaluation.commits = false;
+      evaluation.outcomes = evaluation.evaluations.map((e) => ({ ...e.untaken, allowed: false }));
+    }
+  }
+  return evaluation;
+}
 
 /**
  * Records each key's state after a batch Redis decided: the last take on a key

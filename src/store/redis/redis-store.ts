@@ -28,87 +28,31 @@
  * last known to hold instead of from full buckets.
  */
 import type { Cluster } from 'ioredis';
-import { evaluateBatch, takes, type BatchEvaluation } from '../../core/bucket.js';
-import type { Store, StoreDecision, StoreFailurePolicy, StoreHealth } from '../../core/store.js';
-import type { RegionAddress } from '../../core/regions.js';
+import { takes, type BatchEvaluation } from '../../core/bucket.js';
+import type { StoreDecision, StoreHealth } from '../../core/store.js';
 import type { BucketOp, BucketOutcome } from '../../core/types.js';
 import { StoreCallError, errorMessage } from '../../errors.js';
 import type { MemoryStore } from '../memory-store.js';
 import { Batcher } from './batcher.js';
-import type { BreakerState } from './circuit-breaker.js';
-import { createRedisConnection, type RedisConnection, type RedisConnectionOptions } from './connection.js';
+import { createRedisConnection, type RedisConnection } from './connection.js';
 import { withRedisDeadline } from './deadline.js';
 import { FailurePolicy } from './failure-policy.js';
-import { GlobalLimits, type GlobalLimitEvents } from './global-limits.js';
+import { GlobalLimits } from './global-limits.js';
 import { RedisLibrary, type TakeResult } from './library.js';
 import { WriteBack } from './local-debits.js';
-import { rememberBatch } from './mirror.js';
+import { modelOfReply, rememberBatch } from './mirror.js';
 import { NodeHealth } from './node-health.js';
 import type { OpGroup } from './node-groups.js';
 import { Presence } from './presence.js';
 import { Topology } from './topology.js';
+import type { RedisStore, RedisStoreOptions, StoreEvents, StoreLogger } from './options.js';
+
+export type { RedisStore, RedisStoreEvents, RedisStoreOptions, StoreEvents, StoreLogger } from './options.js';
 
 const CLOSE_TIMEOUT_MS = 1_000;
 const ERROR_LOG_INTERVAL_MS = 10_000;
 /** A MOVED batch is sent again at most this often (a resharding is in progress). */
 const MAX_MOVED_ROUNDS = 3;
-
-/** Any pino-like logger. */
-export interface StoreLogger {
-  info(obj: object, msg: string): void;
-  warn(obj: object, msg: string): void;
-  error(obj: object, msg: string): void;
-}
-
-/** What the store tells the outside (metrics, logs). Every member optional. */
-export interface RedisStoreEvents {
-  /** A script call finished; seconds from write to reply; `ok` false: failed or missed its deadline. */
-  call(node: string, seconds: number, ok: boolean): void;
-  nodeState(node: string, state: BreakerState, previous: BreakerState): void;
-  /** The event loop lagged past a deadline, which was extended. */
-  deadlineExtended(): void;
-  /** A script call missed its deadline: Redis did not answer in time. */
-  timeout(node: string): void;
-  /** A reply came after its call's deadline (the failure policy had decided). */
-  lateReply(node: string): void;
-  /** A late reply showed that the local policy admitted a request Redis denied. */
-  fallbackOverAdmitted(): void;
-  /** Some ops of a request were decided by the failure policy. */
-  fallbackDecision(policy: StoreFailurePolicy): void;
-  /** A request was denied from the local mirror, without a Redis call. */
-  localDenial(): void;
-  /** Sidecars seen sharing this Redis (their heartbeats), this one included. */
-  sidecars(count: number): void;
-}
-
-export type StoreEvents = RedisStoreEvents & GlobalLimitEvents;
-
-export interface RedisStoreOptions extends RedisConnectionOptions {
-  /** Deadline of one script call, ms (counted from its write, loop lag excluded). */
-  redisTimeoutMs: number;
-  onStoreFailure: StoreFailurePolicy;
-  /** The local policy's divisor; 'auto' = the number of sidecars sharing this Redis. */
-  fallbackDivisor: number | 'auto';
-  /** Prefix of our keys (the limiter builds bucket keys; the store names its heartbeat key). */
-  redisKeyPrefix: string;
-  /** The local buckets: mirror of Redis states and the `local` policy's buckets. */
-  local: MemoryStore;
-  /** Record Redis states in `local` (deny without a call, seed the fallback). */
-  mirror: boolean;
-  /** This sidecar's region and every region's Redis (limits with scope: global); absent = one region. */
-  region?: string | undefined;
-  regions?: readonly RegionAddress[] | undefined;
-  logger?: StoreLogger | undefined;
-  events?: Partial<StoreEvents> | undefined;
-  breaker?: { failureThreshold?: number; coolDownMs?: number } | undefined;
-}
-
-export interface RedisStore extends Store {
-  readonly kind: 'redis';
-  readonly mode: 'single' | 'cluster';
-  /** Resolves true once connected, or false after `timeoutMs` (the store keeps connecting). */
-  waitUntilConnected(timeoutMs: number): Promise<boolean>;
-}
 
 const SILENT_LOGGER: StoreLogger = { info() {}, warn() {}, error() {} };
 
@@ -348,15 +292,8 @@ class RedisStoreImpl implements RedisStore {
 
   /** Recomputes a batch's outcomes from the states Redis read, records them in the mirror. */
   private evaluateReply(ops: readonly BucketOp[], result: TakeResult): BatchEvaluation {
-    const evaluation = evaluateBatch(ops, (i) => result.states[i]!, result.nowUs);
-    if (evaluation.commits !== (result.status === 'committed')) {
-      // A bug: lua/openclaw.lua and core/bucket.ts disagree. Report what Redis did; a denial wins.
-      this.logger.error({ status: result.status, model: evaluation.commits }, 'lua/openclaw.lua and core/bucket.ts disagree');
-      if (result.status === 'denied') {
-        evaluation.commits = false;
-        evaluation.outcomes = evaluation.evaluations.map((e) => ({ ...e.untaken, allowed: false }));
-      }
-    }
+    const evaluation = modelOfReply(ops, result, (model) =>
+      this.logger.error({ status: result.status, model }, 'lua/openclaw.lua and core/bucket.ts disagree'));
     if (this.mirror) rememberBatch(this.local, ops, result, evaluation);
     return evaluation;
   }

@@ -5,6 +5,7 @@
 // cross-check of field numbers.
 import type { ServiceDefinition } from '@grpc/grpc-js';
 import type { RequestBounds } from '../../core/request-bounds.js';
+import { InternalError } from '../../errors.js';
 import { decodeCheckRequest } from './authz-codec.js';
 import { decodeHealthCheckRequest, decodeHealthCheckResponse, encodeHealthCheckResponse } from './health-codec.js';
 import { decodeRateLimitRequest } from './rls-codec.js';
@@ -21,7 +22,7 @@ export const HEALTH_WATCH_PATH = '/grpc.health.v1.Health/Watch';
  * these definitions sends and receives encoded messages (tests, the fuzz suite).
  */
 function encodedBytes(value: unknown): Buffer {
-  if (!Buffer.isBuffer(value)) throw new TypeError('expected an encoded protobuf message (a Buffer)');
+  if (!Buffer.isBuffer(value)) throw new InternalError('expected an encoded protobuf message (a Buffer)');
   return value;
 }
 

@@ -3,7 +3,7 @@
 // against the end of the (sub-)message being read; what does not fit throws
 // WireFormatError, which the codecs turn into INVALID_ARGUMENT naming the field.
 import { decodeUtf8Lossless } from '../../core/lossless-text.js';
-import { InternalError, MalformedMessageError } from '../../errors.js';
+import { InternalError, MalformedMessageError, RateLimitError } from '../../errors.js';
 
 export const WIRE_VARINT = 0;
 export const WIRE_FIXED64 = 1;
@@ -20,12 +20,11 @@ export const MAX_FIELD_NUMBER = 536_870_911;
  * top-level message down ("descriptors[1].entries[0].key"); the codecs build
  * it while the error unwinds through them (see within).
  */
-export class WireFormatError extends Error {
+export class WireFormatError extends RateLimitError {
   readonly problem: string;
   path = '';
   constructor(problem: string) {
-    super(problem);
-    this.name = 'WireFormatError';
+    super('RL_ERR_MALFORMED_MESSAGE', problem);
     this.problem = problem;
   }
 }

@@ -1,0 +1,64 @@
+// The Redis store's contract: its options, the events it reports, and what it offers beyond a Store.
+import type { RegionAddress } from '../../core/regions.js';
+import type { Store, StoreFailurePolicy } from '../../core/store.js';
+import type { MemoryStore } from '../memory-store.js';
+import type { BreakerState } from './circuit-breaker.js';
+import type { RedisConnectionOptions } from './connection.js';
+import type { GlobalLimitEvents } from './global-limits.js';
+
+/** Any pino-like logger. */
+export interface StoreLogger {
+  info(obj: object, msg: string): void;
+  warn(obj: object, msg: string): void;
+  error(obj: object, msg: string): void;
+}
+
+/** What the store tells the outside (metrics, logs). Every member optional. */
+export interface RedisStoreEvents {
+  /** A script call finished; seconds from write to reply; `ok` false: failed or missed its deadline. */
+  call(node: string, seconds: number, ok: boolean): void;
+  nodeState(node: string, state: BreakerState, previous: BreakerState): void;
+  /** The event loop lagged past a deadline, which was extended. */
+  deadlineExtended(): void;
+  /** A script call missed its deadline: Redis did not answer in time. */
+  timeout(node: string): void;
+  /** A reply came after its call's deadline (the failure policy had decided). */
+  lateReply(node: string): void;
+  /** A late reply showed that the local policy admitted a request Redis denied. */
+  fallbackOverAdmitted(): void;
+  /** Some ops of a request were decided by the failure policy. */
+  fallbackDecision(policy: StoreFailurePolicy): void;
+  /** A request was denied from the local mirror, without a Redis call. */
+  localDenial(): void;
+  /** Sidecars seen sharing this Redis (their heartbeats), this one included. */
+  sidecars(count: number): void;
+}
+
+export type StoreEvents = RedisStoreEvents & GlobalLimitEvents;
+
+export interface RedisStoreOptions extends RedisConnectionOptions {
+  /** Deadline of one script call, ms (counted from its write, loop lag excluded). */
+  redisTimeoutMs: number;
+  onStoreFailure: StoreFailurePolicy;
+  /** The local policy's divisor; 'auto' = the number of sidecars sharing this Redis. */
+  fallbackDivisor: number | 'auto';
+  /** Prefix of our keys (the limiter builds bucket keys; the store names its heartbeat key). */
+  redisKeyPrefix: string;
+  /** The local buckets: mirror of Redis states and the `local` policy's buckets. */
+  local: MemoryStore;
+  /** Record Redis states in `local` (deny without a call, seed the fallback). */
+  mirror: boolean;
+  /** This sidecar's region and every region's Redis (limits with scope: global); absent = one region. */
+  region?: string | undefined;
+  regions?: readonly RegionAddress[] | undefined;
+  logger?: StoreLogger | undefined;
+  events?: Partial<StoreEvents> | undefined;
+  breaker?: { failureThreshold?: number; coolDownMs?: number } | undefined;
+}
+
+export interface RedisStore extends Store {
+  readonly kind: 'redis';
+  readonly mode: 'single' | 'cluster';
+  /** Resolves true once connected, or false after `timeoutMs` (the store keeps connecting). */
+  waitUntilConnected(timeoutMs: number): Promise<boolean>;
+}
