@@ -6,4 +6,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-test-tools.sh
 [ -d node_modules ] || npm ci --no-audit --no-fund
-npm test
+# The tools were just installed: a test that finds one missing fails, never skips.
+RL_REQUIRE_TOOLS=1 npm test

@@ -27,7 +27,7 @@ function sha256Digest(text: string): string {
 }
 
 /** Of --shutdown-timeout-ms, what the HTTP and gRPC drains may use: the rest (up to 1 s) is for closing the store. */
-export function drainBudgetMs(shutdownTimeoutMs: number): number {
+function drainBudgetMs(shutdownTimeoutMs: number): number {
   return Math.max(0, shutdownTimeoutMs - Math.min(1_000, Math.floor(shutdownTimeoutMs / 5)));
 }
 

@@ -140,7 +140,7 @@ export const FLAGS = {
     })),
 } as const satisfies Record<string, FlagSpec>;
 
-export type FlagName = keyof typeof FLAGS;
+type FlagName = keyof typeof FLAGS;
 
 type CamelCase<S extends string> = S extends `${infer Head}-${infer Tail}` ? `${Head}${Capitalize<CamelCase<Tail>>}` : S;
 

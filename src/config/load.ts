@@ -121,7 +121,7 @@ export interface LoadOptions {
  * schema problem; of YAML syntax errors only the first, as later ones are
  * mostly its echoes).
  */
-export function validateSource(source: ConfigSource): ValidatedFile | ConfigProblem[] {
+function validateSource(source: ConfigSource): ValidatedFile | ConfigProblem[] {
   const { file, text } = source;
   const problem = (path: string, what: string): ConfigProblem[] => [{ file, path, problem: what }];
   const lineCounter = new LineCounter();

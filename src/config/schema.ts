@@ -8,7 +8,7 @@ import { MAX_PERIOD_SECONDS, parseUnit, UNIT_SECONDS, UNITS } from '../core/limi
 import type { Algorithm } from '../core/types.js';
 
 /** How a value looks in an error message: `"fortnight"`, `-5`, `a list`. */
-export function describeValue(value: unknown): string {
+function describeValue(value: unknown): string {
   if (value === null) return 'nothing (null)';
   if (Array.isArray(value)) return 'a list';
   if (typeof value === 'object') return 'a mapping';
@@ -30,7 +30,7 @@ const text = z.string({ error: expected('a string') });
 const nonEmptyText = text.min(1, { error: 'must not be empty' });
 const flag = z.boolean({ error: expected('true or false') });
 
-export const ALGORITHMS: readonly Algorithm[] = ['token_bucket', 'fixed_window', 'sliding_window'];
+const ALGORITHMS: readonly Algorithm[] = ['token_bucket', 'fixed_window', 'sliding_window'];
 
 const algorithmSchema = text
   .refine((name) => (ALGORITHMS as readonly string[]).includes(name), {
@@ -50,7 +50,7 @@ const count = (what: string) =>
 
 const replacesEntrySchema = z.strictObject({ name: text });
 
-export const rateLimitSchema = z
+const rateLimitSchema = z
   .strictObject({
     unit: unitSchema.optional(),
     requests_per_unit: count('a whole number of requests, 0 or more').optional(),
@@ -171,7 +171,7 @@ export type DescriptorNodeConfig = z.infer<typeof descriptorNodeFieldsSchema> & 
   descriptors?: DescriptorNodeConfig[] | null | undefined;
 };
 
-export const descriptorNodeSchema = descriptorNodeFieldsSchema.extend({
+const descriptorNodeSchema = descriptorNodeFieldsSchema.extend({
   /** Nested nodes: the next entry of a descriptor. An empty `descriptors:` (null) is no nodes, as upstream. */
   get descriptors(): z.ZodOptional<z.ZodNullable<z.ZodType<DescriptorNodeConfig[]>>> {
     return descriptorListSchema.nullable().optional();
@@ -213,7 +213,7 @@ export const descriptorNodeSchema = descriptorNodeFieldsSchema.extend({
 });
 
 /** Siblings must differ in key+value: the matcher could only ever pick one of two equal ones. */
-export const descriptorListSchema: z.ZodType<DescriptorNodeConfig[]> = z
+const descriptorListSchema: z.ZodType<DescriptorNodeConfig[]> = z
   .array(descriptorNodeSchema, { error: expected('a list of descriptors') })
   .superRefine((nodes, ctx) => {
     const seen = new Map<string, number>();
@@ -270,7 +270,7 @@ export const HTTP_ACTION_NAMES = [
 ] as const;
 
 /** One action: a mapping with exactly one of the action names, as in Envoy's `actions` list. */
-export const httpActionSchema = z
+const httpActionSchema = z
   .strictObject({
     request_headers: requestHeadersSchema.optional(),
     remote_address: remoteAddressSchema.optional(),
@@ -305,7 +305,7 @@ const actionListSchema = z
   })
   .min(1, { error: 'must not be empty (an empty action list produces no descriptor)' });
 
-export const httpSchema = z.strictObject({
+const httpSchema = z.strictObject({
   /** Each inner list of actions produces one descriptor. */
   descriptors: z.array(actionListSchema, { error: expected('a list of action lists') }),
 }, { error: expected('a mapping') });

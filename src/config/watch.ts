@@ -29,9 +29,9 @@ export interface ConfigWatcherOptions {
   load?: LoadOptions;
 }
 
-export const DEFAULT_DEBOUNCE_MS = 150;
-export const DEFAULT_MAX_DEBOUNCE_MS = 2_000;
-export const DEFAULT_POLL_INTERVAL_MS = 3_000;
+const DEFAULT_DEBOUNCE_MS = 150;
+const DEFAULT_MAX_DEBOUNCE_MS = 2_000;
+const DEFAULT_POLL_INTERVAL_MS = 3_000;
 
 function signatureOf(sources: readonly ConfigSource[]): string {
   return sources.map((source) => `${source.file}\u0000${source.text}`).join('\u0000\u0000');

@@ -240,7 +240,7 @@ export type CommitPlan = 'none' | 'allowed' | readonly boolean[];
  * and, for a quota op, its whole group is (a descriptor that is over takes
  * from none of its limits); a shadow op that would deny takes nothing.
  */
-export function commitPlan(ops: readonly BucketOp[], outcomes: readonly BucketOutcome[]): CommitPlan {
+function commitPlan(ops: readonly BucketOp[], outcomes: readonly BucketOutcome[]): CommitPlan {
   let groups: Map<number, boolean> | undefined;
   for (let i = 0; i < ops.length; i++) {
     const op = ops[i]!;

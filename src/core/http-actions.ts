@@ -117,7 +117,7 @@ export function queryParameter(query: string, name: string): string | undefined 
 }
 
 /** application/x-www-form-urlencoded decoding; a malformed `%` sequence stays as written. */
-export function decodeQueryComponent(text: string): string {
+function decodeQueryComponent(text: string): string {
   const plus = text.includes('+');
   if (!plus && !text.includes('%')) return text;
   const spaced = plus ? text.replace(/\+/g, ' ') : text;

@@ -22,7 +22,7 @@ import type { Entry } from './types.js';
  * values would share one bucket. `:` and `~` keep the two forms apart, so the
  * encoding stays injective.
  */
-export const MAX_PLAIN_ENTRIES_CHARS = 200;
+const MAX_PLAIN_ENTRIES_CHARS = 200;
 
 /** A collision-resistant digest, injected so the core stays free of node:*. */
 export type Digest = (text: string) => string;

@@ -16,7 +16,7 @@ export const DEFAULT_REQUEST_BOUNDS: RequestBounds = Object.freeze({
   maxBodyBytes: 65_536,
 });
 
-export const MAX_HITS_ADDEND = 0xffff_ffff;
+const MAX_HITS_ADDEND = 0xffff_ffff;
 
 function utf8Length(text: string): number {
   let bytes = 0;
@@ -39,7 +39,7 @@ function checkText(text: string, field: string, max: number): void {
   }
 }
 
-export function checkHitsAddend(value: number, field: string): void {
+function checkHitsAddend(value: number, field: string): void {
   if (!Number.isInteger(value) || value < 0 || value > MAX_HITS_ADDEND) {
     throw new InvalidRequestError(field, `must be an integer from 0 to ${MAX_HITS_ADDEND}`);
   }

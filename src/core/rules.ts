@@ -71,7 +71,7 @@ export function exactKey(key: string, value: string): string {
   return `${key}\u0000${value}`;
 }
 
-export function wildcardMatch(parts: readonly string[], value: string): boolean {
+function wildcardMatch(parts: readonly string[], value: string): boolean {
   if (parts.length === 1) return parts[0] === value;
   const first = parts[0]!;
   const last = parts[parts.length - 1]!;

@@ -6,7 +6,7 @@ export type Algorithm = 'token_bucket' | 'fixed_window' | 'sliding_window';
  * What a store op decides: a configured algorithm, or `lease`: spending the
  * tokens a region holds of a global limit (see core/bucket.ts, store/redis/global-limits.ts).
  */
-export type BucketAlgorithm = Algorithm | 'lease';
+type BucketAlgorithm = Algorithm | 'lease';
 /** region: one budget per region's Redis; global: one budget across every region (SPEC §11). */
 export type Scope = 'region' | 'global';
 
@@ -107,7 +107,7 @@ export interface BucketOutcome {
   retryAfterUs: number;
 }
 
-export type Code = 'OK' | 'OVER_LIMIT';
+type Code = 'OK' | 'OVER_LIMIT';
 
 /** A limit as statuses report it (built once per compiled limit). */
 export interface ReportedLimit {

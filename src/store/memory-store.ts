@@ -95,11 +95,6 @@ export class MemoryStore implements Store {
     }
   }
 
-  /** Whether a state is held for `key` (a full bucket holds none). */
-  has(key: string): boolean {
-    return this.read(key, this.clock()) !== null;
-  }
-
   health(): StoreHealth {
     return { ready: true, detail: `memory store, ${this.buckets.size} buckets` };
   }

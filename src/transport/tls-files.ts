@@ -23,7 +23,7 @@ export interface TlsMaterial {
 }
 
 /** How often the files are compared with what is in use. */
-export const TLS_RELOAD_INTERVAL_MS = 1_000;
+const TLS_RELOAD_INTERVAL_MS = 1_000;
 
 function fingerprint(material: TlsMaterial): string {
   const hash = createHash('sha256').update(material.cert).update('\0').update(material.key);
@@ -37,7 +37,7 @@ function sameMaterial(a: TlsMaterial, b: TlsMaterial): boolean {
 }
 
 /** Throws TlsConfigError naming the file(s) when the set does not make a TLS context (bad PEM, key not matching the cert). */
-export function checkTlsMaterial(files: TlsFiles, material: TlsMaterial): void {
+function checkTlsMaterial(files: TlsFiles, material: TlsMaterial): void {
   try {
     createSecureContext({ cert: material.cert, key: material.key, ca: material.clientCa });
   } catch (error: unknown) {

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import t from 'tap';
 import { loadConfig } from '../../src/config/load.js';
 import { Limiter } from '../../src/core/limiter.js';
-import type { BucketOp, BucketOutcome, Decision, Descriptor } from '../../src/core/types.js';
+import type { BucketOp, Decision, Descriptor } from '../../src/core/types.js';
 import type { StoreDecision } from '../../src/core/store.js';
 import { MemoryStore } from '../../src/store/memory-store.js';
 

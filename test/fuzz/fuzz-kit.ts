@@ -15,7 +15,7 @@ export const FUZZ_SECONDS = Number(process.env['FUZZ_SECONDS'] ?? 10);
 export const FUZZ_SEED = process.env['FUZZ_SEED'] !== undefined ? Number(process.env['FUZZ_SEED']) >>> 0 : (Math.random() * 2 ** 32) >>> 0;
 const CASES = /^(\d+)(?:-(\d+))?$/.exec(process.env['FUZZ_CASE'] ?? '');
 /** First and last case to run when FUZZ_CASE is set. */
-export const FUZZ_CASE: { first: number; last: number } | undefined = CASES === null
+const FUZZ_CASE: { first: number; last: number } | undefined = CASES === null
   ? undefined
   : { first: Number(CASES[1]), last: Number(CASES[2] ?? CASES[1]) };
 /** A case that takes longer than this is reported as a hang (each call in it has a shorter deadline of its own). */

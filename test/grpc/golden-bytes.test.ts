@@ -6,7 +6,7 @@ import { loadPackageDefinition } from '../../src/transport/grpc/proto-root.js';
 import { decodeRateLimitRequest, encodeRateLimitResponse } from '../../src/transport/grpc/rls-codec.js';
 import { DEFAULT_REQUEST_BOUNDS } from '../../src/core/request-bounds.js';
 import { FakeDecisionService, decision, limitedStatus, noLimitStatus, startHarness } from './helpers.js';
-import { all, bytes, fieldNumbers, int, len, mapEntry, num, one, str, tag, varint } from './wire.js';
+import { all, bytes, fieldNumbers, int, len, mapEntry, num, str, tag, varint } from './wire.js';
 
 type Method = { requestDeserialize(b: Buffer): any; responseSerialize(o: unknown): Buffer };
 const definition = loadPackageDefinition() as unknown as Record<string, Record<string, Method>>;

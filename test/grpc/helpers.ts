@@ -84,7 +84,7 @@ export function decision(statuses: DescriptorStatus[]): Decision {
   };
 }
 
-export function okDecision(request: DecisionRequest): Decision {
+function okDecision(request: DecisionRequest): Decision {
   return decision(request.descriptors.map(() => limitedStatus()));
 }
 

@@ -1,8 +1,8 @@
 // A tiny hand-written protobuf wire codec for golden-bytes tests: independent
 // of protobufjs, so a renumbered field in proto/ cannot hide behind it.
 
-export const VARINT = 0;
-export const LEN = 2;
+const VARINT = 0;
+const LEN = 2;
 
 export function varint(value: number | bigint): Buffer {
   // Negative int64 values are ten-byte two's complement varints.
@@ -57,7 +57,7 @@ function readVarint(buf: Buffer, offset: number): [bigint, number] {
 }
 
 /** Splits one message into its fields, in wire order. Only varint and length-delimited. */
-export function parse(buf: Buffer): WireField[] {
+function parse(buf: Buffer): WireField[] {
   const fields: WireField[] = [];
   let offset = 0;
   while (offset < buf.length) {

@@ -11,8 +11,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { sleep, waitFor } from './wait.js';
 
-export const REDIS_SERVER = process.env['REDIS_SERVER'] ?? '/usr/bin/redis-server';
-export const REDIS_CLI = process.env['REDIS_CLI'] ?? 'redis-cli';
+const REDIS_SERVER = process.env['REDIS_SERVER'] ?? '/usr/bin/redis-server';
+const REDIS_CLI = process.env['REDIS_CLI'] ?? 'redis-cli';
 const HOST = '127.0.0.1';
 const CLUSTER_TIMEOUT_MS = 30_000;
 const CLI_TIMEOUT_MS = 5_000;
@@ -49,7 +49,7 @@ export function freePort(): Promise<number> {
 }
 
 /** Runs redis-cli against a port; resolves with trimmed stdout (bounded by a timeout). */
-export function redisCli(port: number, ...args: string[]): Promise<string> {
+function redisCli(port: number, ...args: string[]): Promise<string> {
   return new Promise((resolve, reject) => {
     execFile(REDIS_CLI, ['-h', HOST, '-p', String(port), '--no-auth-warning', ...args],
       { timeout: CLI_TIMEOUT_MS, encoding: 'utf8' }, (error, stdout, stderr) => {
@@ -171,7 +171,7 @@ export async function startRedis(options: StartRedisOptions = {}): Promise<Redis
   return node;
 }
 
-export interface ClusterNodeInfo {
+interface ClusterNodeInfo {
   node: RedisNode;
   id: string;
   role: 'master' | 'replica';

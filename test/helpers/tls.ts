@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { X509Certificate } from 'node:crypto';
 
-export const OPENSSL = process.env['OPENSSL'] ?? 'openssl';
+const OPENSSL = process.env['OPENSSL'] ?? 'openssl';
 
 export interface Issued {
   cert: string;

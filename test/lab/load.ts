@@ -294,7 +294,7 @@ export function allowedSeries(records: readonly LoadRecord[], bucketMs: number, 
 }
 
 /** Nearest-rank percentile; NaN for no values. */
-export function percentile(values: readonly number[], p: number): number {
+function percentile(values: readonly number[], p: number): number {
   if (values.length === 0) return Number.NaN;
   const sorted = [...values].sort((x, y) => x - y);
   return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))]!;

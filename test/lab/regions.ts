@@ -35,7 +35,6 @@ import { startRedis, startRedisCluster, type RedisClusterHandle, type RedisNode,
 import type { Descriptor } from '../scenarios/lib.js';
 import { LAB_DOMAIN, checkBody, postCheck, type CheckAnswer, type LoadTargets } from './load.js';
 
-export { LAB_DOMAIN };
 
 const LOOPBACK = '127.0.0.1';
 const DEFAULT_DELAY_MS = 60;
@@ -47,7 +46,7 @@ const CLIENT_COMMAND_TIMEOUT_MS = 2_000;
  * to the numbers it qualifies; pass `configYaml` if the product places it
  * elsewhere.
  */
-export const LAB_CONFIG_YAML = [
+const LAB_CONFIG_YAML = [
   `domain: ${LAB_DOMAIN}`,
   'descriptors:',
   '  # one budget shared by every region',
@@ -73,7 +72,7 @@ export const LAB_BASELINE_CONFIG_YAML = [
 
 // ---- the address of a region's Redis, as --regions carries it ----------------
 
-export interface HostPort {
+interface HostPort {
   host: string;
   port: number;
 }
@@ -135,7 +134,7 @@ export function parseRegionAddress(text: string): RegionAddress {
 }
 
 /** `a=<address>;b=<address>;...` in the order given. */
-export function formatRegions(addresses: ReadonlyMap<string, RegionAddress>): string {
+function formatRegions(addresses: ReadonlyMap<string, RegionAddress>): string {
   return [...addresses].map(([name, address]) => `${name}=${formatRegionAddress(address)}`).join(';');
 }
 
@@ -151,7 +150,7 @@ export function parseRegions(text: string): Map<string, RegionAddress> {
 
 // ---- the lab ---------------------------------------------------------------
 
-export interface RegionStore {
+interface RegionStore {
   name: string;
   kind: 'single' | 'cluster';
   /** Every node (one for a single Redis). */
@@ -168,7 +167,7 @@ export interface RegionStore {
 }
 
 /** Region `from`'s way to region `to`'s Redis. */
-export interface Link {
+interface Link {
   from: string;
   to: string;
   /** One per node of `to`, in the order of its nodes. */
@@ -177,7 +176,7 @@ export interface Link {
   address: RegionAddress;
 }
 
-export interface LabSidecar {
+interface LabSidecar {
   region: string;
   index: number;
   name: string;
@@ -209,7 +208,7 @@ export interface LabOptions {
   multiRegionFlags?: boolean;
 }
 
-export interface LinkOptions {
+interface LinkOptions {
   /** Only `from`'s way to `to`'s Redis; `to` still reaches `from`'s. */
   oneWay?: boolean;
 }

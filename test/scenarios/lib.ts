@@ -16,7 +16,7 @@ export interface TestLike {
   teardown(fn: () => unknown): void;
 }
 
-export const DOMAIN = 'scenario';
+const DOMAIN = 'scenario';
 
 /**
  * One domain for every scenario:
@@ -28,7 +28,7 @@ export const DOMAIN = 'scenario';
  *   remembered by the sidecar's over-limit cache and answered without Redis until a
  *   token is back, so a load on an exhausted 10/hour key would never touch Redis.
  */
-export const CONFIG_YAML = [
+const CONFIG_YAML = [
   `domain: ${DOMAIN}`,
   'descriptors:',
   '  - key: api_key',
@@ -90,7 +90,7 @@ export async function startSidecar(t: TestLike, options: {
   return { name: options.name, proc, url: proc.httpUrl };
 }
 
-export interface Entry { key: string; value: string }
+interface Entry { key: string; value: string }
 export interface Descriptor { entries: Entry[]; hits_addend?: number }
 
 export interface CheckStatus {

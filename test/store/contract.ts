@@ -58,7 +58,7 @@ export function uniquePrefix(label: string): string {
 }
 
 /** What a single-op batch on a bucket that was never seen must return, exactly. */
-export function freshOutcome(limit: LimitSpec, cost: number, shadow = false): BucketOutcome {
+function freshOutcome(limit: LimitSpec, cost: number, shadow = false): BucketOutcome {
   const evaluation = evaluate(limit, null, 1_700_000_000 * SECOND_US, cost);
   return evaluation.outcome.allowed || shadow ? evaluation.outcome : evaluation.untaken;
 }

@@ -1,6 +1,6 @@
 /**
  * Multi-process scenarios: several `serve` processes share one Redis Cluster.
- * Needs a built dist/main.js (npm run build); skipped otherwise.
+ * Needs a built dist/main.js (npm test builds it); fails without one.
  */
 import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
@@ -12,7 +12,7 @@ import { freePort, sleep, startRedisCluster, waitFor } from '../helpers/redis.js
 
 const MAIN = new URL('../../dist/main.js', import.meta.url).pathname;
 if (!existsSync(MAIN)) {
-  t.plan(0, 'dist/main.js is not built (npm run build)');
+  t.fail('dist/main.js is not built: run npm run build (npm test does) — nothing here could be checked');
 } else {
   await scenarios();
 }

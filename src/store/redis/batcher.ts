@@ -5,7 +5,7 @@ import { withRedisDeadline, type DeadlineEvents } from './deadline.js';
 import type { RedisLibrary, TakeResult } from './library.js';
 
 /** Most ops in one script call; more waiting ops go in further calls of the same turn. */
-export const MAX_OPS_PER_CALL = 512;
+const MAX_OPS_PER_CALL = 512;
 
 /** One request's ops for one node, waiting to be sent. */
 export interface PendingBatch {

@@ -21,8 +21,8 @@ export interface CircuitBreakerOptions {
 
 export type BreakerListener = (state: BreakerState, previous: BreakerState) => void;
 
-export const DEFAULT_FAILURE_THRESHOLD = 5;
-export const DEFAULT_COOL_DOWN_MS = 1_000;
+const DEFAULT_FAILURE_THRESHOLD = 5;
+const DEFAULT_COOL_DOWN_MS = 1_000;
 
 export class CircuitBreaker {
   private current: BreakerState = 'closed';
@@ -41,11 +41,6 @@ export class CircuitBreaker {
 
   get state(): BreakerState {
     return this.current;
-  }
-
-  /** Consecutive failures counted so far (reset by any success). */
-  get consecutiveFailures(): number {
-    return this.failures;
   }
 
   /**

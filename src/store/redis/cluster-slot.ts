@@ -19,7 +19,7 @@ function crc16(bytes: Uint8Array, start: number, end: number): number {
   return crc;
 }
 
-export const CLUSTER_SLOTS = 16_384;
+const CLUSTER_SLOTS = 16_384;
 
 export function clusterSlot(key: string): number {
   const bytes = encoder.encode(key);

@@ -30,9 +30,9 @@ function algorithmCode(limit: LimitSpec): string {
 }
 
 /** Integers per op in a `take` reply: the op key's state (level, tsUs, extra) when its batch began. */
-export const STATE_FIELDS = 3;
+const STATE_FIELDS = 3;
 
-export type BatchStatus = 'denied' | 'committed' | 'moved';
+type BatchStatus = 'denied' | 'committed' | 'moved';
 const STATUS: readonly BatchStatus[] = ['denied', 'committed', 'moved'];
 
 /** One batch of a `take` reply. */

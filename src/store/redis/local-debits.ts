@@ -20,7 +20,7 @@ const INTERVAL_MS = 200;
  * replicated. A call that timed out may still have run on Redis: when its late
  * reply shows it committed, `cancel` removes its ops again.
  */
-export class LocalDebits {
+class LocalDebits {
   private readonly pending = new Map<string, BucketOp>();
 
   get size(): number {

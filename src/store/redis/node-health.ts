@@ -4,7 +4,7 @@ import { CircuitBreaker, type BreakerState } from './circuit-breaker.js';
 /** How often an open breaker's node is probed with PING (it lets a probe through after its cool-down). */
 const PROBE_INTERVAL_MS = 250;
 
-export type NodeStateListener = (node: string, state: BreakerState, previous: BreakerState) => void;
+type NodeStateListener = (node: string, state: BreakerState, previous: BreakerState) => void;
 
 export interface NodeHealthOptions {
   /** PINGs one node; rejects when it does not answer (within its own deadline). */

@@ -47,7 +47,7 @@ import { Presence } from './presence.js';
 import { Topology } from './topology.js';
 import type { RedisStore, RedisStoreOptions, StoreEvents, StoreLogger } from './options.js';
 
-export type { RedisStore, RedisStoreEvents, RedisStoreOptions, StoreEvents, StoreLogger } from './options.js';
+export type { RedisStore, RedisStoreEvents, RedisStoreOptions } from './options.js';
 
 const CLOSE_TIMEOUT_MS = 1_000;
 const ERROR_LOG_INTERVAL_MS = 10_000;

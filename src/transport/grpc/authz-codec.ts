@@ -9,12 +9,11 @@ import { CheckHttpRequest } from './check-http-request.js';
 import { WIRE_LEN, WireReader, decodeFailure, textOf, within } from './wire-reader.js';
 import { WireWriter } from './wire-writer.js';
 
-export const RPC_CODE_OK = 0;
-export const RPC_CODE_RESOURCE_EXHAUSTED = 8;
+const RPC_CODE_RESOURCE_EXHAUSTED = 8;
 /** envoy.type.v3.StatusCode.TooManyRequests. */
-export const HTTP_TOO_MANY_REQUESTS = 429;
+const HTTP_TOO_MANY_REQUESTS = 429;
 /** HeaderValueOption.HeaderAppendAction.OVERWRITE_IF_EXISTS_OR_ADD. */
-export const OVERWRITE_IF_EXISTS_OR_ADD = 2;
+const OVERWRITE_IF_EXISTS_OR_ADD = 2;
 
 const lenTag = (field: number): number => field * 8 + WIRE_LEN;
 const fieldsMask = (...fields: number[]): number => fields.reduce((mask, field) => mask | (1 << field), 0);

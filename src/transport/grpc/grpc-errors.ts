@@ -2,7 +2,7 @@
 import { status, type ServiceError } from '@grpc/grpc-js';
 import { Metadata } from '@grpc/grpc-js';
 import { hasByteEscapes } from '../../core/lossless-text.js';
-import { InvalidRequestError, StoreUnavailableError, errorMessage } from '../../errors.js';
+import { RateLimitError, errorMessage, type ErrorCode } from '../../errors.js';
 import type { GrpcLogger } from './logger.js';
 
 export type GrpcError = Pick<ServiceError, 'code' | 'details' | 'metadata'> & { message: string; name: string };
@@ -29,14 +29,35 @@ function grpcError(code: status, details: string): GrpcError {
   return { name: 'GrpcError', message: sendable, code, details: sendable, metadata: new Metadata() };
 }
 
+/** Each code's gRPC status; a Record, so a new code cannot be left out. */
+const GRPC_STATUS: Readonly<Record<ErrorCode, status>> = Object.freeze({
+  RL_ERR_INVALID_REQUEST: status.INVALID_ARGUMENT,
+  RL_ERR_MALFORMED_MESSAGE: status.INVALID_ARGUMENT,
+  RL_ERR_BODY_TOO_LARGE: status.INVALID_ARGUMENT,
+  RL_ERR_LIMIT_SPEC: status.INVALID_ARGUMENT,
+  RL_ERR_BAD_HTTP: status.INVALID_ARGUMENT,
+  RL_ERR_NOT_FOUND: status.UNIMPLEMENTED,
+  RL_ERR_METHOD_NOT_ALLOWED: status.UNIMPLEMENTED,
+  RL_ERR_REQUEST_TIMEOUT: status.DEADLINE_EXCEEDED,
+  RL_ERR_HEADERS_TOO_LARGE: status.INVALID_ARGUMENT,
+  // UNAVAILABLE, so Envoy's failure_mode_deny / failure_mode_allow decides.
+  RL_ERR_STORE_UNAVAILABLE: status.UNAVAILABLE,
+  // The failure policy turns store call failures into decisions; one escaping is a bug.
+  RL_ERR_STORE_CALL: status.INTERNAL,
+  RL_ERR_CONFIG: status.INTERNAL,
+  RL_ERR_SETTINGS: status.INTERNAL,
+  RL_ERR_TLS: status.INTERNAL,
+  RL_ERR_INTERNAL: status.INTERNAL,
+});
+
 /**
- * InvalidRequestError → INVALID_ARGUMENT with its message (it names the field);
- * StoreUnavailableError → UNAVAILABLE, so Envoy's failure_mode_* decides;
- * anything else → INTERNAL, logged, with a message that leaks nothing.
+ * The one place errors become gRPC statuses. A caller's fault (INVALID_ARGUMENT
+ * and kin) and UNAVAILABLE carry the message, which names the field; INTERNAL
+ * is logged and sends nothing that could leak.
  */
 export function toGrpcError(error: unknown, method: string, logger: GrpcLogger): GrpcError {
-  if (error instanceof InvalidRequestError) return grpcError(status.INVALID_ARGUMENT, error.message);
-  if (error instanceof StoreUnavailableError) return grpcError(status.UNAVAILABLE, error.message);
+  const code = error instanceof RateLimitError ? GRPC_STATUS[error.code] : status.INTERNAL;
+  if (code !== status.INTERNAL) return grpcError(code, (error as RateLimitError).message);
   logger.error({ err: error, method }, `gRPC ${method} failed: ${errorMessage(error)}`);
   return grpcError(status.INTERNAL, 'internal error');
 }

@@ -4,10 +4,10 @@ import { sendableDetails } from './grpc-errors.js';
 import type { HealthCheckRequest } from './health-codec.js';
 
 /** grpc.health.v1.HealthCheckResponse.ServingStatus. */
-export const HEALTH_STATUS = { UNKNOWN: 0, SERVING: 1, NOT_SERVING: 2, SERVICE_UNKNOWN: 3 } as const;
+const HEALTH_STATUS = { UNKNOWN: 0, SERVING: 1, NOT_SERVING: 2, SERVICE_UNKNOWN: 3 } as const;
 
 /** Service names we answer for: the server as a whole, envoyproxy/ratelimit's name, our services. */
-export const HEALTH_SERVICE_NAMES: ReadonlySet<string> = new Set([
+const HEALTH_SERVICE_NAMES: ReadonlySet<string> = new Set([
   '',
   'ratelimit',
   'envoy.service.ratelimit.v3.RateLimitService',
@@ -15,7 +15,7 @@ export const HEALTH_SERVICE_NAMES: ReadonlySet<string> = new Set([
 ]);
 
 /** How often Watch re-reads readiness to push a change. */
-export const HEALTH_WATCH_INTERVAL_MS = 1000;
+const HEALTH_WATCH_INTERVAL_MS = 1000;
 
 /** A decoded request (health-codec.ts), or the Error saying why the bytes were not one. */
 type HealthRequest = HealthCheckRequest | Error;

@@ -8,7 +8,7 @@ import * as protoLoader from '@grpc/proto-loader';
 import { InternalError } from '../../errors.js';
 
 /** The .proto files of the services the server answers, relative to proto/. */
-export const PROTO_FILES = [
+const PROTO_FILES = [
   'envoy/service/ratelimit/v3/rls.proto',
   'envoy/service/auth/v3/external_auth.proto',
   'grpc/health/v1/health.proto',
@@ -21,7 +21,7 @@ export const PROTO_FILES = [
  * enums as numbers; absent fields filled with defaults, except messages
  * (absent = null, so a UInt64Value's presence survives); oneof names set.
  */
-export const LOADER_OPTIONS: protoLoader.Options = Object.freeze({
+const LOADER_OPTIONS: protoLoader.Options = Object.freeze({
   keepCase: true,
   longs: String,
   defaults: true,

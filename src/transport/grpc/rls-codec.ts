@@ -12,10 +12,10 @@ import { WIRE_LEN, WIRE_VARINT, WireReader, decodeFailure, within } from './wire
 import { WireWriter } from './wire-writer.js';
 
 /** uint32 ceiling: limit_remaining of an unlimited descriptor, and the largest hits_addend we take. */
-export const MAX_UINT32 = 4_294_967_295;
+const MAX_UINT32 = 4_294_967_295;
 
 /** RateLimitResponse.Code. */
-export const RLS_CODE = { UNKNOWN: 0, OK: 1, OVER_LIMIT: 2 } as const;
+const RLS_CODE = { UNKNOWN: 0, OK: 1, OVER_LIMIT: 2 } as const;
 
 /**
  * envoy.type.v3.RateLimitUnit → Unit. 7 (WEEK) is not in that enum but is in

@@ -20,9 +20,9 @@ import { AUTHORIZATION_SERVICE_DEFINITION, HEALTH_SERVICE_DEFINITION, rateLimitS
 export type { GrpcLogger } from './logger.js';
 
 /** Envoy's requests are a few KiB; 1 MiB leaves room and bounds memory per call. */
-export const GRPC_MAX_RECEIVE_MESSAGE_BYTES = 1024 * 1024;
+const GRPC_MAX_RECEIVE_MESSAGE_BYTES = 1024 * 1024;
 /** How long shutdown() waits for in-flight calls before cutting them. */
-export const GRPC_SHUTDOWN_GRACE_MS = 10_000;
+const GRPC_SHUTDOWN_GRACE_MS = 10_000;
 /**
  * The server pings each connection this often and drops one that does not
  * answer within GRPC_KEEPALIVE_TIMEOUT_MS: peers that vanished, and sessions
@@ -31,8 +31,8 @@ export const GRPC_SHUTDOWN_GRACE_MS = 10_000;
  * closed, even once the client is gone: one leaked socket per such
  * connection; found by the fuzz suite on Node 20). Envoy answers pings itself.
  */
-export const GRPC_KEEPALIVE_TIME_MS = 60_000;
-export const GRPC_KEEPALIVE_TIMEOUT_MS = 20_000;
+const GRPC_KEEPALIVE_TIME_MS = 60_000;
+const GRPC_KEEPALIVE_TIMEOUT_MS = 20_000;
 
 export interface GrpcServerOptions {
   /** Add x-ratelimit-* / retry-after to RateLimitResponse.response_headers_to_add. ext_authz always carries them. */

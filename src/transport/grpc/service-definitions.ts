@@ -12,8 +12,8 @@ import { decodeRateLimitRequest } from './rls-codec.js';
 
 export const SHOULD_RATE_LIMIT_PATH = '/envoy.service.ratelimit.v3.RateLimitService/ShouldRateLimit';
 export const CHECK_PATH = '/envoy.service.auth.v3.Authorization/Check';
-export const HEALTH_CHECK_PATH = '/grpc.health.v1.Health/Check';
-export const HEALTH_WATCH_PATH = '/grpc.health.v1.Health/Watch';
+const HEALTH_CHECK_PATH = '/grpc.health.v1.Health/Check';
+const HEALTH_WATCH_PATH = '/grpc.health.v1.Health/Watch';
 
 /**
  * Messages already encoded. The server's handlers encode their responses

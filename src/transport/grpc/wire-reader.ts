@@ -6,21 +6,19 @@ import { decodeUtf8Lossless } from '../../core/lossless-text.js';
 import { InternalError, MalformedMessageError, RateLimitError } from '../../errors.js';
 
 export const WIRE_VARINT = 0;
-export const WIRE_FIXED64 = 1;
+const WIRE_FIXED64 = 1;
 export const WIRE_LEN = 2;
-export const WIRE_FIXED32 = 5;
+const WIRE_FIXED32 = 5;
 
 const WIRE_TYPE_NAMES = ['varint', 'fixed64', 'length-delimited', 'start-group', 'end-group', 'fixed32', '6', '7'] as const;
 
-/** Largest field number protobuf allows (2^29 - 1). */
-export const MAX_FIELD_NUMBER = 536_870_911;
 
 /**
  * Bytes that are not the message being decoded. `path` names where, from the
  * top-level message down ("descriptors[1].entries[0].key"); the codecs build
  * it while the error unwinds through them (see within).
  */
-export class WireFormatError extends RateLimitError {
+class WireFormatError extends RateLimitError {
   readonly problem: string;
   path = '';
   constructor(problem: string) {
@@ -54,7 +52,7 @@ export function decodeFailure(error: unknown, messageName: string): Error {
 }
 
 /** How a known field of the wrong wire type is reported. */
-export function wireTypeName(wireType: number): string {
+function wireTypeName(wireType: number): string {
   return WIRE_TYPE_NAMES[wireType & 7]!;
 }
 

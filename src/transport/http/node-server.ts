@@ -31,10 +31,10 @@ export const DEFAULT_HTTP_CONNECTION_LIMITS: Readonly<HttpConnectionLimits> = Ob
  * answer 431 to a client with big headers, which NGINX turns into a 500 and
  * fail-open; Envoy caps request headers at 60 KiB by default.
  */
-export const MAX_HEADER_BYTES = 64 * 1024;
+const MAX_HEADER_BYTES = 64 * 1024;
 
 /** On drain, an idle keep-alive connection may already carry a request on its way: wait this long before closing idle ones. */
-export const HTTP_DRAIN_IDLE_GRACE_MS = 1_000;
+const HTTP_DRAIN_IDLE_GRACE_MS = 1_000;
 
 /**
  * Node checks requestTimeout/headersTimeout only every
@@ -46,7 +46,7 @@ export function connectionsCheckingIntervalMs(requestTimeoutMs: number): number 
 }
 
 /** Our JSON error shape, for answers written below fastify. */
-export function errorJson(code: ErrorCode, message: string): string {
+function errorJson(code: ErrorCode, message: string): string {
   return JSON.stringify({ error: { code, message } });
 }
 

@@ -4,7 +4,7 @@ import type { HttpRequestInput } from '../../core/http-actions.js';
 import { latin1ToLossless } from '../../core/lossless-text.js';
 import { rateLimitHeaders, type HeaderStyle } from '../../core/response-headers.js';
 import type { Decision } from '../../core/types.js';
-import { InvalidRequestError, RateLimitError, StoreUnavailableError } from '../../errors.js';
+import { InvalidRequestError, RateLimitError, StoreUnavailableError, type ErrorCode } from '../../errors.js';
 import type { Api, DecisionService } from '../../service.js';
 import type { Logger } from '../../telemetry/logger.js';
 import type { Metrics } from '../../telemetry/metrics.js';
@@ -44,17 +44,35 @@ interface ErrorBody {
   error: { code: string; message: string; field?: string };
 }
 
-/** The one place errors become HTTP statuses. */
-function httpError(error: unknown): { status: number; body: ErrorBody } {
-  if (error instanceof InvalidRequestError) {
-    const status = error.code === 'RL_ERR_BODY_TOO_LARGE' ? 413 : 400;
-    return { status, body: { error: { code: error.code, message: error.message, field: error.field } } };
-  }
-  if (error instanceof StoreUnavailableError) {
-    return { status: 503, body: { error: { code: error.code, message: error.message } } };
-  }
+/** Each code's HTTP status; a Record, so a new code cannot be left out. */
+const HTTP_STATUS: Readonly<Record<ErrorCode, number>> = Object.freeze({
+  RL_ERR_INVALID_REQUEST: 400,
+  RL_ERR_MALFORMED_MESSAGE: 400,
+  RL_ERR_BODY_TOO_LARGE: 413,
+  RL_ERR_LIMIT_SPEC: 400,
+  RL_ERR_NOT_FOUND: 404,
+  RL_ERR_REQUEST_TIMEOUT: 408,
+  RL_ERR_HEADERS_TOO_LARGE: 431,
+  RL_ERR_BAD_HTTP: 400,
+  RL_ERR_METHOD_NOT_ALLOWED: 405,
+  RL_ERR_STORE_UNAVAILABLE: 503,
+  // The failure policy turns store call failures into decisions; one escaping is a bug.
+  RL_ERR_STORE_CALL: 500,
+  RL_ERR_CONFIG: 500,
+  RL_ERR_SETTINGS: 500,
+  RL_ERR_TLS: 500,
+  RL_ERR_INTERNAL: 500,
+});
+
+const INTERNAL_ERROR_BODY: ErrorBody = Object.freeze({ error: Object.freeze({ code: 'RL_ERR_INTERNAL', message: 'internal error' }) });
+
+/** The one place errors become HTTP statuses. A 500 sends no details (they are logged). */
+export function httpError(error: unknown): { status: number; body: ErrorBody } {
   if (error instanceof RateLimitError) {
-    return { status: 400, body: { error: { code: error.code, message: error.message } } };
+    const status = HTTP_STATUS[error.code];
+    if (status >= 500 && status !== 503) return { status, body: INTERNAL_ERROR_BODY };
+    const field = error instanceof InvalidRequestError ? { field: error.field } : {};
+    return { status, body: { error: { code: error.code, message: error.message, ...field } } };
   }
   const fastifyError = error as { statusCode?: unknown; code?: unknown; message?: unknown };
   if (typeof fastifyError.statusCode === 'number' && fastifyError.statusCode >= 400 && fastifyError.statusCode < 500) {
@@ -64,7 +82,7 @@ function httpError(error: unknown): { status: number; body: ErrorBody } {
       body: { error: { code, message: String(fastifyError.message), field: 'body' } },
     };
   }
-  return { status: 500, body: { error: { code: 'RL_ERR_INTERNAL', message: 'internal error' } } };
+  return { status: 500, body: INTERNAL_ERROR_BODY };
 }
 
 function setDecisionHeaders(reply: FastifyReply, decision: Decision, style: HeaderStyle): void {

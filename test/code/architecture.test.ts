@@ -1,0 +1,101 @@
+// The shape of the code, checked: imports run one way (core ← store/config ←
+// transport ← app), the core is pure, and no source file outgrows one concern.
+// A new import that breaks a rule fails here with the file and the import.
+import { readFileSync, readdirSync } from 'node:fs';
+import { join, relative, resolve, dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import t from 'tap';
+
+const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
+const SRC = join(ROOT, 'src');
+const MAX_SOURCE_LINES = 400;
+
+function sourceFiles(dir: string): string[] {
+  return readdirSync(dir, { withFileTypes: true }).flatMap((entry) => {
+    const path = join(dir, entry.name);
+    if (entry.isDirectory()) return sourceFiles(path);
+    return entry.name.endsWith('.ts') ? [path] : [];
+  });
+}
+
+/** Every module a file names: static imports, re-exports and dynamic import(). */
+function importsOf(text: string): string[] {
+  const found: string[] = [];
+  for (const match of text.matchAll(/(?:^|\n)\s*(?:import|export)\b[^'";]*?from\s*'([^']+)'|(?:^|\n)\s*import\s*'([^']+)'|\bimport\(\s*'([^']+)'\s*\)/g)) {
+    found.push((match[1] ?? match[2] ?? match[3])!);
+  }
+  return found;
+}
+
+/** Where a module sits: "core", "store", … for folders, "app.ts" for a top-level file, "pkg:x" for packages. */
+function areaOf(file: string, specifier: string): string {
+  if (!specifier.startsWith('.')) {
+    if (specifier.startsWith('node:')) return 'node:';
+    const parts = specifier.split('/');
+    return `pkg:${specifier.startsWith('@') ? parts.slice(0, 2).join('/') : parts[0]}`;
+  }
+  const target = relative(SRC, resolve(dirname(file), specifier)).replace(/\.js$/, '.ts');
+  return target.includes('/') ? target.split('/')[0]! : target;
+}
+
+/**
+ * What each layer may import. Top-level files not listed here (app.ts,
+ * main.ts, workers.ts, settings.ts, load-options.ts) compose the program and
+ * may import anything; nothing listed may import them.
+ */
+const ALLOWED: Record<string, readonly string[]> = {
+  'errors.ts': [],
+  core: ['core', 'errors.ts', 'pkg:ipaddr.js'],
+  store: ['store', 'core', 'errors.ts', 'node:', 'pkg:ioredis'],
+  config: ['config', 'core', 'errors.ts', 'node:', 'pkg:zod', 'pkg:yaml'],
+  telemetry: ['telemetry', 'core', 'errors.ts', 'service.ts', 'node:', 'pkg:pino', 'pkg:prom-client'],
+  'service.ts': ['core'],
+  'decision-service.ts': ['core', 'errors.ts', 'service.ts', 'telemetry'],
+  transport: ['transport', 'core', 'errors.ts', 'service.ts', 'telemetry', 'node:', 'pkg:@grpc/grpc-js', 'pkg:@grpc/proto-loader', 'pkg:fastify'],
+};
+
+const files = sourceFiles(SRC);
+
+t.test('imports run from the edges to the core, never back', async (t) => {
+  const violations: string[] = [];
+  for (const file of files) {
+    const rel = relative(SRC, file);
+    const area = rel.includes('/') ? rel.split('/')[0]! : rel;
+    const allowed = ALLOWED[area];
+    if (allowed === undefined) continue;
+    for (const specifier of importsOf(readFileSync(file, 'utf8'))) {
+      const target = areaOf(file, specifier);
+      if (!allowed.includes(target)) violations.push(`src/${rel} imports '${specifier}' (${target})`);
+    }
+  }
+  t.same(violations, [], 'no import outside its layer');
+});
+
+t.test('the core is pure: no node:*, no Redis client, no metrics, no clock of its own', async (t) => {
+  for (const file of files.filter((f) => relative(SRC, f).startsWith('core/'))) {
+    const text = readFileSync(file, 'utf8');
+    t.notMatch(text, /\bDate\.now\(\)|performance\.now\(\)|process\.hrtime/, `${relative(ROOT, file)} reads no clock (it is passed in)`);
+    t.notMatch(text, /\bprocess\./, `${relative(ROOT, file)} touches no process state`);
+  }
+});
+
+t.test(`no file in src/ is over ${MAX_SOURCE_LINES} lines`, async (t) => {
+  const long = files
+    .map((file) => ({ file: relative(ROOT, file), lines: readFileSync(file, 'utf8').split('\n').length }))
+    .filter(({ lines }) => lines > MAX_SOURCE_LINES);
+  t.same(long, [], 'each file one concern');
+});
+
+t.test('the import reader sees every form of import (so the rules above cannot pass vacuously)', async (t) => {
+  const sample = [
+    "import t from 'tap';",
+    "import type { A } from './a.js';",
+    "import {\n  b,\n  c,\n} from '../b.js';",
+    "export { d } from './d.js';",
+    "export type { E } from './e.js';",
+    "import 'side-effect';",
+    "const f = await import('./f.js');",
+  ].join('\n');
+  t.same(importsOf(sample), ['tap', './a.js', '../b.js', './d.js', './e.js', 'side-effect', './f.js']);
+  t.ok(files.length > 40, `found the sources (${files.length} files)`);
+});
