@@ -1,11 +1,8 @@
 // SPEC §10 through the limiter and the memory store, with a fake clock:
 // several limits per descriptor, quota_mode, share_threshold, unit_multiplier,
 // sliding windows, and truthful answers for costs that can never fit.
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import t from 'tap';
-import { loadConfig } from '../../src/config/load.js';
+import { configFromYaml, d } from '../helpers/config.js';
 import { Limiter } from '../../src/core/limiter.js';
 import type { BucketOp, Decision, Descriptor } from '../../src/core/types.js';
 import type { StoreDecision } from '../../src/core/store.js';
@@ -63,16 +60,8 @@ descriptors:
     rate_limit: { unit: minute, requests_per_unit: 0 }
 `;
 
-const dir = mkdtempSync(join(tmpdir(), 'rl-features-'));
-t.teardown(() => rmSync(dir, { recursive: true, force: true }));
-writeFileSync(join(dir, 'shop.yaml'), CONFIG);
-const config = loadConfig(join(dir, 'shop.yaml'));
+const config = configFromYaml(t, CONFIG);
 
-function d(...pairs: string[]): Descriptor {
-  const entries = [];
-  for (let i = 0; i < pairs.length; i += 2) entries.push({ key: pairs[i]!, value: pairs[i + 1]! });
-  return { entries };
-}
 const check = (descriptor: Descriptor): Descriptor => ({ ...descriptor, hitsAddend: 0 });
 
 class RecordingStore extends MemoryStore {

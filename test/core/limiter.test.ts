@@ -1,8 +1,5 @@
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import t from 'tap';
-import { loadConfig } from '../../src/config/load.js';
+import { configFromYaml, d } from '../helpers/config.js';
 import { Limiter, UNLIMITED_REMAINING } from '../../src/core/limiter.js';
 import type { Store, StoreDecision } from '../../src/core/store.js';
 import type { BucketOp, Decision, Descriptor } from '../../src/core/types.js';
@@ -35,16 +32,8 @@ descriptors:
     rate_limit: { unit: second, requests_per_unit: 0 }
 `;
 
-const dir = mkdtempSync(join(tmpdir(), 'rl-limiter-'));
-t.teardown(() => rmSync(dir, { recursive: true, force: true }));
-writeFileSync(join(dir, 'shop.yaml'), CONFIG);
-const config = loadConfig(join(dir, 'shop.yaml'));
+const config = configFromYaml(t, CONFIG);
 
-function d(...pairs: string[]): Descriptor {
-  const entries = [];
-  for (let i = 0; i < pairs.length; i += 2) entries.push({ key: pairs[i]!, value: pairs[i + 1]! });
-  return { entries };
-}
 
 /** The memory store, counting the calls that reach it. */
 class CountingStore extends MemoryStore {

@@ -1,12 +1,9 @@
 // --header-style: the header sets every API sends, built from real decisions.
 // The draft-10 fields are checked with an independent Structured Fields
 // parser (structured-headers), not by comparing strings only.
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { parseList } from 'structured-headers';
 import t from 'tap';
-import { loadConfig } from '../../src/config/load.js';
+import { configFromYaml } from '../helpers/config.js';
 import { compileLimit } from '../../src/core/limit.js';
 import { Limiter } from '../../src/core/limiter.js';
 import { headerPolicy, rateLimitHeaders, sfString, type HeaderStyle } from '../../src/core/response-headers.js';
@@ -30,10 +27,7 @@ descriptors:
     rate_limit: { unit: minute, requests_per_unit: 6, name: 'say "hi" \\ 50%' }
 `;
 
-const dir = mkdtempSync(join(tmpdir(), 'rl-headers-'));
-t.teardown(() => rmSync(dir, { recursive: true, force: true }));
-writeFileSync(join(dir, 'shop.yaml'), CONFIG);
-const config = loadConfig(join(dir, 'shop.yaml'));
+const config = configFromYaml(t, CONFIG);
 const d = (key: string, value: string): Descriptor => ({ entries: [{ key, value }] });
 
 function limiter() {
