@@ -105,7 +105,7 @@ export function installCleanup(onSignal: () => Promise<void>): void {
 }
 
 /** A loopback TCP port that was free a moment ago. */
-export async function freePort(): Promise<number> {
+async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const server = createServer();
     server.once('error', reject);

@@ -10,7 +10,7 @@ import type { Shape } from './workload.js';
 
 export type Api = 'http' | 'rls' | 'authz';
 export type Store = 'none' | 'memory' | 'redis' | 'cluster';
-export type Kind = 'baseline' | 'ours' | 'peer';
+type Kind = 'baseline' | 'ours' | 'peer';
 
 export interface Row {
   readonly id: string;
@@ -28,12 +28,12 @@ export interface Row {
 }
 
 /** Transport family: HTTP rows compare with bare fastify, gRPC rows with bare grpc-js. */
-export function family(api: Api): 'http' | 'grpc' {
+function family(api: Api): 'http' | 'grpc' {
   return api === 'http' ? 'http' : 'grpc';
 }
 
 /** Decisions (or, for baselines, good responses) made per measured second. */
-export function goodRate(row: Row): number {
+function goodRate(row: Row): number {
   const r = row.result;
   if (r === undefined || row.error !== undefined) return Number.NaN;
   return Math.max(0, r.responses - errorCount(row)) / r.seconds;
@@ -43,7 +43,7 @@ export function goodRate(row: Row): number {
  * Generator-side errors plus, for our rows, responses the server did not count
  * as decisions (a gRPC error is an HTTP 200 to h2load).
  */
-export function errorCount(row: Row): number {
+function errorCount(row: Row): number {
   const r = row.result;
   if (r === undefined) return 0;
   let errors = r.errors;
@@ -58,11 +58,11 @@ function decisionsFor(row: Row): number {
   return (row.result?.responses ?? 0) - (row.result?.errors ?? 0);
 }
 
-export function scriptsPerDecision(row: Row): number {
+function scriptsPerDecision(row: Row): number {
   return row.redis === undefined ? Number.NaN : row.redis.scripts / Math.max(1, decisionsFor(row));
 }
 
-export function commandsPerDecision(row: Row): number {
+function commandsPerDecision(row: Row): number {
   return row.redis === undefined ? Number.NaN : row.redis.total / Math.max(1, decisionsFor(row));
 }
 
@@ -70,11 +70,11 @@ function find(rows: readonly Row[], predicate: (row: Row) => boolean): Row | und
   return rows.find(predicate);
 }
 
-export function baselineOf(rows: readonly Row[], row: Row): Row | undefined {
+function baselineOf(rows: readonly Row[], row: Row): Row | undefined {
   return find(rows, (r) => r.kind === 'baseline' && family(r.api) === family(row.api));
 }
 
-export function memoryRowOf(rows: readonly Row[], row: Row): Row | undefined {
+function memoryRowOf(rows: readonly Row[], row: Row): Row | undefined {
   return find(rows, (r) => r.kind === 'ours' && r.store === 'memory' && r.shape === 'spread' && r.api === row.api);
 }
 

@@ -4,9 +4,9 @@ export const BENCH_DOMAIN = 'bench';
 /** Normal clients: key0000..key9999, limited to 1000/s each (bench.yaml). */
 export const CLIENT_COUNT = 10000;
 /** The attack shape's hot key, limited to 10/s (bench.yaml); same length as a client key. */
-export const HOT_KEY = 'hot-key';
-/** Share of the attack shape's requests that carry the hot key. */
-export const HOT_SHARE = 0.9;
+const HOT_KEY = 'hot-key';
+/** One in this many of the attack shape's requests is a normal client's; the rest carry the hot key. */
+const ATTACK_CLIENT_EVERY = 10;
 
 export type Shape = 'spread' | 'attack';
 
@@ -23,7 +23,7 @@ export function keySequence(shape: Shape, offset = 0): () => string {
   let client = offset;
   return () => {
     n++;
-    if (shape === 'attack' && n % 10 !== 0) return HOT_KEY;
+    if (shape === 'attack' && n % ATTACK_CLIENT_EVERY !== 0) return HOT_KEY;
     return clientKey(client++);
   };
 }

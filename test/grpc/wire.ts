@@ -90,7 +90,7 @@ export function all(buf: Buffer, field: number): WireField[] {
   return parse(buf).filter((f) => f.field === field);
 }
 
-export function one(buf: Buffer, field: number): WireField {
+function one(buf: Buffer, field: number): WireField {
   const found = all(buf, field);
   if (found.length !== 1) throw new Error(`expected one field ${field}, found ${found.length}`);
   return found[0]!;
