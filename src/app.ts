@@ -1,6 +1,5 @@
 import { createHash } from 'node:crypto';
 import type { CompiledConfig } from './core/config-model.js';
-import type { RuleNode } from './core/rules.js';
 import { Limiter } from './core/limiter.js';
 import { encodeUtf8Lossless } from './core/lossless-text.js';
 import { DEFAULT_REQUEST_BOUNDS } from './core/request-bounds.js';
@@ -9,7 +8,6 @@ import { LimiterDecisionService } from './decision-service.js';
 import { loadOptionsOf } from './load-options.js';
 import { ConfigError, errorMessage } from './errors.js';
 import type { Settings } from './settings.js';
-import { STORE_CAPABILITIES } from './store/capabilities.js';
 import { MemoryStore } from './store/memory-store.js';
 import { createRedisStore, type RedisStore } from './store/redis/redis-store.js';
 import { createGrpcServer, type GrpcServer } from './transport/grpc/server.js';
@@ -29,14 +27,6 @@ function sha256Digest(text: string): string {
 /** Of --shutdown-timeout-ms, what the HTTP and gRPC drains may use: the rest (up to 1 s) is for closing the store. */
 function drainBudgetMs(shutdownTimeoutMs: number): number {
   return Math.max(0, shutdownTimeoutMs - Math.min(1_000, Math.floor(shutdownTimeoutMs / 5)));
-}
-
-/** Whether any rule of the config is in quota_mode. */
-function usesQuotaMode(config: CompiledConfig): boolean {
-  const walk = (node: RuleNode): boolean => node.rule?.quotaMode === true
-    || [...node.exact.values(), ...node.keyOnly.values()].some(walk)
-    || node.wildcards.some((child) => walk(child.node));
-  return [...config.domains.values()].some((domain) => walk(domain.root));
 }
 
 export interface RunningApp {
@@ -60,13 +50,6 @@ export async function startApp(settings: Settings, logger: Logger): Promise<Runn
   const tlsMaterial = tlsFiles === undefined ? undefined : loadTlsMaterial(tlsFiles);
   const metrics = new Metrics();
   if (isWorker()) metrics.text = clusterMetricsText(metrics.registry);
-  const capabilities = STORE_CAPABILITIES[settings.store];
-  const warnAboutQuotaMode = (config: CompiledConfig): void => {
-    if (!capabilities.quotaMode && usesQuotaMode(config)) {
-      logger.warn({ store: settings.store },
-        `quota_mode is enforced as an ordinary limit by ${capabilities.name} (it denies more than quota_mode would, never admits more)`);
-    }
-  };
   const watcher = new ConfigWatcher(settings.config, {
     onReload: (config: CompiledConfig, reason: string) => {
       metrics.configReloads.inc({ result: 'success' });
@@ -76,7 +59,6 @@ export async function startApp(settings: Settings, logger: Logger): Promise<Runn
       }
       metrics.configDomains.set(config.domains.size);
       metrics.forgetDomainsExcept(new Set(config.domains.keys()));
-      warnAboutQuotaMode(config);
       logger.info({ reason, domains: [...config.domains.keys()] }, 'config reloaded');
     },
     onReloadError: (error: unknown, reason: string) => {
@@ -87,7 +69,6 @@ export async function startApp(settings: Settings, logger: Logger): Promise<Runn
   const config = (): CompiledConfig => watcher.current();
   const initial = watcher.current();
   metrics.configDomains.set(initial.domains.size);
-  warnAboutQuotaMode(initial);
   if (settings.defaultDomain !== undefined && !initial.domains.has(settings.defaultDomain)) {
     watcher.close();
     // A typo here would silently turn limiting off (unknown domain = OK).
@@ -111,7 +92,6 @@ export async function startApp(settings: Settings, logger: Logger): Promise<Runn
     shadow: settings.shadow,
     keyPrefix: settings.redisKeyPrefix,
     digest: sha256Digest,
-    quotaMode: capabilities.quotaMode,
   });
   const service = new LimiterDecisionService({
     config,

@@ -19,12 +19,6 @@ export interface LimiterOptions {
   /** Prefix of every store key, e.g. "rl:". */
   keyPrefix: string;
   digest: Digest;
-  /**
-   * Whether the store decides quota_mode (core/bucket.ts `commitPlan`). When
-   * false, quota-mode descriptors are enforced as ordinary limits: that only
-   * denies more than quota_mode would, never admits more. Default true.
-   */
-  quotaMode?: boolean;
 }
 
 const NO_LIMIT_STATUS: DescriptorStatus = Object.freeze({
@@ -78,7 +72,7 @@ export class Limiter {
       const encoded = encodeEntries(entries, this.options.digest);
       const cost = descriptor.hitsAddend ?? requestCost;
       const shadow = rule.shadow || this.options.shadow;
-      const quota = rule.quotaMode && this.options.quotaMode !== false;
+      const quota = rule.quotaMode;
       const first = ops.length;
       for (const limit of rule.limits) {
         // A limit named in another matched limit's `replaces` does not apply.

@@ -6,12 +6,6 @@ export interface StoreCapabilities {
   /** For messages: "the Redis store". */
   name: string;
   algorithms: readonly Algorithm[];
-  /**
-   * Whether it decides quota_mode groups (core/bucket.ts `commitPlan`). A
-   * store without it gets quota-mode descriptors as ordinary limits, which
-   * only denies more than quota_mode would, never admits more.
-   */
-  quotaMode: boolean;
 }
 
 /**
@@ -21,6 +15,6 @@ export interface StoreCapabilities {
  * each master for its own groups, see README "quota_mode".)
  */
 export const STORE_CAPABILITIES: Readonly<Record<Store['kind'], StoreCapabilities>> = Object.freeze({
-  memory: Object.freeze({ name: 'the memory store', algorithms: Object.freeze(['token_bucket', 'fixed_window', 'sliding_window'] as const), quotaMode: true }),
-  redis: Object.freeze({ name: 'the Redis store', algorithms: Object.freeze(['token_bucket', 'fixed_window', 'sliding_window'] as const), quotaMode: true }),
+  memory: Object.freeze({ name: 'the memory store', algorithms: Object.freeze(['token_bucket', 'fixed_window', 'sliding_window'] as const) }),
+  redis: Object.freeze({ name: 'the Redis store', algorithms: Object.freeze(['token_bucket', 'fixed_window', 'sliding_window'] as const) }),
 });

@@ -180,15 +180,6 @@ t.test('quota_mode: a quota descriptor over on one of its limits takes from none
   t.match((await l.decide([check(d('plan', 'combo'))])).statuses[0]!.limitStatuses, [{ limitRemaining: 9 }, { limitRemaining: 0 }]);
 });
 
-t.test('quota_mode on a store without it: enforced as an ordinary limit (denies more, never admits more)', async (t) => {
-  const l = limiter({ quotaMode: false });
-  for (let i = 0; i < 2; i++) t.equal((await l.decide([d('plan', 'free'), d('plan', 'team')])).overallCode, 'OK');
-  const over = await l.decide([d('plan', 'free'), d('plan', 'team')]);
-  t.equal(over.overallCode, 'OVER_LIMIT');
-  t.equal(l.store.batches.at(-1)!.some((op) => op.quotaGroup !== undefined), false, 'no quota groups sent');
-  t.equal(over.statuses[0]!.quota, undefined);
-});
-
 t.test('share_threshold: every value matching the wildcard shares one bucket', async (t) => {
   const l = limiter();
   for (const file of ['a.pdf', 'b.csv', 'c.txt']) t.equal((await l.decide([d('path', `/files/${file}`)])).overallCode, 'OK');
