@@ -218,6 +218,18 @@ export function tallyByRegion(records: readonly LoadRecord[]): Record<string, Re
   return result;
 }
 
+/** What went wrong with requests that got neither 200 nor 429, by kind (status or error), most frequent first: for failure messages. */
+export function failureKinds(records: readonly LoadRecord[], region?: string): string {
+  const kinds = new Map<string, number>();
+  for (const record of records) {
+    if (record.status === 200 || record.status === 429 || (region !== undefined && record.region !== region)) continue;
+    const kind = record.status === -1 ? 'skipped (in-flight bound)' : record.error ?? `HTTP ${record.status}`;
+    kinds.set(kind, (kinds.get(kind) ?? 0) + 1);
+  }
+  if (kinds.size === 0) return 'none';
+  return [...kinds].sort((x, y) => y[1] - x[1]).slice(0, 4).map(([kind, n]) => `${n}× ${kind.slice(0, 80)}`).join('; ');
+}
+
 /** Allowed requests per region (regions with none are 0). */
 export function allowedByRegion(records: readonly LoadRecord[]): Record<string, number> {
   const result: Record<string, number> = {};
