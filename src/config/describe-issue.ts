@@ -7,7 +7,7 @@ type Issue = z.core.$ZodIssue;
 type PathSegment = PropertyKey;
 
 /** `descriptors[2].rate_limit.unit`, `http.descriptors[0][1].request_headers`. */
-function formatPath(path: readonly PathSegment[]): string {
+export function formatPath(path: readonly PathSegment[]): string {
   let text = '';
   for (const segment of path) {
     if (typeof segment === 'number') text += `[${segment}]`;

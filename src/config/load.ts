@@ -10,6 +10,7 @@ import type { CompiledConfig, CompiledDomain } from '../core/config-model.js';
 import { compileDomain, type StoreSupport, type ValidatedFile } from './compile-domain.js';
 import { describeAllIssues } from './describe-issue.js';
 import { configFileSchema } from './schema.js';
+import { problemsBeyondSchema } from './valid-parts.js';
 
 /** One config file's text, read before anything is compiled (the watcher compares these). */
 export interface ConfigSource {
@@ -121,7 +122,7 @@ export interface LoadOptions {
  * schema problem; of YAML syntax errors only the first, as later ones are
  * mostly its echoes).
  */
-function validateSource(source: ConfigSource): ValidatedFile | ConfigProblem[] {
+function validateSource(source: ConfigSource, store: StoreSupport | undefined): ValidatedFile | ConfigProblem[] {
   const { file, text } = source;
   const problem = (path: string, what: string): ConfigProblem[] => [{ file, path, problem: what }];
   const lineCounter = new LineCounter();
@@ -152,7 +153,10 @@ function validateSource(source: ConfigSource): ValidatedFile | ConfigProblem[] {
   }
   const parsed = configFileSchema.safeParse(plain);
   if (!parsed.success) {
-    return describeAllIssues(parsed.error.issues).map(({ path, problem: what }) => ({ file, path, problem: what }));
+    return [
+      ...describeAllIssues(parsed.error.issues).map(({ path, problem: what }) => ({ file, path, problem: what })),
+      ...problemsBeyondSchema(file, plain, parsed.error.issues, store),
+    ];
   }
   return { file, config: parsed.data, document: deepFreeze(plain) };
 }
@@ -166,7 +170,7 @@ export function compileSources(path: string, sources: readonly ConfigSource[], o
   const problems: ConfigProblem[] = [];
   const byDomain = new Map<string, ValidatedFile[]>();
   for (const source of sources) {
-    const validated = validateSource(source);
+    const validated = validateSource(source, options.store);
     if (Array.isArray(validated)) {
       problems.push(...validated);
       continue;

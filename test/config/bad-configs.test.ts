@@ -50,6 +50,15 @@ const EXPECTED: Record<string, string | string[]> = {
   'replaces-empty-name.yaml': 'descriptors[0].rate_limit.replaces[0].name: must not be empty',
   'replaces-own-descriptor.yaml': 'descriptors[0].rate_limits[1].replaces[0].name: "burst" is a limit of this same descriptor (replaces drops limits of other descriptors)',
   'replaces-self.yaml': 'descriptors[0].rate_limit.replaces[0].name: a limit cannot replace itself ("per-key" is this limit\'s own name)',
+  'schema-problems-hide-nothing.yaml': [
+    'descriptors[0].ratelimit: unknown key (did you mean "rate_limit"?)',
+    'http.descriptors[0][0].no_such_action: unknown action (supported: request_headers, remote_address, masked_remote_address, generic_key, query_parameters)',
+    'descriptors[1].rate_limit.unit: unknown unit "fortnight" (expected second, minute, hour, day, week, month or year)',
+    'descriptors[3]: duplicate descriptor: key "path" without a value is already defined at index 2',
+    'descriptors[1].descriptors[0].rate_limit.burst: applies only to token_bucket limits (this limit uses fixed_window)',
+    'descriptors[4].rate_limit.burst: applies only to token_bucket limits (this limit uses fixed_window)',
+    'descriptors[5].rate_limits[0]: duplicate limit: the same numbers as rate_limit (the two would share one bucket)',
+  ],
   'several-compile-problems.yaml': [
     'descriptors[0].rate_limit.burst: applies only to token_bucket limits (this limit uses fixed_window)',
     'descriptors[1].rate_limits[1]: duplicate limit: the same numbers as rate_limits[0] (the two would share one bucket)',
