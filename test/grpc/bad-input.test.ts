@@ -104,6 +104,23 @@ t.test('issue 14', async (t) => {
     t.same(response.statuses[0].current_limit, { requests_per_unit: 300_000_000, unit: YEAR, name: '' });
   });
 
+  t.test('regression (found by a new-user review): a uint32 varint holding more than 32 bits was cut to its low bits (2^32 + 21 decided as a cost of 21)', async (t) => {
+    const entry = len(1, [len(1, 'key2'), len(2, 'wide')]);
+    const descriptor = len(2, [entry]);
+    for (const [name, request, field] of [
+      ['hits_addend 2^32 + 21', Buffer.concat([len(1, 'another'), descriptor, num(3, 2n ** 32n + 21n)]), 'hits_addend'],
+      ['hits_addend 2^40', Buffer.concat([len(1, 'another'), descriptor, num(3, 2n ** 40n)]), 'hits_addend'],
+      ['limit.requests_per_unit 2^32 + 5', Buffer.concat([len(1, 'another'),
+        len(2, [entry, len(2, [num(1, 2n ** 32n + 5n), num(2, 3)])])]), 'descriptors[0].limit.requests_per_unit'],
+    ] as const) {
+      const { error } = await rawCall(h.rls, SHOULD_RATE_LIMIT_PATH, request);
+      t.equal(error?.code, grpc.status.INVALID_ARGUMENT, name);
+      t.ok(error?.details.startsWith(`${field}: must be at most 4294967295 (a uint32), got `), `${name}: names ${field} (${error?.details})`);
+    }
+    const { error } = await rawCall(h.rls, SHOULD_RATE_LIMIT_PATH, Buffer.concat([len(1, 'another'), descriptor, num(3, 4_294_967_295)]));
+    t.equal(error, null, 'hits_addend 2^32 - 1 is decided');
+  });
+
   t.test('gzip: a valid gzip body is decoded; one of bad bytes is INVALID_ARGUMENT', async (t) => {
     const session = await connect(h.app.grpcPort);
     t.teardown(() => session.close());

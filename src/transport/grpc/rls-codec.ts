@@ -74,19 +74,29 @@ function readEntry(r: WireReader, end: number): Entry {
 /** Fields of a descriptor's `limit` as read so far: a repeated sub-message merges into what came before. */
 interface OverrideFields { requestsPerUnit: number; unit: number }
 
-function readOverride(r: WireReader, end: number, into: OverrideFields): void {
+function readOverride(r: WireReader, end: number, into: OverrideFields, path: string): void {
   let tag = 0;
   try {
     while (r.pos < end) {
       tag = 0;
       tag = r.tag(end);
-      if (tag === OVERRIDE_REQUESTS_PER_UNIT) into.requestsPerUnit = r.uint32(end);
+      if (tag === OVERRIDE_REQUESTS_PER_UNIT) into.requestsPerUnit = uint32Field(r, end, `${path}.requests_per_unit`);
       else if (tag === OVERRIDE_UNIT) into.unit = r.uint32(end) | 0; // an enum is an int32
       else r.skip(tag, end, OVERRIDE_FIELDS);
     }
   } catch (error: unknown) {
     throw within(error, tag >>> 3 === 1 ? 'requests_per_unit' : tag >>> 3 === 2 ? 'unit' : unknownField(tag));
   }
+}
+
+/**
+ * A uint32 field, refused when its varint holds more: protobuf would keep the
+ * low 32 bits (2^32 + 21 read as 21), a cost or a limit nobody sent.
+ */
+function uint32Field(r: WireReader, end: number, field: string): number {
+  const value = r.uint64(end);
+  if (value > MAX_UINT32) throw new InvalidRequestError(field, `must be at most ${MAX_UINT32} (a uint32), got ${value}`);
+  return value;
 }
 
 /** google.protobuf.UInt64Value: `previous` unless this occurrence sets `value`. */
@@ -143,7 +153,7 @@ function readDescriptor(r: WireReader, end: number, index: number, maxEntries: n
       } else if (tag === DESCRIPTOR_LIMIT) {
         const stop = r.lengthEnd(end);
         override ??= { requestsPerUnit: 0, unit: 0 };
-        readOverride(r, stop, override);
+        readOverride(r, stop, override, `descriptors[${index}].limit`);
       } else if (tag === DESCRIPTOR_HITS_ADDEND) {
         const stop = r.lengthEnd(end);
         hitsAddend = readUInt64Value(r, stop, hitsAddend < 0 ? 0 : hitsAddend);
@@ -183,7 +193,7 @@ function readRateLimitRequest(r: WireReader, bounds: Pick<RequestBounds, 'maxDes
       } else if (tag === REQUEST_DOMAIN) {
         domain = r.string(end);
       } else if (tag === REQUEST_HITS_ADDEND) {
-        hitsAddend = r.uint32(end);
+        hitsAddend = uint32Field(r, end, 'hits_addend');
       } else {
         r.skip(tag, end, REQUEST_FIELDS);
       }
