@@ -21,8 +21,8 @@ function version(): string {
 /**
  * Validates each path (file or directory); exit 0 when all are valid, else 2
  * with every problem of every file. `--merge-domains` (or RL_MERGE_DOMAINS)
- * checks as `serve --merge-domains` loads; `--store redis` also refuses what
- * the Redis store cannot decide yet (sliding_window), as `serve` would.
+ * checks as `serve --merge-domains` loads; `--store` checks against what that
+ * store decides (today every store decides every algorithm).
  */
 function checkConfig(args: string[]): number {
   let code = 0;
@@ -35,7 +35,10 @@ function checkConfig(args: string[]): number {
   let store: Store['kind'] | undefined;
   for (let i = 0; i < args.length; i++) {
     const arg = args[i]!;
-    if (arg === '--merge-domains') {
+    if (arg === '--help' || arg === '-h') {
+      process.stdout.write(`${usage().split('\n').filter((line) => /check-config|validate/.test(line)).join('\n')}\n`);
+      return 0;
+    } else if (arg === '--merge-domains') {
       mergeDomains = true;
     } else if (arg === '--store' || arg.startsWith('--store=')) {
       const value = arg === '--store' ? args[++i] : arg.slice('--store='.length);

@@ -225,14 +225,17 @@ export function usage(): string {
     'Usage:',
     '  openclaw-ratelimit serve --config PATH [flags]',
     '  openclaw-ratelimit check-config [--merge-domains] [--store memory|redis] PATH...',
-    '                                           validate files/directories; exit 0, or 2 with every problem',
+    '      validate files/directories; exit 0, or 2 with every problem of every file',
     '',
     'Flags of serve (each also read from the environment variable shown):',
   ];
-  for (const [name, spec] of Object.entries(FLAGS) as [string, FlagSpec][]) {
-    const shown = spec.type === 'boolean' ? `--${name}` : `--${name} VALUE`;
-    const fallback = spec.default === undefined ? '' : ` (default ${spec.default})`;
-    lines.push(`  ${shown.padEnd(30)} ${envName(name).padEnd(26)} ${spec.help}${fallback}`);
-  }
+  const rows = (Object.entries(FLAGS) as [string, FlagSpec][]).map(([name, spec]) => ({
+    shown: spec.type === 'boolean' ? `--${name}` : `--${name} VALUE`,
+    env: envName(name),
+    text: `${spec.help}${spec.default === undefined ? '' : ` (default ${spec.default})`}`,
+  }));
+  const flagWidth = Math.max(...rows.map((row) => row.shown.length));
+  const envWidth = Math.max(...rows.map((row) => row.env.length));
+  for (const { shown, env, text } of rows) lines.push(`  ${shown.padEnd(flagWidth)}  ${env.padEnd(envWidth)}  ${text}`);
   return lines.join('\n');
 }

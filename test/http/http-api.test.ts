@@ -1,3 +1,4 @@
+import { gzipSync } from 'node:zlib';
 import t from 'tap';
 import { fileURLToPath } from 'node:url';
 import { RawHttpConnection } from '../helpers/http1.js';
@@ -64,6 +65,7 @@ const badInputs: Array<[string, unknown, string]> = [
   ['hits_addend a string', { ...key('x'), hits_addend: '2' }, 'hits_addend'],
   ['domain a number', { domain: 7, ...key('x') }, 'domain'],
   ['unknown field', { ...key('x'), extra: true }, 'extra'],
+  ['unknown field in an entry (was silently accepted)', { descriptors: [{ entries: [{ key: 'a', value: 'b', extra: 1 }] }] }, 'descriptors[0].entries[0].extra'],
   ['too many descriptors', { descriptors: Array.from({ length: 65 }, () => key('x').descriptors[0]) }, 'descriptors'],
   ['too many entries', { descriptors: [{ entries: Array.from({ length: 17 }, (_, i) => ({ key: `k${i}`, value: 'v' })) }] }, 'descriptors[0].entries'],
   ['a value over 4 KiB', { descriptors: [{ entries: [{ key: 'api_key', value: 'x'.repeat(4097) }] }] }, 'descriptors[0].entries[0].value'],
@@ -79,6 +81,14 @@ for (const [name, body, field] of badInputs) {
     t.match(json.error.message, field);
   });
 }
+
+t.test('a compressed body is a 400 naming content-encoding (was "must be UTF-8 text")', async (t) => {
+  const response = await fetch(`${server.url}/v1/check`, {
+    method: 'POST', headers: { 'content-type': 'application/json', 'content-encoding': 'gzip' }, body: gzipSync(JSON.stringify(key('gz'))),
+  });
+  t.equal(response.status, 400);
+  t.match(await response.json(), { error: { code: 'RL_ERR_INVALID_REQUEST', field: 'content-encoding', message: /"gzip" is not supported/ } });
+});
 
 t.test('a body over the limit is a 413', async (t) => {
   const response = await check({ descriptors: [{ entries: [{ key: 'api_key', value: 'x'.repeat(70_000) }] }] });

@@ -81,7 +81,14 @@ t.test('a route exists for every method on /v1/auth, but /v1/check is POST only'
     const response = await app.inject({ method, url: '/v1/auth/x' });
     t.equal(response.statusCode, 200, method);
   }
-  t.equal((await app.inject({ method: 'GET', url: '/v1/check' })).statusCode, 404);
+  const wrongMethod = await app.inject({ method: 'GET', url: '/v1/check' });
+  t.equal(wrongMethod.statusCode, 405, 'GET /v1/check is a 405 (was a 404 that read as "no such route")');
+  t.equal(wrongMethod.headers.allow, 'POST');
+  t.match(wrongMethod.json(), { error: { code: 'RL_ERR_METHOD_NOT_ALLOWED' } });
+  const postHealth = await app.inject({ method: 'POST', url: '/healthz?x=1' });
+  t.equal(postHealth.statusCode, 405);
+  t.equal(postHealth.headers.allow, 'GET, HEAD');
+  t.equal((await app.inject({ method: 'GET', url: '/v1/checks' })).statusCode, 404, 'an unknown path is still a 404');
 });
 
 t.test('forward auth that makes no descriptor is allowed without a decision (DecisionService.decideHttp)', async (t) => {

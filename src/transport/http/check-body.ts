@@ -70,6 +70,9 @@ export function decodeCheckBody(raw: string): Omit<DecisionRequest, 'domain'> & 
     const entries: Entry[] = rawEntries.map((entry, j) => {
       const entryField = `${field}.entries[${j}]`;
       if (!isObject(entry)) throw new InvalidRequestError(entryField, 'must be an object with key and value');
+      for (const key of Object.keys(entry)) {
+        if (key !== 'key' && key !== 'value') throw new InvalidRequestError(`${entryField}.${key}`, 'unknown field (expected key, value)');
+      }
       return { key: text(entry.key, `${entryField}.key`), value: text(entry.value, `${entryField}.value`) };
     });
     const hitsAddend = optionalHits(item.hits_addend, `${field}.hits_addend`);

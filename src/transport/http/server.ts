@@ -200,6 +200,12 @@ function forwardedRequest(request: FastifyRequest, clientAddress: ClientAddressR
   };
 }
 
+/** Routes that take only some methods (forward auth takes all): another method is a 405 with Allow, not a 404. */
+const METHODS_OF_ROUTE: ReadonlyMap<string, string> = new Map([
+  ['/v1/check', 'POST'],
+  ...['/healthz', '/healthcheck', '/readyz', '/metrics', '/v1/config'].map((path) => [path, 'GET, HEAD'] as const),
+]);
+
 export function createHttpServer(options: HttpServerOptions): HttpServer {
   const { service, metrics, clientAddress, logger } = options;
   let wire: HttpWire | undefined;
@@ -232,6 +238,13 @@ export function createHttpServer(options: HttpServerOptions): HttpServer {
     void reply.code(status).send(body);
   });
   app.setNotFoundHandler((request, reply) => {
+    const allow = METHODS_OF_ROUTE.get(request.url.split('?', 1)[0]!);
+    if (allow !== undefined) {
+      void reply.code(405).header('allow', allow).send({
+        error: { code: 'RL_ERR_METHOD_NOT_ALLOWED', message: `${request.method} ${request.url}: this route takes ${allow}` },
+      });
+      return;
+    }
     void reply.code(404).send({ error: { code: 'RL_ERR_NOT_FOUND', message: `no route ${request.method} ${request.url}` } });
   });
 
@@ -241,6 +254,10 @@ export function createHttpServer(options: HttpServerOptions): HttpServer {
     scope.removeAllContentTypeParsers();
     scope.addContentTypeParser('*', { parseAs: 'buffer' }, (_request, body, done) => done(null, body));
     scope.post('/v1/check', { schema: { response: { 200: CHECK_RESPONSE_SCHEMA, 429: CHECK_RESPONSE_SCHEMA } } }, async (request, reply) => {
+      const encoding = request.headers['content-encoding'];
+      if (encoding !== undefined && encoding.toLowerCase() !== 'identity') {
+        throw new InvalidRequestError('content-encoding', `"${encoding}" is not supported: send the JSON body uncompressed`);
+      }
       const raw = Buffer.isBuffer(request.body) ? checkBodyText(request.body) : '';
       if (raw === '') throw new InvalidRequestError('body', 'required: a JSON object with descriptors');
       const body = decodeCheckBody(raw);
