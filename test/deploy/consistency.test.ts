@@ -50,6 +50,32 @@ const example = parse(text(join(REPO_ROOT, 'examples', 'openclaw.yaml'))) as Doc
 const missingBuild = missingServerBuild();
 const ENVOY_FILES = readdirSync(join(REPO_ROOT, 'deploy', 'envoy')).filter((name) => name.endsWith('.yaml')).sort();
 
+/** Every HttpConnectionManager in an Envoy config, with its HTTP filters. */
+function connectionManagers(envoy: Doc): Doc[] {
+  return ((envoy.static_resources?.listeners ?? []) as Doc[]).flatMap((listener) => ((listener.filter_chains ?? []) as Doc[]))
+    .flatMap((chain) => ((chain.filters ?? []) as Doc[]))
+    .filter((filter) => filter.name === 'envoy.filters.network.http_connection_manager')
+    .map((filter) => filter.typed_config as Doc);
+}
+
+t.test('regression: no shipped Envoy config skips clients on private networks (use_remote_address + request_type: external)', async (t) => {
+  let checked = 0;
+  for (const file of ENVOY_FILES) {
+    const envoy = parse(text(join(REPO_ROOT, 'deploy', 'envoy', file))) as Doc;
+    for (const manager of connectionManagers(envoy)) {
+      // With use_remote_address and no internal_address_config, RFC 1918 clients are "internal".
+      const privateIsInternal = manager.use_remote_address === true && manager.internal_address_config === undefined;
+      for (const filter of (manager.http_filters ?? []) as Doc[]) {
+        if (filter.name !== 'envoy.filters.http.ratelimit') continue;
+        checked++;
+        const requestType = filter.typed_config?.request_type ?? 'both';
+        t.ok(!privateIsInternal || requestType === 'both', `${file}: the rate-limit filter applies to every client (request_type ${requestType})`);
+      }
+    }
+  }
+  t.equal(checked, 2, 'both rate-limit filter configs were read (plain and TLS)');
+});
+
 t.test('TLS Envoy configs: the plain config plus TLS (h2, CA, SAN, client certificate) on the ratelimit cluster', async (t) => {
   const variants = ENVOY_FILES.filter((name) => name.endsWith('-tls.yaml'));
   t.same(variants, ['envoy-ext-authz-tls.yaml', 'envoy-ratelimit-tls.yaml']);
