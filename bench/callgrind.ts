@@ -1,0 +1,198 @@
+// Instructions per request, counted by valgrind's callgrind: repeatable on a
+// busy machine, where timings are not (on the shared 2-core box a load
+// average of 5-10 moves req/s by ±30%, instruction counts by well under 1%).
+//
+// The server runs under `valgrind --tool=callgrind --instr-atstart=no` with
+// V8's --single-threaded (compiler and GC on the main thread, so every
+// instruction spent on the requests is counted, and no helper thread's
+// background work lands by chance in the window). It is warmed up (JIT
+// settled), then counting is switched on for exactly `count` requests on the
+// same keep-alive connections (no connection churn: new connections
+// deoptimize node's http code), switched off and dumped. The count covers
+// user space (V8, node, libuv, llhttp, libc), not the kernel.
+import { spawn } from 'node:child_process';
+import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { freePorts, makeTempDir, removeTempDir, runCommand, sleep, waitForPort } from './procs.js';
+import { RawConnection, getRequest, postRequest, sendCount } from './raw-http.js';
+import { CLIENT_COUNT, checkBody, clientKey } from './workload.js';
+
+export const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
+
+export type CountedServer = 'ours' | 'bare';
+export type CountedApi = 'check' | 'auth';
+
+export interface CountOptions {
+  readonly server: CountedServer;
+  readonly api: CountedApi;
+  /** Our build to run (default ROOT/dist). */
+  readonly dist?: string;
+  readonly warm: number;
+  readonly count: number;
+  readonly connections?: number;
+  /** Extra V8 flags (e.g. --no-turbo-inlining for a per-function split). */
+  readonly v8Flags?: readonly string[];
+  /** Keep the callgrind dump and the JIT code names (--perf-basic-prof) for a per-function split. */
+  readonly profile?: boolean;
+}
+
+export interface CountResult {
+  readonly total: number;
+  readonly perRequest: number;
+  readonly statuses: string;
+  /** The callgrind dump (with `profile`). */
+  readonly dump?: string;
+  /** V8's perf map (with `profile`): JIT code address ranges and names. */
+  readonly jitMap?: string;
+}
+
+/** The requests each API is measured with: one per api_key, as the bench workload. */
+export function requestsFor(api: CountedApi): Buffer[] {
+  return Array.from({ length: CLIENT_COUNT }, (_, i) => (api === 'auth'
+    ? getRequest('/v1/auth/rating?q=1', [`X-Api-Key: ${clientKey(i)}`, 'User-Agent: bench', 'Accept: */*'], 'api.example')
+    : postRequest('/v1/check', checkBody(clientKey(i)))));
+}
+
+export async function countInstructions(options: CountOptions): Promise<CountResult> {
+  const [httpPort, grpcPort] = await freePorts(2);
+  if (httpPort === undefined || grpcPort === undefined) throw new Error('no free ports');
+  const tmp = makeTempDir('rl-callgrind-');
+  const dist = options.dist ?? join(ROOT, 'dist');
+  const serverArgs = options.server === 'bare'
+    ? ['--import', 'tsx', join(ROOT, 'bench', 'servers', 'bare-fastify.ts'), '--port', String(httpPort)]
+    : [join(dist, 'main.js'), 'serve', '--config', join(ROOT, 'bench', 'bench.yaml'), '--host', '127.0.0.1',
+      '--http-port', String(httpPort), '--grpc-port', String(grpcPort), '--log-level', 'warn'];
+  const valgrind = spawn('valgrind', [
+    '--tool=callgrind', '--instr-atstart=no', `--callgrind-out-file=${join(tmp, 'cg.%p.out')}`,
+    process.execPath, '--single-threaded', ...(options.profile === true ? ['--perf-basic-prof', '--no-logfile-per-isolate', `--logfile=${join(tmp, 'v8.log')}`] : []),
+    ...(options.v8Flags ?? []), ...serverArgs,
+  ], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+  let output = '';
+  const keep = (chunk: Buffer): void => { output = (output + chunk.toString()).slice(-4000); };
+  valgrind.stdout.on('data', keep);
+  valgrind.stderr.on('data', keep);
+  const pid = valgrind.pid;
+  if (pid === undefined) throw new Error('valgrind did not start (is it installed?)');
+  const control = async (...args: string[]): Promise<void> => {
+    const result = await runCommand('callgrind_control', [...args, String(pid)]);
+    if (result.code !== 0) throw new Error(`callgrind_control ${args.join(' ')}: ${result.stdout}${result.stderr}`);
+  };
+  const jitMapPath = `/tmp/perf-${pid}.map`;
+  try {
+    await waitForPort(httpPort, 180_000);
+    const requests = requestsFor(options.api);
+    const connections = await Promise.all(Array.from({ length: options.connections ?? 4 }, () => RawConnection.open(httpPort)));
+    await sendCount(connections, requests, options.warm);
+    await sleep(300);
+    await control('--zero');
+    await control('--instr=on');
+    const statuses = await sendCount(connections, requests, options.count);
+    await control('--instr=off');
+    await control('--dump');
+    for (const connection of connections) connection.close();
+    let file: string | undefined;
+    for (let i = 0; i < 50 && file === undefined; i++) {
+      await sleep(200);
+      file = readdirSync(tmp).filter((name) => name.startsWith(`cg.${pid}.out.`)).sort().pop();
+    }
+    if (file === undefined) throw new Error(`no callgrind dump in ${tmp}`);
+    const dump = readFileSync(join(tmp, file), 'utf8');
+    const total = Number(/^totals:\s*(\d+)/m.exec(dump)?.[1] ?? Number.NaN);
+    return {
+      total,
+      perRequest: total / options.count,
+      statuses: [...statuses].map(([status, n]) => `${status}×${n}`).join(' '),
+      ...(options.profile === true ? { dump, jitMap: existsSync(jitMapPath) ? readFileSync(jitMapPath, 'utf8') : '' } : {}),
+    };
+  } catch (error: unknown) {
+    throw new Error(`${error instanceof Error ? error.message : String(error)}\n${output}`);
+  } finally {
+    valgrind.kill('SIGKILL');
+    rmSync(jitMapPath, { force: true });
+    removeTempDir(tmp);
+  }
+}
+
+/** One function of a callgrind dump: its own instructions and what it spent in each callee. */
+export interface FunctionCost {
+  self: number;
+  /** Callee name → inclusive instructions spent in calls from this function. */
+  calls: Map<string, number>;
+}
+
+/**
+ * Per-function costs of a callgrind dump, JIT code (which callgrind knows
+ * only by address) named through V8's perf map. Functions with one name
+ * (several code objects of one JS function) are merged.
+ */
+export function parseDump(dump: string, jitMap: string): Map<string, FunctionCost> {
+  const jit: { start: number; end: number; name: string }[] = [];
+  for (const line of jitMap.split('\n')) {
+    const m = /^([0-9a-f]+) ([0-9a-f]+) (.*)$/.exec(line);
+    if (m !== null) jit.push({ start: parseInt(m[1]!, 16), end: parseInt(m[1]!, 16) + parseInt(m[2]!, 16), name: m[3]! });
+  }
+  const named = new Map<string, string>();
+  const nameOf = (raw: string): string => {
+    const address = /^0x([0-9a-f]+)$/.exec(raw);
+    if (address === null) return raw;
+    let name = named.get(raw);
+    if (name === undefined) {
+      name = raw;
+      const at = parseInt(address[1]!, 16);
+      // Code moves and addresses are reused: the latest entry that covers the address wins.
+      for (let i = jit.length - 1; i >= 0; i--) {
+        const entry = jit[i]!;
+        if (at >= entry.start && at < entry.end) {
+          name = entry.name;
+          break;
+        }
+      }
+      named.set(raw, name);
+    }
+    return name;
+  };
+  // Compressed names: "fn=(12) name" defines id 12, "fn=(12)" reuses it; cfn shares the id space.
+  const ids = new Map<string, string>();
+  const functions = new Map<string, FunctionCost>();
+  const costOf = (name: string): FunctionCost => {
+    let cost = functions.get(name);
+    if (cost === undefined) {
+      cost = { self: 0, calls: new Map() };
+      functions.set(name, cost);
+    }
+    return cost;
+  };
+  let current = costOf('(none)');
+  let callee: string | undefined;
+  let inCall = false;
+  for (const line of dump.split('\n')) {
+    if (line.startsWith('fn=') || line.startsWith('cfn=')) {
+      const m = /^c?fn=\((\d+)\)(?: (.*))?$/.exec(line);
+      if (m === null) continue;
+      if (m[2] !== undefined) ids.set(m[1]!, nameOf(m[2]));
+      const name = ids.get(m[1]!) ?? m[1]!;
+      if (line.startsWith('fn=')) {
+        current = costOf(name);
+        inCall = false;
+      } else {
+        callee = name;
+      }
+      continue;
+    }
+    if (line.startsWith('calls=')) {
+      inCall = true; // the next cost line is the call's inclusive cost
+      continue;
+    }
+    const m = /^(?:[+-]?\d+|\*) (\d+)$/.exec(line);
+    if (m === null) continue;
+    const ir = Number(m[1]);
+    if (inCall && callee !== undefined) {
+      current.calls.set(callee, (current.calls.get(callee) ?? 0) + ir);
+      inCall = false;
+    } else {
+      current.self += ir;
+    }
+  }
+  return functions;
+}

@@ -1,0 +1,33 @@
+// Instructions per request (callgrind; see callgrind.ts), for A/B on a busy machine:
+//
+//   node --import tsx bench/instructions.ts [--server ours|bare] [--api check|auth]
+//        [--dist DIR] [--warm N] [--count N] [--rounds N]
+//
+// Prints one JSON line per round. Rounds of two builds can be alternated by
+// running this twice per round with different --dist.
+import { parseArgs } from 'node:util';
+import { countInstructions, type CountedApi, type CountedServer } from './callgrind.js';
+
+const { values } = parseArgs({
+  options: {
+    server: { type: 'string', default: 'ours' },
+    api: { type: 'string', default: 'check' },
+    dist: { type: 'string' },
+    warm: { type: 'string', default: '40000' },
+    count: { type: 'string', default: '3000' },
+    rounds: { type: 'string', default: '1' },
+  },
+});
+for (let round = 1; round <= Number(values.rounds); round++) {
+  const result = await countInstructions({
+    server: values.server as CountedServer,
+    api: values.api as CountedApi,
+    ...(values.dist === undefined ? {} : { dist: values.dist }),
+    warm: Number(values.warm),
+    count: Number(values.count),
+  });
+  process.stdout.write(`${JSON.stringify({
+    round, server: values.server, api: values.api, dist: values.dist ?? 'dist',
+    instructionsPerRequest: Math.round(result.perRequest), statuses: result.statuses,
+  })}\n`);
+}
