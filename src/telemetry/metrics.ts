@@ -2,6 +2,7 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 import type { Api } from '../service.js';
 
 export type Outcome = 'ok' | 'over_limit' | 'shadow_over_limit' | 'store_failure';
+type RuleOutcome = Exclude<Outcome, 'store_failure'>;
 
 /** The metric child for a label set, created once (keys start with the domain, see forgetDomainsExcept). */
 function cachedChild<K, C>(children: Map<K, C>, key: K, create: () => C): C {
@@ -11,6 +12,155 @@ function cachedChild<K, C>(children: Map<K, C>, key: K, create: () => C): C {
     children.set(key, child);
   }
   return child;
+}
+
+const APIS: readonly Api[] = ['http_check', 'http_auth', 'http_auth_nginx', 'grpc_rls', 'grpc_authz'];
+const OUTCOMES: readonly Outcome[] = ['ok', 'over_limit', 'shadow_over_limit', 'store_failure'];
+
+function apiIndex(api: Api): number {
+  switch (api) {
+    case 'http_check': return 0;
+    case 'http_auth': return 1;
+    case 'http_auth_nginx': return 2;
+    case 'grpc_rls': return 3;
+    case 'grpc_authz': return 4;
+  }
+}
+
+function outcomeIndex(outcome: Outcome): number {
+  switch (outcome) {
+    case 'ok': return 0;
+    case 'over_limit': return 1;
+    case 'shadow_over_limit': return 2;
+    case 'store_failure': return 3;
+  }
+}
+
+/** One labelled series of a tallied counter: its labels and where its pending count lives. */
+interface TallySeries<L> {
+  readonly labels: L;
+  readonly counts: Float64Array;
+  readonly index: number;
+}
+
+/**
+ * A labelled prom-client counter whose increments are plain additions into
+ * a Float64Array, added to the counter (`inc(labels, n)`) when it is
+ * collected at scrape time: the hot path builds no label key and hashes no
+ * labels. Series are flushed in the order they were first counted, so
+ * /metrics lists them as prom-client's own per-call inc() would.
+ */
+class CounterTally<L extends Partial<Record<string, string>>> {
+  private readonly series: TallySeries<L>[] = [];
+
+  constructor(private readonly counter: Counter<string>) {}
+
+  /** Starts a series; its counts live at `counts[index]`. */
+  add(labels: L, counts: Float64Array, index: number): void {
+    this.series.push({ labels: Object.freeze(labels), counts, index });
+  }
+
+  flush(): void {
+    for (const { labels, counts, index } of this.series) {
+      const n = counts[index]!;
+      if (n === 0) continue;
+      counts[index] = 0;
+      this.counter.inc(labels, n);
+    }
+  }
+
+  /** Flushes, then stops tracking the series `keep` rejects (their pending counts are 0). */
+  retain(keep: (labels: L) => boolean): void {
+    this.flush();
+    const kept = this.series.filter((one) => keep(one.labels));
+    this.series.length = 0;
+    this.series.push(...kept);
+  }
+}
+
+/** A histogram series: per-bucket (not cumulative) counts, sum and count, in plain numbers. */
+interface HistogramSeries {
+  readonly labels: { api: Api };
+  readonly buckets: Float64Array;
+  sum: number;
+  count: number;
+}
+
+interface ExportedValue {
+  value: number;
+  metricName: string;
+  exemplar?: null;
+  labels: Record<string, string | number>;
+  sharedLabels?: Record<string, string | number>;
+}
+
+/**
+ * `ratelimit_decision_duration_seconds`: a prom-client Histogram (name,
+ * help, buckets, registration as usual) whose values are kept here in plain
+ * numbers, observed without label hashing, and exported in the very shape
+ * prom-client 15's Histogram gives the registry (`getForPromString` for the
+ * text, `get` for --workers aggregation). Series appear in the order they were
+ * first observed. test/telemetry/metrics.test.ts compares the text with
+ * prom-client's own Histogram fed the same values.
+ */
+class DecisionDurationHistogram extends Histogram<'api'> {
+  private readonly bounds: readonly number[];
+  private readonly byApi: (HistogramSeries | undefined)[] = new Array(APIS.length).fill(undefined);
+  private readonly seriesInOrder: HistogramSeries[] = [];
+  private readonly metricName: string;
+
+  constructor(config: { name: string; help: string; buckets: number[]; registers: Registry[] }) {
+    super({ ...config, labelNames: ['api'] });
+    this.bounds = Object.freeze([...config.buckets]);
+    this.metricName = config.name;
+  }
+
+  observeApi(api: Api, seconds: number): void {
+    const i = apiIndex(api);
+    let series = this.byApi[i];
+    if (series === undefined) {
+      series = { labels: Object.freeze({ api }), buckets: new Float64Array(this.bounds.length), sum: 0, count: 0 };
+      this.byApi[i] = series;
+      this.seriesInOrder.push(series);
+    }
+    const { bounds } = this;
+    for (let b = 0; b < bounds.length; b++) {
+      if (seconds <= bounds[b]!) {
+        series.buckets[b]!++;
+        break;
+      }
+    }
+    series.sum += seconds;
+    series.count++;
+  }
+
+  /** prom-client's Histogram#getForPromString shape: `le` in labels, the series' labels shared. */
+  async getForPromString(): Promise<{ name: string; help: string; type: 'histogram'; values: ExportedValue[]; aggregator: string }> {
+    const values: ExportedValue[] = [];
+    const bucketName = `${this.metricName}_bucket`;
+    for (const series of this.seriesInOrder) {
+      let cumulative = 0;
+      for (let b = 0; b < this.bounds.length; b++) {
+        cumulative += series.buckets[b]!;
+        values.push({ labels: { le: this.bounds[b]! }, sharedLabels: series.labels, value: cumulative, metricName: bucketName, exemplar: null });
+      }
+      values.push(
+        { labels: { le: '+Inf' }, sharedLabels: series.labels, value: series.count, metricName: bucketName, exemplar: null },
+        { labels: {}, sharedLabels: series.labels, value: series.sum, metricName: `${this.metricName}_sum` },
+        { labels: {}, sharedLabels: series.labels, value: series.count, metricName: `${this.metricName}_count` },
+      );
+    }
+    const { help, aggregator } = this as unknown as { help: string; aggregator: string };
+    return { name: this.metricName, help, type: 'histogram', values, aggregator };
+  }
+
+  /** prom-client's Histogram#get shape (labels splayed), which AggregatorRegistry reads under --workers. */
+  override async get(): ReturnType<Histogram<'api'>['get']> {
+    const data = await this.getForPromString();
+    const values = data.values.map(({ sharedLabels, labels, ...rest }) => ({ ...rest, labels: { ...labels, ...sharedLabels } }));
+    return { ...data, values } as unknown as Awaited<ReturnType<Histogram<'api'>['get']>>;
+  }
+
 }
 
 /** Label used for any domain that is not loaded, so request values never become labels. */
@@ -25,22 +175,23 @@ const REDIS_CALL_BUCKETS_S = [0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01
 /** Every metric of SPEC §7, in one registry per server. Labels come from config only. */
 export class Metrics {
   readonly registry = new Registry();
-  readonly decisions = new Counter({
+  readonly decisions: Counter<'domain' | 'api' | 'outcome'> = new Counter({
     name: 'ratelimit_decisions_total',
     help: 'Rate-limit decisions by domain, API and outcome.',
     labelNames: ['domain', 'api', 'outcome'] as const,
     registers: [this.registry],
+    collect: (): void => this.decisionTally.flush(),
   });
-  readonly ruleDecisions = new Counter({
+  readonly ruleDecisions: Counter<'domain' | 'rule' | 'outcome'> = new Counter({
     name: 'ratelimit_rule_decisions_total',
     help: 'Descriptor decisions by matched config rule (labels from config, never request values).',
     labelNames: ['domain', 'rule', 'outcome'] as const,
     registers: [this.registry],
+    collect: (): void => this.ruleTally.flush(),
   });
-  readonly decisionDuration = new Histogram({
+  readonly decisionDuration: Histogram<'api'> = new DecisionDurationHistogram({
     name: 'ratelimit_decision_duration_seconds',
     help: 'Time to decide one request, store call included.',
-    labelNames: ['api'] as const,
     buckets: DURATION_BUCKETS_S,
     registers: [this.registry],
   });
@@ -156,9 +307,12 @@ export class Metrics {
   /** The /metrics text; with --workers, the primary's aggregate of every worker. */
   text: () => Promise<string> = () => this.registry.metrics();
 
-  private readonly decisionChildren = new Map<string, Counter.Internal>();
-  private readonly durationChildren = new Map<Api, Histogram.Internal<'api'>>();
-  private readonly ruleChildren = new Map<string, Counter.Internal>();
+  // Per-decision counts in plain numbers (see CounterTally): per domain label,
+  // one count per api × outcome; per domain and rule, one per rule outcome.
+  private readonly decisionCounts = new Map<string, Float64Array>();
+  private readonly decisionTally: CounterTally<{ domain: string; api: Api; outcome: Outcome }> = new CounterTally(this.decisions);
+  private readonly ruleCounts = new Map<string, Map<string, Float64Array>>();
+  private readonly ruleTally: CounterTally<{ domain: string; rule: string; outcome: RuleOutcome }> = new CounterTally(this.ruleDecisions);
 
   constructor(options: { processMetrics: boolean } = { processMetrics: true }) {
     if (options.processMetrics) collectDefaultMetrics({ register: this.registry });
@@ -190,24 +344,48 @@ export class Metrics {
     cachedChild(this.callChildren, node, () => this.redisCallDuration.labels(this.nodeLabel(node))).observe(seconds);
   }
 
-  /** Counts one decision; label children are cached so the hot path does no label hashing. */
+  /** Counts one decision: a few plain additions (label sets are built once per series, prom-client is fed at scrape). */
   countDecision(domain: string, api: Api, outcome: Outcome, seconds: number): void {
-    cachedChild(this.decisionChildren, `${domain}\u0000${api}\u0000${outcome}`, () => this.decisions.labels(domain, api, outcome)).inc();
-    cachedChild(this.durationChildren, api, () => this.decisionDuration.labels(api)).observe(seconds);
+    let counts = this.decisionCounts.get(domain);
+    if (counts === undefined) {
+      counts = new Float64Array(APIS.length * OUTCOMES.length).fill(-1);
+      this.decisionCounts.set(domain, counts);
+    }
+    const index = apiIndex(api) * OUTCOMES.length + outcomeIndex(outcome);
+    if (counts[index] === -1) {
+      counts[index] = 0;
+      this.decisionTally.add({ domain, api, outcome }, counts, index);
+    }
+    counts[index]!++;
+    (this.decisionDuration as DecisionDurationHistogram).observeApi(api, seconds);
   }
 
   /** Counts one descriptor decision of a configured rule (labels from config only). */
-  countRule(domain: string, rule: string, outcome: Exclude<Outcome, 'store_failure'>): void {
-    cachedChild(this.ruleChildren, `${domain}\u0000${rule}\u0000${outcome}`, () => this.ruleDecisions.labels(domain, rule, outcome)).inc();
+  countRule(domain: string, rule: string, outcome: RuleOutcome): void {
+    let rules = this.ruleCounts.get(domain);
+    if (rules === undefined) {
+      rules = new Map();
+      this.ruleCounts.set(domain, rules);
+    }
+    let counts = rules.get(rule);
+    if (counts === undefined) {
+      counts = new Float64Array(3).fill(-1);
+      rules.set(rule, counts);
+    }
+    const index = outcomeIndex(outcome);
+    if (counts[index] === -1) {
+      counts[index] = 0;
+      this.ruleTally.add({ domain, rule, outcome }, counts, index);
+    }
+    counts[index]!++;
   }
 
-  /** Forgets cached children of domains no longer loaded (after a reload). */
+  /** Forgets the counts of domains no longer loaded (after a reload), once what they counted is in prom-client. */
   forgetDomainsExcept(domains: ReadonlySet<string>): void {
-    for (const children of [this.decisionChildren, this.ruleChildren]) {
-      for (const key of children.keys()) {
-        const domain = key.slice(0, key.indexOf('\u0000'));
-        if (domain !== UNKNOWN_DOMAIN_LABEL && !domains.has(domain)) children.delete(key);
-      }
-    }
+    const kept = (domain: string): boolean => domain === UNKNOWN_DOMAIN_LABEL || domains.has(domain);
+    this.decisionTally.retain((labels) => kept(labels.domain));
+    this.ruleTally.retain((labels) => kept(labels.domain));
+    for (const domain of [...this.decisionCounts.keys()]) if (!kept(domain)) this.decisionCounts.delete(domain);
+    for (const domain of [...this.ruleCounts.keys()]) if (!kept(domain)) this.ruleCounts.delete(domain);
   }
 }
