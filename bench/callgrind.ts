@@ -40,6 +40,12 @@ export interface CountOptions {
 export interface CountResult {
   readonly total: number;
   readonly perRequest: number;
+  /**
+   * Of perRequest, the garbage collector's share. It is lumpy (a window holds
+   * one scavenge more or less, a major GC or none), so A/B compare
+   * perRequest - gcPerRequest and treat GC separately, over long windows.
+   */
+  readonly gcPerRequest: number;
   readonly statuses: string;
   /** The callgrind dump (with `profile`). */
   readonly dump?: string;
@@ -99,11 +105,13 @@ export async function countInstructions(options: CountOptions): Promise<CountRes
     if (file === undefined) throw new Error(`no callgrind dump in ${tmp}`);
     const dump = readFileSync(join(tmp, file), 'utf8');
     const total = Number(/^totals:\s*(\d+)/m.exec(dump)?.[1] ?? Number.NaN);
+    const jitMap = options.profile === true && existsSync(jitMapPath) ? readFileSync(jitMapPath, 'utf8') : '';
     return {
       total,
       perRequest: total / options.count,
+      gcPerRequest: gcInstructions(parseDump(dump, jitMap)) / options.count,
       statuses: [...statuses].map(([status, n]) => `${status}×${n}`).join(' '),
-      ...(options.profile === true ? { dump, jitMap: existsSync(jitMapPath) ? readFileSync(jitMapPath, 'utf8') : '' } : {}),
+      ...(options.profile === true ? { dump, jitMap } : {}),
     };
   } catch (error: unknown) {
     throw new Error(`${error instanceof Error ? error.message : String(error)}\n${output}`);
@@ -195,4 +203,65 @@ export function parseDump(dump: string, jitMap: string): Map<string, FunctionCos
     }
   }
   return functions;
+}
+
+/** Entry points of V8's garbage collector (scavenges, incremental and full marking, sweeping, their tasks). */
+export const GC_ENTRY = /^v8::internal::(Heap::(CollectGarbage|CollectAllGarbage|FinalizeIncrementalMarking|PerformGarbageCollection)|MinorGCJob::|ScavengeJob::|IncrementalMarkingJob::|IncrementalMarking::|ScavengerCollector::|MarkCompactCollector::|MinorMarkCompactCollector::|Sweeper::|MemoryReducer::|ConcurrentMarking::|ArrayBufferSweeper::)/;
+
+/**
+ * Own instructions of every function, given to the class of the nearest
+ * caller that `classify` names (a root), shared among callers in proportion
+ * to what each spent in the function (as gprof propagates time). Functions
+ * with no classified caller get `fallback`. A caller already on the path (a
+ * cycle: callbacks, recursion) is left out of the weighting.
+ */
+export function attributeSelf<K extends string>(functions: ReadonlyMap<string, FunctionCost>, classify: (name: string) => K | undefined, fallback: K): Map<K, number> {
+  const callers = new Map<string, [string, number][]>();
+  for (const [caller, cost] of functions) {
+    for (const [callee, ir] of cost.calls) {
+      if (callee === caller || ir === 0) continue;
+      let list = callers.get(callee);
+      if (list === undefined) callers.set(callee, list = []);
+      list.push([caller, ir]);
+    }
+  }
+  type Distribution = Map<K, number>;
+  const roots = new Map<string, K | undefined>();
+  const rootOf = (name: string): K | undefined => {
+    if (!roots.has(name)) roots.set(name, classify(name));
+    return roots.get(name);
+  };
+  const distributions = new Map<string, Distribution>();
+  const fallbackOnly: Distribution = new Map([[fallback, 1]]);
+  const visiting = new Set<string>();
+  const distributionOf = (name: string): Distribution => {
+    const root = rootOf(name);
+    if (root !== undefined) return new Map([[root, 1]]);
+    const known = distributions.get(name);
+    if (known !== undefined) return known;
+    const list = callers.get(name);
+    if (list === undefined) return fallbackOnly;
+    visiting.add(name);
+    const mixed: Distribution = new Map();
+    let sum = 0;
+    for (const [caller, ir] of list) {
+      if (visiting.has(caller)) continue;
+      sum += ir;
+      for (const [callerClass, share] of distributionOf(caller)) mixed.set(callerClass, (mixed.get(callerClass) ?? 0) + share * ir);
+    }
+    visiting.delete(name);
+    const result: Distribution = sum === 0 ? fallbackOnly : new Map([...mixed].map(([key, value]) => [key, value / sum]));
+    distributions.set(name, result);
+    return result;
+  };
+  const totals = new Map<K, number>();
+  for (const [name, cost] of functions) {
+    for (const [key, share] of distributionOf(name)) totals.set(key, (totals.get(key) ?? 0) + cost.self * share);
+  }
+  return totals;
+}
+
+/** Instructions spent in the garbage collector (its entry points and what they call). */
+export function gcInstructions(functions: ReadonlyMap<string, FunctionCost>): number {
+  return attributeSelf(functions, (name) => (GC_ENTRY.test(name) ? 'gc' : undefined), 'other').get('gc') ?? 0;
 }

@@ -28,6 +28,7 @@ for (let round = 1; round <= Number(values.rounds); round++) {
   });
   process.stdout.write(`${JSON.stringify({
     round, server: values.server, api: values.api, dist: values.dist ?? 'dist',
-    instructionsPerRequest: Math.round(result.perRequest), statuses: result.statuses,
+    instructionsPerRequest: Math.round(result.perRequest), outsideGc: Math.round(result.perRequest - result.gcPerRequest),
+    gc: Math.round(result.gcPerRequest), statuses: result.statuses,
   })}\n`);
 }

@@ -15,7 +15,7 @@
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { countInstructions, parseDump, type CountedApi, type CountedServer, type FunctionCost } from './callgrind.js';
+import { GC_ENTRY, attributeSelf, countInstructions, parseDump, type CountedApi, type CountedServer, type FunctionCost } from './callgrind.js';
 
 export const STAGES = [
   'decode', 'validate', 'match and keys', 'store', 'decision', 'encode', 'headers', 'metrics', 'route glue', 'GC', 'framework',
@@ -27,7 +27,7 @@ export type Stage = (typeof STAGES)[number];
  * "JS:*name file:///…/dist/core/limiter.js:22:17" (`*` optimized, `^` baseline, `~` interpreted).
  */
 const ROOTS: readonly [RegExp, Stage][] = [
-  [/^v8::internal::Heap::(CollectGarbage|PerformGarbageCollection|ScavengeTask)|^v8::internal::(ScavengerCollector|MarkCompactCollector|MinorMarkCompactCollector)::/, 'GC'],
+  [GC_ENTRY, 'GC'],
   // JSON text → JS values: V8's parser, fastify's JSON body parser (bare), our UTF-8 check.
   [/^Builtins_JsonParse|^v8::internal::JsonParser|secure-json-parse/, 'decode'],
   [/JS:.(checkBodyText|forwardedRequest|rawHeaderLookup|latin1ToLossless|decodeUtf8Lossless) |\/transport\/http\/client-address\.js|\/transport\/http\/forwarded-request\.js/, 'decode'],
@@ -52,50 +52,10 @@ export function rootStage(name: string): Stage | undefined {
   return undefined;
 }
 
-type Distribution = Map<Stage, number>;
-
 /** Own instructions of every function, attributed to stages (see the file comment). */
 export function attribute(functions: ReadonlyMap<string, FunctionCost>): Map<Stage, number> {
-  const callers = new Map<string, [string, number][]>();
-  for (const [caller, cost] of functions) {
-    for (const [callee, ir] of cost.calls) {
-      if (callee === caller || ir === 0) continue;
-      let list = callers.get(callee);
-      if (list === undefined) callers.set(callee, list = []);
-      list.push([caller, ir]);
-    }
-  }
-  const roots = new Map<string, Stage | undefined>();
-  const rootOf = (name: string): Stage | undefined => {
-    if (!roots.has(name)) roots.set(name, rootStage(name));
-    return roots.get(name);
-  };
-  const distributions = new Map<string, Distribution>();
-  const framework: Distribution = new Map([['framework', 1]]);
-  const distributionOf = (name: string): Distribution => {
-    const stage = rootOf(name);
-    if (stage !== undefined) return new Map([[stage, 1]]);
-    return distributions.get(name) ?? framework;
-  };
-  // Relaxation: call graphs have cycles (callbacks, recursion); a few rounds settle them.
-  for (let round = 0; round < 20; round++) {
-    for (const name of functions.keys()) {
-      if (rootOf(name) !== undefined) continue;
-      const list = callers.get(name);
-      if (list === undefined) continue;
-      const sum = list.reduce((n, [, ir]) => n + ir, 0);
-      const mixed: Distribution = new Map();
-      for (const [caller, ir] of list) {
-        for (const [stage, share] of distributionOf(caller)) mixed.set(stage, (mixed.get(stage) ?? 0) + (share * ir) / sum);
-      }
-      distributions.set(name, mixed);
-    }
-  }
-  const stages = new Map<Stage, number>(STAGES.map((stage) => [stage, 0]));
-  for (const [name, cost] of functions) {
-    for (const [stage, share] of distributionOf(name)) stages.set(stage, (stages.get(stage) ?? 0) + cost.self * share);
-  }
-  return stages;
+  const shares = attributeSelf(functions, rootStage, 'framework');
+  return new Map<Stage, number>(STAGES.map((stage) => [stage, shares.get(stage) ?? 0]));
 }
 
 export interface StageProfile {
