@@ -135,7 +135,9 @@ export class HttpWire {
       // unparseable one with 415 before any route runs — on forward auth
       // that is a non-decision NGINX turns into fail-open. (Wire level only:
       // fastify.inject does not pass here.)
-      if (request.headers['content-type'] !== undefined) delete request.headers['content-type'];
+      // Set to undefined rather than deleted: `delete` turns the headers
+      // object into a slow dictionary for every later lookup of the request.
+      if (request.headers['content-type'] !== undefined) request.headers['content-type'] = undefined;
       fastifyHandler(request, response);
     };
     const serverOptions: ServerOptions = {
