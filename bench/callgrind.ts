@@ -18,7 +18,7 @@ import { freePorts, makeTempDir, removeTempDir, runCommand, sleep, waitForPort }
 import { RawConnection, getRequest, postRequest, sendCount } from './raw-http.js';
 import { CLIENT_COUNT, checkBody, clientKey } from './workload.js';
 
-export const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
+const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 
 export type CountedServer = 'ours' | 'bare';
 export type CountedApi = 'check' | 'auth';
@@ -54,7 +54,7 @@ export interface CountResult {
 }
 
 /** The requests each API is measured with: one per api_key, as the bench workload. */
-export function requestsFor(api: CountedApi): Buffer[] {
+function requestsFor(api: CountedApi): Buffer[] {
   return Array.from({ length: CLIENT_COUNT }, (_, i) => (api === 'auth'
     ? getRequest('/v1/auth/rating?q=1', [`X-Api-Key: ${clientKey(i)}`, 'User-Agent: bench', 'Accept: */*'], 'api.example')
     : postRequest('/v1/check', checkBody(clientKey(i)))));
@@ -86,7 +86,11 @@ export async function countInstructions(options: CountOptions): Promise<CountRes
   };
   const jitMapPath = `/tmp/perf-${pid}.map`;
   try {
-    await waitForPort(httpPort, 180_000);
+    const exited = new Promise<never>((_resolve, reject) => {
+      valgrind.once('exit', (code) => reject(new Error(`the server exited (code ${code}) before it listened`)));
+    });
+    exited.catch(() => undefined);
+    await Promise.race([waitForPort(httpPort, 180_000), exited]);
     const requests = requestsFor(options.api);
     const connections = await Promise.all(Array.from({ length: options.connections ?? 4 }, () => RawConnection.open(httpPort)));
     await sendCount(connections, requests, options.warm);
@@ -262,6 +266,6 @@ export function attributeSelf<K extends string>(functions: ReadonlyMap<string, F
 }
 
 /** Instructions spent in the garbage collector (its entry points and what they call). */
-export function gcInstructions(functions: ReadonlyMap<string, FunctionCost>): number {
+function gcInstructions(functions: ReadonlyMap<string, FunctionCost>): number {
   return attributeSelf(functions, (name) => (GC_ENTRY.test(name) ? 'gc' : undefined), 'other').get('gc') ?? 0;
 }

@@ -32,11 +32,9 @@ function utf8Length(text: string): number {
   return bytes;
 }
 
-function checkText(text: string, field: string, max: number): void {
-  // Fast path: even all 3-byte characters would fit.
-  if (text.length * 3 > max && utf8Length(text) > max) {
-    throw new InvalidRequestError(field, `longer than ${max} bytes`);
-  }
+/** Whether `text` is over `max` UTF-8 bytes. Fast path: even all 3-byte characters would fit. */
+function overBytes(text: string, max: number): boolean {
+  return text.length * 3 > max && utf8Length(text) > max;
 }
 
 function checkHitsAddend(value: number, field: string): void {
@@ -52,7 +50,7 @@ function checkHitsAddend(value: number, field: string): void {
 export function checkDecisionRequest(request: DecisionRequest, bounds: RequestBounds): void {
   const { descriptors } = request;
   if (request.domain === '') throw new InvalidRequestError('domain', 'must not be empty');
-  checkText(request.domain, 'domain', bounds.maxKeyOrValueBytes);
+  if (overBytes(request.domain, bounds.maxKeyOrValueBytes)) throw new InvalidRequestError('domain', `longer than ${bounds.maxKeyOrValueBytes} bytes`);
   if (descriptors.length === 0) throw new InvalidRequestError('descriptors', 'must not be empty');
   if (descriptors.length > bounds.maxDescriptors) {
     throw new InvalidRequestError('descriptors', `at most ${bounds.maxDescriptors} descriptors per request`);
@@ -66,11 +64,13 @@ export function checkDecisionRequest(request: DecisionRequest, bounds: RequestBo
       throw new InvalidRequestError(`descriptors[${i}].entries`, `at most ${bounds.maxEntries} entries per descriptor`);
     }
     if (descriptor.hitsAddend !== undefined) checkHitsAddend(descriptor.hitsAddend, `descriptors[${i}].hits_addend`);
+    // Field names are built only for an error (this loop runs for every entry of every request).
+    const max = bounds.maxKeyOrValueBytes;
     for (let j = 0; j < entries.length; j++) {
       const entry = entries[j]!;
       if (entry.key === '') throw new InvalidRequestError(`descriptors[${i}].entries[${j}].key`, 'must not be empty');
-      checkText(entry.key, `descriptors[${i}].entries[${j}].key`, bounds.maxKeyOrValueBytes);
-      checkText(entry.value, `descriptors[${i}].entries[${j}].value`, bounds.maxKeyOrValueBytes);
+      if (overBytes(entry.key, max)) throw new InvalidRequestError(`descriptors[${i}].entries[${j}].key`, `longer than ${max} bytes`);
+      if (overBytes(entry.value, max)) throw new InvalidRequestError(`descriptors[${i}].entries[${j}].value`, `longer than ${max} bytes`);
     }
   }
 }

@@ -75,7 +75,7 @@ export function mostRestrictiveStatus(decision: Decision): DescriptorStatus | un
 const resetSeconds = (status: DescriptorStatus): string => String(Math.ceil(status.durationUntilResetMs / 1000));
 
 /** draft-10 fields: one list member per matched enforced limit, in request (then config) order. */
-function draft10Headers(decision: Decision, headers: Array<[string, string]>): void {
+function draft10Headers<C>(decision: Decision, sink: HeaderSink<C>, context: C): void {
   let policies = '';
   let states = '';
   for (const status of decision.statuses) {
@@ -88,8 +88,36 @@ function draft10Headers(decision: Decision, headers: Array<[string, string]>): v
     }
   }
   if (policies === '') return;
-  headers.push(['ratelimit-policy', policies], ['ratelimit', states]);
+  sink(context, 'ratelimit-policy', policies);
+  sink(context, 'ratelimit', states);
 }
+
+/** Receives one response header (lower-case name); `context` is passed through, so a sink needs no closure. */
+export type HeaderSink<C> = (context: C, name: string, value: string) => void;
+
+/**
+ * Writes a decision's response headers to `sink`, in `style` (see
+ * rateLimitHeaders), without building a list: the hot path of every API.
+ */
+export function writeRateLimitHeaders<C>(decision: Decision, style: HeaderStyle, sink: HeaderSink<C>, context: C): void {
+  const status = mostRestrictiveStatus(decision);
+  if (status === undefined || status.limit === null) return;
+  if (style === 'x' || style === 'both') {
+    sink(context, 'x-ratelimit-limit', String(status.limit.burst));
+    sink(context, 'x-ratelimit-remaining', String(status.limitRemaining));
+    sink(context, 'x-ratelimit-reset', resetSeconds(status));
+  } else if (style === 'draft03') {
+    sink(context, 'ratelimit-limit', String(status.limit.requestsPerUnit));
+    sink(context, 'ratelimit-remaining', String(status.limitRemaining));
+    sink(context, 'ratelimit-reset', resetSeconds(status));
+  }
+  if (style === 'draft10' || style === 'both') draft10Headers(decision, sink, context);
+  if (decision.overallCode === 'OVER_LIMIT') sink(context, 'retry-after', String(Math.max(1, status.retryAfterS)));
+}
+
+const pushHeader: HeaderSink<Array<[string, string]>> = (headers, name, value) => {
+  headers.push([name, value]);
+};
 
 /**
  * Response headers (lower-case names) for a decision in `style`:
@@ -100,23 +128,7 @@ function draft10Headers(decision: Decision, headers: Array<[string, string]>): v
  * (seconds, >= 1) in every style.
  */
 export function rateLimitHeaders(decision: Decision, style: HeaderStyle = 'x'): Array<[string, string]> {
-  const status = mostRestrictiveStatus(decision);
-  if (status === undefined || status.limit === null) return [];
   const headers: Array<[string, string]> = [];
-  if (style === 'x' || style === 'both') {
-    headers.push(
-      ['x-ratelimit-limit', String(status.limit.burst)],
-      ['x-ratelimit-remaining', String(status.limitRemaining)],
-      ['x-ratelimit-reset', resetSeconds(status)],
-    );
-  } else if (style === 'draft03') {
-    headers.push(
-      ['ratelimit-limit', String(status.limit.requestsPerUnit)],
-      ['ratelimit-remaining', String(status.limitRemaining)],
-      ['ratelimit-reset', resetSeconds(status)],
-    );
-  }
-  if (style === 'draft10' || style === 'both') draft10Headers(decision, headers);
-  if (decision.overallCode === 'OVER_LIMIT') headers.push(['retry-after', String(Math.max(1, status.retryAfterS))]);
+  writeRateLimitHeaders(decision, style, pushHeader, headers);
   return headers;
 }

@@ -9,19 +9,30 @@ function isObject(value: Json | undefined): value is { [key: string]: Json } {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
-function optionalHits(value: Json | undefined, field: string): number | undefined {
+/**
+ * The name of a field: `name` in descriptor `descriptor`, entry `entry`
+ * (-1 = none). Built only for an error: the decoder runs for every request.
+ */
+function fieldName(descriptor: number, entry: number, name: string): string {
+  if (descriptor < 0) return name;
+  const prefix = entry < 0 ? `descriptors[${descriptor}]` : `descriptors[${descriptor}].entries[${entry}]`;
+  return name === '' ? prefix : `${prefix}.${name}`;
+}
+
+function optionalHits(value: Json | undefined, descriptor: number): number | undefined {
   if (value === undefined || value === null) return undefined;
-  if (typeof value !== 'number') throw new InvalidRequestError(field, 'must be a non-negative integer');
+  if (typeof value !== 'number') throw new InvalidRequestError(fieldName(descriptor, -1, 'hits_addend'), 'must be a non-negative integer');
   return value; // range checked by checkDecisionRequest
 }
 
-function text(value: Json | undefined, field: string): string {
-  if (typeof value !== 'string') throw new InvalidRequestError(field, 'must be a string');
+function text(value: Json | undefined, descriptor: number, entry: number, name: string): string {
+  if (typeof value !== 'string') throw new InvalidRequestError(fieldName(descriptor, entry, name), 'must be a string');
   // JSON text names characters, not bytes: a lone surrogate escape ("\udc80")
   // is no character, and on the proxy-facing APIs U+DC80..U+DCFF stand for
   // invalid bytes. Accepting it here would let one value alias another.
   if (hasByteEscapes(value)) {
-    throw new InvalidRequestError(field, 'must be Unicode text: a lone surrogate (\\ud800-\\udfff unpaired) is not a character');
+    throw new InvalidRequestError(fieldName(descriptor, entry, name),
+      'must be Unicode text: a lone surrogate (\\ud800-\\udfff unpaired) is not a character');
   }
   return value;
 }
@@ -48,36 +59,39 @@ export function decodeCheckBody(raw: string): Omit<DecisionRequest, 'domain'> & 
     throw new InvalidRequestError('body', `invalid JSON (${error instanceof Error ? error.message : 'parse error'})`);
   }
   if (!isObject(body)) throw new InvalidRequestError('body', 'must be a JSON object');
-  for (const key of Object.keys(body)) {
+  // for-in: JSON.parse objects have no inherited enumerable keys, and no key array is made.
+  for (const key in body) {
     if (key !== 'domain' && key !== 'descriptors' && key !== 'hits_addend') {
       throw new InvalidRequestError(key, 'unknown field (expected domain, descriptors, hits_addend)');
     }
   }
-  const domain = body.domain === undefined || body.domain === null ? undefined : text(body.domain, 'domain');
+  const domain = body.domain === undefined || body.domain === null ? undefined : text(body.domain, -1, -1, 'domain');
   const list = body.descriptors;
   if (list === undefined) throw new InvalidRequestError('descriptors', 'required');
   if (!Array.isArray(list)) throw new InvalidRequestError('descriptors', 'must be an array');
-  const descriptors: Descriptor[] = list.map((item, i) => {
-    const field = `descriptors[${i}]`;
-    if (!isObject(item)) throw new InvalidRequestError(field, 'must be an object');
-    for (const key of Object.keys(item)) {
+  const descriptors: Descriptor[] = [];
+  for (let i = 0; i < list.length; i++) {
+    const item = list[i];
+    if (!isObject(item)) throw new InvalidRequestError(fieldName(i, -1, ''), 'must be an object');
+    for (const key in item) {
       if (key !== 'entries' && key !== 'hits_addend') {
-        throw new InvalidRequestError(`${field}.${key}`, 'unknown field (expected entries, hits_addend)');
+        throw new InvalidRequestError(fieldName(i, -1, key), 'unknown field (expected entries, hits_addend)');
       }
     }
     const rawEntries = item.entries;
-    if (!Array.isArray(rawEntries)) throw new InvalidRequestError(`${field}.entries`, 'must be an array');
-    const entries: Entry[] = rawEntries.map((entry, j) => {
-      const entryField = `${field}.entries[${j}]`;
-      if (!isObject(entry)) throw new InvalidRequestError(entryField, 'must be an object with key and value');
-      for (const key of Object.keys(entry)) {
-        if (key !== 'key' && key !== 'value') throw new InvalidRequestError(`${entryField}.${key}`, 'unknown field (expected key, value)');
+    if (!Array.isArray(rawEntries)) throw new InvalidRequestError(fieldName(i, -1, 'entries'), 'must be an array');
+    const entries: Entry[] = [];
+    for (let j = 0; j < rawEntries.length; j++) {
+      const entry = rawEntries[j];
+      if (!isObject(entry)) throw new InvalidRequestError(fieldName(i, j, ''), 'must be an object with key and value');
+      for (const key in entry) {
+        if (key !== 'key' && key !== 'value') throw new InvalidRequestError(fieldName(i, j, key), 'unknown field (expected key, value)');
       }
-      return { key: text(entry.key, `${entryField}.key`), value: text(entry.value, `${entryField}.value`) };
-    });
-    const hitsAddend = optionalHits(item.hits_addend, `${field}.hits_addend`);
-    return hitsAddend === undefined ? { entries } : { entries, hitsAddend };
-  });
-  const hitsAddend = optionalHits(body.hits_addend, 'hits_addend');
+      entries.push({ key: text(entry.key, i, j, 'key'), value: text(entry.value, i, j, 'value') });
+    }
+    const hitsAddend = optionalHits(item.hits_addend, i);
+    descriptors.push(hitsAddend === undefined ? { entries } : { entries, hitsAddend });
+  }
+  const hitsAddend = optionalHits(body.hits_addend, -1);
   return hitsAddend === undefined ? { domain, descriptors } : { domain, descriptors, hitsAddend };
 }

@@ -2,13 +2,14 @@ import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest }
 import type { CompiledConfig } from '../../core/config-model.js';
 import type { HttpRequestInput } from '../../core/http-actions.js';
 import { latin1ToLossless } from '../../core/lossless-text.js';
-import { rateLimitHeaders, type HeaderStyle } from '../../core/response-headers.js';
+import { writeRateLimitHeaders, type HeaderSink, type HeaderStyle } from '../../core/response-headers.js';
 import type { Decision } from '../../core/types.js';
 import { InvalidRequestError, RateLimitError, StoreUnavailableError, type ErrorCode } from '../../errors.js';
 import type { Api, DecisionService } from '../../service.js';
 import type { Logger } from '../../telemetry/logger.js';
 import type { Metrics } from '../../telemetry/metrics.js';
 import { checkBodyText, decodeCheckBody } from './check-body.js';
+import { checkResponseJson } from './check-response.js';
 import type { ClientAddressResolver } from './client-address.js';
 import type { TlsMaterial } from '../tls-files.js';
 import { DEFAULT_HTTP_CONNECTION_LIMITS, HttpWire, writeClientError, type HttpConnectionLimits } from './node-server.js';
@@ -85,31 +86,15 @@ export function httpError(error: unknown): { status: number; body: ErrorBody } {
   return { status: 500, body: INTERNAL_ERROR_BODY };
 }
 
+const replyHeader: HeaderSink<FastifyReply> = (reply, name, value) => {
+  reply.header(name, value);
+};
+
 function setDecisionHeaders(reply: FastifyReply, decision: Decision, style: HeaderStyle): void {
-  for (const [name, value] of rateLimitHeaders(decision, style)) reply.header(name, value);
+  writeRateLimitHeaders(decision, style, replyHeader, reply);
 }
 
-function statusBody(decision: Decision): unknown {
-  return {
-    overall_code: decision.overallCode,
-    statuses: decision.statuses.map((status) => ({
-      code: status.code,
-      limit: status.limit === null
-        ? null
-        : {
-            requests_per_unit: status.limit.requestsPerUnit,
-            unit: status.limit.unit,
-            burst: status.limit.burst,
-            ...(status.limit.unitMultiplier === undefined ? {} : { unit_multiplier: status.limit.unitMultiplier }),
-            ...(status.limit.name === undefined ? {} : { name: status.limit.name }),
-          },
-      limit_remaining: status.limitRemaining,
-      duration_until_reset_ms: status.durationUntilResetMs,
-      ...(status.code === 'OVER_LIMIT' ? { retry_after_s: status.retryAfterS } : {}),
-      ...(status.unsatisfiable === true ? { unsatisfiable: true } : {}),
-    })),
-  };
-}
+const JSON_CONTENT_TYPE = 'application/json; charset=utf-8';
 
 /**
  * Header lookup for forward auth, over the raw header lines: names are
@@ -133,45 +118,6 @@ function rawHeaderLookup(rawHeaders: readonly string[]): (lowerCaseName: string)
     return value === undefined ? undefined : latin1ToLossless(value);
   };
 }
-
-/** The /v1/check body, for fastify's compiled serializer (faster than JSON.stringify on the hot path). */
-const CHECK_RESPONSE_SCHEMA = {
-  type: 'object',
-  properties: {
-    overall_code: { type: 'string' },
-    statuses: {
-      type: 'array',
-      items: {
-        type: 'object',
-        properties: {
-          code: { type: 'string' },
-          limit: {
-            anyOf: [
-              { type: 'null' },
-              {
-                type: 'object',
-                properties: {
-                  requests_per_unit: { type: 'integer' },
-                  unit: { type: 'string' },
-                  burst: { type: 'integer' },
-                  unit_multiplier: { type: 'integer' },
-                  name: { type: 'string' },
-                },
-                required: ['requests_per_unit', 'unit', 'burst'],
-              },
-            ],
-          },
-          limit_remaining: { type: 'integer' },
-          duration_until_reset_ms: { type: 'integer' },
-          retry_after_s: { type: 'integer' },
-          unsatisfiable: { type: 'boolean' },
-        },
-        required: ['code', 'limit', 'limit_remaining', 'duration_until_reset_ms'],
-      },
-    },
-  },
-  required: ['overall_code', 'statuses'],
-} as const;
 
 const AUTH_PREFIX = '/v1/auth';
 
@@ -253,7 +199,7 @@ export function createHttpServer(options: HttpServerOptions): HttpServer {
   void app.register(async (scope) => {
     scope.removeAllContentTypeParsers();
     scope.addContentTypeParser('*', { parseAs: 'buffer' }, (_request, body, done) => done(null, body));
-    scope.post('/v1/check', { schema: { response: { 200: CHECK_RESPONSE_SCHEMA, 429: CHECK_RESPONSE_SCHEMA } } }, async (request, reply) => {
+    scope.post('/v1/check', async (request, reply) => {
       const encoding = request.headers['content-encoding'];
       if (encoding !== undefined && encoding.toLowerCase() !== 'identity') {
         throw new InvalidRequestError('content-encoding', `"${encoding}" is not supported: send the JSON body uncompressed`);
@@ -263,7 +209,7 @@ export function createHttpServer(options: HttpServerOptions): HttpServer {
       const body = decodeCheckBody(raw);
       const decision = await service.decide({ ...body, domain: service.resolveDomain(body.domain) }, 'http_check');
       setDecisionHeaders(reply, decision, headerStyle);
-      return reply.code(decision.overallCode === 'OK' ? 200 : 429).send(statusBody(decision));
+      return reply.code(decision.overallCode === 'OK' ? 200 : 429).header('content-type', JSON_CONTENT_TYPE).send(checkResponseJson(decision));
     });
   });
 
