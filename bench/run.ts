@@ -9,11 +9,12 @@ import { startCpuMeter, type CpuMeter } from './cpu.js';
 import { AUTHZ_PATH, RLS_PATH, authzRequest, rlsRequest } from './grpc-messages.js';
 import { grpcLoad, hasH2load, H2LOAD_CONNECTIONS, H2LOAD_PROCS, H2LOAD_STREAMS, GRPCJS_CONCURRENCY } from './load-grpc.js';
 import { AUTOCANNON_CONNECTIONS, httpLoad } from './load-http.js';
+import { rateLoad } from './load-rate.js';
 import type { LoadResult } from './load-result.js';
 import { probeGrpc } from './probe.js';
 import { installCleanup, makeTempDir, removeTempDir, runCommand, stopAll } from './procs.js';
 import { clusterCommandStats, commandDelta, redisVersion, startRedisCluster, startSingleRedis, type RedisDeployment } from './redis-procs.js';
-import { checkLines, machineInfo, machineLines, table, targetChecks, writeBenchmarksMd, type Api, type Row, type Store } from './report.js';
+import { LATENCY_LOADS, checkLines, latencyTable, machineInfo, machineLines, table, targetChecks, writeBenchmarksMd, type Api, type Row, type Store } from './report.js';
 import { outcomeDelta, scrapeDecisions } from './server-metrics.js';
 import { EXTRA_SERVER_ARGS, startBareServer, startOurServer, type ServerUnderTest } from './servers.js';
 import { checkBody, clientKey, type Shape } from './workload.js';
@@ -38,8 +39,8 @@ installCleanup(async () => {
 
 const rows: Row[] = [];
 
-function row(id: string, kind: Row['kind'], api: Api, store: Store, shape: Shape): Row {
-  const r: Row = { id, kind, api, store, shape };
+function row(id: string, kind: Row['kind'], api: Api, store: Store, shape: Shape, informational = false): Row {
+  const r: Row = { id, kind, api, store, shape, ...(informational ? { informational } : {}) };
   rows.push(r);
   return r;
 }
@@ -111,6 +112,32 @@ async function measure(r: Row, server: ServerUnderTest, redis: RedisDeployment |
   }
   const rate = r.result === undefined ? '—' : Math.round(r.result.rate).toString();
   log(`  ${r.id.padEnd(24)} ${r.error === undefined ? `${rate}/s p50 ${r.result?.p50Ms.toFixed(2)} ms p99 ${r.result?.p99Ms.toFixed(2)} ms errors ${r.result?.errors}` : `FAILED: ${r.error.split('\n')[0]}`}`);
+  if (r.kind === 'ours' && r.shape === 'spread' && (r.store === 'memory' || r.store === 'cluster') && r.error === undefined && r.result !== undefined) {
+    await measureLatency(r, server, r.result.rate);
+  }
+}
+
+/** p50/p99 at constant shares of the row's saturated rate (h2load --rps). */
+async function measureLatency(r: Row, server: ServerUnderTest, saturated: number): Promise<void> {
+  if (!(await hasH2load())) return;
+  r.latency = [];
+  for (const load of LATENCY_LOADS) {
+    const point: NonNullable<Row['latency']>[number] = { load };
+    r.latency.push(point);
+    try {
+      const port = r.api === 'http' ? server.httpPort : server.grpcPort;
+      if (port === undefined) throw new Error('no port');
+      const options = r.api === 'http'
+        ? { port, path: '/v1/check' }
+        : { port, path: r.api === 'authz' ? AUTHZ_PATH : RLS_PATH, encode: r.api === 'authz' ? authzRequest : rlsRequest };
+      await rateLoad({ ...options, rate: saturated * load, seconds: warmS, tmpDir: tmp });
+      point.result = await rateLoad({ ...options, rate: saturated * load, seconds: measureS, tmpDir: tmp });
+      log(`    at ${Math.round(load * 100)}%: ${Math.round(point.result.rate)}/s p50 ${point.result.p50Ms.toFixed(2)} ms p99 ${point.result.p99Ms.toFixed(2)} ms errors ${point.result.errors}`);
+    } catch (error: unknown) {
+      point.error = error instanceof Error ? error.message : String(error);
+      log(`    at ${Math.round(load * 100)}%: FAILED: ${point.error.split('\n')[0]}`);
+    }
+  }
 }
 
 /** Runs `rows` against a server started by `start`; a start failure marks every row failed. */
@@ -162,7 +189,10 @@ async function main(): Promise<void> {
   log(`bench: ${measureS} s measured + ${warmS} s warm-up per row${quick ? ' (quick)' : ''}; HTTP autocannon c=${AUTOCANNON_CONNECTIONS}; gRPC ${h2 ? `h2load ${H2LOAD_PROCS} procs × c=${H2LOAD_CONNECTIONS} × m=${H2LOAD_STREAMS}` : `grpc-js client, ${GRPCJS_CONCURRENCY} in flight`}`);
 
   await group('baseline: bare fastify', [row('bare fastify', 'baseline', 'http', 'none', 'spread')], () => startBareServer('bare-fastify', 'http'));
-  await group('baseline: bare grpc-js', [row('bare grpc-js', 'baseline', 'rls', 'none', 'spread')], () => startBareServer('bare-grpc', 'grpc'));
+  await group('baseline: bare grpc-js, decoding the request (proto-loader)', [row('bare grpc-js', 'baseline', 'rls', 'none', 'spread')],
+    () => startBareServer('bare-grpc', 'grpc', ['--decode']));
+  await group('baseline: bare grpc-js, no work at all', [row('bare grpc-js, no decoding', 'baseline', 'rls', 'none', 'spread', true)],
+    () => startBareServer('bare-grpc', 'grpc'));
 
   const oursRows = (store: Store, label: string, attack: boolean): Row[] => [
     row(`HTTP ${label}`, 'ours', 'http', store, 'spread'),
@@ -193,7 +223,8 @@ async function main(): Promise<void> {
   const machine = machineInfo(await redisVersion(), h2version);
   const checks = targetChecks(rows);
   const tableText = table(rows);
-  log(`\n${machineLines(machine)}\n\n${tableText}\n\n${checkLines(checks)}\n`);
+  const latencyText = latencyTable(rows);
+  log(`\n${machineLines(machine)}\n\n${tableText}\n\n${latencyText}\n\n${checkLines(checks)}\n`);
 
   if (quick || values['no-write'] === true || only !== undefined) {
     log('BENCHMARKS.md not written (quick, --no-write or --only run).');
@@ -211,6 +242,13 @@ async function main(): Promise<void> {
     `  "attack" = 90% of requests on one key limited to 10/s, 10% spread.`,
     '',
     tableText,
+    '',
+    '### Latency at a constant rate',
+    '',
+    'Each row\'s server again, asked for a constant share of the rate it reached above (h2load `--rps`: HTTP/1.1',
+    'for /v1/check, one request in flight per connection; HTTP/2 for gRPC), latency of every request from h2load\'s log.',
+    '',
+    latencyText,
     '',
     '### Target checks',
     '',

@@ -55,7 +55,7 @@ export class LimiterDecisionService implements DecisionService {
     return descriptorsFromHttp(compiled.httpDescriptors, request).map((entries) => ({ entries }));
   }
 
-  async decide(asked: DecisionRequest, api: Api): Promise<Decision> {
+  decide(asked: DecisionRequest, api: Api): Decision | Promise<Decision> {
     // /v1/check callers build descriptors on purpose: an over-long value is their
     // bug (400). Elsewhere a client chose it, and an error would fail open.
     const request = api === 'http_check' ? asked : digestLongValues(asked, this.bounds.maxKeyOrValueBytes, this.options.digest);
@@ -64,26 +64,38 @@ export class LimiterDecisionService implements DecisionService {
     const config = this.options.config();
     const known = config.domains.has(request.domain);
     const domainLabel = known ? request.domain : UNKNOWN_DOMAIN_LABEL;
-    const { metrics } = this.options;
-    let decision: Decision;
+    let decided: Decision | Promise<Decision>;
     try {
-      decision = await this.options.limiter.decide(config, request);
+      decided = this.options.limiter.decide(config, request);
     } catch (error: unknown) {
-      metrics.countDecision(domainLabel, api, 'store_failure', (performance.now() - started) / 1000);
+      this.options.metrics.countDecision(domainLabel, api, 'store_failure', (performance.now() - started) / 1000);
       throw error;
     }
+    if (!(decided instanceof Promise)) return this.counted(decided, request.domain, known, domainLabel, api, started);
+    return decided.then(
+      (decision) => this.counted(decision, request.domain, known, domainLabel, api, started),
+      (error: unknown) => {
+        this.options.metrics.countDecision(domainLabel, api, 'store_failure', (performance.now() - started) / 1000);
+        throw error;
+      },
+    );
+  }
+
+  /** Counts a decision in the metrics and returns it. */
+  private counted(decision: Decision, domain: string, known: boolean, domainLabel: string, api: Api, started: number): Decision {
+    const { metrics } = this.options;
     metrics.countDecision(domainLabel, api, outcomeOf(decision), (performance.now() - started) / 1000);
     if (known) {
       for (const status of decision.statuses) {
         if (status.rule === undefined) continue;
         const outcome = status.code === 'OVER_LIMIT' ? 'over_limit' : status.shadowOverLimit ? 'shadow_over_limit' : 'ok';
-        metrics.countRule(request.domain, status.rule, outcome);
+        metrics.countRule(domain, status.rule, outcome);
       }
     }
     return decision;
   }
 
-  decideHttp(requestedDomain: string | undefined, request: HttpRequestInput, api: Api): Promise<Decision> {
+  decideHttp(requestedDomain: string | undefined, request: HttpRequestInput, api: Api): Decision | Promise<Decision> {
     return decideHttpRequest(this, requestedDomain, request, api);
   }
 

@@ -24,18 +24,20 @@ export interface DecisionService {
   /** Descriptors an HTTP request produces under the domain's `http.descriptors`; [] for an unknown domain. */
   descriptorsFromHttp(domain: string, request: HttpRequestInput): Descriptor[];
   /**
-   * Checks bounds (InvalidRequestError naming the field), decides, records
-   * metrics. Rejects with StoreUnavailableError when the store failed and the
-   * policy is `deny`.
+   * Checks bounds (throws InvalidRequestError naming the field), decides,
+   * records metrics. Returns the decision itself when the store decided at
+   * once (the memory store: no promise, no turn of the event loop), else a
+   * promise of it, which rejects with StoreUnavailableError when the store
+   * failed and the policy is `deny`.
    */
-  decide(request: DecisionRequest, api: Api): Promise<Decision>;
+  decide(request: DecisionRequest, api: Api): Decision | Promise<Decision>;
   /**
    * Forward auth and ext_authz: resolves the domain (`requestedDomain`, else
    * the default), builds the descriptors the domain's `http.descriptors`
    * make of `request`, allows at once when there are none (no store call, no
-   * metric), else decides. Rejects as resolveDomain and decide do.
+   * metric), else decides. Throws and returns as resolveDomain and decide do.
    */
-  decideHttp(requestedDomain: string | undefined, request: HttpRequestInput, api: Api): Promise<Decision>;
+  decideHttp(requestedDomain: string | undefined, request: HttpRequestInput, api: Api): Decision | Promise<Decision>;
   /** Config loaded and store usable (or fallback active). */
   readiness(): { ready: boolean; detail: string };
 }
@@ -45,12 +47,12 @@ export interface DecisionService {
  * orchestration behind forward auth (HTTP) and ext_authz (gRPC), shared by
  * every implementation (test doubles included) so the transports only translate.
  */
-export async function decideHttpRequest(
+export function decideHttpRequest(
   service: Pick<DecisionService, 'resolveDomain' | 'descriptorsFromHttp' | 'decide'>,
   requestedDomain: string | undefined,
   request: HttpRequestInput,
   api: Api,
-): Promise<Decision> {
+): Decision | Promise<Decision> {
   const domain = service.resolveDomain(requestedDomain);
   const descriptors = service.descriptorsFromHttp(domain, request);
   // No descriptor: allowed, nothing to report (and no store call, no metric).

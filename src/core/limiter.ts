@@ -2,7 +2,7 @@ import type { CompiledConfig, CompiledDomain } from './config-model.js';
 import { bucketKey, encodeEntries, slotTagFor, type Digest } from './keys.js';
 import { compileLimit } from './limit.js';
 import { compileRuleLimit, matchRule, type CompiledRule, type RuleLimit } from './rules.js';
-import type { Store } from './store.js';
+import type { Store, StoreDecision } from './store.js';
 import type {
   BucketOp, BucketOutcome, Decision, DecisionRequest, Descriptor, DescriptorStatus, Entry, LimitOverride,
 } from './types.js';
@@ -40,7 +40,11 @@ export class Limiter {
     this.options = options;
   }
 
-  async decide(config: CompiledConfig, request: DecisionRequest): Promise<Decision> {
+  /**
+   * The decision, at once when the store can decide at once (Store.applyNow),
+   * else a promise of it.
+   */
+  decide(config: CompiledConfig, request: DecisionRequest): Decision | Promise<Decision> {
     const { descriptors } = request;
     const domain = config.domains.get(request.domain);
     const statuses: DescriptorStatus[] = new Array(descriptors.length);
@@ -87,46 +91,11 @@ export class Limiter {
       }
       if (ops.length === first) statuses[i] = NO_LIMIT_STATUS;
     }
-    let storeFailure: Decision['storeFailure'];
-    let outcomes: BucketOutcome[] = [];
-    if (ops.length > 0) {
-      const result = await this.options.store.apply(ops);
-      outcomes = result.outcomes;
-      storeFailure = result.fallback;
-    }
-    // One status per limit, then per descriptor the most restrictive of its limits.
-    let overallCode: Decision['overallCode'] = 'OK';
-    let shadowOverLimit = false;
-    let quotaDescriptors = 0;
-    let quotaDescriptorsOver = 0;
-    for (let k = 0; k < ops.length;) {
-      const i = opIndex[k]!;
-      let end = k + 1;
-      while (end < ops.length && opIndex[end] === i) end++;
-      const rule = rules[i]!;
-      let status = limitStatus(ops[k]!, outcomes[k]!, opLimits[k]!, rule);
-      if (end - k > 1) {
-        const all: DescriptorStatus[] = [status];
-        for (let j = k + 1; j < end; j++) {
-          const next = limitStatus(ops[j]!, outcomes[j]!, opLimits[j]!, rule);
-          all.push(next);
-          if (moreRestrictive(next, status)) status = next;
-        }
-        status = { ...status, limitStatuses: all };
-      }
-      statuses[i] = status;
-      if (status.shadowOverLimit) shadowOverLimit = true;
-      if (status.quota === true) {
-        quotaDescriptors++;
-        if (status.code === 'OVER_LIMIT') quotaDescriptorsOver++;
-      } else if (status.code === 'OVER_LIMIT') {
-        overallCode = 'OVER_LIMIT';
-      }
-      k = end;
-    }
-    // envoyproxy/ratelimit's quota_mode: over when every quota descriptor is.
-    if (quotaDescriptors > 0 && quotaDescriptors === quotaDescriptorsOver) overallCode = 'OVER_LIMIT';
-    return { overallCode, statuses, storeFailure, shadowOverLimit };
+    const batch: Batch = { rules, statuses, ops, opIndex, opLimits };
+    if (ops.length === 0) return finish(batch, NO_OUTCOMES);
+    const { store } = this.options;
+    if (store.applyNow !== undefined) return finish(batch, store.applyNow(ops));
+    return store.apply(ops).then((result) => finish(batch, result));
   }
 
   private matchRules(domain: CompiledDomain, descriptors: readonly Descriptor[]): (CompiledRule | undefined)[] {
@@ -161,6 +130,57 @@ export class Limiter {
     }
     return rule;
   }
+}
+
+/** A request's store batch and what the decision needs of it besides the outcomes. */
+interface Batch {
+  readonly rules: readonly (CompiledRule | undefined)[];
+  /** Filled for descriptors without ops; finish fills the rest. */
+  readonly statuses: DescriptorStatus[];
+  readonly ops: readonly BucketOp[];
+  /** For op k: the descriptor it belongs to and the limit it applies. */
+  readonly opIndex: readonly number[];
+  readonly opLimits: readonly RuleLimit[];
+}
+
+const NO_OUTCOMES: StoreDecision = Object.freeze({ outcomes: [], fallback: undefined });
+
+/** The decision from a batch's outcomes: one status per limit, then per descriptor the most restrictive of its limits. */
+function finish(batch: Batch, result: StoreDecision): Decision {
+  const { rules, statuses, ops, opIndex, opLimits } = batch;
+  const { outcomes } = result;
+  let overallCode: Decision['overallCode'] = 'OK';
+  let shadowOverLimit = false;
+  let quotaDescriptors = 0;
+  let quotaDescriptorsOver = 0;
+  for (let k = 0; k < ops.length;) {
+    const i = opIndex[k]!;
+    let end = k + 1;
+    while (end < ops.length && opIndex[end] === i) end++;
+    const rule = rules[i]!;
+    let status = limitStatus(ops[k]!, outcomes[k]!, opLimits[k]!, rule);
+    if (end - k > 1) {
+      const all: DescriptorStatus[] = [status];
+      for (let j = k + 1; j < end; j++) {
+        const next = limitStatus(ops[j]!, outcomes[j]!, opLimits[j]!, rule);
+        all.push(next);
+        if (moreRestrictive(next, status)) status = next;
+      }
+      status = { ...status, limitStatuses: all };
+    }
+    statuses[i] = status;
+    if (status.shadowOverLimit) shadowOverLimit = true;
+    if (status.quota === true) {
+      quotaDescriptors++;
+      if (status.code === 'OVER_LIMIT') quotaDescriptorsOver++;
+    } else if (status.code === 'OVER_LIMIT') {
+      overallCode = 'OVER_LIMIT';
+    }
+    k = end;
+  }
+  // envoyproxy/ratelimit's quota_mode: over when every quota descriptor is.
+  if (quotaDescriptors > 0 && quotaDescriptors === quotaDescriptorsOver) overallCode = 'OVER_LIMIT';
+  return { overallCode, statuses, storeFailure: result.fallback, shadowOverLimit };
 }
 
 const OVERRIDE_RULE_ID = 'limit_override';

@@ -52,7 +52,11 @@ export class MemoryStore implements Store {
   }
 
   apply(ops: readonly BucketOp[]): Promise<StoreDecision> {
-    return Promise.resolve({ outcomes: this.applySync(ops), fallback: undefined });
+    return Promise.resolve(this.applyNow(ops));
+  }
+
+  applyNow(ops: readonly BucketOp[]): StoreDecision {
+    return { outcomes: this.applySync(ops), fallback: undefined };
   }
 
   /** Decides and commits synchronously (tests use it). */

@@ -21,7 +21,7 @@ function limiter(config: CompiledConfig, domain: string) {
     store, shadow: false, keyPrefix: 'rl:', digest: (x) => x,
   });
   return (...descriptors: Entry[][]): Promise<Decision> =>
-    instance.decide(config, { domain, descriptors: descriptors.map((list): Descriptor => ({ entries: list })) });
+    Promise.resolve(instance.decide(config, { domain, descriptors: descriptors.map((list): Descriptor => ({ entries: list })) }));
 }
 
 async function allowed(decide: () => Promise<Decision>, attempts: number): Promise<number> {

@@ -66,9 +66,10 @@ const check = (descriptor: Descriptor): Descriptor => ({ ...descriptor, hitsAdde
 
 class RecordingStore extends MemoryStore {
   batches: BucketOp[][] = [];
-  override apply(ops: readonly BucketOp[]): Promise<StoreDecision> {
+  // The limiter calls applyNow on a store that has it (apply goes through it too).
+  override applyNow(ops: readonly BucketOp[]): StoreDecision {
     this.batches.push([...ops]);
-    return super.apply(ops);
+    return super.applyNow(ops);
   }
 }
 
@@ -88,7 +89,7 @@ function limiter(options: { quotaMode?: boolean } = {}) {
   return {
     store,
     decide: (descriptors: Descriptor[], hitsAddend?: number): Promise<Decision> =>
-      instance.decide(config, hitsAddend === undefined ? { domain: 'shop', descriptors } : { domain: 'shop', descriptors, hitsAddend }),
+      Promise.resolve(instance.decide(config, hitsAddend === undefined ? { domain: 'shop', descriptors } : { domain: 'shop', descriptors, hitsAddend })),
     advance: (us: number) => { now += us; },
   };
 }

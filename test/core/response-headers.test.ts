@@ -37,7 +37,7 @@ function limiter() {
     store, shadow: false, keyPrefix: 'rl:', digest: (x) => x,
   });
   return (descriptors: Descriptor[], hitsAddend?: number): Promise<Decision> =>
-    instance.decide(config, hitsAddend === undefined ? { domain: 'shop', descriptors } : { domain: 'shop', descriptors, hitsAddend });
+    Promise.resolve(instance.decide(config, hitsAddend === undefined ? { domain: 'shop', descriptors } : { domain: 'shop', descriptors, hitsAddend }));
 }
 
 const asObject = (headers: Array<[string, string]>) => Object.fromEntries(headers);

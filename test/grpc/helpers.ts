@@ -46,7 +46,7 @@ export class FakeDecisionService implements DecisionService {
     return this.answer(request);
   }
 
-  decideHttp(requestedDomain: string | undefined, input: HttpRequestInput, api: Api): Promise<Decision> {
+  decideHttp(requestedDomain: string | undefined, input: HttpRequestInput, api: Api): Decision | Promise<Decision> {
     return decideHttpRequest(this, requestedDomain, input, api);
   }
 

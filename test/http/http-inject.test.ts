@@ -27,7 +27,7 @@ class ScriptedService implements DecisionService {
     this.decided++;
     return this.next();
   }
-  decideHttp(requestedDomain: string | undefined, request: HttpRequestInput, api: Api): Promise<Decision> {
+  decideHttp(requestedDomain: string | undefined, request: HttpRequestInput, api: Api): Decision | Promise<Decision> {
     return decideHttpRequest(this, requestedDomain, request, api);
   }
   readiness() { return { ready: false, detail: 'store down; deciding with: none' }; }

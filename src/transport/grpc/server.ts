@@ -7,7 +7,7 @@ import {
   type sendUnaryData,
 } from '@grpc/grpc-js';
 import type { HeaderStyle } from '../../core/response-headers.js';
-import type { DecisionRequest } from '../../core/types.js';
+import type { Decision, DecisionRequest } from '../../core/types.js';
 import type { DecisionService } from '../../service.js';
 import { encodeCheckResponse } from './authz-codec.js';
 import type { CheckHttpRequest } from './check-http-request.js';
@@ -86,14 +86,14 @@ export function createGrpcServer(service: DecisionService, options: GrpcServerOp
     }
   }
 
-  // Plain async functions, not a closure per call: the request was decoded by
-  // the service definition into a core type, or into the Error saying why not.
-  async function shouldRateLimit(call: ServerUnaryCall<DecisionRequest | Error, Buffer>, callback: sendUnaryData<Buffer>): Promise<void> {
+  // Plain functions, not a closure per call: the request was decoded by the
+  // service definition into a core type, or into the Error saying why not.
+  // A decision made at once (memory store) is answered in the same turn; a
+  // Redis decision is a promise.
+  function answerRls(callback: sendUnaryData<Buffer>, decision: Decision): void {
     let response: Buffer;
     try {
-      const request = call.request;
-      if (request instanceof Error) throw request;
-      response = encodeRateLimitResponse(await service.decide(request, 'grpc_rls'), responseHeaders, headerStyle);
+      response = encodeRateLimitResponse(decision, responseHeaders, headerStyle);
     } catch (error: unknown) {
       reply('ShouldRateLimit', callback, toGrpcError(error, 'ShouldRateLimit', logger));
       return;
@@ -101,18 +101,53 @@ export function createGrpcServer(service: DecisionService, options: GrpcServerOp
     reply('ShouldRateLimit', callback, null, response);
   }
 
-  async function check(call: ServerUnaryCall<CheckHttpRequest | Error, Buffer>, callback: sendUnaryData<Buffer>): Promise<void> {
-    let response: Buffer;
+  function shouldRateLimit(call: ServerUnaryCall<DecisionRequest | Error, Buffer>, callback: sendUnaryData<Buffer>): void {
+    let decided: Decision | Promise<Decision>;
     try {
       const request = call.request;
       if (request instanceof Error) throw request;
-      const decision = await service.decideHttp(request.requestedDomain === '' ? undefined : request.requestedDomain, request, 'grpc_authz');
+      decided = service.decide(request, 'grpc_rls');
+    } catch (error: unknown) {
+      reply('ShouldRateLimit', callback, toGrpcError(error, 'ShouldRateLimit', logger));
+      return;
+    }
+    if (!(decided instanceof Promise)) answerRls(callback, decided);
+    else {
+      decided.then(
+        (decision) => answerRls(callback, decision),
+        (error: unknown) => reply('ShouldRateLimit', callback, toGrpcError(error, 'ShouldRateLimit', logger)),
+      );
+    }
+  }
+
+  function answerCheck(callback: sendUnaryData<Buffer>, decision: Decision): void {
+    let response: Buffer;
+    try {
       response = encodeCheckResponse(decision.statuses.length === 0 ? undefined : decision, headerStyle);
     } catch (error: unknown) {
       reply('Check', callback, toGrpcError(error, 'Check', logger));
       return;
     }
     reply('Check', callback, null, response);
+  }
+
+  function check(call: ServerUnaryCall<CheckHttpRequest | Error, Buffer>, callback: sendUnaryData<Buffer>): void {
+    let decided: Decision | Promise<Decision>;
+    try {
+      const request = call.request;
+      if (request instanceof Error) throw request;
+      decided = service.decideHttp(request.requestedDomain === '' ? undefined : request.requestedDomain, request, 'grpc_authz');
+    } catch (error: unknown) {
+      reply('Check', callback, toGrpcError(error, 'Check', logger));
+      return;
+    }
+    if (!(decided instanceof Promise)) answerCheck(callback, decided);
+    else {
+      decided.then(
+        (decision) => answerCheck(callback, decision),
+        (error: unknown) => reply('Check', callback, toGrpcError(error, 'Check', logger)),
+      );
+    }
   }
 
   server.addService(rateLimitServiceDefinition(service.bounds), { ShouldRateLimit: shouldRateLimit } as UntypedServiceImplementation);

@@ -95,6 +95,8 @@ function setDecisionHeaders(reply: FastifyReply, decision: Decision, style: Head
 }
 
 const JSON_CONTENT_TYPE = 'application/json; charset=utf-8';
+const AUTH_OK_BODY = JSON.stringify({ overall_code: 'OK' });
+const AUTH_DENIED_BODY = JSON.stringify({ overall_code: 'OVER_LIMIT', message: 'rate limit exceeded' });
 
 /**
  * Header lookup for forward auth, over the raw header lines: names are
@@ -199,7 +201,9 @@ export function createHttpServer(options: HttpServerOptions): HttpServer {
   void app.register(async (scope) => {
     scope.removeAllContentTypeParsers();
     scope.addContentTypeParser('*', { parseAs: 'buffer' }, (_request, body, done) => done(null, body));
-    scope.post('/v1/check', async (request, reply) => {
+    // Not async: with the memory store the decision is made at once and the
+    // answer sent in the same turn (no promise); a Redis decision is a promise.
+    scope.post('/v1/check', (request, reply) => {
       const encoding = request.headers['content-encoding'];
       if (encoding !== undefined && encoding.toLowerCase() !== 'identity') {
         throw new InvalidRequestError('content-encoding', `"${encoding}" is not supported: send the JSON body uncompressed`);
@@ -207,18 +211,31 @@ export function createHttpServer(options: HttpServerOptions): HttpServer {
       const raw = Buffer.isBuffer(request.body) ? checkBodyText(request.body) : '';
       if (raw === '') throw new InvalidRequestError('body', 'required: a JSON object with descriptors');
       const body = decodeCheckBody(raw);
-      const decision = await service.decide({ ...body, domain: service.resolveDomain(body.domain) }, 'http_check');
-      setDecisionHeaders(reply, decision, headerStyle);
-      return reply.code(decision.overallCode === 'OK' ? 200 : 429).header('content-type', JSON_CONTENT_TYPE).send(checkResponseJson(decision));
+      const decided = service.decide({ ...body, domain: service.resolveDomain(body.domain) }, 'http_check');
+      if (decided instanceof Promise) return decided.then((decision) => sendCheck(reply, decision));
+      sendCheck(reply, decided);
+      return undefined;
     });
   });
 
-  async function forwardAuth(request: FastifyRequest, reply: FastifyReply, api: Api, denyStatus: number): Promise<FastifyReply> {
-    const forwarded = forwardedRequest(request, clientAddress);
-    const decision = await service.decideHttp(forwarded.header('x-ratelimit-domain'), forwarded, api);
+  function sendCheck(reply: FastifyReply, decision: Decision): FastifyReply {
     setDecisionHeaders(reply, decision, headerStyle);
-    if (decision.overallCode === 'OK') return reply.code(200).send({ overall_code: 'OK' });
-    return reply.code(denyStatus).send({ overall_code: 'OVER_LIMIT', message: 'rate limit exceeded' });
+    return reply.code(decision.overallCode === 'OK' ? 200 : 429).header('content-type', JSON_CONTENT_TYPE).send(checkResponseJson(decision));
+  }
+
+  function sendAuth(reply: FastifyReply, decision: Decision, denyStatus: number): FastifyReply {
+    setDecisionHeaders(reply, decision, headerStyle);
+    const allowed = decision.overallCode === 'OK';
+    return reply.code(allowed ? 200 : denyStatus).header('content-type', JSON_CONTENT_TYPE).send(allowed ? AUTH_OK_BODY : AUTH_DENIED_BODY);
+  }
+
+  /** Forward auth; sends at once when the decision is made at once (see /v1/check). */
+  function forwardAuth(request: FastifyRequest, reply: FastifyReply, api: Api, denyStatus: number): Promise<FastifyReply> | undefined {
+    const forwarded = forwardedRequest(request, clientAddress);
+    const decided = service.decideHttp(forwarded.header('x-ratelimit-domain'), forwarded, api);
+    if (decided instanceof Promise) return decided.then((decision) => sendAuth(reply, decision, denyStatus));
+    sendAuth(reply, decided, denyStatus);
+    return undefined;
   }
 
   app.all('/v1/auth/nginx', (request, reply) => forwardAuth(request, reply, 'http_auth_nginx', 403));
