@@ -23,7 +23,7 @@ function rawCall(client: grpc.Client, path: string, body: Buffer): Promise<{ err
   });
 }
 
-t.test('issue 14', async (t) => {
+t.test('issue 14: bad input is INVALID_ARGUMENT', async (t) => {
   const h = await startAppHarness(join(FIXTURES, 'envoy-ratelimit'), { 'default-domain': 'openclaw' });
   t.teardown(() => h.close());
 
@@ -148,7 +148,7 @@ t.test('issue 14', async (t) => {
   });
 });
 
-t.test('issue 13', async (t) => {
+t.test('issue 14: keys are built from bytes', async (t) => {
   const h = await startAppHarness(join(FIXTURES, 'envoy-ratelimit'), { 'default-domain': 'openclaw' });
   t.teardown(() => h.close());
   const variants = [[0xff], [0xfe], [0xef, 0xbf, 0xbd]];
