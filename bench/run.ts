@@ -112,7 +112,11 @@ async function measure(r: Row, server: ServerUnderTest, redis: RedisDeployment |
   }
   const rate = r.result === undefined ? '—' : Math.round(r.result.rate).toString();
   log(`  ${r.id.padEnd(24)} ${r.error === undefined ? `${rate}/s p50 ${r.result?.p50Ms.toFixed(2)} ms p99 ${r.result?.p99Ms.toFixed(2)} ms errors ${r.result?.errors}` : `FAILED: ${r.error.split('\n')[0]}`}`);
-  if (r.kind === 'ours' && r.shape === 'spread' && (r.store === 'memory' || r.store === 'cluster') && r.error === undefined && r.result !== undefined) {
+  // Latency at constant rates: our memory and Cluster rows, and the baselines (the same generator at the
+  // same shares of their own rate: what the machine and the framework alone give).
+  const latencyRow = (r.kind === 'ours' && r.shape === 'spread' && (r.store === 'memory' || r.store === 'cluster'))
+    || (r.kind === 'baseline' && r.informational !== true);
+  if (latencyRow && r.error === undefined && r.result !== undefined) {
     await measureLatency(r, server, r.result.rate);
   }
 }
