@@ -35,6 +35,8 @@ export interface CountOptions {
   readonly v8Flags?: readonly string[];
   /** Keep the callgrind dump and the JIT code names (--perf-basic-prof) for a per-function split. */
   readonly profile?: boolean;
+  /** More flags for our server, e.g. ['--redis', 'redis://127.0.0.1:6379'] (a Redis the caller runs). */
+  readonly serverArgs?: readonly string[];
 }
 
 export interface CountResult {
@@ -68,7 +70,7 @@ export async function countInstructions(options: CountOptions): Promise<CountRes
   const serverArgs = options.server === 'bare'
     ? ['--import', 'tsx', join(ROOT, 'bench', 'servers', 'bare-fastify.ts'), '--port', String(httpPort)]
     : [join(dist, 'main.js'), 'serve', '--config', join(ROOT, 'bench', 'bench.yaml'), '--host', '127.0.0.1',
-      '--http-port', String(httpPort), '--grpc-port', String(grpcPort), '--log-level', 'warn'];
+      '--http-port', String(httpPort), '--grpc-port', String(grpcPort), '--log-level', 'warn', ...(options.serverArgs ?? [])];
   const valgrind = spawn('valgrind', [
     '--tool=callgrind', '--instr-atstart=no', `--callgrind-out-file=${join(tmp, 'cg.%p.out')}`,
     process.execPath, '--single-threaded', ...(options.profile === true ? ['--perf-basic-prof', '--no-logfile-per-isolate', `--logfile=${join(tmp, 'v8.log')}`] : []),

@@ -1,7 +1,9 @@
 // Instructions per request (callgrind; see callgrind.ts), for A/B on a busy machine:
 //
 //   node --import tsx bench/instructions.ts [--server ours|bare] [--api check|auth]
-//        [--dist DIR] [--warm N] [--count N] [--rounds N]
+//        [--dist DIR] [--warm N] [--count N] [--rounds N] [--redis URL]
+//
+// --redis: our server on that Redis (one you run), to count the Redis path.
 //
 // Prints one JSON line per round. Rounds of two builds can be alternated by
 // running this twice per round with different --dist.
@@ -16,6 +18,7 @@ const { values } = parseArgs({
     warm: { type: 'string', default: '40000' },
     count: { type: 'string', default: '3000' },
     rounds: { type: 'string', default: '1' },
+    redis: { type: 'string' },
   },
 });
 for (let round = 1; round <= Number(values.rounds); round++) {
@@ -23,6 +26,7 @@ for (let round = 1; round <= Number(values.rounds); round++) {
     server: values.server as CountedServer,
     api: values.api as CountedApi,
     ...(values.dist === undefined ? {} : { dist: values.dist }),
+    ...(values.redis === undefined ? {} : { serverArgs: ['--redis', values.redis] }),
     warm: Number(values.warm),
     count: Number(values.count),
   });

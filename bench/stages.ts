@@ -3,7 +3,7 @@
 // bare fastify and our server, from callgrind (see callgrind.ts):
 //
 //   node --import tsx bench/stages.ts [--api check|auth|both] [--dist DIR]
-//        [--warm N] [--count N] [--no-bare] [--top N] [--markdown]
+//        [--warm N] [--count N] [--no-bare] [--top N] [--save DIR] [--load FILE] [--redis URL]
 //
 // Two runs per server: one as it runs in production (the total), one with
 // V8's --no-turbo-inlining so that every JS function keeps its own code and
@@ -33,7 +33,8 @@ const ROOTS: readonly [RegExp, Stage][] = [
   [/JS:.(checkBodyText|forwardedRequest|rawHeaderLookup|latin1ToLossless|decodeUtf8Lossless) |\/transport\/http\/client-address\.js|\/transport\/http\/forwarded-request\.js/, 'decode'],
   [/JS:.(parseCheckRequest|decodeCheckBody|resolveDomain|checkDecisionRequest|digestLongValues|checkText|checkHitsAddend|utf8Length|text|optionalHits) |\/core\/request-bounds\.js|\/transport\/http\/check-body\.js/, 'validate'],
   [/\/core\/(rules|keys|http-actions)\.js|JS:.(matchRules|matchRule|overrideRule|sharedEntries|descriptorsFromHttp) /, 'match and keys'],
-  [/\/store\/memory-store\.js|\/core\/bucket\.js/, 'store'],
+  // The store: the memory store and bucket math; with --redis, our Redis store and the client (ioredis and its parser).
+  [/\/store\/memory-store\.js|\/core\/bucket\.js|\/store\/redis\/|\/node_modules\/(ioredis|redis-parser|denque|cluster-key-slot|standard-as-callback)\//, 'store'],
   [/\/core\/response-headers\.js|JS:.(setDecisionHeaders|rateLimitHeaders|mostRestrictiveStatus|writeDecisionHeaders) |\/transport\/http\/decision-headers\.js/, 'headers'],
   [/JS:.(statusBody|checkResponseJson|statusJson) |fast-json-stringify|^Builtins_JsonStringify|JsonStringifier|\/transport\/http\/check-response\.js|^JS:.anonymous\d* :\d+:\d+$/, 'encode'],
   [/\/telemetry\/|prom-client|node:internal\/perf\//, 'metrics'],
@@ -69,8 +70,12 @@ export interface StageProfile {
   readonly top: [string, number][];
 }
 
-export async function profileStages(label: string, server: CountedServer, api: CountedApi, options: { dist?: string; warm: number; count: number; save?: string }): Promise<StageProfile> {
-  const base = { server, api, warm: options.warm, count: options.count, ...(options.dist === undefined ? {} : { dist: options.dist }) };
+export async function profileStages(label: string, server: CountedServer, api: CountedApi, options: { dist?: string; warm: number; count: number; save?: string; serverArgs?: readonly string[] }): Promise<StageProfile> {
+  const base = {
+    server, api, warm: options.warm, count: options.count,
+    ...(options.dist === undefined ? {} : { dist: options.dist }),
+    ...(options.serverArgs === undefined || server === 'bare' ? {} : { serverArgs: options.serverArgs }),
+  };
   const plain = await countInstructions(base);
   const split = await countInstructions({ ...base, v8Flags: ['--no-turbo-inlining'], profile: true });
   if (options.save !== undefined) {
@@ -122,12 +127,14 @@ if (isMain) {
       top: { type: 'string', default: '0' },
       save: { type: 'string' },
       load: { type: 'string', multiple: true },
+      redis: { type: 'string' },
     },
   });
   const apis: CountedApi[] = values.api === 'both' ? ['check', 'auth'] : [values.api as CountedApi];
   const opts = {
     warm: Number(values.warm), count: Number(values.count),
     ...(values.dist === undefined ? {} : { dist: values.dist }), ...(values.save === undefined ? {} : { save: values.save }),
+    ...(values.redis === undefined ? {} : { serverArgs: ['--redis', values.redis] }),
   };
   const profiles: StageProfile[] = (values.load ?? []).map(loadProfile);
   if (values.load === undefined) for (const api of apis) {

@@ -93,9 +93,10 @@ export class WriteBack {
   }
 
   /** Writes back what is owed for these ops' keys, on their group's node. */
-  async before(group: OpGroup, ops: readonly BucketOp[]): Promise<void> {
+  /** A promise only when something is owed (the decision path awaits nothing otherwise). */
+  before(group: OpGroup, ops: readonly BucketOp[]): Promise<void> | undefined {
     const owed = this.debits.takeFor(ops);
-    if (owed.length > 0) await this.send(group, owed);
+    return owed.length > 0 ? this.send(group, owed) : undefined;
   }
 
   stop(): void {

@@ -257,7 +257,8 @@ class RedisStoreImpl implements RedisStore {
 
   /** Sends each group; MOVED batches go again, slot by slot, to their new owners. Never rejects. */
   private async decideGroups(ops: readonly BucketOp[], groups: readonly OpGroup[], round: number): Promise<GroupResult[]> {
-    const results = await Promise.all(groups.map((group) => this.runGroup(ops, group)));
+    // One group (every key of the request on one master: the usual case) needs no Promise.all.
+    const results = groups.length === 1 ? [await this.runGroup(ops, groups[0]!)] : await Promise.all(groups.map((group) => this.runGroup(ops, group)));
     const moved = results.filter((r) => r.decided?.result.status === 'moved');
     if (moved.length === 0) return results;
     const settled = results.filter((r) => r.decided?.result.status !== 'moved');
@@ -280,7 +281,8 @@ class RedisStoreImpl implements RedisStore {
     }
     try {
       // Admissions made locally while this key's master was down: Redis learns them before it decides again.
-      await this.writeBack.before(group, groupOps);
+      const owed = this.writeBack.before(group, groupOps);
+      if (owed !== undefined) await owed;
       const result = await this.batcher.submit(group.queue, group.node, group.routingKey, groupOps, (reply) => this.onLateReply(groupOps, group, late, reply));
       if (result.status === 'moved') return { ...base, decided: { result, evaluation: NOTHING_DECIDED } };
       return { ...base, decided: { result, evaluation: this.evaluateReply(groupOps, result) } };
