@@ -98,7 +98,9 @@ tap.test('failures and timeouts are recorded as status 0', async (t) => {
   t.equal(tally['gone']?.failed, 5, 'connection refused: failed');
   t.equal(tally['hung']?.failed, 5, 'no answer in time: failed');
   const hungLatency = result.records.filter((r) => r.region === 'hung').map((r) => r.latencyMs);
-  t.ok(hungLatency.every((ms) => ms >= 300 && ms < 1_500), `timed out near 300 ms: ${hungLatency.map((ms) => ms.toFixed(0)).join(',')}`);
+  // A timer's 300 ms are counted on libuv's loop clock (whole ms, read at the turn's start): against
+  // performance.now() it can fire up to 1 ms early (seen: 299.6 ms, printed "300").
+  t.ok(hungLatency.every((ms) => ms >= 299 && ms < 1_500), `timed out near 300 ms: ${hungLatency.map((ms) => ms.toFixed(1)).join(',')}`);
 });
 
 tap.test('summaries on known records', async (t) => {
