@@ -86,68 +86,58 @@ export function createGrpcServer(service: DecisionService, options: GrpcServerOp
     }
   }
 
-  // Plain functions, not a closure per call: the request was decoded by the
-  // service definition into a core type, or into the Error saying why not.
-  // A decision made at once (memory store) is answered in the same turn; a
-  // Redis decision is a promise.
-  function answerRls(callback: sendUnaryData<Buffer>, decision: Decision): void {
-    let response: Buffer;
-    try {
-      response = encodeRateLimitResponse(decision, responseHeaders, headerStyle);
-    } catch (error: unknown) {
-      reply('ShouldRateLimit', callback, toGrpcError(error, 'ShouldRateLimit', logger));
-      return;
-    }
-    reply('ShouldRateLimit', callback, null, response);
+  function fail(method: string, callback: sendUnaryData<Buffer>, error: unknown): void {
+    reply(method, callback, toGrpcError(error, method, logger));
   }
 
-  function shouldRateLimit(call: ServerUnaryCall<DecisionRequest | Error, Buffer>, callback: sendUnaryData<Buffer>): void {
+  function send(method: string, callback: sendUnaryData<Buffer>, decision: Decision, encode: (decision: Decision) => Buffer): void {
+    let response: Buffer;
+    try {
+      response = encode(decision);
+    } catch (error: unknown) {
+      fail(method, callback, error);
+      return;
+    }
+    reply(method, callback, null, response);
+  }
+
+  /**
+   * Decides a call and answers it. The request was decoded by the service
+   * definition into a core type, or into the Error saying why not. A decision
+   * made at once (memory store) is answered in the same turn with no closure
+   * made; a Redis decision is a promise. Every error becomes a gRPC status.
+   */
+  function answer<R>(
+    method: string,
+    callback: sendUnaryData<Buffer>,
+    request: R | Error,
+    decide: (request: R) => Decision | Promise<Decision>,
+    encode: (decision: Decision) => Buffer,
+  ): void {
     let decided: Decision | Promise<Decision>;
     try {
-      const request = call.request;
       if (request instanceof Error) throw request;
-      decided = service.decide(request, 'grpc_rls');
+      decided = decide(request);
     } catch (error: unknown) {
-      reply('ShouldRateLimit', callback, toGrpcError(error, 'ShouldRateLimit', logger));
+      fail(method, callback, error);
       return;
     }
-    if (!(decided instanceof Promise)) answerRls(callback, decided);
-    else {
-      decided.then(
-        (decision) => answerRls(callback, decision),
-        (error: unknown) => reply('ShouldRateLimit', callback, toGrpcError(error, 'ShouldRateLimit', logger)),
-      );
-    }
+    if (!(decided instanceof Promise)) send(method, callback, decided, encode);
+    else decided.then((decision) => send(method, callback, decision, encode), (error: unknown) => fail(method, callback, error));
   }
 
-  function answerCheck(callback: sendUnaryData<Buffer>, decision: Decision): void {
-    let response: Buffer;
-    try {
-      response = encodeCheckResponse(decision.statuses.length === 0 ? undefined : decision, headerStyle);
-    } catch (error: unknown) {
-      reply('Check', callback, toGrpcError(error, 'Check', logger));
-      return;
-    }
-    reply('Check', callback, null, response);
+  const decideRls = (request: DecisionRequest): Decision | Promise<Decision> => service.decide(request, 'grpc_rls');
+  const encodeRls = (decision: Decision): Buffer => encodeRateLimitResponse(decision, responseHeaders, headerStyle);
+  const decideCheck = (request: CheckHttpRequest): Decision | Promise<Decision> =>
+    service.decideHttp(request.requestedDomain === '' ? undefined : request.requestedDomain, request, 'grpc_authz');
+  const encodeCheck = (decision: Decision): Buffer => encodeCheckResponse(decision.statuses.length === 0 ? undefined : decision, headerStyle);
+
+  function shouldRateLimit(call: ServerUnaryCall<DecisionRequest | Error, Buffer>, callback: sendUnaryData<Buffer>): void {
+    answer('ShouldRateLimit', callback, call.request, decideRls, encodeRls);
   }
 
   function check(call: ServerUnaryCall<CheckHttpRequest | Error, Buffer>, callback: sendUnaryData<Buffer>): void {
-    let decided: Decision | Promise<Decision>;
-    try {
-      const request = call.request;
-      if (request instanceof Error) throw request;
-      decided = service.decideHttp(request.requestedDomain === '' ? undefined : request.requestedDomain, request, 'grpc_authz');
-    } catch (error: unknown) {
-      reply('Check', callback, toGrpcError(error, 'Check', logger));
-      return;
-    }
-    if (!(decided instanceof Promise)) answerCheck(callback, decided);
-    else {
-      decided.then(
-        (decision) => answerCheck(callback, decision),
-        (error: unknown) => reply('Check', callback, toGrpcError(error, 'Check', logger)),
-      );
-    }
+    answer('Check', callback, call.request, decideCheck, encodeCheck);
   }
 
   server.addService(rateLimitServiceDefinition(service.bounds), { ShouldRateLimit: shouldRateLimit } as UntypedServiceImplementation);
