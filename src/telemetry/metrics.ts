@@ -189,7 +189,7 @@ export class Metrics {
     registers: [this.registry],
     collect: (): void => this.ruleTally.flush(),
   });
-  readonly decisionDuration: Histogram<'api'> = new DecisionDurationHistogram({
+  readonly decisionDuration = new DecisionDurationHistogram({
     name: 'ratelimit_decision_duration_seconds',
     help: 'Time to decide one request, store call included.',
     buckets: DURATION_BUCKETS_S,
@@ -357,7 +357,7 @@ export class Metrics {
       this.decisionTally.add({ domain, api, outcome }, counts, index);
     }
     counts[index]!++;
-    (this.decisionDuration as DecisionDurationHistogram).observeApi(api, seconds);
+    this.decisionDuration.observeApi(api, seconds);
   }
 
   /** Counts one descriptor decision of a configured rule (labels from config only). */
