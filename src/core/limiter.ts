@@ -41,7 +41,7 @@ export class Limiter {
   }
 
   /**
-   * The decision, at once when the store can decide at once (Store.applyNow),
+   * The decision, at once when the store decides at once (see Store.apply),
    * else a promise of it.
    */
   decide(config: CompiledConfig, request: DecisionRequest): Decision | Promise<Decision> {
@@ -93,9 +93,8 @@ export class Limiter {
     }
     const batch: Batch = { rules, statuses, ops, opIndex, opLimits };
     if (ops.length === 0) return finish(batch, NO_OUTCOMES);
-    const { store } = this.options;
-    if (store.applyNow !== undefined) return finish(batch, store.applyNow(ops));
-    return store.apply(ops).then((result) => finish(batch, result));
+    const result = this.options.store.apply(ops);
+    return result instanceof Promise ? result.then((decided) => finish(batch, decided)) : finish(batch, result);
   }
 
   private matchRules(domain: CompiledDomain, descriptors: readonly Descriptor[]): (CompiledRule | undefined)[] {

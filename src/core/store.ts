@@ -28,12 +28,13 @@ export interface StoreHealth {
  */
 export interface Store {
   readonly kind: 'memory' | 'redis';
-  apply(ops: readonly BucketOp[]): Promise<StoreDecision>;
   /**
-   * What `apply` resolves to, at once: for a store that never waits (the
-   * memory store). A decision then costs no promise and no turn of the loop.
+   * The decision at once when the store needs no call for it (the memory
+   * store always; the Redis store when what Redis last reported already
+   * denies), else its promise. A decision made at once costs no promise and
+   * no turn of the loop.
    */
-  applyNow?(ops: readonly BucketOp[]): StoreDecision;
+  apply(ops: readonly BucketOp[]): StoreDecision | Promise<StoreDecision>;
   health(): StoreHealth;
   close(): Promise<void>;
 }

@@ -51,11 +51,8 @@ export class MemoryStore implements Store {
     return this.buckets.size;
   }
 
-  apply(ops: readonly BucketOp[]): Promise<StoreDecision> {
-    return Promise.resolve(this.applyNow(ops));
-  }
-
-  applyNow(ops: readonly BucketOp[]): StoreDecision {
+  /** Always at once: the memory store never waits. */
+  apply(ops: readonly BucketOp[]): StoreDecision {
     return { outcomes: this.applySync(ops), fallback: undefined };
   }
 

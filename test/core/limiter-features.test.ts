@@ -66,10 +66,9 @@ const check = (descriptor: Descriptor): Descriptor => ({ ...descriptor, hitsAdde
 
 class RecordingStore extends MemoryStore {
   batches: BucketOp[][] = [];
-  // The limiter calls applyNow on a store that has it (apply goes through it too).
-  override applyNow(ops: readonly BucketOp[]): StoreDecision {
+  override apply(ops: readonly BucketOp[]): StoreDecision {
     this.batches.push([...ops]);
-    return super.applyNow(ops);
+    return super.apply(ops);
   }
 }
 

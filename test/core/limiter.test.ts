@@ -38,10 +38,9 @@ const config = configFromYaml(t, CONFIG);
 /** The memory store, counting the calls that reach it. */
 class CountingStore extends MemoryStore {
   calls = 0;
-  // The limiter calls applyNow on a store that has it (apply goes through it too).
-  override applyNow(ops: readonly BucketOp[]): StoreDecision {
+  override apply(ops: readonly BucketOp[]): StoreDecision {
     this.calls++;
-    return super.applyNow(ops);
+    return super.apply(ops);
   }
 }
 

@@ -20,7 +20,7 @@ async function commandCalls(cli: (...args: string[]) => Promise<string>, command
 
 t.test('clusterSlot agrees with CLUSTER KEYSLOT for every kind of key', async (t) => {
   const redis = await startRedis({ t, args: ['--cluster-enabled', 'yes', '--cluster-config-file', 'nodes.conf'] });
-  const keys = ['foo', '123456789', '{user1000}.following', 'a{}b', '{}x{y}', 'x{y}z{w}', '{{a}}', 'ünïcødé{κλειδί}', op('k1').key];
+  const keys = ['foo', '123456789', '{user1000}.following', 'a{}b', '{}x{y}', 'x{y}z{w}', '{{a}}', 'ünïcødé{κλειδί}', 'é{ab}c', '{é}x', 'x{é', 'ä{}{b}', op('k1').key];
   for (let i = 0; i < 200; i++) keys.push(op(`client-${i}-${'z'.repeat(i % 7)}`).key);
   for (const key of keys) {
     const expected = Number(await redis.cli('CLUSTER', 'KEYSLOT', key));

@@ -140,7 +140,7 @@ t.test('Redis that really does not answer: the deadline holds (deny policy: 503 
   const f = new OpFactory(uniquePrefix('deadline'));
   const op = f.op([['api_key', 'p']], { requestsPerUnit: 100, unit: 'hour' });
   await redis.cli('CLIENT', 'PAUSE', '700', 'ALL');
-  const { ms, error } = await rejectsWithin(store.apply([op]));
+  const { ms, error } = await rejectsWithin(Promise.resolve(store.apply([op])));
   t.type(error, StoreUnavailableError);
   t.match((error as Error).message, /deadline/);
   t.ok(ms >= 45 && ms < 300, `rejected after ${ms.toFixed(1)} ms (deadline 50 ms)`);
@@ -155,10 +155,10 @@ t.test('the circuit breaker opens on a hung Redis, refuses fast, probes and clos
   const op = f.op([['api_key', 'b']], { requestsPerUnit: 100, unit: 'hour' });
   await node.kill('SIGSTOP');
   t.teardown(() => node.kill('SIGCONT'));
-  for (let i = 0; i < 3; i++) await t.rejects(store.apply([op]), StoreUnavailableError);
+  for (let i = 0; i < 3; i++) await t.rejects(Promise.resolve(store.apply([op])), StoreUnavailableError);
   t.same(states.get(`127.0.0.1:${node.port}`), ['open']);
   t.match(store.health(), { ready: false, detail: /unavailable: 127\.0\.0\.1/ });
-  const fast = await rejectsWithin(store.apply([op]));
+  const fast = await rejectsWithin(Promise.resolve(store.apply([op])));
   t.match((fast.error as Error).message, /circuit open/);
   t.ok(fast.ms < 5, `refused in ${fast.ms.toFixed(2)} ms while open`);
   await node.kill('SIGCONT');
@@ -235,10 +235,10 @@ t.test('the breaker recovers after Redis is killed and restarted', async (t) => 
   const op = f.op([['api_key', 'r']], { requestsPerUnit: 100, unit: 'hour' });
   await store.apply([op]);
   await node.kill('SIGKILL');
-  const down = await rejectsWithin(store.apply([op]));
+  const down = await rejectsWithin(Promise.resolve(store.apply([op])));
   t.type(down.error, StoreUnavailableError);
   t.ok(down.ms < 60, `a dead Redis fails in ${down.ms.toFixed(1)} ms`);
-  for (let i = 0; i < 3; i++) await store.apply([op]).catch(() => undefined);
+  for (let i = 0; i < 3; i++) await Promise.resolve(store.apply([op])).catch(() => undefined);
   t.equal(store.health().ready, false);
   await node.restart();
   const start = performance.now();
@@ -296,7 +296,7 @@ t.test('after close, the failure policy decides; close is idempotent', async (t)
   await store.close();
   await store.close();
   const op = new OpFactory(uniquePrefix('closed')).op([['a', 'b']], { requestsPerUnit: 1, unit: 'hour' });
-  await t.rejects(store.apply([op]), StoreUnavailableError);
+  await t.rejects(Promise.resolve(store.apply([op])), StoreUnavailableError);
 });
 
 t.test('regression: values that differ only in invalid UTF-8 bytes are three buckets in Redis, not one', async (t) => {

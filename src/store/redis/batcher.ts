@@ -53,18 +53,21 @@ export class Batcher {
    * may share a call.
    */
   submit(queueName: string, node: string, routingKey: string, ops: readonly BucketOp[], late: (result: TakeResult) => void): Promise<TakeResult> {
-    return new Promise<TakeResult>((resolve, reject) => {
-      let queue = this.queues.get(queueName);
-      if (queue === undefined) {
-        queue = [];
-        this.queues.set(queueName, queue);
-      }
-      queue.push({ node, ops, routingKey, resolve, reject, late });
-      if (!this.scheduled) {
-        this.scheduled = true;
-        setImmediate(() => this.flush());
-      }
-    });
+    return new Promise<TakeResult>((resolve, reject) => this.enqueue(queueName, { node, ops, routingKey, resolve, reject, late }));
+  }
+
+  /** The same with the caller's own callbacks (no promise); `resolve` and `reject` must not throw. */
+  enqueue(queueName: string, batch: PendingBatch): void {
+    let queue = this.queues.get(queueName);
+    if (queue === undefined) {
+      queue = [];
+      this.queues.set(queueName, queue);
+    }
+    queue.push(batch);
+    if (!this.scheduled) {
+      this.scheduled = true;
+      setImmediate(() => this.flush());
+    }
   }
 
   private flush(): void {

@@ -22,7 +22,28 @@ function crc16(bytes: Uint8Array, start: number, end: number): number {
 const CLUSTER_SLOTS = 16_384;
 
 export function clusterSlot(key: string): number {
-  const bytes = encoder.encode(key);
+  // '{' and '}' are ASCII, and UTF-8 never has their bytes inside a longer character: the tag found
+  // in the string is the tag in the bytes. An ASCII tag (our keys') is hashed from the string itself.
+  let start = 0;
+  let end = key.length;
+  const open = key.indexOf('{');
+  if (open >= 0) {
+    const close = key.indexOf('}', open + 1);
+    if (close > open + 1) {
+      start = open + 1;
+      end = close;
+    }
+  }
+  let crc = 0;
+  for (let i = start; i < end; i++) {
+    const code = key.charCodeAt(i);
+    if (code >= 0x80) return slotOfBytes(encoder.encode(key));
+    crc = ((crc << 8) & 0xffff) ^ TABLE[((crc >> 8) ^ code) & 0xff]!;
+  }
+  return crc % CLUSTER_SLOTS;
+}
+
+function slotOfBytes(bytes: Uint8Array): number {
   const open = bytes.indexOf(0x7b); // {
   if (open >= 0) {
     const close = bytes.indexOf(0x7d, open + 1); // }

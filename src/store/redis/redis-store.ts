@@ -67,7 +67,7 @@ export function createRedisStore(options: RedisStoreOptions): RedisStore {
 
 /** One group of a request, as it came back. */
 interface GroupResult {
-  ops: BucketOp[];
+  ops: readonly BucketOp[];
   group: OpGroup;
   /** Set when Redis decided the batch. */
   decided?: { result: TakeResult; evaluation: BatchEvaluation };
@@ -206,15 +206,11 @@ class RedisStoreImpl implements RedisStore {
     });
   }
 
-  async apply(given: readonly BucketOp[]): Promise<StoreDecision> {
+  apply(given: readonly BucketOp[]): StoreDecision | Promise<StoreDecision> {
     if (given.length === 0) return { outcomes: [], fallback: undefined };
     const ops = this.global === undefined ? given : this.global.route(given);
-    if (ops !== given) {
-      // Global limits: the lease and home buckets change by grants too, so the mirror cannot judge them.
-      const decision = await this.decide(ops);
-      this.global!.observe(ops, decision.outcomes);
-      return decision;
-    }
+    // Global limits: the lease and home buckets change by grants too, so the mirror cannot judge them.
+    if (ops !== given) return this.decideGlobal(ops);
     if (this.mirror) {
       // What Redis last reported, refilled locally, can only have more tokens than Redis has now.
       const known = this.local.peek(ops);
@@ -226,8 +222,55 @@ class RedisStoreImpl implements RedisStore {
     return this.decide(ops);
   }
 
-  private async decide(ops: readonly BucketOp[]): Promise<StoreDecision> {
-    return this.combine(ops, await this.decideGroups(ops, this.topology.groups(ops, ops.map((_, i) => i)), 1));
+  private async decideGlobal(ops: readonly BucketOp[]): Promise<StoreDecision> {
+    const decision = await this.decide(ops);
+    this.global!.observe(ops, decision.outcomes);
+    return decision;
+  }
+
+  /**
+   * Redis decides. The usual request — every key on one master whose breaker
+   * is closed, nothing owed to Redis — costs one promise and no async frame;
+   * anything else goes the general way (decideGroups, then combine).
+   */
+  private decide(ops: readonly BucketOp[]): Promise<StoreDecision> {
+    const group = this.topology.soleGroup(ops);
+    if (group === undefined || this.closed || this.health_.stateOf(group.node) !== 'closed' || this.writeBack.debits.size > 0) {
+      return this.decideGroups(ops, group === undefined ? this.topology.groups(ops, group0Indices(ops)) : [group], 1)
+        .then((results) => this.combine(ops, results));
+    }
+    return new Promise<StoreDecision>((resolve) => {
+      const late: LateReplies = { final: undefined, pending: undefined };
+      this.batcher.enqueue(group.queue, {
+        node: group.node,
+        ops,
+        routingKey: group.routingKey,
+        resolve: (result) => {
+          try {
+            resolve(this.decidedAlone(ops, group, late, result));
+          } catch (error: unknown) {
+            resolve(Promise.reject(error));
+          }
+        },
+        reject: (error) => {
+          this.noteError(error, 'redis call failed; the store-failure policy decided');
+          resolve(this.combine(ops, [{ ops, group, late, error }]));
+        },
+        late: (reply) => this.onLateReply(ops, group, late, reply),
+      });
+    });
+  }
+
+  /** What `combine` makes of one group that Redis decided, without its generality. */
+  private decidedAlone(ops: readonly BucketOp[], group: OpGroup, late: LateReplies, result: TakeResult): StoreDecision | Promise<StoreDecision> {
+    if (result.status === 'moved') {
+      const moved: GroupResult = { ops, group, late, decided: { result, evaluation: NOTHING_DECIDED } };
+      return this.nextRound(ops, [moved], 1).then((results) => this.combine(ops, results));
+    }
+    const evaluation = this.evaluateReply(ops, result);
+    late.final = evaluation.commits ? 'allowed' : 'denied';
+    // Denied by Redis: nothing was taken, so each op reports its untaken state.
+    return { outcomes: evaluation.commits ? evaluation.outcomes : evaluation.evaluations.map((e) => e.untaken), fallback: undefined };
   }
 
   health(): StoreHealth {
@@ -259,6 +302,11 @@ class RedisStoreImpl implements RedisStore {
   private async decideGroups(ops: readonly BucketOp[], groups: readonly OpGroup[], round: number): Promise<GroupResult[]> {
     // One group (every key of the request on one master: the usual case) needs no Promise.all.
     const results = groups.length === 1 ? [await this.runGroup(ops, groups[0]!)] : await Promise.all(groups.map((group) => this.runGroup(ops, group)));
+    return this.nextRound(ops, results, round);
+  }
+
+  /** The results of round `round`, with the batches that came back MOVED sent again. */
+  private async nextRound(ops: readonly BucketOp[], results: GroupResult[], round: number): Promise<GroupResult[]> {
     const moved = results.filter((r) => r.decided?.result.status === 'moved');
     if (moved.length === 0) return results;
     const settled = results.filter((r) => r.decided?.result.status !== 'moved');
@@ -394,6 +442,11 @@ class RedisStoreImpl implements RedisStore {
     this.lastErrorLogMs = now;
     this.logger.warn({ mode: this.mode, err: this.lastError }, msg);
   }
+}
+
+/** 0 … ops.length − 1: a whole request's indices. */
+function group0Indices(ops: readonly BucketOp[]): number[] {
+  return ops.map((_, i) => i);
 }
 
 const NOTHING_DECIDED: BatchEvaluation = Object.freeze({ plan: 'none', commits: false, evaluations: [], outcomes: [] }) as unknown as BatchEvaluation;
