@@ -28,9 +28,8 @@
  * last known to hold instead of from full buckets.
  */
 import type { Cluster } from 'ioredis';
-import { takes, type BatchEvaluation } from '../../core/bucket.js';
 import type { StoreDecision, StoreHealth } from '../../core/store.js';
-import type { BucketOp, BucketOutcome } from '../../core/types.js';
+import type { BucketOp } from '../../core/types.js';
 import { StoreCallError, errorMessage } from '../../errors.js';
 import type { MemoryStore } from '../memory-store.js';
 import { Batcher } from './batcher.js';
@@ -40,10 +39,10 @@ import { FailurePolicy } from './failure-policy.js';
 import { GlobalLimits } from './global-limits.js';
 import { RedisLibrary, type TakeResult } from './library.js';
 import { WriteBack } from './local-debits.js';
-import { modelOfReply, rememberBatch } from './mirror.js';
 import { NodeHealth } from './node-health.js';
 import type { OpGroup } from './node-groups.js';
 import { Presence } from './presence.js';
+import { NOTHING_DECIDED, Settlement, type GroupResult, type LateReplies } from './settlement.js';
 import { Topology } from './topology.js';
 import type { RedisStore, RedisStoreOptions, StoreEvents, StoreLogger } from './options.js';
 
@@ -65,23 +64,6 @@ export function createRedisStore(options: RedisStoreOptions): RedisStore {
   return new RedisStoreImpl(options);
 }
 
-/** One group of a request, as it came back. */
-interface GroupResult {
-  ops: readonly BucketOp[];
-  group: OpGroup;
-  /** Set when Redis decided the batch. */
-  decided?: { result: TakeResult; evaluation: BatchEvaluation };
-  /** Set when the call failed, missed its deadline or the node's breaker is open. */
-  error?: unknown;
-  late: LateReplies;
-}
-
-/** How a late reply is judged: against what the request finally got. */
-interface LateReplies {
-  final: 'allowed' | 'denied' | undefined;
-  pending: TakeResult | undefined;
-}
-
 class RedisStoreImpl implements RedisStore {
   readonly kind = 'redis' as const;
   readonly mode: 'single' | 'cluster';
@@ -99,6 +81,7 @@ class RedisStoreImpl implements RedisStore {
   private readonly global: GlobalLimits | undefined;
   private sidecarCount = 1;
   private readonly writeBack: WriteBack;
+  private readonly settlement: Settlement;
   private readonly presence: Presence | undefined;
   private closed = false;
   private lastError = '';
@@ -175,6 +158,18 @@ class RedisStoreImpl implements RedisStore {
       usable: () => !this.closed && client.status === 'ready',
       onError: (error) => this.noteError(error, 'redis write-back of local admissions failed; retrying'),
     });
+    this.settlement = new Settlement({
+      policy: this.policy,
+      local: this.local,
+      mirror: this.mirror,
+      logger: this.logger,
+      events: this.events,
+      writeBack: this.writeBack,
+      library: this.library,
+      timeoutMs: this.timeoutMs,
+      closed: () => this.closed,
+      noteError: (error, msg) => this.noteError(error, msg),
+    });
     this.global = !regional ? undefined : new GlobalLimits({
       ...options,
       region: options.region!,
@@ -237,7 +232,7 @@ class RedisStoreImpl implements RedisStore {
     const group = this.topology.soleGroup(ops);
     if (group === undefined || this.closed || this.health_.stateOf(group.node) !== 'closed' || this.writeBack.debits.size > 0) {
       return this.decideGroups(ops, group === undefined ? this.topology.groups(ops, group0Indices(ops)) : [group], 1)
-        .then((results) => this.combine(ops, results));
+        .then((results) => this.settlement.combine(ops, results));
     }
     return new Promise<StoreDecision>((resolve) => {
       const late: LateReplies = { final: undefined, pending: undefined };
@@ -254,9 +249,9 @@ class RedisStoreImpl implements RedisStore {
         },
         reject: (error) => {
           this.noteError(error, 'redis call failed; the store-failure policy decided');
-          resolve(this.combine(ops, [{ ops, group, late, error }]));
+          resolve(this.settlement.combine(ops, [{ ops, group, late, error }]));
         },
-        late: (reply) => this.onLateReply(ops, group, late, reply),
+        late: (reply) => this.settlement.onLateReply(ops, group, late, reply),
       });
     });
   }
@@ -265,9 +260,9 @@ class RedisStoreImpl implements RedisStore {
   private decidedAlone(ops: readonly BucketOp[], group: OpGroup, late: LateReplies, result: TakeResult): StoreDecision | Promise<StoreDecision> {
     if (result.status === 'moved') {
       const moved: GroupResult = { ops, group, late, decided: { result, evaluation: NOTHING_DECIDED } };
-      return this.nextRound(ops, [moved], 1).then((results) => this.combine(ops, results));
+      return this.nextRound(ops, [moved], 1).then((results) => this.settlement.combine(ops, results));
     }
-    const evaluation = this.evaluateReply(ops, result);
+    const evaluation = this.settlement.evaluateReply(ops, result);
     late.final = evaluation.commits ? 'allowed' : 'denied';
     // Denied by Redis: nothing was taken, so each op reports its untaken state.
     return { outcomes: evaluation.commits ? evaluation.outcomes : evaluation.evaluations.map((e) => e.untaken), fallback: undefined };
@@ -331,107 +326,13 @@ class RedisStoreImpl implements RedisStore {
       // Admissions made locally while this key's master was down: Redis learns them before it decides again.
       const owed = this.writeBack.before(group, groupOps);
       if (owed !== undefined) await owed;
-      const result = await this.batcher.submit(group.queue, group.node, group.routingKey, groupOps, (reply) => this.onLateReply(groupOps, group, late, reply));
+      const result = await this.batcher.submit(group.queue, group.node, group.routingKey, groupOps, (reply) => this.settlement.onLateReply(groupOps, group, late, reply));
       if (result.status === 'moved') return { ...base, decided: { result, evaluation: NOTHING_DECIDED } };
-      return { ...base, decided: { result, evaluation: this.evaluateReply(groupOps, result) } };
+      return { ...base, decided: { result, evaluation: this.settlement.evaluateReply(groupOps, result) } };
     } catch (error: unknown) {
       this.noteError(error, 'redis call failed; the store-failure policy decided');
       return { ...base, error };
     }
-  }
-
-  /** Recomputes a batch's outcomes from the states Redis read, records them in the mirror. */
-  private evaluateReply(ops: readonly BucketOp[], result: TakeResult): BatchEvaluation {
-    const evaluation = modelOfReply(ops, result, (model) =>
-      this.logger.error({ status: result.status, model }, 'lua/openclaw.lua and core/bucket.ts disagree'));
-    if (this.mirror) rememberBatch(this.local, ops, result, evaluation);
-    return evaluation;
-  }
-
-  /** Puts a request together from its groups: all-or-nothing across them, the policy for failed ones. */
-  private async combine(ops: readonly BucketOp[], results: readonly GroupResult[]): Promise<StoreDecision> {
-    const outcomes: BucketOutcome[] = new Array(ops.length);
-    const committed = results.filter((r) => r.decided?.evaluation.commits === true);
-    const failed = results.filter((r) => r.decided === undefined);
-    const deniedByRedis = results.some((r) => r.decided !== undefined && !r.decided.evaluation.commits);
-    const fallback = failed.length > 0 ? this.policy.policy : undefined;
-    if (fallback !== undefined) this.events.fallbackDecision?.(fallback);
-    let allowed = !deniedByRedis;
-    let failedOutcomes: BucketOutcome[] | undefined;
-    if (allowed && failed.length > 0) {
-      const failedOps = failed.flatMap((r) => r.ops);
-      let decision;
-      try {
-        decision = this.policy.decide(failedOps, failed[0]!.error);
-      } catch (error: unknown) {
-        this.settle(results, false);
-        await this.refund(committed);
-        throw error;
-      }
-      allowed = decision.commits;
-      failedOutcomes = decision.outcomes;
-      if (allowed && this.policy.policy === 'local') {
-        this.writeBack.debits.add(failedOps.filter((op, k) => op.cost > 0 && decision.outcomes[k]!.allowed));
-      }
-    }
-    // Redis denied, so the policy did not run: the failed ops report what the local state says (nothing taken).
-    failedOutcomes ??= this.policy.untaken(failed.flatMap((r) => r.ops));
-    let at = 0;
-    for (const r of failed) {
-      for (const i of r.group.indices) outcomes[i] = failedOutcomes![at++]!;
-    }
-    for (const r of results) {
-      if (r.decided === undefined) continue;
-      const { evaluation } = r.decided;
-      r.group.indices.forEach((i, k) => {
-        outcomes[i] = allowed ? evaluation.outcomes[k]! : evaluation.evaluations[k]!.untaken;
-      });
-    }
-    this.settle(results, allowed);
-    if (!allowed) await this.refund(committed);
-    return { outcomes, fallback };
-  }
-
-  /** The request's final answer is known: judge replies that came late. */
-  private settle(results: readonly GroupResult[], allowed: boolean): void {
-    for (const r of results) {
-      r.late.final = allowed ? 'allowed' : 'denied';
-      if (r.late.pending !== undefined) this.judgeLateReply(r.ops, r.group, r.late, r.late.pending);
-    }
-  }
-
-  private onLateReply(ops: readonly BucketOp[], group: OpGroup, late: LateReplies, result: TakeResult): void {
-    if (result.status === 'moved' || this.closed) return;
-    if (late.final === undefined) late.pending = result;
-    else this.judgeLateReply(ops, group, late, result);
-  }
-
-  /** Redis decided a batch whose call had missed its deadline: learn from it, count over-admission, give back. */
-  private judgeLateReply(ops: readonly BucketOp[], group: OpGroup, late: LateReplies, result: TakeResult): void {
-    late.pending = undefined;
-    const evaluation = this.evaluateReply(ops, result);
-    if (late.final === 'allowed' && !evaluation.commits) this.events.fallbackOverAdmitted?.();
-    // Redis took these after all: nothing to write back for them.
-    if (late.final === 'allowed' && evaluation.commits) this.writeBack.debits.cancel(ops);
-    if (late.final === 'denied' && evaluation.commits) {
-      void this.refund([{ ops: [...ops], group, decided: { result, evaluation }, late }]);
-    }
-  }
-
-  /** Gives back what committed groups took (best effort: a failed refund only under-admits). */
-  private async refund(groups: readonly GroupResult[]): Promise<void> {
-    const calls: Promise<void>[] = [];
-    for (const r of groups) {
-      const evaluation = r.decided?.evaluation;
-      if (evaluation === undefined) continue;
-      const took = (op: BucketOp, k: number): boolean => op.cost > 0 && takes(evaluation.plan, evaluation.evaluations, k);
-      const taken = r.ops.filter(took);
-      if (taken.length === 0) continue;
-      const chargedStartUs = r.ops.flatMap((op, k) => (took(op, k) ? [evaluation.evaluations[k]!.next?.tsUs ?? 0] : []));
-      calls.push(withRedisDeadline(this.library.refund(r.group.routingKey, taken, chargedStartUs), this.timeoutMs, 'refund')
-        .catch((error: unknown) => this.noteError(error, 'redis refund failed; tokens stay taken')));
-    }
-    await Promise.all(calls);
   }
 
   /** Remembers the error for health(); logs at most once per interval (no per-request logs). */
@@ -449,4 +350,3 @@ function group0Indices(ops: readonly BucketOp[]): number[] {
   return ops.map((_, i) => i);
 }
 
-const NOTHING_DECIDED: BatchEvaluation = Object.freeze({ plan: 'none', commits: false, evaluations: [], outcomes: [] }) as unknown as BatchEvaluation;
