@@ -13,6 +13,7 @@ import { checkResponseJson } from './check-response.js';
 import type { ClientAddressResolver } from './client-address.js';
 import type { TlsMaterial } from '../tls-files.js';
 import { DEFAULT_HTTP_CONNECTION_LIMITS, HttpWire, writeClientError, type HttpConnectionLimits } from './node-server.js';
+import { TurnWriter } from './turn-writer.js';
 
 export interface HttpServerOptions {
   service: DecisionService;
@@ -201,8 +202,9 @@ export function createHttpServer(options: HttpServerOptions): HttpServer {
   void app.register(async (scope) => {
     scope.removeAllContentTypeParsers();
     scope.addContentTypeParser('*', { parseAs: 'buffer' }, (_request, body, done) => done(null, body));
-    // Not async: with the memory store the decision is made at once and the
-    // answer sent in the same turn (no promise); a Redis decision is a promise.
+    // Not async: with the memory store the decision is made at once and its
+    // answer written with the turn's others (turn-writer.ts; no promise); a
+    // Redis decision is a promise.
     scope.post('/v1/check', (request, reply) => {
       const encoding = request.headers['content-encoding'];
       if (encoding !== undefined && encoding.toLowerCase() !== 'identity') {
@@ -213,10 +215,16 @@ export function createHttpServer(options: HttpServerOptions): HttpServer {
       const body = decodeCheckBody(raw);
       const decided = service.decide({ ...body, domain: service.resolveDomain(body.domain) }, 'http_check');
       if (decided instanceof Promise) return decided.then((decision) => sendCheck(reply, decision));
-      sendCheck(reply, decided);
+      checkWriter.later(reply, decided);
       return undefined;
     });
   });
+
+  // An answer that cannot be written goes to the error handler, as a throw in the handler would.
+  const sendError = (reply: FastifyReply, error: unknown): void => void reply.send(error);
+  const checkWriter = new TurnWriter<FastifyReply, Decision>(sendCheck, sendError);
+  const authWriters = new Map([403, 429].map((status) => [status,
+    new TurnWriter<FastifyReply, Decision>((reply, decision) => sendAuth(reply, decision, status), sendError)]));
 
   function sendCheck(reply: FastifyReply, decision: Decision): FastifyReply {
     setDecisionHeaders(reply, decision, headerStyle);
@@ -229,12 +237,12 @@ export function createHttpServer(options: HttpServerOptions): HttpServer {
     return reply.code(allowed ? 200 : denyStatus).header('content-type', JSON_CONTENT_TYPE).send(allowed ? AUTH_OK_BODY : AUTH_DENIED_BODY);
   }
 
-  /** Forward auth; sends at once when the decision is made at once (see /v1/check). */
+  /** Forward auth; a decision made at once is written with the turn's others (see /v1/check). */
   function forwardAuth(request: FastifyRequest, reply: FastifyReply, api: Api, denyStatus: number): Promise<FastifyReply> | undefined {
     const forwarded = forwardedRequest(request, clientAddress);
     const decided = service.decideHttp(forwarded.header('x-ratelimit-domain'), forwarded, api);
     if (decided instanceof Promise) return decided.then((decision) => sendAuth(reply, decision, denyStatus));
-    sendAuth(reply, decided, denyStatus);
+    authWriters.get(denyStatus)!.later(reply, decided);
     return undefined;
   }
 
