@@ -1,22 +1,32 @@
-// Latency at a constant rate: h2load with --rps (requests per second per
-// client), HTTP/1.1 for POST /v1/check (--h1, one request in flight per
-// connection) and HTTP/2 for gRPC, every request's latency from h2load's
-// per-request log (microseconds). The rate is held by the generator whatever
-// the answers: unlike a saturating run, this is what a proxy in front of a
-// server at 50% or 90% of its capacity sees.
-import { readFileSync, rmSync } from 'node:fs';
-import { join } from 'node:path';
-import { grpcFrame } from './grpc-messages.js';
+// Latency at a constant rate: our own open-loop generator, WORKERS processes
+// of paced-worker.ts, HTTP/1.1 for POST /v1/check (raw-http.ts: a pool of
+// keep-alive connections, one request in flight each) and HTTP/2 for gRPC
+// (raw-h2.ts: one stream per request). Each request has an intended send time
+// on an even schedule and its latency counts from then, so a server that falls
+// behind is charged for the wait. Not h2load --rps: it sends in bunches about
+// every 4 ms, and with 16 streams per connection a bunch queues in the server,
+// so even a bare server showed a p99 of several ms "at 50% load"
+// (bench/README.md).
+import { fileURLToPath } from 'node:url';
 import { percentile } from './load-result.js';
-import { runCommand } from './procs.js';
-import { startRotatingBodies } from './rotating-body.js';
-import { checkBody } from './workload.js';
+import { spawnChild, stopChild, type Child } from './procs.js';
+import type { PacedJob, PacedStart, PacedWorkerResult } from './paced-worker.js';
+import { postRequest } from './raw-http.js';
+import { grpcFrame } from './grpc-messages.js';
+import { CLIENT_COUNT, checkBody, clientKey } from './workload.js';
 
-/** h2load processes; HTTP/1.1 connections (one request each in flight) or HTTP/2 connections × streams per process. */
-const PROCS = 2;
-const HTTP_CONNECTIONS = 16;
-const GRPC_CONNECTIONS = 2;
-const GRPC_STREAMS = 16;
+/** Generator processes; HTTP/1.1 connections or HTTP/2 sessions per process. */
+const WORKERS = 2;
+/** Enough that a due request almost never waits for a free connection. */
+const HTTP_CONNECTIONS = 32;
+const GRPC_SESSIONS = 2;
+/** A request unanswered this long after its intended send time is an error. */
+const REQUEST_TIMEOUT_MS = 2000;
+/** The clock starts this long after every worker is ready (connections open, warmed up), so each has its start message before its first request is due. */
+const START_LEAD_MS = 50;
+const READY_TIMEOUT_MS = 20000;
+/** Keys in flight at once differ between workers (as rotating-body.ts does for h2load). */
+const WORKER_KEY_STRIDE = 5003;
 
 export interface RateLoadOptions {
   readonly port: number;
@@ -26,71 +36,120 @@ export interface RateLoadOptions {
   /** Total requests per second asked of the server. */
   readonly rate: number;
   readonly seconds: number;
-  readonly tmpDir: string;
+}
+
+interface GeneratorProcess {
+  /** Actual write − intended send time, ms: how far the generator itself fell behind its schedule. */
+  readonly lagP50Ms: number;
+  readonly lagP99Ms: number;
+  /** % of one core during the run. */
+  readonly cpuPercent: number;
 }
 
 export interface RateLoadResult {
   readonly generator: string;
   readonly askedRate: number;
-  /** Responses per second that came back. */
+  /** Good answers (HTTP 200/429, gRPC status 0) per second, from the first intended send to the last answer. */
   readonly rate: number;
+  /** From each request's intended send time. */
   readonly p50Ms: number;
   readonly p99Ms: number;
   readonly maxMs: number;
-  /** Requests that failed, timed out, or got an HTTP status other than 200/429. */
+  /** Requests that failed, timed out (REQUEST_TIMEOUT_MS), or got an HTTP status other than 200/429 or a gRPC status other than 0. */
   readonly errors: number;
+  readonly errorKinds: Record<string, number>;
+  /** p99 of the latency from the actual write, ms (what the server and loopback alone took). */
+  readonly fromWriteP99Ms: number;
+  readonly workers: readonly GeneratorProcess[];
+}
+
+/** Every key's request bytes in key order, concatenated, and where each ends. */
+function requestBytes(options: RateLoadOptions): { bytes: Buffer; ends: Uint32Array } {
+  const { encode } = options;
+  const requests = Array.from({ length: CLIENT_COUNT }, (_, i) => encode === undefined
+    ? postRequest(options.path, checkBody(clientKey(i)))
+    : grpcFrame(encode(clientKey(i))));
+  const ends = new Uint32Array(requests.length);
+  let end = 0;
+  requests.forEach((request, i) => {
+    end += request.length;
+    ends[i] = end;
+  });
+  return { bytes: Buffer.concat(requests), ends };
+}
+
+function nextMessage<T>(child: Child, what: string, timeoutMs: number): Promise<T> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => fail(new Error(`${what}: no answer from ${child.name} in ${timeoutMs} ms\n${child.output()}`)), timeoutMs);
+    const onMessage = (message: unknown): void => {
+      cleanup();
+      resolve(message as T);
+    };
+    const onExit = (code: number | null): void => fail(new Error(`${what}: ${child.name} exited (${String(code)})\n${child.output()}`));
+    const fail = (error: Error): void => {
+      cleanup();
+      reject(error);
+    };
+    const cleanup = (): void => {
+      clearTimeout(timer);
+      child.proc.off('message', onMessage);
+      child.proc.off('exit', onExit);
+    };
+    child.proc.once('message', onMessage);
+    child.proc.once('exit', onExit);
+  });
 }
 
 export async function rateLoad(options: RateLoadOptions): Promise<RateLoadResult> {
   const http = options.encode === undefined;
-  const clientsPerProc = http ? HTTP_CONNECTIONS : GRPC_CONNECTIONS;
-  const perClient = Math.max(1, Math.round(options.rate / (PROCS * clientsPerProc)));
-  const name = `rate-${options.path.split('/').pop() ?? 'x'}-${Date.now()}`;
-  const encode = options.encode;
-  const bodies = startRotatingBodies(options.tmpDir, name, PROCS, 'spread',
-    encode === undefined ? (key) => Buffer.from(checkBody(key)) : (key) => grpcFrame(encode(key)));
-  const logs = bodies.paths.map((_, i) => join(options.tmpDir, `${name}-${i}.log`));
+  const rateEach = options.rate / WORKERS;
+  const count = Math.max(1, Math.round(rateEach * options.seconds));
+  const { bytes, ends } = requestBytes(options);
+  const script = fileURLToPath(new URL('./paced-worker.ts', import.meta.url));
+  const children = Array.from({ length: WORKERS }, (_, w) => spawnChild(`paced-worker-${w}`, process.execPath, ['--import', 'tsx', script], {
+    stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
+    serialization: 'advanced',
+  }));
   try {
-    const runs = await Promise.all(bodies.paths.map((data, i) => runCommand('h2load', [
-      ...(http ? ['--h1', '-c', String(HTTP_CONNECTIONS), '-m', '1'] : ['-c', String(GRPC_CONNECTIONS), '-m', String(GRPC_STREAMS)]),
-      '-t', '1', '--rps', String(perClient),
-      '-D', `${Math.round(options.seconds * 1000)}ms`,
-      '--log-file', logs[i] ?? '',
-      '-d', data,
-      ...(http ? ['-H', 'content-type: application/json'] : ['-H', 'content-type: application/grpc', '-H', 'te: trailers']),
-      `http://127.0.0.1:${options.port}${options.path}`,
-    ], (options.seconds + 30) * 1000)));
-    const latencies: number[] = [];
-    let errors = 0;
-    for (const log of logs) {
-      for (const line of readFileSync(log, 'utf8').split('\n')) {
-        if (line === '') continue;
-        // h2load's log: start time (µs), status, duration (µs).
-        const [, status, micros] = line.split('\t');
-        if (status !== '200' && status !== '429') errors++;
-        const value = Number(micros);
-        if (Number.isFinite(value)) latencies.push(value / 1000);
-      }
+    const ready = children.map((child) => nextMessage<string>(child, 'ready', READY_TIMEOUT_MS));
+    children.forEach((child, w) => {
+      const job: PacedJob = {
+        port: options.port, path: options.path, rate: rateEach, count, phase: w / WORKERS,
+        connections: http ? HTTP_CONNECTIONS : GRPC_SESSIONS, timeoutMs: REQUEST_TIMEOUT_MS,
+        bytes, ends, offset: w * WORKER_KEY_STRIDE,
+      };
+      child.proc.send(job);
+    });
+    await Promise.all(ready);
+    const startMs = Number(process.hrtime.bigint()) / 1e6 + START_LEAD_MS;
+    const results = children.map((child) => nextMessage<PacedWorkerResult>(child, 'result', START_LEAD_MS + options.seconds * 1000 + REQUEST_TIMEOUT_MS * 2 + READY_TIMEOUT_MS));
+    const start: PacedStart = { startMs };
+    for (const child of children) child.proc.send(start);
+    const workers = await Promise.all(results);
+
+    const latencies = new Float64Array(workers.reduce((n, r) => n + r.answered, 0));
+    let at = 0;
+    for (const r of workers) {
+      latencies.set(r.latencies, at);
+      at += r.latencies.length;
     }
-    for (const run of runs) {
-      const failed = /(\d+) failed, (\d+) errored, (\d+) timeout/.exec(run.stdout);
-      if (failed === null) throw new Error(`cannot parse h2load output:\n${run.stdout}${run.stderr}`);
-      errors += Number(failed[1]) + Number(failed[3]);
-    }
-    latencies.sort((a, b) => a - b);
+    latencies.sort();
+    const errorKinds: Record<string, number> = {};
+    for (const r of workers) for (const [kind, n] of Object.entries(r.errorKinds)) errorKinds[kind] = (errorKinds[kind] ?? 0) + n;
+    const spanMs = Math.max(...workers.map((r) => r.lastDoneMs));
     return {
-      generator: http
-        ? `h2load --h1 ${PROCS}x(c=${HTTP_CONNECTIONS}) --rps ${perClient}`
-        : `h2load ${PROCS}x(c=${GRPC_CONNECTIONS},m=${GRPC_STREAMS}) --rps ${perClient}`,
-      askedRate: perClient * PROCS * clientsPerProc,
-      rate: latencies.length / options.seconds,
+      generator: `paced ${WORKERS}x(${http ? `http1 c=${HTTP_CONNECTIONS}` : `h2 c=${GRPC_SESSIONS}`})`,
+      askedRate: (count * WORKERS) / options.seconds,
+      rate: latencies.length / Math.max(options.seconds, spanMs / 1000),
       p50Ms: percentile(latencies, 50),
       p99Ms: percentile(latencies, 99),
       maxMs: latencies.at(-1) ?? Number.NaN,
-      errors,
+      errors: workers.reduce((n, r) => n + r.errors, 0),
+      errorKinds,
+      fromWriteP99Ms: Math.max(...workers.map((r) => r.fromWriteP99Ms)),
+      workers: workers.map((r) => ({ lagP50Ms: r.lagP50Ms, lagP99Ms: r.lagP99Ms, cpuPercent: r.cpuPercent })),
     };
   } finally {
-    bodies.stop();
-    for (const path of [...bodies.paths, ...logs]) rmSync(path, { force: true });
+    await Promise.all(children.map((child) => stopChild(child)));
   }
 }

@@ -121,9 +121,8 @@ async function measure(r: Row, server: ServerUnderTest, redis: RedisDeployment |
   }
 }
 
-/** p50/p99 at constant shares of the row's saturated rate (h2load --rps). */
+/** p50/p99 at constant shares of the row's saturated rate (load-rate.ts, our paced generator). */
 async function measureLatency(r: Row, server: ServerUnderTest, saturated: number): Promise<void> {
-  if (!(await hasH2load())) return;
   r.latency = [];
   for (const load of LATENCY_LOADS) {
     const point: NonNullable<Row['latency']>[number] = { load };
@@ -134,8 +133,8 @@ async function measureLatency(r: Row, server: ServerUnderTest, saturated: number
       const options = r.api === 'http'
         ? { port, path: '/v1/check' }
         : { port, path: r.api === 'authz' ? AUTHZ_PATH : RLS_PATH, encode: r.api === 'authz' ? authzRequest : rlsRequest };
-      await rateLoad({ ...options, rate: saturated * load, seconds: warmS, tmpDir: tmp });
-      point.result = await rateLoad({ ...options, rate: saturated * load, seconds: measureS, tmpDir: tmp });
+      await rateLoad({ ...options, rate: saturated * load, seconds: warmS });
+      point.result = await rateLoad({ ...options, rate: saturated * load, seconds: measureS });
       log(`    at ${Math.round(load * 100)}%: ${Math.round(point.result.rate)}/s p50 ${point.result.p50Ms.toFixed(2)} ms p99 ${point.result.p99Ms.toFixed(2)} ms errors ${point.result.errors}`);
     } catch (error: unknown) {
       point.error = error instanceof Error ? error.message : String(error);
@@ -249,8 +248,10 @@ async function main(): Promise<void> {
     '',
     '### Latency at a constant rate',
     '',
-    'Each row\'s server again, asked for a constant share of the rate it reached above (h2load `--rps`: HTTP/1.1',
-    'for /v1/check, one request in flight per connection; HTTP/2 for gRPC), latency of every request from h2load\'s log.',
+    'Each row\'s server again, asked for a constant share of the rate it reached above by our open-loop generator',
+    '(bench/load-rate.ts: 2 processes, each sending on an even schedule; HTTP/1.1 for /v1/check, one request in flight',
+    'per connection; HTTP/2 for gRPC, one stream per request). Latency counts from each request\'s intended send time;',
+    '"from write" leaves out the generator\'s own lag (how late it wrote: Node timers wake in whole milliseconds).',
     '',
     latencyText,
     '',
