@@ -17,7 +17,7 @@ import { CLIENT_COUNT, checkBody, clientKey } from './workload.js';
 
 /** Generator processes; HTTP/1.1 connections or HTTP/2 sessions per process. */
 const WORKERS = 2;
-/** Enough that a due request almost never waits for a free connection. */
+/** Per process; a due request finding every one busy waits (counted as `queued`; more connections did not help: the server was behind). */
 const HTTP_CONNECTIONS = 32;
 const GRPC_SESSIONS = 2;
 /** A request unanswered this long after its intended send time is an error. */
@@ -39,9 +39,11 @@ export interface RateLoadOptions {
 }
 
 interface GeneratorProcess {
-  /** Actual write − intended send time, ms: how far the generator itself fell behind its schedule. */
+  /** Hand-over to a connection − intended send time, ms: how far the generator itself fell behind its schedule. */
   readonly lagP50Ms: number;
   readonly lagP99Ms: number;
+  /** Requests that waited for a free HTTP/1.1 connection (the server held them all). */
+  readonly queued: number;
   /** % of one core during the run. */
   readonly cpuPercent: number;
 }
@@ -147,7 +149,7 @@ export async function rateLoad(options: RateLoadOptions): Promise<RateLoadResult
       errors: workers.reduce((n, r) => n + r.errors, 0),
       errorKinds,
       fromWriteP99Ms: Math.max(...workers.map((r) => r.fromWriteP99Ms)),
-      workers: workers.map((r) => ({ lagP50Ms: r.lagP50Ms, lagP99Ms: r.lagP99Ms, cpuPercent: r.cpuPercent })),
+      workers: workers.map((r) => ({ lagP50Ms: r.lagP50Ms, lagP99Ms: r.lagP99Ms, queued: r.queued, cpuPercent: r.cpuPercent })),
     };
   } finally {
     await Promise.all(children.map((child) => stopChild(child)));

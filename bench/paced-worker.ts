@@ -40,9 +40,11 @@ export interface PacedWorkerResult {
   readonly errors: number;
   /** Why requests failed, e.g. { "timeout": 2, "http 500": 1 }. */
   readonly errorKinds: Record<string, number>;
-  /** Actual write − intended send time, ms: the generator's own lag (timer granularity, scheduling, waits for a free connection). */
+  /** When the generator handed the request to a connection − its intended send time, ms: the generator's own lag (timer granularity, scheduling). */
   readonly lagP50Ms: number;
   readonly lagP99Ms: number;
+  /** Requests that found every HTTP/1.1 connection busy and waited for one (their wait is in the latency). */
+  readonly queued: number;
   /** p99 of the latency from the actual write, ms. */
   readonly fromWriteP99Ms: number;
   /** When the last answer (or failure) came, ms after PacedStart.startMs. */
@@ -58,8 +60,8 @@ const WARM_UP_IN_FLIGHT = 8;
 type Done = (error: string | undefined) => void;
 
 interface Transport {
-  /** Writes the request now or, on HTTP/1.1 with every connection busy, queues it (FIFO); `onWrite` runs at the write. */
-  dispatch(request: Buffer, intended: number, onWrite: () => void, done: Done): void;
+  /** Writes the request now (true) or, on HTTP/1.1 with every connection busy, queues it (FIFO, false); `onWrite` runs at the write. */
+  dispatch(request: Buffer, intended: number, onWrite: () => void, done: Done): boolean;
   /** Fails as 'timeout' whatever was due before `cutoff` (performance.now() ms) and is unanswered. */
   expire(cutoff: number): void;
   close(): void;
@@ -121,8 +123,12 @@ async function httpTransport(job: PacedJob): Promise<Transport> {
     dispatch(request, intended, onWrite, done) {
       const pending = { request, intended, onWrite, done };
       const connection = idle.pop();
-      if (connection === undefined) waiting.push(pending);
-      else write(connection, pending);
+      if (connection === undefined) {
+        waiting.push(pending);
+        return false;
+      }
+      write(connection, pending);
+      return true;
     },
     expire(cutoff) {
       for (let next = waiting[waitingHead]; next !== undefined && next.intended < cutoff; next = waiting[++waitingHead]) next.done('timeout');
@@ -175,11 +181,12 @@ async function grpcTransport(job: PacedJob): Promise<Transport> {
       if (streamId === undefined) {
         replace(slot);
         done('session closed');
-        return;
+        return true;
       }
       call.streamId = streamId;
       inFlight.add(call);
       onWrite();
+      return true;
     },
     expire(cutoff) {
       for (const call of inFlight) {
@@ -234,6 +241,7 @@ async function run(job: PacedJob, transport: Transport, requests: readonly Buffe
   let settled = 0;
   let next = 0;
   let lastDone = 0;
+  let queued = 0;
   let timer: NodeJS.Timeout | undefined;
   const cpu0 = process.cpuUsage();
   const wall0 = performance.now();
@@ -247,18 +255,18 @@ async function run(job: PacedJob, transport: Transport, requests: readonly Buffe
     };
   });
 
-  const sendOne = (i: number): void => {
+  const sendOne = (i: number, now: number): void => {
     const intended = t0 + i * periodMs;
     let written = 0;
-    transport.dispatch(requests[(job.offset + i) % requests.length] ?? Buffer.alloc(0), intended, () => {
+    lags[i] = now - intended;
+    const writtenNow = transport.dispatch(requests[(job.offset + i) % requests.length] ?? Buffer.alloc(0), intended, () => {
       written = performance.now();
-      lags[i] = written - intended;
     }, (error) => {
-      const now = performance.now();
-      lastDone = now;
+      const at = performance.now();
+      lastDone = at;
       if (error === undefined) {
-        latencies[answered] = now - intended;
-        fromWrite[answered] = now - written;
+        latencies[answered] = at - intended;
+        fromWrite[answered] = at - written;
         answered++;
       } else {
         errorKinds[error] = (errorKinds[error] ?? 0) + 1;
@@ -266,6 +274,7 @@ async function run(job: PacedJob, transport: Transport, requests: readonly Buffe
       if (++settled === job.count) finish();
       pump();
     });
+    if (!writtenNow) queued++;
   };
   // Every wake-up sends whatever has come due: the timer's (libuv counts whole
   // milliseconds, so it fires ~1 ms after it is set at the soonest) and, at
@@ -273,7 +282,7 @@ async function run(job: PacedJob, transport: Transport, requests: readonly Buffe
   const pump = (): void => {
     if (stopped) return;
     const now = performance.now();
-    while (next < job.count && t0 + next * periodMs <= now) sendOne(next++);
+    while (next < job.count && t0 + next * periodMs <= now) sendOne(next++, now);
     if (next < job.count && timer === undefined) {
       timer = setTimeout(() => {
         timer = undefined;
@@ -303,6 +312,7 @@ async function run(job: PacedJob, transport: Transport, requests: readonly Buffe
     errorKinds,
     lagP50Ms: percentile(sent, 50),
     lagP99Ms: percentile(sent, 99),
+    queued,
     fromWriteP99Ms: percentile(byWrite, 99),
     lastDoneMs: lastDone - startedAt,
     cpuPercent: (100 * (cpu.user + cpu.system)) / 1000 / wallMs,

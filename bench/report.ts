@@ -147,16 +147,16 @@ export function table(rows: readonly Row[]): string {
 /** Latency at constant rates, one line per row and load. */
 export function latencyTable(rows: readonly Row[]): string {
   const lines = [
-    '| row | load | generator | asked/s | answered/s | p50 ms | p99 ms | max ms | errors | p99 from write ms | generator lag p50 / p99 ms | generator CPU % |',
-    '| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
+    '| row | load | generator | asked/s | answered/s | p50 ms | p99 ms | max ms | errors | p99 from write ms | generator lag p50 / p99 ms | waited for a connection | generator CPU % |',
+    '| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
   ];
   for (const row of rows) {
     for (const point of row.latency ?? []) {
       const r = point.result;
       lines.push(point.error !== undefined || r === undefined
-        ? `| ${row.id} | ${Math.round(point.load * 100)}% | FAILED: ${(point.error ?? 'no result').replace(/\s+/g, ' ').slice(0, 200)} | | | | | | | | | |`
+        ? `| ${row.id} | ${Math.round(point.load * 100)}% | FAILED: ${(point.error ?? 'no result').replace(/\s+/g, ' ').slice(0, 200)} | | | | | | | | | | |`
         : `| ${row.id} | ${Math.round(point.load * 100)}% | ${r.generator} | ${fmtRate(r.askedRate)} | ${fmtRate(r.rate)} | ${fmt(r.p50Ms, 2)} | ${fmt(r.p99Ms, 2)} | ${fmt(r.maxMs, 1)} | ${r.errors} | `
-          + `${fmt(r.fromWriteP99Ms, 2)} | ${r.workers.map((w) => `${fmt(w.lagP50Ms, 2)} / ${fmt(w.lagP99Ms, 2)}`).join(', ')} | ${r.workers.map((w) => fmt(w.cpuPercent, 0)).join(', ')} |`);
+          + `${fmt(r.fromWriteP99Ms, 2)} | ${r.workers.map((w) => `${fmt(w.lagP50Ms, 2)} / ${fmt(w.lagP99Ms, 2)}`).join(', ')} | ${r.workers.map((w) => w.queued).join(', ')} | ${r.workers.map((w) => fmt(w.cpuPercent, 0)).join(', ')} |`);
     }
   }
   return lines.join('\n');
