@@ -60,7 +60,7 @@ export interface RateLoadResult {
   /** Requests that failed, timed out (REQUEST_TIMEOUT_MS), or got an HTTP status other than 200/429 or a gRPC status other than 0. */
   readonly errors: number;
   readonly errorKinds: Record<string, number>;
-  /** p99 of the latency from the actual write, ms (what the server and loopback alone took). */
+  /** p99 of the latency from the actual write, ms (what the server and loopback alone took): the higher of the processes' figures. */
   readonly fromWriteP99Ms: number;
   readonly workers: readonly GeneratorProcess[];
 }
