@@ -19,3 +19,17 @@ t.test('answers of one turn are written together at its end, in order; a failed 
   await new Promise((resolve) => setImmediate(resolve));
   t.same(written, ['a=1', 'c=3', 'd=4'], 'a later turn is written in its own flush');
 });
+
+t.test('an error path that throws too does not stop the turn\'s other answers', async (t) => {
+  const written: string[] = [];
+  const writer = new TurnWriter<string, number>((reply) => {
+    if (reply === 'bad') throw new Error('cannot write');
+    written.push(reply);
+  }, () => {
+    throw new Error('cannot send the error either');
+  });
+  for (const reply of ['a', 'bad', 'b']) writer.later(reply, 0);
+  await new Promise((resolve) => setImmediate(resolve));
+  t.same(written, ['a', 'b']);
+});
+

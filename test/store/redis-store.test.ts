@@ -167,6 +167,21 @@ t.test('the circuit breaker opens on a hung Redis, refuses fast, probes and clos
   t.match((await store.apply([op])).outcomes, [{ allowed: true }]);
 });
 
+t.test('a logger that throws while a timed-out call is answered strands none of the call\'s requests', async (t) => {
+  const node = await startRedis({ t });
+  const throwing = { info() {}, error() {}, warn() { throw new Error('logger is broken'); } };
+  const { store } = await ready(t, node, { policy: 'allow', logger: throwing });
+  const f = new OpFactory(uniquePrefix('logger'));
+  const ops = ['a', 'b', 'c'].map((key) => f.op([['api_key', key]], { requestsPerUnit: 10, unit: 'hour' }));
+  await node.kill('SIGSTOP');
+  t.teardown(() => node.kill('SIGCONT'));
+  // One turn: the three go out in one script call, which misses its deadline; the first answer's log throws.
+  const answers = Promise.all(ops.map((op) => store.apply([op])));
+  const settled = await Promise.race([answers, sleep(2_000).then(() => 'hung' as const)]);
+  t.not(settled, 'hung', 'every request of the call was answered');
+  if (settled !== 'hung') t.same(settled.map((d) => d.fallback), ['allow', 'allow', 'allow'], 'each decided by the policy');
+});
+
 t.test('local policy after a hang: what Redis reported spent is never granted again (6 of 10 spent → at most 4)', async (t) => {
   const node = await startRedis({ t });
   const { store } = await ready(t, node, { policy: 'local' });

@@ -96,19 +96,31 @@ export class Batcher {
     withRedisDeadline(call, this.timeoutMs, `script call to ${node}`, this.events).then(
       (results) => {
         this.events.call(node, seconds(), true);
-        batches.forEach((batch, i) => batch.resolve(results[i]!));
+        batches.forEach((batch, i) => settleOne(() => batch.resolve(results[i]!)));
       },
       (error: unknown) => {
         this.events.call(node, seconds(), false);
-        for (const batch of batches) batch.reject(error);
+        for (const batch of batches) settleOne(() => batch.reject(error));
         if (!(error instanceof StoreCallError && error.timedOut)) return;
         this.events.timeout(node);
         // A reply that comes after the deadline still tells what Redis decided.
         call.then((results) => {
           this.events.lateReply(node, seconds());
-          batches.forEach((batch, i) => batch.late(results[i]!));
+          batches.forEach((batch, i) => settleOne(() => batch.late(results[i]!)));
         }, () => {});
       },
     );
+  }
+}
+
+/**
+ * Runs one batch's callback. They must not throw (enqueue's contract); one
+ * that does anyway must not keep the call's other batches from their answers.
+ */
+function settleOne(callback: () => void): void {
+  try {
+    callback();
+  } catch {
+    // Its request is the caller's to answer (see RedisStoreImpl.decide); the others go on.
   }
 }

@@ -236,6 +236,7 @@ class RedisStoreImpl implements RedisStore {
     }
     return new Promise<StoreDecision>((resolve) => {
       const late: LateReplies = { final: undefined, pending: undefined };
+      // None of these may throw (Batcher.enqueue): whatever goes wrong becomes this request's answer.
       this.batcher.enqueue(group.queue, {
         node: group.node,
         ops,
@@ -244,16 +245,25 @@ class RedisStoreImpl implements RedisStore {
           try {
             resolve(this.decidedAlone(ops, group, late, result));
           } catch (error: unknown) {
-            resolve(Promise.reject(error));
+            this.failedAlone(ops, group, late, error, resolve);
           }
         },
-        reject: (error) => {
-          this.noteError(error, 'redis call failed; the store-failure policy decided');
-          resolve(this.settlement.combine(ops, [{ ops, group, late, error }]));
+        reject: (error) => this.failedAlone(ops, group, late, error, resolve),
+        late: (reply) => {
+          try {
+            this.settlement.onLateReply(ops, group, late, reply);
+          } catch (error: unknown) {
+            this.noteErrorSafely(error, 'a late redis reply could not be read');
+          }
         },
-        late: (reply) => this.settlement.onLateReply(ops, group, late, reply),
       });
     });
+  }
+
+  /** As runGroup's catch: the call failed or its reply could not be read, so the policy decides. */
+  private failedAlone(ops: readonly BucketOp[], group: OpGroup, late: LateReplies, error: unknown, resolve: (decision: Promise<StoreDecision>) => void): void {
+    this.noteErrorSafely(error, 'redis call failed; the store-failure policy decided');
+    resolve(this.settlement.combine(ops, [{ ops, group, late, error }]));
   }
 
   /** What `combine` makes of one group that Redis decided, without its generality. */
@@ -332,6 +342,15 @@ class RedisStoreImpl implements RedisStore {
     } catch (error: unknown) {
       this.noteError(error, 'redis call failed; the store-failure policy decided');
       return { ...base, error };
+    }
+  }
+
+  /** noteError where a throw would strand other requests (a logger that throws is logged nowhere). */
+  private noteErrorSafely(error: unknown, msg: string): void {
+    try {
+      this.noteError(error, msg);
+    } catch {
+      // The logger failed; the error is still this request's to answer.
     }
   }
 

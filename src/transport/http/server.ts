@@ -221,7 +221,13 @@ export function createHttpServer(options: HttpServerOptions): HttpServer {
   });
 
   // An answer that cannot be written goes to the error handler, as a throw in the handler would.
-  const sendError = (reply: FastifyReply, error: unknown): void => void reply.send(error);
+  const sendError = (reply: FastifyReply, error: unknown): void => {
+    try {
+      void reply.send(error instanceof Error ? error : new Error(String(error)));
+    } catch {
+      reply.raw.destroy();
+    }
+  };
   const checkWriter = new TurnWriter<FastifyReply, Decision>(sendCheck, sendError);
   const authWriters = new Map([403, 429].map((status) => [status,
     new TurnWriter<FastifyReply, Decision>((reply, decision) => sendAuth(reply, decision, status), sendError)]));

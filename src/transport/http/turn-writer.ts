@@ -19,7 +19,7 @@ export class TurnWriter<R, D> {
 
   /**
    * @param write sends one answer
-   * @param failed is told of an error `write` threw (the answer must still be sent: e.g. an error reply)
+   * @param failed is told of an error `write` threw (the answer must still be sent: e.g. an error reply); should not throw
    */
   constructor(
     private readonly write: (reply: R, decision: D) => void,
@@ -45,7 +45,11 @@ export class TurnWriter<R, D> {
       try {
         this.write(reply, decisions[i]!);
       } catch (error: unknown) {
-        this.failed(reply, error);
+        try {
+          this.failed(reply, error);
+        } catch {
+          // Not even the error could be sent; the turn's other answers still go.
+        }
       }
     }
   }
