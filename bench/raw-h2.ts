@@ -7,8 +7,9 @@
 // (HPACK decoded by hpack.js, which keeps the dynamic table). Not a general
 // client: no server push, no priorities, request bodies under the server's
 // initial stream window.
-import { connect, type Socket } from 'node:net';
+import type { Socket } from 'node:net';
 import hpack from 'hpack.js';
+import { connectSocket, watchSocket } from './loopback-socket.js';
 
 interface H2Answer {
   /** :status of the response headers. */
@@ -101,38 +102,31 @@ export class RawH2Session {
 
   private constructor(socket: Socket) {
     this.socket = socket;
-    socket.setNoDelay(true);
-    socket.on('data', (chunk: Buffer) => this.onData(chunk));
-    const fail = (error: Error): void => {
+    watchSocket(socket, (chunk) => this.onData(chunk), (error) => {
       this.closedError ??= error;
       for (const [, call] of this.calls) call.onAnswer(this.closedError, undefined);
       this.calls.clear();
       this.waiting = [];
-    };
-    socket.on('error', fail);
-    socket.on('close', () => fail(new Error('connection closed')));
+    });
     // A block we cannot decode leaves the connection's HPACK table unknown: give the connection up.
     this.decoder.on('error', (error) => socket.destroy(error));
   }
 
   /** Connects and exchanges SETTINGS; resolves once the server's SETTINGS arrived. */
-  static open(port: number, host = '127.0.0.1'): Promise<RawH2Session> {
-    return new Promise((resolve, reject) => {
-      const socket = connect({ port, host }, () => {
-        socket.off('error', reject);
-        const session = new RawH2Session(socket);
-        const settings = Buffer.alloc(12);
-        settings.writeUInt16BE(SETTINGS_ENABLE_PUSH, 0);
-        settings.writeUInt32BE(0, 2);
-        settings.writeUInt16BE(SETTINGS_INITIAL_WINDOW_SIZE, 6);
-        settings.writeUInt32BE(MAX_WINDOW, 8);
-        const increment = Buffer.alloc(4);
-        increment.writeUInt32BE(MAX_WINDOW - DEFAULT_WINDOW, 0);
-        // Windows at their maximum: answers are never held back by flow control.
-        socket.write(Buffer.concat([PREFACE, frame(Frame.Settings, 0, 0, settings), frame(Frame.WindowUpdate, 0, 0, increment)]));
-        session.onSettings = () => resolve(session);
-      });
-      socket.once('error', reject);
+  static async open(port: number, host = '127.0.0.1'): Promise<RawH2Session> {
+    const socket = await connectSocket(port, host);
+    const session = new RawH2Session(socket);
+    const settings = Buffer.alloc(12);
+    settings.writeUInt16BE(SETTINGS_ENABLE_PUSH, 0);
+    settings.writeUInt32BE(0, 2);
+    settings.writeUInt16BE(SETTINGS_INITIAL_WINDOW_SIZE, 6);
+    settings.writeUInt32BE(MAX_WINDOW, 8);
+    const increment = Buffer.alloc(4);
+    increment.writeUInt32BE(MAX_WINDOW - DEFAULT_WINDOW, 0);
+    // Windows at their maximum: answers are never held back by flow control.
+    socket.write(Buffer.concat([PREFACE, frame(Frame.Settings, 0, 0, settings), frame(Frame.WindowUpdate, 0, 0, increment)]));
+    return new Promise((resolve) => {
+      session.onSettings = () => resolve(session);
     });
   }
 

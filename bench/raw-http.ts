@@ -3,7 +3,8 @@
 // that only finds the status and Content-Length. Used by the constant-rate
 // latency runs (latency.ts) and the instruction counts (instructions.ts).
 // Not a general client: answers must carry Content-Length (fastify's do).
-import { connect, type Socket } from 'node:net';
+import type { Socket } from 'node:net';
+import { connectSocket, watchSocket } from './loopback-socket.js';
 
 export interface RawResponse {
   readonly status: number;
@@ -22,27 +23,17 @@ export class RawConnection {
 
   private constructor(socket: Socket) {
     this.socket = socket;
-    socket.setNoDelay(true);
-    socket.on('data', (chunk: Buffer) => this.onData(chunk));
-    const fail = (error: Error): void => {
+    watchSocket(socket, (chunk) => this.onData(chunk), (error) => {
       this.closedError = error;
       const reject = this.failed;
       this.pending = undefined;
       this.failed = undefined;
       reject?.(error);
-    };
-    socket.on('error', fail);
-    socket.on('close', () => fail(new Error('connection closed')));
+    });
   }
 
-  static open(port: number, host = '127.0.0.1'): Promise<RawConnection> {
-    return new Promise((resolve, reject) => {
-      const socket = connect({ port, host }, () => {
-        socket.off('error', reject);
-        resolve(new RawConnection(socket));
-      });
-      socket.once('error', reject);
-    });
+  static async open(port: number, host = '127.0.0.1'): Promise<RawConnection> {
+    return new RawConnection(await connectSocket(port, host));
   }
 
   get busy(): boolean {
