@@ -96,17 +96,17 @@ export class Batcher {
     withRedisDeadline(call, this.timeoutMs, `script call to ${node}`, this.events).then(
       (results) => {
         this.events.call(node, seconds(), true);
-        batches.forEach((batch, i) => settleOne(() => batch.resolve(results[i]!)));
+        settleEach(batches, (batch, i) => batch.resolve(results[i]!));
       },
       (error: unknown) => {
         this.events.call(node, seconds(), false);
-        for (const batch of batches) settleOne(() => batch.reject(error));
+        settleEach(batches, (batch) => batch.reject(error));
         if (!(error instanceof StoreCallError && error.timedOut)) return;
         this.events.timeout(node);
         // A reply that comes after the deadline still tells what Redis decided.
         call.then((results) => {
           this.events.lateReply(node, seconds());
-          batches.forEach((batch, i) => settleOne(() => batch.late(results[i]!)));
+          settleEach(batches, (batch, i) => batch.late(results[i]!));
         }, () => {});
       },
     );
@@ -114,13 +114,16 @@ export class Batcher {
 }
 
 /**
- * Runs one batch's callback. They must not throw (enqueue's contract); one
- * that does anyway must not keep the call's other batches from their answers.
+ * Runs `settle` for each batch of a call. Its callbacks must not throw
+ * (enqueue's contract); one that does anyway must not keep the call's other
+ * batches from their answers.
  */
-function settleOne(callback: () => void): void {
-  try {
-    callback();
-  } catch {
-    // Its request is the caller's to answer (see RedisStoreImpl.decide); the others go on.
+function settleEach(batches: readonly PendingBatch[], settle: (batch: PendingBatch, i: number) => void): void {
+  for (let i = 0; i < batches.length; i++) {
+    try {
+      settle(batches[i]!, i);
+    } catch {
+      // Its request is the caller's to answer (see RedisStoreImpl.decide); the others go on.
+    }
   }
 }

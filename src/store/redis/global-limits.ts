@@ -289,7 +289,7 @@ export class GlobalLimits {
   private async claim(wanted: { state: KeyState; tokens: number }[]): Promise<Claimed[]> {
     const ops = wanted.map(({ state }) => state.op);
     const claimed: Claimed[] = [];
-    await Promise.all(this.options.topology.groups(ops, ops.map((_, i) => i)).map(async (group) => {
+    await Promise.all(this.options.topology.groups(ops).map(async (group) => {
       try {
         const won = await withRedisDeadline(this.options.library.leaseClaim(group.routingKey, group.indices.map((i) => ops[i]!.key), CLAIM_TTL_US),
           REMOTE_DEADLINE_MS, 'lease claim');
@@ -310,7 +310,7 @@ export class GlobalLimits {
     if (region === undefined) return;
     const homeOps = items.map(({ state }) => ({ ...state.op, key: state.op.key.replace(/:lease:[^:]+$/, ':g') }));
     const deposits: Deposit[] = [];
-    await Promise.all(region.topology.groups(homeOps, homeOps.map((_, i) => i)).map(async (group) => {
+    await Promise.all(region.topology.groups(homeOps).map(async (group) => {
       const grants = group.indices.map((i) => {
         const { state, tokens, spent, gen } = items[i]!;
         this.options.events.leaseRequested?.(home, tokens);
@@ -340,7 +340,7 @@ export class GlobalLimits {
   private async deposit(deposits: Deposit[]): Promise<void> {
     if (deposits.length === 0) return;
     const ops = deposits.map((d) => d.state.op);
-    await Promise.all(this.options.topology.groups(ops, ops.map((_, i) => i)).map(async (group) => {
+    await Promise.all(this.options.topology.groups(ops).map(async (group) => {
       const items = group.indices.map((i) => deposits[i]!);
       try {
         await withRedisDeadline(this.options.library.leaseDeposit(group.routingKey, items), REMOTE_DEADLINE_MS, 'lease deposit');

@@ -106,7 +106,7 @@ export class WriteBack {
   private async flush(): Promise<void> {
     if (this.debits.size === 0 || !this.options.usable()) return;
     const ops = this.debits.drain();
-    await Promise.all(this.options.topology.groups(ops, ops.map((_, i) => i)).map(async (group) => {
+    await Promise.all(this.options.topology.groups(ops).map(async (group) => {
       const groupOps = group.indices.map((i) => ops[i]!);
       if (this.options.health.stateOf(group.node) !== 'closed') {
         this.debits.add(groupOps); // still down: keep them for later

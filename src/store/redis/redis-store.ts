@@ -231,7 +231,7 @@ class RedisStoreImpl implements RedisStore {
   private decide(ops: readonly BucketOp[]): Promise<StoreDecision> {
     const group = this.topology.soleGroup(ops);
     if (group === undefined || this.closed || this.health_.stateOf(group.node) !== 'closed' || this.writeBack.debits.size > 0) {
-      return this.decideGroups(ops, group === undefined ? this.topology.groups(ops, group0Indices(ops)) : [group], 1)
+      return this.decideGroups(ops, group === undefined ? this.topology.groups(ops) : [group], 1)
         .then((results) => this.settlement.combine(ops, results));
     }
     return new Promise<StoreDecision>((resolve) => {
@@ -364,8 +364,4 @@ class RedisStoreImpl implements RedisStore {
   }
 }
 
-/** 0 … ops.length − 1: a whole request's indices. */
-function group0Indices(ops: readonly BucketOp[]): number[] {
-  return ops.map((_, i) => i);
-}
 

@@ -15,8 +15,8 @@ export class Topology {
     return this.connection.client as Cluster;
   }
 
-  /** The request's ops at `indices`, grouped by the master that serves them. */
-  groups(ops: readonly BucketOp[], indices: readonly number[]): OpGroup[] {
+  /** The request's ops at `indices` (all of them by default), grouped by the master that serves them. */
+  groups(ops: readonly BucketOp[], indices: readonly number[] = allIndices(ops)): OpGroup[] {
     if (this.connection.mode === 'single') {
       const { address } = this.connection;
       return [{ node: address, queue: address, routingKey: ops[indices[0]!]!.key, indices: [...indices] }];
@@ -30,7 +30,7 @@ export class Topology {
    */
   soleGroup(ops: readonly BucketOp[]): OpGroup | undefined {
     const routingKey = ops[0]!.key;
-    const indices = ops.length === 1 ? [0] : ops.map((_, i) => i);
+    const indices = allIndices(ops);
     if (this.connection.mode === 'single') {
       const { address } = this.connection;
       return { node: address, queue: address, routingKey, indices };
@@ -75,4 +75,9 @@ export class Topology {
   private slots(): SlotMap {
     return this.cluster.slots ?? [];
   }
+}
+
+/** 0 … ops.length − 1: every op of a request. */
+function allIndices(ops: readonly BucketOp[]): number[] {
+  return ops.length === 1 ? [0] : ops.map((_, i) => i);
 }
