@@ -1,14 +1,25 @@
 #!/usr/bin/env bash
-# Installs what the test suite runs for real when it is missing: redis-server,
-# nginx and promtool (Debian's prometheus package), as root with apt-get (or
-# through sudo). Debian's packages start their own services; the tests start
-# their own on free ports, so those are stopped again.
+# Installs what the test suite runs for real when it is missing, with Debian's
+# packages, as root (or through sudo):
+#   redis-server (single, Cluster and Sentinel), nginx, promtool (prometheus),
+#   kubectl (kubernetes-client; the kustomize test needs kubectl >= 1.21),
+#   python3-grpcio for Debian's /usr/bin/python3 (the independent gRPC client).
+# Debian's packages start their own services; the tests start their own on
+# free loopback ports, so those are stopped again.
 set -euo pipefail
 
+has() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ] || [ -x "/sbin/$1" ]; }
+
 need=()
-command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
-command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need+=(nginx)
-command -v promtool >/dev/null 2>&1 || need+=(prometheus)
+has redis-server || need+=(redis-server)
+has redis-cli || need+=(redis-tools)
+has nginx || need+=(nginx)
+has promtool || need+=(prometheus)
+has kubectl || need+=(kubernetes-client)
+if [ ! -x /usr/bin/python3 ] || ! /usr/bin/python3 -c 'import grpc' >/dev/null 2>&1; then
+  need+=(python3 python3-grpcio)
+fi
+
 if [ "${#need[@]}" -gt 0 ]; then
   as_root=()
   if [ "$(id -u)" -ne 0 ]; then
@@ -20,11 +31,15 @@ if [ "${#need[@]}" -gt 0 ]; then
   echo "install-test-tools: installing ${need[*]}" >&2
   export DEBIAN_FRONTEND=noninteractive
   "${as_root[@]}" apt-get update -qq
-  "${as_root[@]}" apt-get install -y -qq --no-install-recommends "${need[@]}"
-  for service in redis-server nginx prometheus; do
+  "${as_root[@]}" apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+  for service in redis-server nginx prometheus prometheus-node-exporter; do
     ("${as_root[@]}" service "$service" stop || true) >/dev/null 2>&1
   done
 fi
-if ! command -v kubectl >/dev/null 2>&1; then
-  echo "install-test-tools: note: kubectl is not on PATH; the kustomize test will fail (install kubectl)" >&2
+
+# kubectl renders deploy/k8s with its built-in kustomize; the manifests use
+# kustomize v4 fields (labels, per-generator options), which kubectl 1.21+ has.
+minor=$(kubectl version --client -o json 2>/dev/null | sed -n 's/.*"minor": *"\([0-9]*\).*/\1/p' | head -1)
+if [ -n "$minor" ] && [ "$minor" -lt 21 ]; then
+  echo "install-test-tools: warning: kubectl 1.$minor is older than 1.21; the kustomize test needs a newer one" >&2
 fi

@@ -6,6 +6,7 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { findTool } from '../helpers/tools.js';
 
 export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const SERVER_ENTRY = join(REPO_ROOT, 'dist', 'main.js');
@@ -18,16 +19,18 @@ export function missingServerBuild(): string | undefined {
 }
 
 /**
- * Whether an external tool (nginx, kubectl, promtool) is installed. Under
- * `npm run test:all` (RL_REQUIRE_TOOLS=1, which installs them) and in CI
- * (CI=true) a missing tool is a failure, so a machine without it cannot pass
- * silently; a bare `npm test` skips the test with the reason.
+ * Whether an external tool (nginx, kubectl, promtool) is installed, found on
+ * PATH (test/helpers/tools.ts). Under `npm run test:all` (RL_REQUIRE_TOOLS=1,
+ * which installs them) and in CI (CI=true) a missing tool is a failure, so a
+ * machine without it cannot pass silently; a bare `npm test` skips the test
+ * with the reason.
  */
-export function toolAvailability(path: string): { ok: true } | { ok: false; reason: string; fail: boolean } {
-  if (existsSync(path)) return { ok: true };
+export function toolAvailability(name: string): { ok: true; path: string } | { ok: false; reason: string; fail: boolean } {
+  const path = findTool(name);
+  if (path !== undefined) return { ok: true, path };
   return {
     ok: false,
-    reason: `${path} not installed (apt-get install it; .ci/run must)`,
+    reason: `${name} is not installed (not on PATH; scripts/install-test-tools.sh installs it)`,
     fail: process.env.CI === 'true' || process.env.RL_REQUIRE_TOOLS === '1',
   };
 }

@@ -7,8 +7,7 @@ import { parse, parseAllDocuments } from 'yaml';
 import { FLAGS, envName, resolveSettings } from '../../src/settings.js';
 import { REPO_ROOT, run, toolAvailability } from './helpers.js';
 
-const KUBECTL = '/usr/bin/kubectl';
-const kubectl = toolAvailability(KUBECTL);
+const kubectl = toolAvailability('kubectl');
 
 // Loose shapes: the rendered YAML is checked field by field below.
 /* eslint-disable @typescript-eslint/no-explicit-any */
@@ -21,7 +20,7 @@ const HTTP_PORT = Number(FLAGS['http-port'].default);
 const GRPC_PORT = Number(FLAGS['grpc-port'].default);
 
 function render(dir: string): Doc[] {
-  const result = run(KUBECTL, ['kustomize', dir]);
+  const result = run(kubectl.ok ? kubectl.path : 'kubectl', ['kustomize', dir]);
   if (result.status !== 0) throw new Error(`kubectl kustomize ${dir} failed: ${result.stderr}`);
   return parseAllDocuments(result.stdout).map((doc) => doc.toJS() as Doc);
 }

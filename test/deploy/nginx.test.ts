@@ -9,7 +9,6 @@ import {
   toolAvailability, waitFor, type Child, type RunningServer,
 } from './helpers.js';
 
-const NGINX = '/usr/sbin/nginx';
 
 // api_key 3/minute, client address 5/minute: a keyed request counts against both.
 const CONFIG = `
@@ -68,7 +67,7 @@ async function startUpstream(): Promise<Upstream> {
   return upstream;
 }
 
-const nginxTool = toolAvailability(NGINX);
+const nginxTool = toolAvailability('nginx');
 const missingBuild = missingServerBuild();
 
 if (!nginxTool.ok && !nginxTool.fail) {
@@ -101,7 +100,7 @@ if (!nginxTool.ok && !nginxTool.fail) {
     const listen = await freePort();
     const confPath = join(dir.path, 'nginx.conf');
     writeFileSync(confPath, nginxConfForTest(dir.path, { listen, ratelimit: ratelimit.httpPort, upstream: upstream.port }));
-    nginx = startChild(NGINX, ['-p', dir.path, '-c', confPath, '-g', `daemon off; pid ${join(dir.path, 'nginx.pid')};`]);
+    nginx = startChild(nginxTool.path, ['-p', dir.path, '-c', confPath, '-g', `daemon off; pid ${join(dir.path, 'nginx.pid')};`]);
     const edge = `http://127.0.0.1:${listen}`;
     await waitFor(`nginx on ${edge}`, async () => {
       if (nginx?.process.exitCode !== null) throw new Error(`nginx exited: ${nginx?.output()}`);

@@ -2,8 +2,7 @@
 import t from 'tap';
 import { run, toolAvailability } from './helpers.js';
 
-const PROMTOOL = '/usr/bin/promtool';
-const promtool = toolAvailability(PROMTOOL);
+const promtool = toolAvailability('promtool');
 
 if (!promtool.ok && !promtool.fail) {
   t.test(`promtool checks: ${promtool.reason}`, { skip: true }, async () => {});
@@ -19,7 +18,7 @@ if (!promtool.ok && !promtool.fail) {
         t.fail(promtool.reason);
         return;
       }
-      const result = run(PROMTOOL, args);
+      const result = run(promtool.path, args);
       t.equal(result.status, 0, `promtool ${args.join(' ')}\n${result.stdout}${result.stderr}`);
     });
   }

@@ -9,9 +9,10 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { findTool } from './tools.js';
 import { sleep, waitFor } from './wait.js';
 
-const REDIS_SERVER = process.env['REDIS_SERVER'] ?? '/usr/bin/redis-server';
+const REDIS_SERVER = process.env['REDIS_SERVER'] ?? findTool('redis-server') ?? 'redis-server';
 const REDIS_CLI = process.env['REDIS_CLI'] ?? 'redis-cli';
 const HOST = '127.0.0.1';
 const CLUSTER_TIMEOUT_MS = 30_000;
