@@ -187,7 +187,7 @@ export interface RedisClusterHandle {
   topology(): Promise<ClusterNodeInfo[]>;
   /** SIGKILLs the master serving `key` (or any master) and returns it. */
   killMaster(key?: string): Promise<RedisNode>;
-  /** The live master serving `key`'s slot. */
+  /** The live master serving `key`'s slot (waits out a slot migration or a failover still spreading). */
   masterOf(key: string): Promise<ClusterNodeInfo>;
   /**
    * Moves `slots` slots (with their keys) from one master to another with
@@ -288,17 +288,32 @@ function makeClusterHandle(nodes: RedisNode[], stop: () => Promise<void>): Redis
       return liveMasters.length > 0;
     }, timeoutMs, 100);
   };
+  /**
+   * A plain (non -c) EXISTS answers an integer only on the master that serves
+   * the key's slot; the others redirect. While a slot migrates (resharding) or
+   * a failover spreads, no master may answer (source: ASK for a key already
+   * moved; target: MOVED back until the move ends) or a stale topology may
+   * leave the owner out: ask again until exactly one live master answers.
+   */
+  const masterOf = async (key: string): Promise<ClusterNodeInfo> => {
+    let owner: ClusterNodeInfo | undefined;
+    await waitFor(`the one live master serving ${key}`, async () => {
+      const answers: string[] = [];
+      const masters = (await topology()).filter((n) => n.role === 'master' && n.node.running);
+      for (const info of masters) answers.push(`:${info.node.port} ${await info.node.cli('EXISTS', key)}`);
+      const serving = masters.filter((_, i) => /^:\d+ \d+$/.test(answers[i]!));
+      if (serving.length !== 1) throw new Error(`not one master answers (${answers.join(', ')})`);
+      owner = serving[0];
+      return true;
+    }, CLUSTER_TIMEOUT_MS, 50);
+    return owner!;
+  };
   return {
     nodes,
     seeds: nodes.map((n) => `${HOST}:${n.port}`).join(','),
     topology,
     waitHealthy,
-    async masterOf(key: string): Promise<ClusterNodeInfo> {
-      for (const info of (await topology()).filter((n) => n.role === 'master' && n.node.running)) {
-        if (!(await info.node.cli('EXISTS', key)).includes('MOVED')) return info;
-      }
-      throw new Error(`no live master serves ${key}`);
-    },
+    masterOf,
     reshard(fromId: string, toId: string, slots: number): Promise<void> {
       const seed = nodes.find((n) => n.running)!;
       return new Promise<void>((resolve, reject) => {
@@ -311,15 +326,9 @@ function makeClusterHandle(nodes: RedisNode[], stop: () => Promise<void>): Redis
       });
     },
     async killMaster(key?: string): Promise<RedisNode> {
-      let victim: RedisNode | undefined;
-      if (key !== undefined) {
-        // The master that owns the key's slot answers a plain (non -c) EXISTS; others say MOVED.
-        for (const info of (await topology()).filter((n) => n.role === 'master' && n.node.running)) {
-          const answer = await info.node.cli('EXISTS', key);
-          if (!answer.includes('MOVED')) victim = info.node;
-        }
-      }
-      victim ??= (await topology()).find((n) => n.role === 'master' && n.node.running)?.node;
+      const victim = key !== undefined
+        ? (await masterOf(key)).node
+        : (await topology()).find((n) => n.role === 'master' && n.node.running)?.node;
       if (victim === undefined) throw new Error('no live master to kill');
       await victim.kill('SIGKILL');
       return victim;

@@ -37,7 +37,7 @@ await tap.test('5. SIGKILL of the hot key\'s master under load: every answer 200
   t.equal((await check(sidecars[0]!, [flat('busy', hot)])).status, 200, 'the hot key is in use');
   // Its bucket is full again within 5 ms (so its Redis key is gone): name its slot by its {hash tag}.
   const slotKey = `{${slotTagFor([{ key: 'busy', value: hot }])}}`;
-  const owner = await ownerOf(slotKey);
+  const owner = (await cluster.masterOf(slotKey)).node.port;
 
   // 4 loops (2 per sidecar), each one request at a time with a 10 ms pause, for 8 s.
   const answers: Answer[] = [];
@@ -105,13 +105,3 @@ await tap.test('5. SIGKILL of the hot key\'s master under load: every answer 200
   const errorsAfter = await Promise.all(sidecars.map((s) => metric(s, 'ratelimit_store_errors_total')));
   t.same(errorsAfter, errorsBefore, 'and those decisions came from Redis (no store error)');
 });
-
-/** The port of the master that serves `key`'s slot: the one that answers EXISTS without a MOVED redirection. */
-async function ownerOf(key: string): Promise<number> {
-  const owners: number[] = [];
-  for (const { node } of (await cluster.topology()).filter((n) => n.role === 'master' && n.node.running)) {
-    if (!(await node.cli('EXISTS', key)).includes('MOVED')) owners.push(node.port);
-  }
-  if (owners.length !== 1) throw new Error(`expected one owner of ${key}, found ${JSON.stringify(owners)}`);
-  return owners[0]!;
-}
