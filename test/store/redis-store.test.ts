@@ -4,7 +4,7 @@ import { MemoryStore } from '../../src/store/memory-store.js';
 import { LIBRARY_LUA, LIBRARY_SHA } from '../../src/store/redis/library.js';
 import { SettingsError, StoreUnavailableError } from '../../src/errors.js';
 import { createRedisStore } from '../../src/store/redis/redis-store.js';
-import { freePort, startRedis, waitFor } from '../helpers/redis.js';
+import { freePort, startRedis, unlessHung, waitFor } from '../helpers/redis.js';
 import type { RedisNode } from '../helpers/redis.js';
 import { OpFactory, uniquePrefix } from './contract.js';
 import { redisStoreFor } from './redis-helper.js';
@@ -24,24 +24,11 @@ async function ready(t: Test, node: RedisNode, options: Parameters<typeof redisS
  */
 const HANG_GUARD_MS = 5_000;
 
-/** Settles `work` or throws if it is still pending after HANG_GUARD_MS. */
-async function unlessHung<T>(work: Promise<T>, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const hung = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what}: still pending after ${HANG_GUARD_MS} ms (a hang)`)), HANG_GUARD_MS);
-  });
-  try {
-    return await Promise.race([work, hung]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
 /** The rejection of `work` and the ms it took (to print, and for lower bounds); throws if it resolves or hangs. */
 async function rejection(work: Promise<unknown>): Promise<{ ms: number; error: unknown }> {
   const start = performance.now();
   try {
-    await unlessHung(work, 'the decision');
+    await unlessHung(work, 'the decision', HANG_GUARD_MS);
   } catch (error: unknown) {
     return { ms: performance.now() - start, error };
   }
@@ -207,7 +194,7 @@ t.test('a logger that throws while a timed-out call is answered strands none of 
   await node.kill('SIGSTOP');
   t.teardown(() => node.kill('SIGCONT'));
   // One turn: the three go out in one script call, which misses its deadline; the first answer's log throws.
-  const settled = await unlessHung(Promise.all(ops.map((op) => store.apply([op]))), 'the call\'s requests');
+  const settled = await unlessHung(Promise.all(ops.map((op) => store.apply([op]))), 'the call\'s requests', HANG_GUARD_MS);
   t.same(settled.map((d) => d.fallback), ['allow', 'allow', 'allow'], 'every request of the call was answered, each by the policy');
 });
 
@@ -303,7 +290,7 @@ t.test('a Redis unreachable at start: the policy decides at once, then Redis onc
   const op = f.op([['api_key', 'l']], { requestsPerUnit: 100, unit: 'hour' });
   const start = performance.now();
   // Redis is started only after this answer: a request held until Redis is up would hang here.
-  const early = await unlessHung(Promise.resolve(store.apply([op])), 'the first decision');
+  const early = await unlessHung(Promise.resolve(store.apply([op])), 'the first decision', HANG_GUARD_MS);
   t.match(early, { fallback: 'local', outcomes: [{ allowed: true }] }, 'decided by the policy while nothing listens');
   t.equal(counts['timeout'] ?? 0, 0, 'decided without waiting for a deadline (nothing queued for a Redis not yet there)');
   t.comment(`decided in ${(performance.now() - start).toFixed(1)} ms`);
