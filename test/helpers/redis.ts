@@ -9,6 +9,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { clusterSlot } from '../../src/store/redis/cluster-slot.js';
 import { findTool } from './tools.js';
 import { sleep, waitFor } from './wait.js';
 
@@ -17,6 +18,12 @@ const REDIS_CLI = process.env['REDIS_CLI'] ?? 'redis-cli';
 const HOST = '127.0.0.1';
 const CLUSTER_TIMEOUT_MS = 30_000;
 const CLI_TIMEOUT_MS = 5_000;
+/**
+ * redis-cli processes run at once. Hundreds at once (a test asking where 200
+ * keys live) made some exit 0 having printed nothing, not even for
+ * `--version`: an empty CLUSTER NODES or EXISTS read as "no master".
+ */
+const CLI_CONCURRENCY = 8;
 
 /** What the helpers need from a tap test (or nothing). */
 export interface Teardown {
@@ -34,7 +41,7 @@ process.once('exit', () => {
   }
 });
 
-export { sleep, waitFor } from './wait.js';
+export { sleep, unlessHung, waitFor } from './wait.js';
 
 /** A TCP port on 127.0.0.1 that was free a moment ago. */
 export function freePort(): Promise<number> {
@@ -49,8 +56,22 @@ export function freePort(): Promise<number> {
   });
 }
 
-/** Runs redis-cli against a port; resolves with trimmed stdout (bounded by a timeout). */
-function redisCli(port: number, ...args: string[]): Promise<string> {
+let cliRunning = 0;
+const cliWaiting: (() => void)[] = [];
+
+/** Runs redis-cli against a port; resolves with trimmed stdout (bounded by a timeout, and CLI_CONCURRENCY). */
+async function redisCli(port: number, ...args: string[]): Promise<string> {
+  if (cliRunning >= CLI_CONCURRENCY) await new Promise<void>((resolve) => cliWaiting.push(resolve));
+  cliRunning++;
+  try {
+    return await runRedisCli(port, args);
+  } finally {
+    cliRunning--;
+    cliWaiting.shift()?.();
+  }
+}
+
+function runRedisCli(port: number, args: string[]): Promise<string> {
   return new Promise((resolve, reject) => {
     execFile(REDIS_CLI, ['-h', HOST, '-p', String(port), '--no-auth-warning', ...args],
       { timeout: CLI_TIMEOUT_MS, encoding: 'utf8' }, (error, stdout, stderr) => {
@@ -188,8 +209,10 @@ export interface RedisClusterHandle {
   topology(): Promise<ClusterNodeInfo[]>;
   /** SIGKILLs the master serving `key` (or any master) and returns it. */
   killMaster(key?: string): Promise<RedisNode>;
-  /** The live master serving `key`'s slot. */
+  /** The live master serving `key`'s slot (waits out a slot migration or a failover still spreading). */
   masterOf(key: string): Promise<ClusterNodeInfo>;
+  /** The same for many keys at once (one CLUSTER NODES per master). */
+  mastersOf(keys: readonly string[]): Promise<ClusterNodeInfo[]>;
   /**
    * Moves `slots` slots (with their keys) from one master to another with
    * `redis-cli --cluster reshard`, as an operator would; resolves when done.
@@ -267,6 +290,7 @@ function makeClusterHandle(nodes: RedisNode[], stop: () => Promise<void>): Redis
     const alive = nodes.find((n) => n.running);
     if (alive === undefined) throw new Error('no live cluster node');
     const text = await alive.cli('CLUSTER', 'NODES');
+    if (!text.includes('myself')) throw new Error(`CLUSTER NODES on :${alive.port} answered ${JSON.stringify(text)}`);
     const result: ClusterNodeInfo[] = [];
     for (const line of text.split('\n')) {
       const [id, address, flags, masterId] = line.split(' ');
@@ -289,17 +313,42 @@ function makeClusterHandle(nodes: RedisNode[], stop: () => Promise<void>): Redis
       return liveMasters.length > 0;
     }, timeoutMs, 100);
   };
+  /**
+   * The live masters serving `keys`' slots, from CLUSTER NODES of every live
+   * master (a few redis-cli calls, however many keys). Asks again while a slot
+   * migrates (`[slot->-id]` / `[slot-<-id]`: EXISTS would answer ASK or MOVED
+   * on both sides), while the masters disagree (a resharding or a failover
+   * still spreading), or while the owner is not a live master yet.
+   */
+  const mastersOf = async (keys: readonly string[]): Promise<ClusterNodeInfo[]> => {
+    const slots = keys.map((key) => clusterSlot(key));
+    let owners: ClusterNodeInfo[] = [];
+    await waitFor(`the live masters serving ${keys.length} keys`, async () => {
+      const masters = (await topology()).filter((n) => n.role === 'master' && n.node.running);
+      const views: Map<number, string>[] = [];
+      for (const info of masters) {
+        const view = slotOwners(await info.node.cli('CLUSTER', 'NODES'));
+        if (view === undefined) throw new Error(`:${info.node.port} is migrating slots`);
+        views.push(view);
+      }
+      owners = slots.map((slot) => {
+        const ids = new Set(views.map((view) => view.get(slot)));
+        const owner = masters.find((info) => info.id === views[0]?.get(slot));
+        if (ids.size !== 1 || owner === undefined) throw new Error(`slot ${slot}: masters name ${JSON.stringify([...ids])}`);
+        return owner;
+      });
+      return true;
+    }, CLUSTER_TIMEOUT_MS, 50);
+    return owners;
+  };
+  const masterOf = async (key: string): Promise<ClusterNodeInfo> => (await mastersOf([key]))[0]!;
   return {
     nodes,
     seeds: nodes.map((n) => `${HOST}:${n.port}`).join(','),
     topology,
     waitHealthy,
-    async masterOf(key: string): Promise<ClusterNodeInfo> {
-      for (const info of (await topology()).filter((n) => n.role === 'master' && n.node.running)) {
-        if (!(await info.node.cli('EXISTS', key)).includes('MOVED')) return info;
-      }
-      throw new Error(`no live master serves ${key}`);
-    },
+    masterOf,
+    mastersOf,
     reshard(fromId: string, toId: string, slots: number): Promise<void> {
       const seed = nodes.find((n) => n.running)!;
       return new Promise<void>((resolve, reject) => {
@@ -312,19 +361,31 @@ function makeClusterHandle(nodes: RedisNode[], stop: () => Promise<void>): Redis
       });
     },
     async killMaster(key?: string): Promise<RedisNode> {
-      let victim: RedisNode | undefined;
-      if (key !== undefined) {
-        // The master that owns the key's slot answers a plain (non -c) EXISTS; others say MOVED.
-        for (const info of (await topology()).filter((n) => n.role === 'master' && n.node.running)) {
-          const answer = await info.node.cli('EXISTS', key);
-          if (!answer.includes('MOVED')) victim = info.node;
-        }
-      }
-      victim ??= (await topology()).find((n) => n.role === 'master' && n.node.running)?.node;
+      const victim = key !== undefined
+        ? (await masterOf(key)).node
+        : (await topology()).find((n) => n.role === 'master' && n.node.running)?.node;
       if (victim === undefined) throw new Error('no live master to kill');
       await victim.kill('SIGKILL');
       return victim;
     },
     stop,
   };
+}
+
+/**
+ * Slot -> master id from one node's CLUSTER NODES, or undefined while that node
+ * migrates or imports a slot (its own line lists `[slot->-id]` or `[slot-<-id]`).
+ */
+function slotOwners(text: string): Map<number, string> | undefined {
+  const owners = new Map<number, string>();
+  for (const line of text.split('\n')) {
+    const [id, , flags, , , , , , ...ranges] = line.trim().split(' ');
+    if (id === undefined || flags === undefined || !flags.includes('master')) continue;
+    for (const range of ranges) {
+      if (range.startsWith('[')) return undefined;
+      const [from, to = from] = range.split('-').map(Number) as [number, number?];
+      for (let slot = from; slot <= to; slot++) owners.set(slot, id);
+    }
+  }
+  return owners;
 }
