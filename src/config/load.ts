@@ -9,7 +9,7 @@ import { ConfigError, errorMessage, type ConfigProblem } from '../errors.js';
 import type { CompiledConfig, CompiledDomain } from '../core/config-model.js';
 import { compileDomain, type StoreSupport, type ValidatedFile } from './compile-domain.js';
 import { describeAllIssues } from './describe-issue.js';
-import { configFileSchema } from './schema.js';
+import { BOOLEAN_FIELDS, configFileSchema } from './schema.js';
 import { problemsBeyondSchema } from './valid-parts.js';
 
 /** One config file's text, read before anything is compiled (the watcher compares these). */
@@ -75,25 +75,39 @@ const STRING_FIELDS = new Set([
 ]);
 
 /**
- * Gives string fields their text as written (`value: 1.50` is "1.50", not 1.5),
- * as envoyproxy/ratelimit's YAML decoder does, so such configs load unchanged.
+ * YAML 1.1's booleans (yaml.org/type/bool.html) beyond YAML 1.2's
+ * true/false: envoyproxy/ratelimit's decoder (go-yaml v2) reads `yes`, `on`,
+ * `y`... as true into its boolean fields.
  */
-function keepStringFieldsAsWritten(node: unknown): void {
+const YAML_1_1_TRUE = /^(?:y|Y|yes|Yes|YES|on|On|ON)$/;
+const YAML_1_1_FALSE = /^(?:n|N|no|No|NO|off|Off|OFF)$/;
+
+/**
+ * Reads scalars as envoyproxy/ratelimit's YAML decoder (go-yaml v2) does, so
+ * its configs load unchanged: a string field keeps its text as written
+ * (`value: 1.50` is "1.50", `value: yes` is "yes"), and an unquoted YAML 1.1
+ * boolean in a boolean field is that boolean (`shadow_mode: yes`). The rest
+ * of the file is read as YAML 1.2 (`yes` stays a string elsewhere, `010` is ten).
+ */
+function readScalarsAsEnvoyRatelimit(node: unknown): void {
   if (isSeq(node)) {
-    for (const item of node.items) keepStringFieldsAsWritten(item);
+    for (const item of node.items) readScalarsAsEnvoyRatelimit(item);
     return;
   }
   if (!isMap(node)) return;
   for (const pair of node.items) {
     if (!isPair(pair) || !isScalar(pair.key)) continue;
     const name = pair.key.value;
-    if (name === 'metadata') continue; // free-form, left exactly as parsed
+    if (name === 'metadata' || typeof name !== 'string') continue; // metadata: free-form, left exactly as parsed
     const value = pair.value;
-    if (typeof name === 'string' && STRING_FIELDS.has(name) && isScalar(value)
+    if (!isScalar(value)) {
+      readScalarsAsEnvoyRatelimit(value);
+    } else if (STRING_FIELDS.has(name)
       && (typeof value.value === 'number' || typeof value.value === 'boolean') && value.source !== undefined) {
       value.value = value.source;
-    } else {
-      keepStringFieldsAsWritten(value);
+    } else if (BOOLEAN_FIELDS.has(name) && value.type === 'PLAIN' && typeof value.value === 'string') {
+      if (YAML_1_1_TRUE.test(value.value)) value.value = true;
+      else if (YAML_1_1_FALSE.test(value.value)) value.value = false;
     }
   }
 }
@@ -143,7 +157,7 @@ function validateSource(source: ConfigSource, store: StoreSupport | undefined): 
     return problem('', `holds ${filled.length} YAML documents (a "---" line starts another one, at line ${at.line}); `
       + 'write one domain per file');
   }
-  keepStringFieldsAsWritten(document.contents as YamlNode);
+  readScalarsAsEnvoyRatelimit(document.contents as YamlNode);
   let plain: unknown;
   try {
     plain = document.toJS();

@@ -42,6 +42,7 @@ const EXPECTED: Record<string, string | string[]> = {
   'negative-requests-per-unit.yaml': 'descriptors[0].rate_limit.requests_per_unit: expected a whole number of requests, 0 or more, got -1',
   'not-a-mapping.yaml': 'expected a mapping with domain and descriptors, got a list',
   'quoted-requests-per-unit.yaml': 'descriptors[0].rate_limit.requests_per_unit: expected a whole number of requests, 0 or more, got "10"',
+  'quoted-boolean.yaml': 'descriptors[0].shadow_mode: expected true or false, got "yes"',
   'rate-limits-duplicate.yaml': 'descriptors[0].rate_limits[1]: duplicate limit: the same numbers as rate_limit (the two would share one bucket)',
   'rate-limits-empty.yaml': 'descriptors[0].rate_limits: must list at least one limit (or be left out)',
   'rate-limits-next-to-unlimited.yaml': 'descriptors[0].rate_limits: must not be set next to rate_limit: { unlimited: true } (an unlimited descriptor has no limits)',
