@@ -39,17 +39,17 @@ t.test('check-config: exit 0 on a good config, 2 with the reason on a bad one', 
   writeFileSync(badFile, 'domain: x\ndescriptors:\n  - key: a\n    rate_limit: { unit: fortnight, requests_per_unit: 1 }\n');
   const bad = run(['check-config', badFile]);
   t.equal(bad.code, 2);
-  t.match(bad.stderr, /bad\.yaml: descriptors\[0\]\.rate_limit\.unit: .*fortnight/);
+  t.match(bad.stderr, /bad\.yaml:\d+:\d+: descriptors\[0\]\.rate_limit\.unit: .*fortnight/);
   t.equal(run(['check-config', join(dir, 'missing.yaml')]).code, 2);
   t.equal(run(['check-config']).code, 2);
   const several = run(['check-config', example, badFile]);
   t.equal(several.code, 2, 'regression: every path is checked, not only the first (check-config rules/*.yaml in CI)');
   t.match(several.stdout, /openclaw\.yaml: OK/);
-  t.match(several.stderr, /bad\.yaml: descriptors\[0\]\.rate_limit\.unit/);
+  t.match(several.stderr, /bad\.yaml:\d+:\d+: descriptors\[0\]\.rate_limit\.unit/);
   t.equal(run(['check-config', '--config', example]).code, 2, 'an option is a usage error, not a path');
 });
 
-t.test('check-config reports every problem of every file', async (t) => {
+t.test('check-config reports every problem of every file, each at its file:line:column', async (t) => {
   const rules = join(dir, 'many');
   mkdirSync(rules);
   writeFileSync(join(rules, 'a.yaml'), 'domain: a\ndescriptors:\n  - key: k\n    rate_limit: { unit: fortnight, requests_per_unit: -1 }\n');
@@ -57,9 +57,9 @@ t.test('check-config reports every problem of every file', async (t) => {
   const result = run(['check-config', rules]);
   t.equal(result.code, 2);
   t.same(result.stderr.trim().split('\n'), [
-    `${join(rules, 'a.yaml')}: descriptors[0].rate_limit.unit: unknown unit "fortnight" (expected second, minute, hour, day, week, month or year)`,
-    `${join(rules, 'a.yaml')}: descriptors[0].rate_limit.requests_per_unit: expected a whole number of requests, 0 or more, got -1`,
-    `${join(rules, 'b.yaml')}: descriptors[0].ratelimit: unknown key (did you mean "rate_limit"?)`,
+    `${join(rules, 'a.yaml')}:4:19: descriptors[0].rate_limit.unit: unknown unit "fortnight" (expected second, minute, hour, day, week, month or year)`,
+    `${join(rules, 'a.yaml')}:4:36: descriptors[0].rate_limit.requests_per_unit: expected a whole number of requests, 0 or more, got -1`,
+    `${join(rules, 'b.yaml')}:4:5: descriptors[0].ratelimit: unknown key (did you mean "rate_limit"?)`,
   ]);
 });
 
@@ -68,7 +68,7 @@ t.test('check-config --merge-domains and --store redis check as serve would load
   mkdirSync(rules);
   writeFileSync(join(rules, 'a.yaml'), limitYaml(5));
   writeFileSync(join(rules, 'b.yaml'), 'domain: app\ndescriptors:\n  - key: user\n    rate_limit: { unit: minute, requests_per_unit: 5, algorithm: sliding_window }\n');
-  t.match(run(['check-config', rules]).stderr, /b\.yaml: domain: duplicate domain "app"/);
+  t.match(run(['check-config', rules]).stderr, /b\.yaml:1:1: domain: duplicate domain "app"/);
   t.match(run(['check-config', '--merge-domains', rules]), { code: 0, stdout: /OK \(1 domain: app\)/ });
   t.match(run(['check-config', rules], { RL_MERGE_DOMAINS: 'true' }), { code: 0 }, 'RL_MERGE_DOMAINS as for serve');
   t.match(run(['check-config', '--merge-domains', '--store', 'redis', rules]), { code: 0, stdout: /OK \(1 domain: app\)/ },

@@ -79,7 +79,7 @@ t.test('wildcards: trailing, middle and several *, nested; share_threshold share
 
 t.test('one domain over two files loads with --merge-domains only', async (t) => {
   const dir = join(FIXTURES, 'merge');
-  t.throws(() => loadConfig(dir), { message: /b\.yaml: domain: duplicate domain "split"/ });
+  t.throws(() => loadConfig(dir), { message: /b\.yaml:1:1: domain: duplicate domain "split"/ });
   const root = loadConfig(dir, { mergeDomains: true }).domains.get('split')!.root;
   t.same([...root.keyOnly.keys()], ['reader', 'writer']);
 });
