@@ -104,14 +104,24 @@ t.test('usage errors exit 2 and say why', async (t) => {
   t.match(typo.stderr, /--default-domain "opencalw" is not a loaded domain \(loaded: openclaw\)/);
 });
 
-t.test('--help lists every flag with its RL_* variable', async (t) => {
+t.test('--help: serve, the top level and check-config each print their usage and exit 0', async (t) => {
   const help = run(['serve', '--help']);
   t.equal(help.code, 0);
-  for (const name of ['--http-port', 'RL_HTTP_PORT', '--redis-cluster', 'RL_REDIS_CLUSTER', '--on-store-failure', 'RL_ON_STORE_FAILURE',
-    '--http-request-timeout-ms', 'RL_HTTP_REQUEST_TIMEOUT_MS', '--http-keep-alive-timeout-ms', 'RL_HTTP_KEEP_ALIVE_TIMEOUT_MS',
-    '--http-max-connections', 'RL_HTTP_MAX_CONNECTIONS']) {
+  for (const name of ['--http-port', '--redis-cluster', '--on-store-failure', '--http-request-timeout-ms',
+    '--http-keep-alive-timeout-ms', '--http-max-connections', 'RL_HTTP_PORT']) {
     t.match(help.stdout, name);
   }
+  t.same(help.stdout.split('\n').filter((line) => line.length > 80), [], 'fits 80 columns');
+  t.equal(run(['--help']).stdout, help.stdout, 'the top-level --help is the same text');
+  const check = run(['check-config', '--help']);
+  t.equal(check.code, 0);
+  t.match(check.stdout, /--store memory\|redis/);
+  t.match(check.stdout, /--merge-domains/);
+  const unknown = run(['check-config', '--nope', example]);
+  t.equal(unknown.code, 2, 'check-config parses its flags as serve does: an unknown one is a usage error');
+  t.match(unknown.stderr, /--nope/);
+  t.match(unknown.stderr, /openclaw-ratelimit check-config --help/);
+  t.match(run(['check-config', '--store=disk', example]), { code: 2, stderr: /--store: expected memory \| redis, got "disk"/ });
 });
 
 t.test('env vars configure serve; flags win over them', async (t) => {
