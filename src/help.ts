@@ -33,7 +33,7 @@ function entry(shown: string, text: string): string[] {
 
 /** Value names that say more than the generic ones below. */
 const PLACEHOLDERS: Readonly<Record<string, string>> = {
-  config: 'PATH', redis: 'URL', 'redis-cluster': 'HOST:PORT,...', 'trusted-proxies': 'CIDR,...',
+  config: 'PATH', host: 'ADDRESS', redis: 'URL', 'redis-cluster': 'HOST:PORT,...', 'trusted-proxies': 'CIDR,...',
   'default-domain': 'DOMAIN', region: 'NAME', regions: 'LIST', 'redis-tls-servername': 'NAME', 'log-level': 'LEVEL',
   store: 'memory|redis', 'on-store-failure': 'local|allow|deny', 'fallback-divisor': 'auto|N', 'header-style': 'STYLE',
 };
@@ -53,7 +53,7 @@ function placeholder(name: string, spec: FlagSpec): string {
 
 function flagEntry(name: string): string[] {
   const spec = (FLAGS as Record<string, FlagSpec>)[name]!;
-  const text = `${spec.help}${spec.default === undefined ? '' : ` (default ${spec.default})`}`;
+  const text = `${spec.help} (${spec.default === undefined ? '' : `default ${spec.default}; `}${envName(name)})`;
   return entry(`--${name}${placeholder(name, spec)}`, text);
 }
 
@@ -67,7 +67,7 @@ export function usage(): string {
     '  openclaw-ratelimit check-config [--merge-domains] [--store S] PATH...',
     '  openclaw-ratelimit check-config --help   (what check-config checks, its flags)',
     '',
-    ...wrap(`Flags of serve. Each also reads the environment variable RL_ + its name in upper snake case (--http-port: ${envName('http-port')}); a flag wins over its variable.`, WIDTH),
+    ...wrap('Flags of serve, each with its default and the environment variable it also reads (RL_ + its name in upper snake case); a flag wins over its variable.', WIDTH),
   ];
   const grouped = new Set<string>();
   const groups = [...FLAG_GROUPS];

@@ -2,7 +2,7 @@
 // group, within 80 columns; `check-config --help` explains its own flags.
 import t from 'tap';
 import { checkConfigUsage, usage } from '../../src/help.js';
-import { FLAG_GROUPS, FLAGS } from '../../src/settings.js';
+import { FLAG_GROUPS, FLAGS, envName } from '../../src/settings.js';
 
 const WIDTH = 80;
 
@@ -18,9 +18,9 @@ t.test('serve --help shows every flag exactly once, under its group', async (t) 
     t.equal(shown.length, 1, `--${name} is shown once`);
   }
   for (const { title } of FLAG_GROUPS) t.match(text, `\n${title}:\n`, `group "${title}"`);
-  t.match(text, 'RL_HTTP_PORT', 'says how a flag becomes an environment variable');
-  t.match(text, /--http-port PORT +HTTP port/);
-  t.match(text, /--on-store-failure local\|allow\|deny\n +local \| allow \| deny when Redis fails \(default\s+local\)/);
+  t.match(text, /--http-port PORT +HTTP port .*\s+\(default 8080; RL_HTTP_PORT\)/);
+  t.match(text, /--on-store-failure local\|allow\|deny\n +local \| allow \| deny when Redis fails \(default\s+local;\s+RL_ON_STORE_FAILURE\)/);
+  for (const name of Object.keys(FLAGS)) t.match(text, envName(name), `${envName(name)} is shown`);
 });
 
 t.test('every flag has a group, and one only (a new flag must be placed)', async (t) => {
