@@ -30,8 +30,8 @@ const CHECK_CONFIG_OPTIONS: ParseArgsConfig['options'] = {
   store: { type: 'string' },
 };
 
-/** A command line that parseArgs refused, or a flag value we refuse: exit 2 with the reason and where to read more. */
-class UsageError extends Error {
+/** A command line that parseArgs refused, or a flag value we refuse: exit 2 with the reason and which --help to read. */
+class UsageError extends SettingsError {
   readonly helpCommand: string;
   constructor(message: string, helpCommand: string) {
     super(message);
