@@ -1,7 +1,8 @@
 // --on-store-failure: what decides the ops of a Redis node that failed.
 import type { StoreFailurePolicy } from '../../core/store.js';
 import type { BucketOp, BucketOutcome } from '../../core/types.js';
-import { StoreUnavailableError, errorMessage } from '../../errors.js';
+import { StoreUnavailableError } from '../../errors.js';
+import { redisErrorWords } from './error-words.js';
 import type { MemoryStore } from '../memory-store.js';
 
 export interface PolicyDecision {
@@ -43,7 +44,7 @@ export class FailurePolicy {
     const ops = given.some((op) => op.fallback !== undefined) ? given.map((op) => op.fallback ?? op) : given;
     switch (this.policy) {
       case 'deny':
-        throw new StoreUnavailableError(`store unavailable: ${errorMessage(error)}`, { cause: error });
+        throw new StoreUnavailableError(`store unavailable: ${redisErrorWords(error)}`, { cause: error });
       case 'allow':
         return { commits: true, outcomes: ops.map((op) => ({ allowed: true, remaining: op.limit.burst, resetUs: 0, retryAfterUs: 0 })) };
       case 'local':

@@ -35,6 +35,7 @@ import type { MemoryStore } from '../memory-store.js';
 import { Batcher } from './batcher.js';
 import { createRedisConnection, type RedisConnection } from './connection.js';
 import { withRedisDeadline } from './deadline.js';
+import { redisErrorWords } from './error-words.js';
 import { FailurePolicy } from './failure-policy.js';
 import { GlobalLimits } from './global-limits.js';
 import { RedisLibrary, type TakeResult } from './library.js';
@@ -356,11 +357,11 @@ class RedisStoreImpl implements RedisStore {
 
   /** Remembers the error for health(); logs at most once per interval (no per-request logs). */
   private noteError(error: unknown, msg: string): void {
-    this.lastError = errorMessage(error);
+    this.lastError = redisErrorWords(error); // /readyz and circuit-open answers show it: our words
     const now = performance.now();
     if (this.closed || now - this.lastErrorLogMs < ERROR_LOG_INTERVAL_MS) return;
     this.lastErrorLogMs = now;
-    this.logger.warn({ mode: this.mode, err: this.lastError }, msg);
+    this.logger.warn({ mode: this.mode, err: this.lastError, cause: errorMessage(error) }, msg);
   }
 }
 
