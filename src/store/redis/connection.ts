@@ -18,9 +18,15 @@ export interface RedisConnectionOptions {
   redis?: string | undefined;
   /** Redis Cluster seed nodes `host:port`. */
   redisCluster?: readonly string[] | undefined;
-  /** ACL user and password; win over those in the URL. */
+  /** Redis Sentinels `host:port` and the name of the master they watch. */
+  redisSentinel?: readonly string[] | undefined;
+  redisSentinelMaster?: string | undefined;
+  /** ACL user and password of the data nodes (a Sentinel's master and replicas too); win over those in the URL. */
   redisUsername?: string | undefined;
   redisPassword?: string | undefined;
+  /** ACL user and password of the Sentinels themselves; none when absent. */
+  redisSentinelUsername?: string | undefined;
+  redisSentinelPassword?: string | undefined;
   /** Use TLS (implied by `rediss://` and by any redisTls* option). */
   redisTls?: boolean | undefined;
   /** PEM file paths. */
@@ -38,8 +44,13 @@ export type RedisClient = Redis | Cluster;
 
 export interface RedisConnection {
   client: RedisClient;
+  /** 'single' for one master, found directly or through Sentinels. */
   mode: 'single' | 'cluster';
-  /** "host:port" of the single node (cluster: of the seeds). */
+  /**
+   * What the store calls the single node (its breaker, metrics, logs):
+   * "host:port"; through Sentinels `sentinel:NAME`, the master role, which
+   * keeps its name when a failover moves it (cluster: the seeds).
+   */
   address: string;
 }
 
@@ -49,24 +60,37 @@ export interface RedisConnection {
  */
 export function createRedisConnection(options: RedisConnectionOptions): RedisConnection {
   const hasUrl = options.redis !== undefined && options.redis !== '';
-  const seeds = parseSeeds(options.redisCluster ?? []);
-  if (hasUrl === (seeds.length > 0)) {
-    throw new SettingsError('the Redis store needs exactly one of --redis or --redis-cluster');
+  const seeds = parseSeeds(options.redisCluster ?? [], '--redis-cluster', 6379);
+  const sentinels = parseSeeds(options.redisSentinel ?? [], '--redis-sentinel', 26379);
+  if ([hasUrl, seeds.length > 0, sentinels.length > 0].filter(Boolean).length !== 1) {
+    throw new SettingsError('the Redis store needs exactly one of --redis, --redis-cluster or --redis-sentinel');
   }
   if (hasUrl) {
     const { client, address } = createSingle(options.redis!, options);
     return { client, mode: 'single', address };
   }
+  if (sentinels.length > 0) {
+    const name = options.redisSentinelMaster ?? '';
+    if (name === '') throw new SettingsError('--redis-sentinel needs --redis-sentinel-master: the name of the master the Sentinels watch');
+    return { client: createSentinelClient(sentinels, name, options), mode: 'single', address: `sentinel:${name}` };
+  }
   return { client: createCluster(seeds, options), mode: 'cluster', address: seeds.map((s) => `${s.host}:${s.port}`).join(',') };
 }
 
-function parseSeeds(list: readonly string[]): { host: string; port: number }[] {
+/** "host:port" that a single-node connection is connected to now (through Sentinels: the current master); else undefined. */
+export function connectedServer(connection: RedisConnection): string | undefined {
+  if (connection.mode !== 'single') return undefined;
+  const stream = (connection.client as Redis).stream as { remoteAddress?: string; remotePort?: number } | undefined;
+  return stream?.remoteAddress === undefined ? undefined : `${stream.remoteAddress}:${stream.remotePort}`;
+}
+
+function parseSeeds(list: readonly string[], flag: string, defaultPort: number): { host: string; port: number }[] {
   return list.map((s) => s.trim()).filter((s) => s !== '').map((seed) => {
     const at = seed.lastIndexOf(':');
     const host = at > 0 ? seed.slice(0, at).replace(/^\[(.*)\]$/, '$1') : seed;
-    const port = at > 0 ? Number(seed.slice(at + 1)) : 6379;
+    const port = at > 0 ? Number(seed.slice(at + 1)) : defaultPort;
     if (!Number.isInteger(port) || port <= 0 || port > 65535) {
-      throw new SettingsError(`--redis-cluster: invalid seed "${seed}" (expected host:port)`);
+      throw new SettingsError(`${flag}: invalid address "${seed}" (expected host:port)`);
     }
     return { host, port };
   });
@@ -137,6 +161,45 @@ function createSingle(text: string, options: RedisConnectionOptions): { client: 
   if (password !== undefined) config.password = password;
   if (tls !== undefined) config.tls = tls;
   return { client: new Redis(config), address: `${host}:${port}` };
+}
+
+/**
+ * The master that the Sentinels name, followed across failovers (ioredis's
+ * Sentinel support): every (re)connect asks the Sentinels for the master's
+ * address and checks the server's role; a Sentinel's `+switch-master`
+ * disconnects at once (failoverDetector), so no decision goes to a demoted
+ * master that has not yet been told to replicate. Until the new master
+ * serves, calls fail at once and the failure policy decides, as when a single
+ * Redis is down. --redis-username/--redis-password authenticate to the master
+ * and replicas; the Sentinels get only their own credentials (docs: README,
+ * "Redis Sentinel"). TLS, when asked for, applies to both.
+ */
+function createSentinelClient(sentinels: { host: string; port: number }[], name: string, options: RedisConnectionOptions): Redis {
+  const tls = tlsOptions(options, false);
+  const config: RedisOptions = {
+    ...connectionOptions(),
+    sentinels,
+    name,
+    role: 'master',
+    lazyConnect: true,
+    enableReadyCheck: true,
+    retryStrategy: reconnectDelayMs,
+    sentinelRetryStrategy: reconnectDelayMs,
+    sentinelCommandTimeout: CONNECT_TIMEOUT_MS,
+    failoverDetector: true,
+    // A master demoted under us answers writes with READONLY: drop the connection so the next one asks the Sentinels.
+    reconnectOnError: (error: Error) => error.message.startsWith('READONLY'),
+  };
+  if (options.redisUsername !== undefined) config.username = options.redisUsername;
+  if (options.redisPassword !== undefined) config.password = options.redisPassword;
+  if (options.redisSentinelUsername !== undefined) config.sentinelUsername = options.redisSentinelUsername;
+  if (options.redisSentinelPassword !== undefined) config.sentinelPassword = options.redisSentinelPassword;
+  if (tls !== undefined) {
+    config.tls = tls;
+    config.sentinelTLS = tls;
+    config.enableTLSForSentinelMode = true;
+  }
+  return new Redis(config);
 }
 
 function createCluster(seeds: { host: string; port: number }[], options: RedisConnectionOptions): Cluster {

@@ -33,7 +33,7 @@ import type { BucketOp } from '../../core/types.js';
 import { StoreCallError, errorMessage } from '../../errors.js';
 import type { MemoryStore } from '../memory-store.js';
 import { Batcher } from './batcher.js';
-import { createRedisConnection, type RedisConnection } from './connection.js';
+import { connectedServer, createRedisConnection, type RedisConnection } from './connection.js';
 import { withRedisDeadline } from './deadline.js';
 import { FailurePolicy } from './failure-policy.js';
 import { GlobalLimits } from './global-limits.js';
@@ -119,7 +119,8 @@ class RedisStoreImpl implements RedisStore {
     });
     client.on('error', (error: unknown) => this.noteError(error, 'redis connection error'));
     client.on('ready', () => {
-      this.logger.info({ mode: this.mode }, 'redis store connected');
+      // Through Sentinels the server changes with each failover: say which master this is.
+      this.logger.info({ mode: this.mode, node: this.connection.address, server: connectedServer(this.connection) }, 'redis store connected');
       void this.library.preload(client);
     });
     client.on('end', () => {
