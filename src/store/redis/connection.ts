@@ -52,7 +52,11 @@ export interface RedisConnection {
    * keeps its name when a failover moves it (cluster: the seeds).
    */
   address: string;
+  /** Ends what runs beside the client (through Sentinels: the +switch-master subscriptions); call it on close. */
+  stopWatching(): void;
 }
+
+const NOT_WATCHING = (): void => {};
 
 /**
  * Creates the client, not yet connected (lazyConnect). Throws SettingsError
@@ -67,20 +71,26 @@ export function createRedisConnection(options: RedisConnectionOptions): RedisCon
   }
   if (hasUrl) {
     const { client, address } = createSingle(options.redis!, options);
-    return { client, mode: 'single', address };
+    return { client, mode: 'single', address, stopWatching: NOT_WATCHING };
   }
   if (sentinels.length > 0) {
     const name = options.redisSentinelMaster ?? '';
     if (name === '') throw new SettingsError('--redis-sentinel needs --redis-sentinel-master: the name of the master the Sentinels watch');
-    return { client: createSentinelClient(sentinels, name, options), mode: 'single', address: `sentinel:${name}` };
+    const { client, stopWatching } = createSentinelClient(sentinels, name, options);
+    return { client, mode: 'single', address: `sentinel:${name}`, stopWatching };
   }
-  return { client: createCluster(seeds, options), mode: 'cluster', address: seeds.map((s) => `${s.host}:${s.port}`).join(',') };
+  return {
+    client: createCluster(seeds, options), mode: 'cluster', address: seeds.map((s) => `${s.host}:${s.port}`).join(','), stopWatching: NOT_WATCHING,
+  };
 }
 
 /** "host:port" that a single-node connection is connected to now (through Sentinels: the current master); else undefined. */
 export function connectedServer(connection: RedisConnection): string | undefined {
-  if (connection.mode !== 'single') return undefined;
-  const stream = (connection.client as Redis).stream as { remoteAddress?: string; remotePort?: number } | undefined;
+  return connection.mode === 'single' ? serverOf(connection.client as Redis) : undefined;
+}
+
+function serverOf(client: Redis): string | undefined {
+  const stream = client.stream as { remoteAddress?: string; remotePort?: number } | undefined;
   return stream?.remoteAddress === undefined ? undefined : `${stream.remoteAddress}:${stream.remotePort}`;
 }
 
@@ -167,14 +177,18 @@ function createSingle(text: string, options: RedisConnectionOptions): { client: 
  * The master that the Sentinels name, followed across failovers (ioredis's
  * Sentinel support): every (re)connect asks the Sentinels for the master's
  * address and checks the server's role; a Sentinel's `+switch-master`
- * disconnects at once (failoverDetector), so no decision goes to a demoted
+ * disconnects at once (watchSwitchMaster), so no decision goes to a demoted
  * master that has not yet been told to replicate. Until the new master
  * serves, calls fail at once and the failure policy decides, as when a single
  * Redis is down. --redis-username/--redis-password authenticate to the master
  * and replicas; the Sentinels get only their own credentials (docs: README,
- * "Redis Sentinel"). TLS, when asked for, applies to both.
+ * "Redis Sentinel"). TLS, when asked for, applies to both. Problems with a
+ * Sentinel are emitted as the client's 'sentinelError' event.
  */
-function createSentinelClient(sentinels: { host: string; port: number }[], name: string, options: RedisConnectionOptions): Redis {
+function createSentinelClient(sentinels: { host: string; port: number }[], name: string, options: RedisConnectionOptions): {
+  client: Redis;
+  stopWatching: () => void;
+} {
   const tls = tlsOptions(options, false);
   const config: RedisOptions = {
     ...connectionOptions(),
@@ -186,7 +200,6 @@ function createSentinelClient(sentinels: { host: string; port: number }[], name:
     retryStrategy: reconnectDelayMs,
     sentinelRetryStrategy: reconnectDelayMs,
     sentinelCommandTimeout: CONNECT_TIMEOUT_MS,
-    failoverDetector: true,
     // A master demoted under us answers writes with READONLY: drop the connection so the next one asks the Sentinels.
     reconnectOnError: (error: Error) => error.message.startsWith('READONLY'),
   };
@@ -199,7 +212,43 @@ function createSentinelClient(sentinels: { host: string; port: number }[], name:
     config.sentinelTLS = tls;
     config.enableTLSForSentinelMode = true;
   }
-  return new Redis(config);
+  const client = new Redis(config);
+  const sentinelOptions: RedisOptions = { connectTimeout: CONNECT_TIMEOUT_MS, keepAlive: 10_000, noDelay: true, connectionName: 'openclaw-ratelimit' };
+  if (config.sentinelUsername !== undefined) sentinelOptions.username = config.sentinelUsername;
+  if (config.sentinelPassword !== undefined) sentinelOptions.password = config.sentinelPassword;
+  if (tls !== undefined) sentinelOptions.tls = tls;
+  return { client, stopWatching: watchSwitchMaster(client, sentinels, name, sentinelOptions) };
+}
+
+/**
+ * Subscribes to every Sentinel's `+switch-master` ("NAME old-ip old-port
+ * new-ip new-port") from the client's first connect until the returned stop
+ * is called; when the
+ * master named NAME moved away from the server the client is connected to,
+ * the client reconnects, which asks the Sentinels again. (ioredis's
+ * failoverDetector does the same, but its Sentinel connections have no error
+ * listener: a Sentinel that is down would print to stderr, outside our logs.)
+ */
+function watchSwitchMaster(client: Redis, sentinels: { host: string; port: number }[], name: string, options: RedisOptions): () => void {
+  let subscribers: Redis[] = [];
+  let stopped = false;
+  client.once('connect', () => {
+    if (stopped) return;
+    subscribers = sentinels.map((sentinel) => {
+      const subscriber = new Redis({ ...options, ...sentinel, enableReadyCheck: false, maxRetriesPerRequest: null, retryStrategy: reconnectDelayMs });
+      subscriber.on('error', (error: unknown) => client.emit('sentinelError', error));
+      subscriber.on('message', (_channel: string, message: string) => {
+        const [master, , , host, port] = message.split(' ');
+        if (master === name && client.status === 'ready' && serverOf(client) !== `${host}:${port}`) client.disconnect(true);
+      });
+      subscriber.subscribe('+switch-master').catch((error: unknown) => client.emit('sentinelError', error));
+      return subscriber;
+    });
+  });
+  return () => {
+    stopped = true;
+    for (const subscriber of subscribers) subscriber.disconnect();
+  };
 }
 
 function createCluster(seeds: { host: string; port: number }[], options: RedisConnectionOptions): Cluster {

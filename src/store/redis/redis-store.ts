@@ -118,6 +118,8 @@ class RedisStoreImpl implements RedisStore {
       extended: () => this.events.deadlineExtended?.(),
     });
     client.on('error', (error: unknown) => this.noteError(error, 'redis connection error'));
+    // Through Sentinels: one that is down or refuses us (the others may still answer).
+    client.on('sentinelError', (error: unknown) => this.noteError(error, 'redis sentinel error'));
     client.on('ready', () => {
       // Through Sentinels the server changes with each failover: say which master this is.
       this.logger.info({ mode: this.mode, node: this.connection.address, server: connectedServer(this.connection) }, 'redis store connected');
@@ -296,6 +298,7 @@ class RedisStoreImpl implements RedisStore {
     this.presence?.stop();
     this.global?.close();
     this.health_.close();
+    this.connection.stopWatching();
     try {
       await withRedisDeadline(this.client.quit(), CLOSE_TIMEOUT_MS, 'QUIT');
     } catch {
