@@ -80,9 +80,13 @@ export const FLAGS = {
     oneOf(['memory', 'redis']).optional()),
   redis: flag('string', 'single Redis: redis://[user:pass@]host:port[/db], rediss:// for TLS', redisUrl),
   'redis-cluster': flag('string', 'Redis Cluster seed nodes: host:port,host:port,...', seedList),
-  'redis-username': flag('string', 'Redis ACL user (cluster, or to override the URL)', optionalText),
-  'redis-password': flag('string', 'Redis password (cluster, or to override the URL)', optionalText),
-  'redis-tls': flag('boolean', 'use TLS to Redis (implied by rediss://)', bool),
+  'redis-sentinel': flag('string', 'Redis Sentinels: host:port,host:port,... (with --redis-sentinel-master)', seedList),
+  'redis-sentinel-master': flag('string', 'the master\'s name in the Sentinels ("sentinel monitor NAME ...")', optionalText),
+  'redis-username': flag('string', 'Redis ACL user (cluster, Sentinel\'s master and replicas, or to override the URL)', optionalText),
+  'redis-password': flag('string', 'Redis password (cluster, Sentinel\'s master and replicas, or to override the URL)', optionalText),
+  'redis-sentinel-username': flag('string', 'ACL user of the Sentinels themselves (default: none)', optionalText),
+  'redis-sentinel-password': flag('string', 'password of the Sentinels themselves, their requirepass (default: none)', optionalText),
+  'redis-tls': flag('boolean', 'use TLS to Redis, and to its Sentinels (implied by rediss://)', bool),
   'redis-tls-ca': flag('string', 'PEM file of the CA that signed the Redis certificate', optionalText),
   'redis-tls-cert': flag('string', 'PEM client certificate for Redis mTLS', optionalText),
   'redis-tls-key': flag('string', 'PEM client key for Redis mTLS', optionalText),
@@ -206,12 +210,12 @@ export function resolveSettings(flags: Raw, env: NodeJS.ProcessEnv): Settings {
     values[camelCase(name)] = parsed.data;
   }
   const settings = values as Settings;
-  if (settings.redis !== undefined && settings.redisCluster !== undefined) {
-    throw new SettingsError('give either --redis or --redis-cluster, not both');
-  }
-  const hasRedis = settings.redis !== undefined || settings.redisCluster !== undefined;
+  const addresses = [settings.redis, settings.redisCluster, settings.redisSentinel].filter((address) => address !== undefined);
+  if (addresses.length > 1) throw new SettingsError('give one of --redis, --redis-cluster or --redis-sentinel, not several');
+  checkSentinel(settings);
+  const hasRedis = addresses.length > 0;
   settings.store ??= hasRedis ? 'redis' : 'memory';
-  if (settings.store === 'redis' && !hasRedis) throw new SettingsError('--store redis needs --redis or --redis-cluster');
+  if (settings.store === 'redis' && !hasRedis) throw new SettingsError('--store redis needs --redis, --redis-cluster or --redis-sentinel');
   if ((settings.tlsCert === undefined) !== (settings.tlsKey === undefined)) {
     throw new SettingsError(`give --tls-cert (${envName('tls-cert')}) and --tls-key (${envName('tls-key')}) together`);
   }
@@ -223,6 +227,18 @@ export function resolveSettings(flags: Raw, env: NodeJS.ProcessEnv): Settings {
     throw new SettingsError('--workers above 1 needs the Redis store: with the memory store each worker would enforce its own limits');
   }
   return settings;
+}
+
+/** --redis-sentinel and --redis-sentinel-master come together; the Sentinels' own credentials need them. */
+function checkSentinel(settings: Settings): void {
+  const { redisSentinel, redisSentinelMaster } = settings;
+  if ((redisSentinel === undefined) !== (redisSentinelMaster === undefined || redisSentinelMaster === '')) {
+    throw new SettingsError(`give --redis-sentinel (${envName('redis-sentinel')}) and --redis-sentinel-master `
+      + `(${envName('redis-sentinel-master')}) together`);
+  }
+  if (redisSentinel === undefined && (settings.redisSentinelUsername !== undefined || settings.redisSentinelPassword !== undefined)) {
+    throw new SettingsError('--redis-sentinel-username and --redis-sentinel-password need --redis-sentinel');
+  }
 }
 
 /** --region names one of --regions, whose address for it is this store's own. */
@@ -237,6 +253,9 @@ function checkRegions(settings: Settings): void {
     throw new SettingsError(`--region (${envName('region')}): "${region}" is not one of --regions (${regions.map((r) => r.name).join(', ')})`);
   }
   if (settings.store !== 'redis') throw new SettingsError('--regions needs the Redis store: each region decides against its own Redis');
+  if (settings.redisSentinel !== undefined) {
+    throw new SettingsError('--regions does not support --redis-sentinel yet: give each region\'s Redis as redis:// or redis-cluster://');
+  }
   const same = own.redis !== undefined
     ? own.redis === settings.redis
     : settings.redisCluster !== undefined && own.redisCluster!.join(',') === settings.redisCluster.join(',');

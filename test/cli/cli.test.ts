@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import t from 'tap';
+import { resolveSettings } from '../../src/settings.js';
 import { MAIN, spawnServer, waitFor } from '../helpers/process.js';
 
 const example = fileURLToPath(new URL('../../examples/openclaw.yaml', import.meta.url));
@@ -231,4 +232,35 @@ t.test('scope: global is a token-bucket limit and shows in check-config and /v1/
   t.teardown(() => server.stop());
   const shown = await (await fetch(`${server.httpUrl}/v1/config`)).json() as { domains: { config: { descriptors: { rate_limit: { scope: string } }[] } }[] };
   t.equal(shown.domains[0]!.config.descriptors[0]!.rate_limit.scope, 'global', '/v1/config shows the scope');
+});
+
+t.test('--redis-sentinel and --redis-sentinel-master: checked at start-up, read from RL_*, and they imply the Redis store', async (t) => {
+  const cases: [string[], RegExp][] = [
+    [['--redis-sentinel', '127.0.0.1:26379'], /give --redis-sentinel \(RL_REDIS_SENTINEL\) and --redis-sentinel-master \(RL_REDIS_SENTINEL_MASTER\) together/],
+    [['--redis-sentinel-master', 'mymaster'], /give --redis-sentinel \(RL_REDIS_SENTINEL\) and --redis-sentinel-master/],
+    [['--redis-sentinel', 'sentinel-without-port', '--redis-sentinel-master', 'm'], /--redis-sentinel \(RL_REDIS_SENTINEL\): expected host:port,host:port,\.\.\./],
+    [['--redis-sentinel', '127.0.0.1:26379', '--redis-sentinel-master', 'm', '--redis', 'redis://127.0.0.1:6379'],
+      /give one of --redis, --redis-cluster or --redis-sentinel, not several/],
+    [['--redis-sentinel-password', 'x'], /--redis-sentinel-username and --redis-sentinel-password need --redis-sentinel/],
+    [['--region', 'a', '--regions', 'a=redis://127.0.0.1:1;b=redis://127.0.0.1:2', '--redis-sentinel', '127.0.0.1:26379',
+      '--redis-sentinel-master', 'm'], /--regions does not support --redis-sentinel yet/],
+  ];
+  // In-process (one spawn each would add seconds): the same resolveSettings that serve runs before it exits 2.
+  for (const [flags, message] of cases) {
+    const raw: Record<string, string> = { config: example };
+    for (let i = 0; i < flags.length; i += 2) raw[flags[i]!.slice(2)] = flags[i + 1]!;
+    t.throws(() => resolveSettings(raw, {}), { name: 'SettingsError', message }, flags.join(' '));
+  }
+  const help = run(['serve', '--help']).stdout;
+  for (const name of ['--redis-sentinel VALUE', 'RL_REDIS_SENTINEL ', '--redis-sentinel-master', 'RL_REDIS_SENTINEL_MASTER',
+    '--redis-sentinel-password', 'RL_REDIS_SENTINEL_PASSWORD', '--redis-sentinel-username', 'RL_REDIS_SENTINEL_USERNAME']) {
+    t.match(help, name, `--help shows ${name}`);
+  }
+  // No Sentinel listens there: the store is Redis (not memory) and the failure policy decides until one answers.
+  const server = await spawnServer(['--config', example, '--redis-connect-wait-ms', '0'],
+    { RL_REDIS_SENTINEL: '127.0.0.1:1', RL_REDIS_SENTINEL_MASTER: 'nowhere' });
+  t.teardown(() => server.stop());
+  const readyz = await (await fetch(`${server.httpUrl}/readyz`)).text();
+  t.match(readyz, /redis single .*deciding with: store-failure policy/, 'the Redis store, from RL_REDIS_SENTINEL*');
+  t.match(server.output(), /"store":"redis"/);
 });

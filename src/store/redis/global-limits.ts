@@ -142,7 +142,9 @@ export class GlobalLimits {
   constructor(private readonly options: GlobalLimitsOptions) {
     for (const address of options.regions) {
       if (address.name === options.region) continue;
-      const connection = createRedisConnection({ ...options, redis: address.redis, redisCluster: address.redisCluster, natMap: address.natMap });
+      const connection = createRedisConnection({
+        ...options, redis: address.redis, redisCluster: address.redisCluster, redisSentinel: undefined, natMap: address.natMap,
+      });
       connection.client.on('error', (error: unknown) => options.onError(error, `redis of region ${address.name}: connection error`));
       connection.client.connect().catch((error: unknown) => options.onError(error, `redis of region ${address.name}: initial connect failed`));
       this.remote.set(address.name, {

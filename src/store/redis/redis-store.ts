@@ -33,7 +33,7 @@ import type { BucketOp } from '../../core/types.js';
 import { StoreCallError, errorMessage } from '../../errors.js';
 import type { MemoryStore } from '../memory-store.js';
 import { Batcher } from './batcher.js';
-import { createRedisConnection, type RedisConnection } from './connection.js';
+import { connectedServer, createRedisConnection, type RedisConnection } from './connection.js';
 import { withRedisDeadline } from './deadline.js';
 import { redisErrorWords } from './error-words.js';
 import { FailurePolicy } from './failure-policy.js';
@@ -119,8 +119,11 @@ class RedisStoreImpl implements RedisStore {
       extended: () => this.events.deadlineExtended?.(),
     });
     client.on('error', (error: unknown) => this.noteError(error, 'redis connection error'));
+    // Through Sentinels: one that is down or refuses us (the others may still answer).
+    client.on('sentinelError', (error: unknown) => this.noteError(error, 'redis sentinel error'));
     client.on('ready', () => {
-      this.logger.info({ mode: this.mode }, 'redis store connected');
+      // Through Sentinels the server changes with each failover: say which master this is.
+      this.logger.info({ mode: this.mode, node: this.connection.address, server: connectedServer(this.connection) }, 'redis store connected');
       void this.library.preload(client);
     });
     client.on('end', () => {
@@ -296,6 +299,7 @@ class RedisStoreImpl implements RedisStore {
     this.presence?.stop();
     this.global?.close();
     this.health_.close();
+    this.connection.stopWatching();
     try {
       await withRedisDeadline(this.client.quit(), CLOSE_TIMEOUT_MS, 'QUIT');
     } catch {
