@@ -192,9 +192,10 @@ export class GlobalLimits {
 
   private routeOne(op: BucketOp): BucketOp {
     const home = homeRegion(this.options.regions, op.key);
-    if (home === this.options.region) return { ...op, key: `${op.key}:g` };
-    const lease = { ...op, key: `${op.key}:lease:${this.options.region}`, limit: this.leaseSpec(op.limit) };
     const share = this.shareOp(op);
+    // This region's Redis failing: the static share decides, home bucket or lease alike (failure-policy.ts).
+    if (home === this.options.region) return { ...op, key: `${op.key}:g`, fallback: share };
+    const lease = { ...op, key: `${op.key}:lease:${this.options.region}`, limit: this.leaseSpec(op.limit) };
     const state = this.follow(lease, op.limit, home);
     state.asked += op.cost;
     const region = this.remote.get(home);
