@@ -160,7 +160,8 @@ export const FLAG_GROUPS: readonly { readonly title: string; readonly flags: rea
   },
   {
     title: 'Store',
-    flags: ['store', 'redis', 'redis-cluster', 'redis-username', 'redis-password', 'redis-tls', 'redis-tls-ca',
+    flags: ['store', 'redis', 'redis-cluster', 'redis-sentinel', 'redis-sentinel-master', 'redis-sentinel-username',
+      'redis-sentinel-password', 'redis-username', 'redis-password', 'redis-tls', 'redis-tls-ca',
       'redis-tls-cert', 'redis-tls-key', 'redis-tls-servername', 'redis-tls-insecure', 'redis-timeout-ms',
       'redis-connect-wait-ms', 'redis-key-prefix', 'local-cache-size', 'memory-max-keys'],
   },

@@ -80,6 +80,7 @@ export class Settlement {
       }
       allowed = decision.commits;
       failedOutcomes = decision.outcomes;
+      for (let k = 0; k < decision.staticShares; k++) this.o.events.staticShare?.();
       if (allowed && this.o.policy.policy === 'local') {
         this.o.writeBack.debits.add(failedOps.filter((op, k) => op.cost > 0 && decision.outcomes[k]!.allowed));
       }
