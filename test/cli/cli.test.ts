@@ -252,7 +252,7 @@ t.test('--redis-sentinel and --redis-sentinel-master: checked at start-up, read 
     t.throws(() => resolveSettings(raw, {}), { name: 'SettingsError', message }, flags.join(' '));
   }
   const help = run(['serve', '--help']).stdout;
-  for (const name of ['--redis-sentinel VALUE', 'RL_REDIS_SENTINEL ', '--redis-sentinel-master', 'RL_REDIS_SENTINEL_MASTER',
+  for (const name of ['--redis-sentinel VALUE', 'RL_REDIS_SENTINEL)', '--redis-sentinel-master', 'RL_REDIS_SENTINEL_MASTER',
     '--redis-sentinel-password', 'RL_REDIS_SENTINEL_PASSWORD', '--redis-sentinel-username', 'RL_REDIS_SENTINEL_USERNAME']) {
     t.match(help, name, `--help shows ${name}`);
   }
