@@ -101,7 +101,14 @@ t.test('deny policy: refused with its error, and what other groups took is still
   t.equal(settled.refunds.length, 1);
 });
 
-t.test('no failed group: no share for the policy (the usual request builds nothing)', async (t) => {
-  const ops = [f.op([['k', 'a']], perHour)];
-  t.equal(failedShare([decided(ops, [0], 'n1')]), undefined);
+t.test('the usual request, one group of every op: its outcomes are the answer, no share for the policy', async (t) => {
+  const ops = [f.op([['k', 'a']], perHour), f.op([['k', 'b']], perHour)];
+  const sole: FinalOutcome = { kind: 'decided', group: group('n1', [0, 1], ops), ops, evaluation: evaluateBatch(ops, () => null, NOW_US) };
+  t.equal(failedShare([sole]), undefined);
+  const settled = settle(ops, [sole], undefined);
+  if (settled.kind !== 'answered' || sole.kind !== 'decided') { t.fail('answered'); return; }
+  t.equal(settled.decision.outcomes, sole.evaluation.outcomes, 'the same array, not a copy');
+  const denied: FinalOutcome = { ...sole, evaluation: evaluateBatch(ops, () => empty, NOW_US) };
+  const deniedSettled = settle(ops, [denied], undefined);
+  t.same(deniedSettled.kind === 'answered' ? [deniedSettled.allowed, deniedSettled.refunds.length] : [], [false, 0], 'denied by its own group: nothing taken, nothing to refund');
 });

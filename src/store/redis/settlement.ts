@@ -86,6 +86,13 @@ export function failedShare(outcomes: readonly FinalOutcome[]): FailedShare | un
 export function settle(ops: readonly BucketOp[], outcomes: readonly FinalOutcome[], verdict: PolicyVerdict | undefined): Settled {
   if (verdict?.kind === 'refused') return { kind: 'refused', error: verdict.error, refunds: refundsOf(outcomes) };
   const allowed = verdict?.kind === 'decided' ? verdict.commits : !outcomes.some((o) => o.kind === 'decided' && !o.evaluation.commits);
+  const sole = outcomes.length === 1 ? outcomes[0]! : undefined;
+  if (sole?.kind === 'decided' && sole.ops === ops) {
+    // The usual request: one group, every op, Redis decided; its outcomes are the answer as they are.
+    const { evaluation } = sole;
+    const answer = allowed ? evaluation.outcomes : evaluation.evaluations.map((e) => e.untaken);
+    return { kind: 'answered', decision: { outcomes: answer, fallback: undefined }, allowed, refunds: NONE, debits: NONE };
+  }
   const localDebits = allowed && verdict?.kind === 'decided' && verdict.policy === 'local';
   const answer: BucketOutcome[] = new Array(ops.length);
   let debits: BucketOp[] | undefined;

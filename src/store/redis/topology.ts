@@ -15,12 +15,13 @@ export class Topology {
   }
 
   /** The request's ops at `indices` (all of them by default), grouped by the master that serves them. */
-  groups(ops: readonly BucketOp[], indices: readonly number[] = allIndices(ops)): OpGroup[] {
+  groups(ops: readonly BucketOp[], indices?: readonly number[]): OpGroup[] {
     if (this.connection.mode === 'single') {
       const { address } = this.connection;
-      return [{ node: address, queue: address, routingKey: ops[indices[0]!]!.key, indices: [...indices] }];
+      const all = indices === undefined ? allIndices(ops) : [...indices];
+      return [{ node: address, queue: address, routingKey: ops[all[0]!]!.key, indices: all }];
     }
-    return groupByNode(ops, indices, this.slots());
+    return groupByNode(ops, indices ?? allIndices(ops), this.slots());
   }
 
   /** The same, one group per slot (for batches that came back MOVED). */
