@@ -45,7 +45,7 @@ refund: gives back what a committed batch took when another batch of the same
   key, limit, cost, chargedStartUs (windows: the window that was charged)
   A token bucket is refilled to now and gets `cost` back (capped; full =
   deleted); a window's count is decremented while it is still the charged
-  window. Nothing is added beyond what was taken: under-admission in the
+  window; a lease gets back at most what it has not yet reported spent. Nothing is added beyond what was taken: under-admission in the
   window between take and refund is possible, over-admission is not.
   Returns the number of keys changed.
 
@@ -348,9 +348,12 @@ local function refund()
           changed = changed + 1
         end
       elseif lim.alg == 'l' then
-        if now < state[2] then
-          redis.call('SET', key, string.format('%.0f:%.0f:%.0f:%.0f', state[1] + cost, state[2], state.gen,
-            math.max(0, state.spent - cost)), 'KEEPTTL')
+        -- Only what is still counted as spent here comes back: tokens already
+        -- reported spent (lease_claim) were released at home, so they are gone.
+        local back = math.min(cost, state.spent)
+        if now < state[2] and back > 0 then
+          redis.call('SET', key, string.format('%.0f:%.0f:%.0f:%.0f', state[1] + back, state[2], state.gen,
+            state.spent - back), 'KEEPTTL')
           changed = changed + 1
         end
       elseif lim.refill > 0 then

@@ -22,6 +22,16 @@ export interface DecisionServiceOptions {
   digest: Digest;
 }
 
+/** Most loaded domains an error message lists. */
+const MAX_LISTED_DOMAINS = 20;
+
+function loadedList(names: Iterable<string>): string {
+  const all = [...names].sort();
+  if (all.length === 0) return 'none';
+  const shown = all.slice(0, MAX_LISTED_DOMAINS).join(', ');
+  return all.length > MAX_LISTED_DOMAINS ? `${shown} and ${all.length - MAX_LISTED_DOMAINS} more` : shown;
+}
+
 function outcomeOf(decision: Decision): Outcome {
   if (decision.storeFailure === 'allow') return 'store_failure';
   if (decision.overallCode === 'OVER_LIMIT') return 'over_limit';
@@ -38,15 +48,22 @@ export class LimiterDecisionService implements DecisionService {
     this.bounds = options.bounds;
   }
 
-  resolveDomain(requested: string | undefined): string {
-    if (requested !== undefined && requested !== '') return requested;
-    if (this.options.defaultDomain !== undefined) return this.options.defaultDomain;
+  resolveDomain(requested: string | undefined, refuseUnknownAs?: string): string {
     const { domains } = this.options.config();
-    if (domains.size === 1) return domains.keys().next().value!;
-    throw new InvalidRequestError(
-      'domain',
-      `required: ${domains.size} domains are loaded (${[...domains.keys()].join(', ')}) and no --default-domain is set`,
-    );
+    const named = requested !== undefined && requested !== '';
+    const domain = named ? requested : this.options.defaultDomain;
+    if (domain === undefined) {
+      if (domains.size === 1) return domains.keys().next().value!;
+      throw new InvalidRequestError(
+        'domain',
+        `required: ${domains.size} domains are loaded (${loadedList(domains.keys())}) and no --default-domain is set`,
+      );
+    }
+    if (refuseUnknownAs === undefined || domains.has(domain)) return domain;
+    // A hot reload can take away the --default-domain that start-up checked.
+    throw named
+      ? new InvalidRequestError(refuseUnknownAs, `"${domain}" is not a loaded domain (loaded: ${loadedList(domains.keys())})`)
+      : new InvalidRequestError('domain', `required: --default-domain "${domain}" is no longer loaded (loaded: ${loadedList(domains.keys())})`);
   }
 
   descriptorsFromHttp(domain: string, request: HttpRequestInput): Descriptor[] {
@@ -95,8 +112,8 @@ export class LimiterDecisionService implements DecisionService {
     return decision;
   }
 
-  decideHttp(requestedDomain: string | undefined, request: HttpRequestInput, api: Api): Decision | Promise<Decision> {
-    return decideHttpRequest(this, requestedDomain, request, api);
+  decideHttp(requestedDomain: string | undefined, request: HttpRequestInput, api: Api, refuseUnknownAs?: string): Decision | Promise<Decision> {
+    return decideHttpRequest(this, requestedDomain, request, api, refuseUnknownAs);
   }
 
   readiness(): { ready: boolean; detail: string } {

@@ -82,20 +82,28 @@ export class StoreCallError extends RateLimitError {
   }
 }
 
-/** One thing wrong in a config file: which file, where inside it ('' = the whole file), what. */
+/**
+ * One thing wrong in a config file: which file, where inside it ('' = the
+ * whole file), what; and where it is written (1-based) when the file could be
+ * parsed that far.
+ */
 export interface ConfigProblem {
   file: string;
   path: string;
   problem: string;
+  line?: number;
+  column?: number;
 }
 
-function problemLine({ file, path, problem }: ConfigProblem): string {
-  return path === '' ? `${file}: ${problem}` : `${file}: ${path}: ${problem}`;
+/** `rules/a.yaml:7:9: descriptors[0].rate_limit.unit: unknown unit "fortnight" (...)`. */
+function problemLine({ file, path, problem, line, column }: ConfigProblem): string {
+  const where = line === undefined ? file : `${file}:${line}:${column ?? 1}`;
+  return path === '' ? `${where}: ${problem}` : `${where}: ${path}: ${problem}`;
 }
 
 /**
  * Config files are invalid. The message has one line per problem, each naming
- * the file, the path inside it and the problem; `problems` lists them all
+ * the file (with line and column where known), the path inside it and the problem; `problems` lists them all
  * (every problem of every file), `file` is the first problem's file.
  */
 export class ConfigError extends RateLimitError {

@@ -1,12 +1,12 @@
 #!/usr/bin/env node
 import { readFileSync } from 'node:fs';
-import { parseArgs } from 'node:util';
+import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { startApp, type RunningApp } from './app.js';
 import { loadConfig } from './config/load.js';
 import { ConfigError, TlsConfigError, errorMessage } from './errors.js';
-import { FLAGS, SettingsError, resolveSettings, usage } from './settings.js';
+import { checkConfigUsage, usage } from './help.js';
+import { FLAGS, SettingsError, resolveSettings } from './settings.js';
 import { STORE_CAPABILITIES } from './store/capabilities.js';
-import type { Store } from './core/store.js';
 import { createLogger } from './telemetry/logger.js';
 import { isWorker, runPrimary } from './workers.js';
 
@@ -18,6 +18,39 @@ function version(): string {
   return pkg.version;
 }
 
+/** The `serve` flags as node:util parseArgs options, plus --help. */
+const SERVE_OPTIONS: ParseArgsConfig['options'] = {
+  help: { type: 'boolean', short: 'h' },
+  ...Object.fromEntries(Object.entries(FLAGS).map(([name, spec]) => [name, { type: spec.type }])),
+};
+
+const CHECK_CONFIG_OPTIONS: ParseArgsConfig['options'] = {
+  help: { type: 'boolean', short: 'h' },
+  'merge-domains': { type: 'boolean' },
+  store: { type: 'string' },
+};
+
+/** A command line that parseArgs refused, or a flag value we refuse: exit 2 with the reason and which --help to read. */
+class UsageError extends SettingsError {
+  readonly helpCommand: string;
+  constructor(message: string, helpCommand: string) {
+    super(message);
+    this.helpCommand = helpCommand;
+  }
+}
+
+/** Throws UsageError naming `helpCommand` when parseArgs refuses the command line. */
+function parse(args: string[], options: ParseArgsConfig['options'], positionals: boolean, helpCommand: string):
+  { values: Record<string, string | boolean | undefined>; positionals: string[] } {
+  try {
+    const { values, positionals: rest } = parseArgs({ args, options, strict: true, allowPositionals: positionals });
+    return { values: values as Record<string, string | boolean | undefined>, positionals: rest };
+  } catch (error: unknown) {
+    if ((error as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) throw new UsageError(errorMessage(error), helpCommand);
+    throw error;
+  }
+}
+
 /**
  * Validates each path (file or directory); exit 0 when all are valid, else 2
  * with every problem of every file. `--merge-domains` (or RL_MERGE_DOMAINS)
@@ -25,36 +58,20 @@ function version(): string {
  * store decides (today every store decides every algorithm).
  */
 function checkConfig(args: string[]): number {
-  let code = 0;
-  const usageError = (message: string): void => {
-    process.stderr.write(`check-config: ${message}\n`);
-    code = EXIT_USAGE;
-  };
-  const paths: string[] = [];
-  let mergeDomains = /^(true|1|yes|on)$/i.test(process.env['RL_MERGE_DOMAINS'] ?? '');
-  let store: Store['kind'] | undefined;
-  for (let i = 0; i < args.length; i++) {
-    const arg = args[i]!;
-    if (arg === '--help' || arg === '-h') {
-      process.stdout.write(`${usage().split('\n').filter((line) => /check-config|validate/.test(line)).join('\n')}\n`);
-      return 0;
-    } else if (arg === '--merge-domains') {
-      mergeDomains = true;
-    } else if (arg === '--store' || arg.startsWith('--store=')) {
-      const value = arg === '--store' ? args[++i] : arg.slice('--store='.length);
-      if (value === 'memory' || value === 'redis') store = value;
-      else usageError(`--store: expected memory | redis, got "${value ?? ''}"`);
-    } else if (arg.startsWith('-')) {
-      usageError(`unknown option "${arg}" (options: --merge-domains, --store memory|redis; then paths)`);
-    } else {
-      paths.push(arg);
-    }
+  const help = 'openclaw-ratelimit check-config --help';
+  const { values, positionals: paths } = parse(args, CHECK_CONFIG_OPTIONS, true, help);
+  if (values.help === true) {
+    process.stdout.write(`${checkConfigUsage()}\n`);
+    return 0;
   }
-  if (paths.length === 0) {
-    usageError('give one or more config files or directories');
-    return code;
+  const store = values.store;
+  if (store !== undefined && store !== 'memory' && store !== 'redis') {
+    throw new UsageError(`check-config: --store: expected memory | redis, got "${String(store)}"`, help);
   }
+  if (paths.length === 0) throw new UsageError('check-config: give one or more config files or directories', help);
+  const mergeDomains = values['merge-domains'] === true || /^(true|1|yes|on)$/i.test(process.env['RL_MERGE_DOMAINS'] ?? '');
   const options = { mergeDomains, ...(store === undefined ? {} : { store: STORE_CAPABILITIES[store] }) };
+  let code = 0;
   for (const path of paths) {
     try {
       const config = loadConfig(path, options);
@@ -70,9 +87,7 @@ function checkConfig(args: string[]): number {
 
 async function serve(args: string[]): Promise<number> {
   // Defaults are applied by resolveSettings, after the RL_* env vars: not here.
-  const options: Record<string, { type: 'string' | 'boolean'; short?: string }> = { help: { type: 'boolean', short: 'h' } };
-  for (const [name, spec] of Object.entries(FLAGS)) options[name] = { type: spec.type };
-  const { values } = parseArgs({ args, options, strict: true, allowPositionals: false });
+  const { values } = parse(args, SERVE_OPTIONS, false, 'openclaw-ratelimit serve --help');
   if (values.help === true) {
     process.stdout.write(`${usage()}\n`);
     return 0;
@@ -163,9 +178,10 @@ main(process.argv.slice(2)).then(
     setImmediate(() => process.exit(code));
   },
   (error: unknown) => {
-    const usageError = error instanceof SettingsError || (error as { code?: string }).code?.startsWith('ERR_PARSE_ARGS');
     process.stderr.write(`${errorMessage(error)}\n`);
-    if (usageError) process.stderr.write('run "openclaw-ratelimit serve --help" for the flags\n');
-    process.exit(usageError ? EXIT_USAGE : 1);
+    const helpCommand = error instanceof UsageError ? error.helpCommand
+      : error instanceof SettingsError ? 'openclaw-ratelimit serve --help' : undefined;
+    if (helpCommand !== undefined) process.stderr.write(`run "${helpCommand}" for the flags\n`);
+    process.exit(helpCommand === undefined ? 1 : EXIT_USAGE);
   },
 );

@@ -18,9 +18,13 @@ export interface DecisionService {
   /**
    * The domain a request names, else --default-domain, else the only loaded
    * domain. Throws InvalidRequestError (field "domain") when none can be chosen.
-   * A named domain that is not loaded is returned as is (unknown domain → OK).
+   * A domain that is not loaded is returned as is (unknown domain → OK, as
+   * envoyproxy/ratelimit's RLS answers) unless `refuseUnknownAs` is given:
+   * then it throws InvalidRequestError naming that field (e.g. "domain",
+   * "X-RateLimit-Domain") and the loaded domains — our HTTP APIs' choice,
+   * so a mistyped domain is an error, not "no limit" (README, HTTP API).
    */
-  resolveDomain(requested: string | undefined): string;
+  resolveDomain(requested: string | undefined, refuseUnknownAs?: string): string;
   /** Descriptors an HTTP request produces under the domain's `http.descriptors`; [] for an unknown domain. */
   descriptorsFromHttp(domain: string, request: HttpRequestInput): Descriptor[];
   /**
@@ -37,7 +41,7 @@ export interface DecisionService {
    * make of `request`, allows at once when there are none (no store call, no
    * metric), else decides. Throws and returns as resolveDomain and decide do.
    */
-  decideHttp(requestedDomain: string | undefined, request: HttpRequestInput, api: Api): Decision | Promise<Decision>;
+  decideHttp(requestedDomain: string | undefined, request: HttpRequestInput, api: Api, refuseUnknownAs?: string): Decision | Promise<Decision>;
   /** Config loaded and store usable (or fallback active). */
   readiness(): { ready: boolean; detail: string };
 }
@@ -52,8 +56,9 @@ export function decideHttpRequest(
   requestedDomain: string | undefined,
   request: HttpRequestInput,
   api: Api,
+  refuseUnknownAs?: string,
 ): Decision | Promise<Decision> {
-  const domain = service.resolveDomain(requestedDomain);
+  const domain = service.resolveDomain(requestedDomain, refuseUnknownAs);
   const descriptors = service.descriptorsFromHttp(domain, request);
   // No descriptor: allowed, nothing to report (and no store call, no metric).
   if (descriptors.length === 0) return { overallCode: 'OK', statuses: [], storeFailure: undefined, shadowOverLimit: false };

@@ -13,7 +13,7 @@ export { SettingsError };
 
 type Kind = 'string' | 'boolean';
 
-interface FlagSpec<S extends z.ZodType = z.ZodType> {
+export interface FlagSpec<S extends z.ZodType = z.ZodType> {
   readonly type: Kind;
   /** Text the value has when neither the flag nor its env var is given; absent = undefined. */
   readonly default?: string;
@@ -80,9 +80,13 @@ export const FLAGS = {
     oneOf(['memory', 'redis']).optional()),
   redis: flag('string', 'single Redis: redis://[user:pass@]host:port[/db], rediss:// for TLS', redisUrl),
   'redis-cluster': flag('string', 'Redis Cluster seed nodes: host:port,host:port,...', seedList),
-  'redis-username': flag('string', 'Redis ACL user (cluster, or to override the URL)', optionalText),
-  'redis-password': flag('string', 'Redis password (cluster, or to override the URL)', optionalText),
-  'redis-tls': flag('boolean', 'use TLS to Redis (implied by rediss://)', bool),
+  'redis-sentinel': flag('string', 'Redis Sentinels: host:port,host:port,... (with --redis-sentinel-master)', seedList),
+  'redis-sentinel-master': flag('string', 'the master\'s name in the Sentinels ("sentinel monitor NAME ...")', optionalText),
+  'redis-username': flag('string', 'Redis ACL user (cluster, Sentinel\'s master and replicas, or to override the URL)', optionalText),
+  'redis-password': flag('string', 'Redis password (cluster, Sentinel\'s master and replicas, or to override the URL)', optionalText),
+  'redis-sentinel-username': flag('string', 'ACL user of the Sentinels themselves (default: none)', optionalText),
+  'redis-sentinel-password': flag('string', 'password of the Sentinels themselves, their requirepass (default: none)', optionalText),
+  'redis-tls': flag('boolean', 'use TLS to Redis, and to its Sentinels (implied by rediss://)', bool),
   'redis-tls-ca': flag('string', 'PEM file of the CA that signed the Redis certificate', optionalText),
   'redis-tls-cert': flag('string', 'PEM client certificate for Redis mTLS', optionalText),
   'redis-tls-key': flag('string', 'PEM client key for Redis mTLS', optionalText),
@@ -128,7 +132,7 @@ export const FLAGS = {
     'rate-limit response headers of every API: x (X-RateLimit-*) | draft03 (RateLimit-Limit/-Remaining/-Reset) | '
     + 'draft10 (RateLimit-Policy, RateLimit) | both (x and draft10)', oneOf(HEADER_STYLES), 'x'),
   region: flag('string', 'this sidecar\'s region (limits with scope: global share one budget across --regions)', optionalText),
-  regions: flag('string', 'every region\'s Redis: a=redis://h:p;b=redis://h:p;c=redis-cluster://h:p,h:p (this one\'s included)',
+  regions: flag('string', 'every region\'s Redis, this one\'s included: a=redis://h:p;b=redis-cluster://h:p,h:p',
     z.string().optional().transform((text, ctx) => {
       if (text === undefined) return undefined;
       try {
@@ -141,6 +145,35 @@ export const FLAGS = {
 } as const satisfies Record<string, FlagSpec>;
 
 type FlagName = keyof typeof FLAGS;
+
+/**
+ * How `serve --help` groups the flags, in this order. A flag listed in no
+ * group is still shown, under "Other" (test/cli/help.test.ts asks for every
+ * flag to have a group).
+ */
+export const FLAG_GROUPS: readonly { readonly title: string; readonly flags: readonly FlagName[] }[] = [
+  { title: 'Rules', flags: ['config', 'default-domain', 'merge-domains', 'shadow'] },
+  {
+    title: 'Listeners',
+    flags: ['host', 'http-port', 'grpc-port', 'workers', 'tls-cert', 'tls-key', 'tls-client-ca',
+      'http-request-timeout-ms', 'http-keep-alive-timeout-ms', 'http-max-connections', 'shutdown-timeout-ms'],
+  },
+  {
+    title: 'Store',
+    flags: ['store', 'redis', 'redis-cluster', 'redis-sentinel', 'redis-sentinel-master', 'redis-sentinel-username',
+      'redis-sentinel-password', 'redis-username', 'redis-password', 'redis-tls', 'redis-tls-ca',
+      'redis-tls-cert', 'redis-tls-key', 'redis-tls-servername', 'redis-tls-insecure', 'redis-timeout-ms',
+      'redis-connect-wait-ms', 'redis-key-prefix', 'local-cache-size', 'memory-max-keys'],
+  },
+  { title: 'Store failure', flags: ['on-store-failure', 'fallback-divisor'] },
+  { title: 'Multi-region', flags: ['region', 'regions'] },
+  {
+    title: 'Requests and responses',
+    flags: ['trusted-proxies', 'max-descriptors', 'max-entries', 'max-value-bytes', 'max-body-bytes',
+      'header-style', 'response-headers'],
+  },
+  { title: 'Logging', flags: ['log-level'] },
+];
 
 type CamelCase<S extends string> = S extends `${infer Head}-${infer Tail}` ? `${Head}${Capitalize<CamelCase<Tail>>}` : S;
 
@@ -178,12 +211,12 @@ export function resolveSettings(flags: Raw, env: NodeJS.ProcessEnv): Settings {
     values[camelCase(name)] = parsed.data;
   }
   const settings = values as Settings;
-  if (settings.redis !== undefined && settings.redisCluster !== undefined) {
-    throw new SettingsError('give either --redis or --redis-cluster, not both');
-  }
-  const hasRedis = settings.redis !== undefined || settings.redisCluster !== undefined;
+  const addresses = [settings.redis, settings.redisCluster, settings.redisSentinel].filter((address) => address !== undefined);
+  if (addresses.length > 1) throw new SettingsError('give one of --redis, --redis-cluster or --redis-sentinel, not several');
+  checkSentinel(settings);
+  const hasRedis = addresses.length > 0;
   settings.store ??= hasRedis ? 'redis' : 'memory';
-  if (settings.store === 'redis' && !hasRedis) throw new SettingsError('--store redis needs --redis or --redis-cluster');
+  if (settings.store === 'redis' && !hasRedis) throw new SettingsError('--store redis needs --redis, --redis-cluster or --redis-sentinel');
   if ((settings.tlsCert === undefined) !== (settings.tlsKey === undefined)) {
     throw new SettingsError(`give --tls-cert (${envName('tls-cert')}) and --tls-key (${envName('tls-key')}) together`);
   }
@@ -195,6 +228,18 @@ export function resolveSettings(flags: Raw, env: NodeJS.ProcessEnv): Settings {
     throw new SettingsError('--workers above 1 needs the Redis store: with the memory store each worker would enforce its own limits');
   }
   return settings;
+}
+
+/** --redis-sentinel and --redis-sentinel-master come together; the Sentinels' own credentials need them. */
+function checkSentinel(settings: Settings): void {
+  const { redisSentinel, redisSentinelMaster } = settings;
+  if ((redisSentinel === undefined) !== (redisSentinelMaster === undefined || redisSentinelMaster === '')) {
+    throw new SettingsError(`give --redis-sentinel (${envName('redis-sentinel')}) and --redis-sentinel-master `
+      + `(${envName('redis-sentinel-master')}) together`);
+  }
+  if (redisSentinel === undefined && (settings.redisSentinelUsername !== undefined || settings.redisSentinelPassword !== undefined)) {
+    throw new SettingsError('--redis-sentinel-username and --redis-sentinel-password need --redis-sentinel');
+  }
 }
 
 /** --region names one of --regions, whose address for it is this store's own. */
@@ -209,6 +254,9 @@ function checkRegions(settings: Settings): void {
     throw new SettingsError(`--region (${envName('region')}): "${region}" is not one of --regions (${regions.map((r) => r.name).join(', ')})`);
   }
   if (settings.store !== 'redis') throw new SettingsError('--regions needs the Redis store: each region decides against its own Redis');
+  if (settings.redisSentinel !== undefined) {
+    throw new SettingsError('--regions does not support --redis-sentinel yet: give each region\'s Redis as redis:// or redis-cluster://');
+  }
   const same = own.redis !== undefined
     ? own.redis === settings.redis
     : settings.redisCluster !== undefined && own.redisCluster!.join(',') === settings.redisCluster.join(',');
@@ -216,26 +264,4 @@ function checkRegions(settings: Settings): void {
     throw new SettingsError(`--regions: region "${region}" must have this sidecar's own Redis address `
       + `(${settings.redis ?? `redis-cluster://${(settings.redisCluster ?? []).join(',')}`})`);
   }
-}
-
-export function usage(): string {
-  const lines = [
-    'openclaw-ratelimit — rate-limit decision server for Envoy and NGINX',
-    '',
-    'Usage:',
-    '  openclaw-ratelimit serve --config PATH [flags]',
-    '  openclaw-ratelimit check-config [--merge-domains] [--store memory|redis] PATH...',
-    '      validate files/directories; exit 0, or 2 with every problem of every file',
-    '',
-    'Flags of serve (each also read from the environment variable shown):',
-  ];
-  const rows = (Object.entries(FLAGS) as [string, FlagSpec][]).map(([name, spec]) => ({
-    shown: spec.type === 'boolean' ? `--${name}` : `--${name} VALUE`,
-    env: envName(name),
-    text: `${spec.help}${spec.default === undefined ? '' : ` (default ${spec.default})`}`,
-  }));
-  const flagWidth = Math.max(...rows.map((row) => row.shown.length));
-  const envWidth = Math.max(...rows.map((row) => row.env.length));
-  for (const { shown, env, text } of rows) lines.push(`  ${shown.padEnd(flagWidth)}  ${env.padEnd(envWidth)}  ${text}`);
-  return lines.join('\n');
 }

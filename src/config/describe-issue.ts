@@ -16,6 +16,11 @@ export function formatPath(path: readonly PathSegment[]): string {
   return text;
 }
 
+/** The inverse of formatPath: `descriptors[2].rate_limit.burst` → ['descriptors', 2, 'rate_limit', 'burst']. */
+export function parsePath(text: string): (string | number)[] {
+  return [...text.matchAll(/([^.[\]]+)|\[(\d+)\]/g)].map((m) => (m[2] !== undefined ? Number(m[2]) : m[1]!));
+}
+
 /** Which kind of object sits at `path`, so an unknown key can be compared with the right key list. */
 function objectKindAt(path: readonly PathSegment[]): ObjectKind | undefined {
   const n = path.length;

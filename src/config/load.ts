@@ -9,7 +9,8 @@ import { ConfigError, errorMessage, type ConfigProblem } from '../errors.js';
 import type { CompiledConfig, CompiledDomain } from '../core/config-model.js';
 import { compileDomain, type StoreSupport, type ValidatedFile } from './compile-domain.js';
 import { describeAllIssues } from './describe-issue.js';
-import { configFileSchema } from './schema.js';
+import { locate, type Position } from './locate.js';
+import { BOOLEAN_FIELDS, configFileSchema } from './schema.js';
 import { problemsBeyondSchema } from './valid-parts.js';
 
 /** One config file's text, read before anything is compiled (the watcher compares these). */
@@ -75,25 +76,39 @@ const STRING_FIELDS = new Set([
 ]);
 
 /**
- * Gives string fields their text as written (`value: 1.50` is "1.50", not 1.5),
- * as envoyproxy/ratelimit's YAML decoder does, so such configs load unchanged.
+ * YAML 1.1's booleans (yaml.org/type/bool.html) beyond YAML 1.2's
+ * true/false: envoyproxy/ratelimit's decoder (go-yaml v2) reads `yes`, `on`,
+ * `y`... as true into its boolean fields.
  */
-function keepStringFieldsAsWritten(node: unknown): void {
+const YAML_1_1_TRUE = /^(?:y|Y|yes|Yes|YES|on|On|ON)$/;
+const YAML_1_1_FALSE = /^(?:n|N|no|No|NO|off|Off|OFF)$/;
+
+/**
+ * Reads scalars as envoyproxy/ratelimit's YAML decoder (go-yaml v2) does, so
+ * its configs load unchanged: a string field keeps its text as written
+ * (`value: 1.50` is "1.50", `value: yes` is "yes"), and an unquoted YAML 1.1
+ * boolean in a boolean field is that boolean (`shadow_mode: yes`). The rest
+ * of the file is read as YAML 1.2 (`yes` stays a string elsewhere, `010` is ten).
+ */
+function readScalarsAsEnvoyRatelimit(node: unknown): void {
   if (isSeq(node)) {
-    for (const item of node.items) keepStringFieldsAsWritten(item);
+    for (const item of node.items) readScalarsAsEnvoyRatelimit(item);
     return;
   }
   if (!isMap(node)) return;
   for (const pair of node.items) {
     if (!isPair(pair) || !isScalar(pair.key)) continue;
     const name = pair.key.value;
-    if (name === 'metadata') continue; // free-form, left exactly as parsed
+    if (name === 'metadata' || typeof name !== 'string') continue; // metadata: free-form, left exactly as parsed
     const value = pair.value;
-    if (typeof name === 'string' && STRING_FIELDS.has(name) && isScalar(value)
+    if (!isScalar(value)) {
+      readScalarsAsEnvoyRatelimit(value);
+    } else if (STRING_FIELDS.has(name)
       && (typeof value.value === 'number' || typeof value.value === 'boolean') && value.source !== undefined) {
       value.value = value.source;
-    } else {
-      keepStringFieldsAsWritten(value);
+    } else if (BOOLEAN_FIELDS.has(name) && value.type === 'PLAIN' && typeof value.value === 'string') {
+      if (YAML_1_1_TRUE.test(value.value)) value.value = true;
+      else if (YAML_1_1_FALSE.test(value.value)) value.value = false;
     }
   }
 }
@@ -117,64 +132,75 @@ export interface LoadOptions {
   store?: StoreSupport;
 }
 
+/** One file parsed and checked: the validated file or its problems, and where a path of it is written. */
+interface CheckedSource {
+  validated: ValidatedFile | undefined;
+  problems: ConfigProblem[];
+  where(path: string): Position | undefined;
+}
+
 /**
  * Parses and validates one file: the validated file, or its problems (every
  * schema problem; of YAML syntax errors only the first, as later ones are
  * mostly its echoes).
  */
-function validateSource(source: ConfigSource, store: StoreSupport | undefined): ValidatedFile | ConfigProblem[] {
+function validateSource(source: ConfigSource, store: StoreSupport | undefined): CheckedSource {
   const { file, text } = source;
-  const problem = (path: string, what: string): ConfigProblem[] => [{ file, path, problem: what }];
   const lineCounter = new LineCounter();
+  const nowhere = (): undefined => undefined;
+  const failed = (what: string, at?: Position): CheckedSource =>
+    ({ validated: undefined, problems: [{ file, path: '', problem: what, ...at }], where: nowhere });
+  const position = (offset: number): Position => {
+    const { line, col } = lineCounter.linePos(offset);
+    return { line, column: col };
+  };
   // `merge`: envoyproxy/ratelimit's YAML decoder honours `<<: *anchor`, so we do too.
   const documents = Array.from(parseAllDocuments(text, { lineCounter, prettyErrors: false, uniqueKeys: true, merge: true }));
   for (const document of documents) {
     const syntaxError = document.errors[0];
-    if (syntaxError !== undefined) {
-      const at = lineCounter.linePos(syntaxError.pos[0]);
-      return problem('', `invalid YAML at line ${at.line}, column ${at.col}: ${syntaxError.message}`);
-    }
+    if (syntaxError !== undefined) return failed(`invalid YAML: ${syntaxError.message}`, position(syntaxError.pos[0]));
   }
   const filled = documents.filter((document) => document.contents !== null);
   const document = filled[0];
-  if (document === undefined) return problem('', 'the file is empty (expected a mapping with domain and descriptors)');
+  if (document === undefined) return failed('the file is empty (expected a mapping with domain and descriptors)');
   if (filled.length > 1) {
-    const at = lineCounter.linePos(filled[1]!.range[0]);
-    return problem('', `holds ${filled.length} YAML documents (a "---" line starts another one, at line ${at.line}); `
-      + 'write one domain per file');
+    return failed(`holds ${filled.length} YAML documents (a "---" line starts another one); write one domain per file`,
+      position(filled[1]!.range[0]));
   }
-  keepStringFieldsAsWritten(document.contents as YamlNode);
+  readScalarsAsEnvoyRatelimit(document.contents as YamlNode);
+  const where = (path: string): Position | undefined => locate(document, lineCounter, path);
   let plain: unknown;
   try {
     plain = document.toJS();
   } catch (error: unknown) {
     // e.g. an alias expanding too many times ("billion laughs")
-    return problem('', `invalid YAML: ${errorMessage(error)}`);
+    return failed(`invalid YAML: ${errorMessage(error)}`);
   }
   const parsed = configFileSchema.safeParse(plain);
   if (!parsed.success) {
-    return [
+    const problems = [
       ...describeAllIssues(parsed.error.issues).map(({ path, problem: what }) => ({ file, path, problem: what })),
       ...problemsBeyondSchema(file, plain, parsed.error.issues, store),
     ];
+    return { validated: undefined, problems, where };
   }
-  return { file, config: parsed.data, document: deepFreeze(plain) };
+  return { validated: { file, config: parsed.data, document: deepFreeze(plain) }, problems: [], where };
 }
 
 /**
  * Compiles already-read sources into one config. Throws one ConfigError with
  * every problem of every file (a domain defined twice without mergeDomains
- * included).
+ * included), each with its line and column where the file could be parsed.
  */
 export function compileSources(path: string, sources: readonly ConfigSource[], options: LoadOptions = {}): CompiledConfig {
   const problems: ConfigProblem[] = [];
   const byDomain = new Map<string, ValidatedFile[]>();
+  const whereIn = new Map<string, CheckedSource['where']>();
   for (const source of sources) {
-    const validated = validateSource(source, options.store);
-    if (Array.isArray(validated)) {
-      problems.push(...validated);
-      continue;
-    }
+    const { validated, problems: found, where } = validateSource(source, options.store);
+    whereIn.set(source.file, where);
+    problems.push(...found);
+    if (validated === undefined) continue;
     const files = byDomain.get(validated.config.domain);
     if (files === undefined) {
       byDomain.set(validated.config.domain, [validated]);
@@ -192,15 +218,19 @@ export function compileSources(path: string, sources: readonly ConfigSource[], o
     const domain = compileDomain(files, problems, options.store);
     if (domain !== undefined) domains.set(name, domain);
   }
-  if (problems.length > 0) throw new ConfigError(problems);
+  if (problems.length > 0) {
+    throw new ConfigError(problems.map((problem) =>
+      (problem.line !== undefined ? problem : { ...problem, ...whereIn.get(problem.file)?.(problem.path) })));
+  }
   return Object.freeze({ domains, source: path, loadedAtMs: Date.now() });
 }
 
 /**
  * Loads `path` (a file, or a directory of *.yaml / *.yml files, one domain per
  * file unless `mergeDomains`). Throws ConfigError whose message has one line
- * per problem, each naming the file, the path inside it and the problem, e.g.
- * `bad.yaml: descriptors[0].rate_limit.unit: unknown unit "fortnight" (expected second, ...)`.
+ * per problem, each naming the file, the line and column, the path inside it
+ * and the problem, e.g.
+ * `bad.yaml:7:9: descriptors[0].rate_limit.unit: unknown unit "fortnight" (expected second, ...)`.
  */
 export function loadConfig(path: string, options: LoadOptions = {}): CompiledConfig {
   return compileSources(path, readConfigSources(path), options);

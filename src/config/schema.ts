@@ -337,3 +337,21 @@ export const KNOWN_KEYS = Object.freeze({
 });
 
 export type ObjectKind = keyof typeof KNOWN_KEYS;
+
+function isFlag(field: unknown): boolean {
+  let inner = field;
+  while (inner instanceof z.ZodOptional || inner instanceof z.ZodNullable) inner = inner.unwrap();
+  return inner instanceof z.ZodBoolean;
+}
+
+/**
+ * The fields that are true or false (`shadow_mode`, `unlimited`,
+ * `skip_if_absent`, ...), read off the schemas above so a new one cannot be
+ * missed: load.ts reads YAML 1.1's `yes`/`no`/`on`/`off` as booleans there.
+ */
+export const BOOLEAN_FIELDS: ReadonlySet<string> = new Set(
+  [
+    configFileSchema, rateLimitSchema, replacesEntrySchema, descriptorNodeSchema, httpSchema, requestHeadersSchema,
+    maskedRemoteAddressSchema.unwrap(), genericKeySchema, queryParametersSchema,
+  ].flatMap((schema) => Object.entries(schema.shape as Record<string, unknown>).filter(([, field]) => isFlag(field)).map(([name]) => name)),
+);

@@ -7,7 +7,7 @@
 import type { z } from 'zod';
 import type { ConfigProblem } from '../errors.js';
 import { compileDomain, type StoreSupport } from './compile-domain.js';
-import { describeAllIssues, formatPath } from './describe-issue.js';
+import { describeAllIssues, formatPath, parsePath } from './describe-issue.js';
 import { configFileSchema } from './schema.js';
 
 type Issue = z.core.$ZodIssue;
@@ -89,11 +89,6 @@ function prune(original: unknown, dropped: ReadonlySet<string>): Pruned {
       return result;
     },
   };
-}
-
-/** `descriptors[2].rate_limit.burst` → ['descriptors', 2, 'rate_limit', 'burst']. */
-function parsePath(text: string): Segment[] {
-  return [...text.matchAll(/([^.[\]]+)|\[(\d+)\]/g)].map((m) => (m[2] !== undefined ? Number(m[2]) : m[1]!));
 }
 
 /**

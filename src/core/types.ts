@@ -82,7 +82,8 @@ export interface BucketOp {
   cost: number;
   /**
    * What decides this op when its store cannot (the local failure policy):
-   * a global limit's lease op falls back to the region's static share.
+   * a global limit's op (home bucket or lease) falls back to the region's
+   * static share when its Redis is unavailable (a missed deadline denies it).
    */
   fallback?: BucketOp;
   /** A shadow op is evaluated and reported but never causes a denial. */

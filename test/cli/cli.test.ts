@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import t from 'tap';
+import { resolveSettings } from '../../src/settings.js';
 import { MAIN, spawnServer, waitFor } from '../helpers/process.js';
 
 const example = fileURLToPath(new URL('../../examples/openclaw.yaml', import.meta.url));
@@ -39,17 +40,17 @@ t.test('check-config: exit 0 on a good config, 2 with the reason on a bad one', 
   writeFileSync(badFile, 'domain: x\ndescriptors:\n  - key: a\n    rate_limit: { unit: fortnight, requests_per_unit: 1 }\n');
   const bad = run(['check-config', badFile]);
   t.equal(bad.code, 2);
-  t.match(bad.stderr, /bad\.yaml: descriptors\[0\]\.rate_limit\.unit: .*fortnight/);
+  t.match(bad.stderr, /bad\.yaml:\d+:\d+: descriptors\[0\]\.rate_limit\.unit: .*fortnight/);
   t.equal(run(['check-config', join(dir, 'missing.yaml')]).code, 2);
   t.equal(run(['check-config']).code, 2);
   const several = run(['check-config', example, badFile]);
   t.equal(several.code, 2, 'regression: every path is checked, not only the first (check-config rules/*.yaml in CI)');
   t.match(several.stdout, /openclaw\.yaml: OK/);
-  t.match(several.stderr, /bad\.yaml: descriptors\[0\]\.rate_limit\.unit/);
+  t.match(several.stderr, /bad\.yaml:\d+:\d+: descriptors\[0\]\.rate_limit\.unit/);
   t.equal(run(['check-config', '--config', example]).code, 2, 'an option is a usage error, not a path');
 });
 
-t.test('check-config reports every problem of every file', async (t) => {
+t.test('check-config reports every problem of every file, each at its file:line:column', async (t) => {
   const rules = join(dir, 'many');
   mkdirSync(rules);
   writeFileSync(join(rules, 'a.yaml'), 'domain: a\ndescriptors:\n  - key: k\n    rate_limit: { unit: fortnight, requests_per_unit: -1 }\n');
@@ -57,9 +58,9 @@ t.test('check-config reports every problem of every file', async (t) => {
   const result = run(['check-config', rules]);
   t.equal(result.code, 2);
   t.same(result.stderr.trim().split('\n'), [
-    `${join(rules, 'a.yaml')}: descriptors[0].rate_limit.unit: unknown unit "fortnight" (expected second, minute, hour, day, week, month or year)`,
-    `${join(rules, 'a.yaml')}: descriptors[0].rate_limit.requests_per_unit: expected a whole number of requests, 0 or more, got -1`,
-    `${join(rules, 'b.yaml')}: descriptors[0].ratelimit: unknown key (did you mean "rate_limit"?)`,
+    `${join(rules, 'a.yaml')}:4:19: descriptors[0].rate_limit.unit: unknown unit "fortnight" (expected second, minute, hour, day, week, month or year)`,
+    `${join(rules, 'a.yaml')}:4:36: descriptors[0].rate_limit.requests_per_unit: expected a whole number of requests, 0 or more, got -1`,
+    `${join(rules, 'b.yaml')}:4:5: descriptors[0].ratelimit: unknown key (did you mean "rate_limit"?)`,
   ]);
 });
 
@@ -68,7 +69,7 @@ t.test('check-config --merge-domains and --store redis check as serve would load
   mkdirSync(rules);
   writeFileSync(join(rules, 'a.yaml'), limitYaml(5));
   writeFileSync(join(rules, 'b.yaml'), 'domain: app\ndescriptors:\n  - key: user\n    rate_limit: { unit: minute, requests_per_unit: 5, algorithm: sliding_window }\n');
-  t.match(run(['check-config', rules]).stderr, /b\.yaml: domain: duplicate domain "app"/);
+  t.match(run(['check-config', rules]).stderr, /b\.yaml:1:1: domain: duplicate domain "app"/);
   t.match(run(['check-config', '--merge-domains', rules]), { code: 0, stdout: /OK \(1 domain: app\)/ });
   t.match(run(['check-config', rules], { RL_MERGE_DOMAINS: 'true' }), { code: 0 }, 'RL_MERGE_DOMAINS as for serve');
   t.match(run(['check-config', '--merge-domains', '--store', 'redis', rules]), { code: 0, stdout: /OK \(1 domain: app\)/ },
@@ -104,14 +105,24 @@ t.test('usage errors exit 2 and say why', async (t) => {
   t.match(typo.stderr, /--default-domain "opencalw" is not a loaded domain \(loaded: openclaw\)/);
 });
 
-t.test('--help lists every flag with its RL_* variable', async (t) => {
+t.test('--help: serve, the top level and check-config each print their usage and exit 0', async (t) => {
   const help = run(['serve', '--help']);
   t.equal(help.code, 0);
-  for (const name of ['--http-port', 'RL_HTTP_PORT', '--redis-cluster', 'RL_REDIS_CLUSTER', '--on-store-failure', 'RL_ON_STORE_FAILURE',
-    '--http-request-timeout-ms', 'RL_HTTP_REQUEST_TIMEOUT_MS', '--http-keep-alive-timeout-ms', 'RL_HTTP_KEEP_ALIVE_TIMEOUT_MS',
-    '--http-max-connections', 'RL_HTTP_MAX_CONNECTIONS']) {
+  for (const name of ['--http-port', '--redis-cluster', '--on-store-failure', '--http-request-timeout-ms',
+    '--http-keep-alive-timeout-ms', '--http-max-connections', 'RL_HTTP_PORT']) {
     t.match(help.stdout, name);
   }
+  t.same(help.stdout.split('\n').filter((line) => line.length > 80), [], 'fits 80 columns');
+  t.equal(run(['--help']).stdout, help.stdout, 'the top-level --help is the same text');
+  const check = run(['check-config', '--help']);
+  t.equal(check.code, 0);
+  t.match(check.stdout, /--store memory\|redis/);
+  t.match(check.stdout, /--merge-domains/);
+  const unknown = run(['check-config', '--nope', example]);
+  t.equal(unknown.code, 2, 'check-config parses its flags as serve does: an unknown one is a usage error');
+  t.match(unknown.stderr, /--nope/);
+  t.match(unknown.stderr, /openclaw-ratelimit check-config --help/);
+  t.match(run(['check-config', '--store=disk', example]), { code: 2, stderr: /--store: expected memory \| redis, got "disk"/ });
 });
 
 t.test('env vars configure serve; flags win over them', async (t) => {
@@ -221,4 +232,35 @@ t.test('scope: global is a token-bucket limit and shows in check-config and /v1/
   t.teardown(() => server.stop());
   const shown = await (await fetch(`${server.httpUrl}/v1/config`)).json() as { domains: { config: { descriptors: { rate_limit: { scope: string } }[] } }[] };
   t.equal(shown.domains[0]!.config.descriptors[0]!.rate_limit.scope, 'global', '/v1/config shows the scope');
+});
+
+t.test('--redis-sentinel and --redis-sentinel-master: checked at start-up, read from RL_*, and they imply the Redis store', async (t) => {
+  const cases: [string[], RegExp][] = [
+    [['--redis-sentinel', '127.0.0.1:26379'], /give --redis-sentinel \(RL_REDIS_SENTINEL\) and --redis-sentinel-master \(RL_REDIS_SENTINEL_MASTER\) together/],
+    [['--redis-sentinel-master', 'mymaster'], /give --redis-sentinel \(RL_REDIS_SENTINEL\) and --redis-sentinel-master/],
+    [['--redis-sentinel', 'sentinel-without-port', '--redis-sentinel-master', 'm'], /--redis-sentinel \(RL_REDIS_SENTINEL\): expected host:port,host:port,\.\.\./],
+    [['--redis-sentinel', '127.0.0.1:26379', '--redis-sentinel-master', 'm', '--redis', 'redis://127.0.0.1:6379'],
+      /give one of --redis, --redis-cluster or --redis-sentinel, not several/],
+    [['--redis-sentinel-password', 'x'], /--redis-sentinel-username and --redis-sentinel-password need --redis-sentinel/],
+    [['--region', 'a', '--regions', 'a=redis://127.0.0.1:1;b=redis://127.0.0.1:2', '--redis-sentinel', '127.0.0.1:26379',
+      '--redis-sentinel-master', 'm'], /--regions does not support --redis-sentinel yet/],
+  ];
+  // In-process (one spawn each would add seconds): the same resolveSettings that serve runs before it exits 2.
+  for (const [flags, message] of cases) {
+    const raw: Record<string, string> = { config: example };
+    for (let i = 0; i < flags.length; i += 2) raw[flags[i]!.slice(2)] = flags[i + 1]!;
+    t.throws(() => resolveSettings(raw, {}), { name: 'SettingsError', message }, flags.join(' '));
+  }
+  const help = run(['serve', '--help']).stdout;
+  for (const name of ['--redis-sentinel VALUE', 'RL_REDIS_SENTINEL ', '--redis-sentinel-master', 'RL_REDIS_SENTINEL_MASTER',
+    '--redis-sentinel-password', 'RL_REDIS_SENTINEL_PASSWORD', '--redis-sentinel-username', 'RL_REDIS_SENTINEL_USERNAME']) {
+    t.match(help, name, `--help shows ${name}`);
+  }
+  // No Sentinel listens there: the store is Redis (not memory) and the failure policy decides until one answers.
+  const server = await spawnServer(['--config', example, '--redis-connect-wait-ms', '0'],
+    { RL_REDIS_SENTINEL: '127.0.0.1:1', RL_REDIS_SENTINEL_MASTER: 'nowhere' });
+  t.teardown(() => server.stop());
+  const readyz = await (await fetch(`${server.httpUrl}/readyz`)).text();
+  t.match(readyz, /redis single .*deciding with: store-failure policy/, 'the Redis store, from RL_REDIS_SENTINEL*');
+  t.match(server.output(), /"store":"redis"/);
 });

@@ -79,7 +79,22 @@ t.test('wildcards: trailing, middle and several *, nested; share_threshold share
 
 t.test('one domain over two files loads with --merge-domains only', async (t) => {
   const dir = join(FIXTURES, 'merge');
-  t.throws(() => loadConfig(dir), { message: /b\.yaml: domain: duplicate domain "split"/ });
+  t.throws(() => loadConfig(dir), { message: /b\.yaml:1:1: domain: duplicate domain "split"/ });
   const root = loadConfig(dir, { mergeDomains: true }).domains.get('split')!.root;
   t.same([...root.keyOnly.keys()], ['reader', 'writer']);
+});
+
+t.test('YAML 1.1 booleans (yes/no, on/off, y/n) load in boolean fields; values spelled like them stay strings', async (t) => {
+  const config = loadConfig(join(FIXTURES, 'yaml-1-1-booleans.yaml'));
+  const domain = config.domains.get('legacy')!;
+  const rule = (...pairs: [string, string][]) => matchRule(domain.root, entries(...pairs));
+  t.match(rule(['region', 'yes']), { shadow: true, detailedMetric: true, limits: [{ spec: { requestsPerUnit: 10 } }] },
+    'value: yes is the string "yes"; shadow_mode: yes and detailed_metric: On are true');
+  t.match(rule(['region', 'on']), { shadow: false, quotaMode: false, limits: [{ spec: { requestsPerUnit: 20 } }] },
+    'value: on is the string "on"; OFF and n are false');
+  t.equal(rule(['region', 'true']), undefined, 'no value became "true"');
+  t.equal(rule(['health', 'x'])?.unlimited, true, 'unlimited: YES');
+  t.match(domain.httpDescriptors, [[{ skipIfAbsent: false }], [{ skipIfAbsent: true }]], 'skip_if_absent: no / True');
+  t.match(domain.document, { descriptors: [{}, {}, { value_to_metric: true }, { share_threshold: true, metadata: { archived: 'no' } }] },
+    'y and Yes are true; free-form metadata is left as parsed');
 });

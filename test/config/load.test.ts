@@ -231,8 +231,8 @@ t.test('the same domain in two files is an error naming both', async (t) => {
   writeFileSync(join(dir, 'a.yaml'), MINIMAL);
   writeFileSync(join(dir, 'b.yaml'), MINIMAL);
   const problem = `duplicate domain "shop" (already defined in ${join(dir, 'a.yaml')}; --merge-domains joins such files)`;
-  t.throws(() => loadConfig(dir), new ConfigError(join(dir, 'b.yaml'), 'domain', problem));
-  t.throws(() => loadConfig(dir), { message: `${join(dir, 'b.yaml')}: domain: ${problem}` });
+  t.throws(() => loadConfig(dir), new ConfigError([{ file: join(dir, 'b.yaml'), path: 'domain', problem, line: 1, column: 1 }]));
+  t.throws(() => loadConfig(dir), { message: `${join(dir, 'b.yaml')}:1:1: domain: ${problem}` });
 });
 
 t.test('an error in one file of a directory names that file', async (t) => {
@@ -240,7 +240,7 @@ t.test('an error in one file of a directory names that file', async (t) => {
   writeFileSync(join(dir, 'a.yaml'), MINIMAL);
   writeFileSync(join(dir, 'b.yaml'), MINIMAL.replace('shop', 'other').replace('second', 'sec'));
   t.throws(() => loadConfig(dir), {
-    message: `${join(dir, 'b.yaml')}: descriptors[0].rate_limit.unit: unknown unit "sec" (expected second, minute, hour, day, week, month or year)`,
+    message: `${join(dir, 'b.yaml')}:4:19: descriptors[0].rate_limit.unit: unknown unit "sec" (expected second, minute, hour, day, week, month or year)`,
   });
 });
 
@@ -252,10 +252,10 @@ t.test('every problem of every file is reported, each naming its file', async (t
   writeFileSync(join(dir, 'd.yaml'), MINIMAL);
   const error = t.throws(() => loadConfig(dir)) as ConfigError;
   t.same(error.problems, [
-    { file: join(dir, 'a.yaml'), path: 'descriptors[0].rate_limit.unit', problem: 'unknown unit "sec" (expected second, minute, hour, day, week, month or year)' },
-    { file: join(dir, 'a.yaml'), path: 'descriptors[0].rate_limit.requests_per_unit', problem: 'expected a whole number of requests, 0 or more, got -1' },
-    { file: join(dir, 'd.yaml'), path: 'domain', problem: `duplicate domain "shop" (already defined in ${join(dir, 'c.yaml')}; --merge-domains joins such files)` },
-    { file: join(dir, 'b.yaml'), path: 'descriptors[0].rate_limit.burst', problem: 'applies only to token_bucket limits (this limit uses fixed_window)' },
+    { file: join(dir, 'a.yaml'), path: 'descriptors[0].rate_limit.unit', problem: 'unknown unit "sec" (expected second, minute, hour, day, week, month or year)', line: 4, column: 19 },
+    { file: join(dir, 'a.yaml'), path: 'descriptors[0].rate_limit.requests_per_unit', problem: 'expected a whole number of requests, 0 or more, got -1', line: 4, column: 30 },
+    { file: join(dir, 'd.yaml'), path: 'domain', problem: `duplicate domain "shop" (already defined in ${join(dir, 'c.yaml')}; --merge-domains joins such files)`, line: 1, column: 1 },
+    { file: join(dir, 'b.yaml'), path: 'descriptors[0].rate_limit.burst', problem: 'applies only to token_bucket limits (this limit uses fixed_window)', line: 5, column: 55 },
   ]);
   t.equal(error.message.split('\n').length, 4, 'one line per problem');
   t.equal(error.file, join(dir, 'a.yaml'));
@@ -280,7 +280,7 @@ t.test('--merge-domains: files of one domain are joined; a descriptor defined tw
   t.match(domain.document, { domain: 'shop', merged_from: [{ file: join(dir, 'a.yaml') }, { file: join(dir, 'b.yaml') }] });
   writeFileSync(join(dir, 'c.yaml'), MINIMAL);
   t.throws(() => loadConfig(dir, { mergeDomains: true }), {
-    message: `${join(dir, 'c.yaml')}: descriptors[0]: duplicate descriptor: key "api_key" without a value is already defined in ${join(dir, 'a.yaml')} at descriptors[0]`,
+    message: `${join(dir, 'c.yaml')}:3:5: descriptors[0]: duplicate descriptor: key "api_key" without a value is already defined in ${join(dir, 'a.yaml')} at descriptors[0]`,
   });
   t.throws(() => loadConfig(dir), { message: /duplicate domain "shop"/ }, 'without the option a duplicate domain stays an error');
 });
@@ -298,9 +298,9 @@ t.test('a limit the store cannot decide is a problem of its file, not a silent m
   const error = t.throws(() => loadConfig(dir, { store })) as ConfigError;
   const why = 'sliding_window is not supported by the Redis store yet (it supports token_bucket, fixed_window); use the memory store or another algorithm';
   t.same(error.problems, [
-    { file: join(dir, 'a.yaml'), path: 'descriptors[0].rate_limit.algorithm', problem: why },
-    { file: join(dir, 'b.yaml'), path: 'algorithm', problem: why },
-    { file: join(dir, 'c.yaml'), path: 'algorithm', problem: why },
+    { file: join(dir, 'a.yaml'), path: 'descriptors[0].rate_limit.algorithm', problem: why, line: 4, column: 55 },
+    { file: join(dir, 'b.yaml'), path: 'algorithm', problem: why, line: 2, column: 1 },
+    { file: join(dir, 'c.yaml'), path: 'algorithm', problem: why, line: 2, column: 1 },
   ]);
   t.same([...loadConfig(dir).domains.keys()], ['shop', 'other', 'overrides-only'], 'the memory store decides them all');
 });

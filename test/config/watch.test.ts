@@ -64,7 +64,7 @@ t.test('an invalid config at start-up throws ConfigError', async (t) => {
   const file = join(dir, 'bad.yaml');
   writeFileSync(file, 'domain: shop\ndescriptors: [ { key: "" } ]\n');
   t.throws(() => new ConfigWatcher(file, { onReload: () => {}, onReloadError: () => {} }),
-    new ConfigError(file, 'descriptors[0].key', 'must not be empty'));
+    new ConfigError([{ file, path: 'descriptors[0].key', problem: 'must not be empty', line: 2, column: 18 }]));
 });
 
 t.test('an edited file is reloaded', async (t) => {
@@ -86,7 +86,7 @@ t.test('a broken edit keeps the old config and reports the error; fixing it relo
   const { error, reason } = h.errors[0]!;
   t.equal(reason, 'file');
   t.ok(error instanceof ConfigError);
-  t.match((error as Error).message, `${h.file}: descriptors[0].rate_limit.unit: unknown unit "fortnight"`);
+  t.match((error as Error).message, `${h.file}:4:19: descriptors[0].rate_limit.unit: unknown unit "fortnight"`);
   t.equal(h.watcher.current(), before, 'the old config stays in force');
   t.same(h.reloads, []);
 
@@ -122,7 +122,7 @@ t.test('reload("signal") reloads at once, even when nothing changed', async (t) 
   t.equal(h.watcher.current(), inForce);
   t.equal(h.errors.length, 1);
   t.equal(h.errors[0]?.reason, 'signal');
-  t.equal((h.errors[0]?.error as Error).message, `${h.file}: domain: must not be empty`);
+  t.equal((h.errors[0]?.error as Error).message, `${h.file}:1:1: domain: must not be empty`);
 });
 
 t.test('reload("file") with unchanged content does nothing', async (t) => {
@@ -239,5 +239,5 @@ t.test('a reload the store cannot decide (sliding_window on Redis) keeps the old
   t.equal(h.watcher.reload('signal'), false);
   t.equal(h.watcher.current(), inForce, 'the old config stays in force');
   t.equal((h.errors[0]?.error as Error).message,
-    `${join(h.dir, 'more.yaml')}: descriptors[0].rate_limit.algorithm: sliding_window is not supported by the Redis store yet (it supports token_bucket, fixed_window); use the memory store or another algorithm`);
+    `${join(h.dir, 'more.yaml')}:4:55: descriptors[0].rate_limit.algorithm: sliding_window is not supported by the Redis store yet (it supports token_bucket, fixed_window); use the memory store or another algorithm`);
 });

@@ -105,8 +105,11 @@ t.test('against the built server', async (t) => {
   const help = run(process.execPath, [SERVER_ENTRY, 'serve', '--help']);
   t.equal(help.status, 0, `serve --help exits 0: ${help.stderr}`);
   const helpEnv = new Set([...help.stdout.matchAll(/\bRL_[A-Z0-9_]+\b/g)].map((m) => m[0]));
+  /** A flag's entry in --help: its line and the wrapped lines under it, up to the next flag or group. */
+  const entryOf = (flag: string): string =>
+    new RegExp(`^ {2}--${flag}\\b[^\\n]*(\\n {3,}[^\\n]*)*`, 'm').exec(help.stdout)?.[0] ?? '';
   const defaultOf = (flag: string): string | undefined =>
-    new RegExp(`--${flag}\\b[^\\n]*\\(default ([^)]+)\\)`).exec(help.stdout)?.[1];
+    /\(default\s+([^;)]+)/.exec(entryOf(flag))?.[1]?.replace(/\s+/g, ' ');
   const httpPort = Number(defaultOf('http-port'));
   const grpcPort = Number(defaultOf('grpc-port'));
 

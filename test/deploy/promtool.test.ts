@@ -1,6 +1,8 @@
-// deploy/prometheus: rules and scrape config are valid, and the alert unit tests pass.
+// deploy/prometheus: rules and scrape config are valid, and the alert unit
+// tests pass; a running server's whole /metrics passes Prometheus's lint.
+import { spawnSync } from 'node:child_process';
 import t from 'tap';
-import { run, toolAvailability } from './helpers.js';
+import { get, makeTempDir, missingServerBuild, run, startRateLimitServer, toolAvailability } from './helpers.js';
 
 const promtool = toolAvailability('promtool');
 
@@ -22,4 +24,30 @@ if (!promtool.ok && !promtool.fail) {
       t.equal(result.status, 0, `promtool ${args.join(' ')}\n${result.stdout}${result.stderr}`);
     });
   }
+
+  t.test('a running server\'s whole /metrics passes promtool check metrics (process metrics included)', async (t) => {
+    if (!promtool.ok) return void t.fail(promtool.reason);
+    const missingBuild = missingServerBuild();
+    if (missingBuild !== undefined) return void t.fail(missingBuild);
+    const dir = makeTempDir('rl-promtool-');
+    t.teardown(dir.remove);
+    const server = await startRateLimitServer(dir.path,
+      'domain: lint\ndescriptors:\n  - key: api_key\n    rate_limit: { unit: second, requests_per_unit: 1 }\n');
+    t.teardown(() => server.stop());
+    // A decision of each outcome, so the labelled series exist too.
+    for (let i = 0; i < 2; i++) {
+      await fetch(`${server.base}/v1/check`, {
+        method: 'POST', headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ descriptors: [{ entries: [{ key: 'api_key', value: 'k' }] }] }),
+        signal: AbortSignal.timeout(5_000),
+      });
+    }
+    const response = await get(`${server.base}/metrics`);
+    t.equal(response.status, 200);
+    const exposition = await response.text();
+    t.match(exposition, /ratelimit_decisions_total\{[^}]*outcome="over_limit"/, 'the scrape holds labelled decisions');
+    t.match(exposition, /^nodejs_active_handles\{/m, 'Node process metrics are there');
+    const lint = spawnSync(promtool.path, ['check', 'metrics'], { input: exposition, encoding: 'utf8', timeout: 60_000 });
+    t.equal(lint.status, 0, `promtool check metrics:\n${lint.stdout}${lint.stderr}`);
+  });
 }

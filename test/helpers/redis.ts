@@ -5,10 +5,11 @@
  */
 import { execFile, spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { clusterSlot } from '../../src/store/redis/cluster-slot.js';
 import { findTool } from './tools.js';
 import { sleep, waitFor } from './wait.js';
 
@@ -17,6 +18,12 @@ const REDIS_CLI = process.env['REDIS_CLI'] ?? 'redis-cli';
 const HOST = '127.0.0.1';
 const CLUSTER_TIMEOUT_MS = 30_000;
 const CLI_TIMEOUT_MS = 5_000;
+/**
+ * redis-cli processes run at once. Hundreds at once (a test asking where 200
+ * keys live) made some exit 0 having printed nothing, not even for
+ * `--version`: an empty CLUSTER NODES or EXISTS read as "no master".
+ */
+const CLI_CONCURRENCY = 8;
 
 /** What the helpers need from a tap test (or nothing). */
 export interface Teardown {
@@ -34,7 +41,7 @@ process.once('exit', () => {
   }
 });
 
-export { sleep, waitFor } from './wait.js';
+export { sleep, unlessHung, waitFor } from './wait.js';
 
 /** A TCP port on 127.0.0.1 that was free a moment ago. */
 export function freePort(): Promise<number> {
@@ -49,8 +56,22 @@ export function freePort(): Promise<number> {
   });
 }
 
-/** Runs redis-cli against a port; resolves with trimmed stdout (bounded by a timeout). */
-function redisCli(port: number, ...args: string[]): Promise<string> {
+let cliRunning = 0;
+const cliWaiting: (() => void)[] = [];
+
+/** Runs redis-cli against a port; resolves with trimmed stdout (bounded by a timeout, and CLI_CONCURRENCY). */
+async function redisCli(port: number, ...args: string[]): Promise<string> {
+  if (cliRunning >= CLI_CONCURRENCY) await new Promise<void>((resolve) => cliWaiting.push(resolve));
+  cliRunning++;
+  try {
+    return await runRedisCli(port, args);
+  } finally {
+    cliRunning--;
+    cliWaiting.shift()?.();
+  }
+}
+
+function runRedisCli(port: number, args: string[]): Promise<string> {
   return new Promise((resolve, reject) => {
     execFile(REDIS_CLI, ['-h', HOST, '-p', String(port), '--no-auth-warning', ...args],
       { timeout: CLI_TIMEOUT_MS, encoding: 'utf8' }, (error, stdout, stderr) => {
@@ -188,8 +209,10 @@ export interface RedisClusterHandle {
   topology(): Promise<ClusterNodeInfo[]>;
   /** SIGKILLs the master serving `key` (or any master) and returns it. */
   killMaster(key?: string): Promise<RedisNode>;
-  /** The live master serving `key`'s slot. */
+  /** The live master serving `key`'s slot (waits out a slot migration or a failover still spreading). */
   masterOf(key: string): Promise<ClusterNodeInfo>;
+  /** The same for many keys at once (one CLUSTER NODES per master). */
+  mastersOf(keys: readonly string[]): Promise<ClusterNodeInfo[]>;
   /**
    * Moves `slots` slots (with their keys) from one master to another with
    * `redis-cli --cluster reshard`, as an operator would; resolves when done.
@@ -267,6 +290,7 @@ function makeClusterHandle(nodes: RedisNode[], stop: () => Promise<void>): Redis
     const alive = nodes.find((n) => n.running);
     if (alive === undefined) throw new Error('no live cluster node');
     const text = await alive.cli('CLUSTER', 'NODES');
+    if (!text.includes('myself')) throw new Error(`CLUSTER NODES on :${alive.port} answered ${JSON.stringify(text)}`);
     const result: ClusterNodeInfo[] = [];
     for (const line of text.split('\n')) {
       const [id, address, flags, masterId] = line.split(' ');
@@ -289,17 +313,42 @@ function makeClusterHandle(nodes: RedisNode[], stop: () => Promise<void>): Redis
       return liveMasters.length > 0;
     }, timeoutMs, 100);
   };
+  /**
+   * The live masters serving `keys`' slots, from CLUSTER NODES of every live
+   * master (a few redis-cli calls, however many keys). Asks again while a slot
+   * migrates (`[slot->-id]` / `[slot-<-id]`: EXISTS would answer ASK or MOVED
+   * on both sides), while the masters disagree (a resharding or a failover
+   * still spreading), or while the owner is not a live master yet.
+   */
+  const mastersOf = async (keys: readonly string[]): Promise<ClusterNodeInfo[]> => {
+    const slots = keys.map((key) => clusterSlot(key));
+    let owners: ClusterNodeInfo[] = [];
+    await waitFor(`the live masters serving ${keys.length} keys`, async () => {
+      const masters = (await topology()).filter((n) => n.role === 'master' && n.node.running);
+      const views: Map<number, string>[] = [];
+      for (const info of masters) {
+        const view = slotOwners(await info.node.cli('CLUSTER', 'NODES'));
+        if (view === undefined) throw new Error(`:${info.node.port} is migrating slots`);
+        views.push(view);
+      }
+      owners = slots.map((slot) => {
+        const ids = new Set(views.map((view) => view.get(slot)));
+        const owner = masters.find((info) => info.id === views[0]?.get(slot));
+        if (ids.size !== 1 || owner === undefined) throw new Error(`slot ${slot}: masters name ${JSON.stringify([...ids])}`);
+        return owner;
+      });
+      return true;
+    }, CLUSTER_TIMEOUT_MS, 50);
+    return owners;
+  };
+  const masterOf = async (key: string): Promise<ClusterNodeInfo> => (await mastersOf([key]))[0]!;
   return {
     nodes,
     seeds: nodes.map((n) => `${HOST}:${n.port}`).join(','),
     topology,
     waitHealthy,
-    async masterOf(key: string): Promise<ClusterNodeInfo> {
-      for (const info of (await topology()).filter((n) => n.role === 'master' && n.node.running)) {
-        if (!(await info.node.cli('EXISTS', key)).includes('MOVED')) return info;
-      }
-      throw new Error(`no live master serves ${key}`);
-    },
+    masterOf,
+    mastersOf,
     reshard(fromId: string, toId: string, slots: number): Promise<void> {
       const seed = nodes.find((n) => n.running)!;
       return new Promise<void>((resolve, reject) => {
@@ -312,18 +361,251 @@ function makeClusterHandle(nodes: RedisNode[], stop: () => Promise<void>): Redis
       });
     },
     async killMaster(key?: string): Promise<RedisNode> {
-      let victim: RedisNode | undefined;
-      if (key !== undefined) {
-        // The master that owns the key's slot answers a plain (non -c) EXISTS; others say MOVED.
-        for (const info of (await topology()).filter((n) => n.role === 'master' && n.node.running)) {
-          const answer = await info.node.cli('EXISTS', key);
-          if (!answer.includes('MOVED')) victim = info.node;
-        }
-      }
-      victim ??= (await topology()).find((n) => n.role === 'master' && n.node.running)?.node;
+      const victim = key !== undefined
+        ? (await masterOf(key)).node
+        : (await topology()).find((n) => n.role === 'master' && n.node.running)?.node;
       if (victim === undefined) throw new Error('no live master to kill');
       await victim.kill('SIGKILL');
       return victim;
+    },
+    stop,
+  };
+}
+
+/**
+ * Slot -> master id from one node's CLUSTER NODES, or undefined while that node
+ * migrates or imports a slot (its own line lists `[slot->-id]` or `[slot-<-id]`).
+ */
+function slotOwners(text: string): Map<number, string> | undefined {
+  const owners = new Map<number, string>();
+  for (const line of text.split('\n')) {
+    const [id, , flags, , , , , , ...ranges] = line.trim().split(' ');
+    if (id === undefined || flags === undefined || !flags.includes('master')) continue;
+    for (const range of ranges) {
+      if (range.startsWith('[')) return undefined;
+      const [from, to = from] = range.split('-').map(Number) as [number, number?];
+      for (let slot = from; slot <= to; slot++) owners.set(slot, id);
+    }
+  }
+  return owners;
+}
+
+// ---------------------------------------------------------------------------
+// Redis Sentinel: a master, its replicas and three Sentinels watching it.
+
+const SENTINEL_GROUP_TIMEOUT_MS = 30_000;
+
+/** One `redis-server <config> --sentinel` process (a Sentinel needs a config file it may rewrite). */
+class SentinelProcess implements RedisNode {
+  readonly host = HOST;
+  readonly url: string;
+  private child: ChildProcess | undefined;
+  private exited: Promise<void> = Promise.resolve();
+  private removed = false;
+
+  constructor(readonly port: number, readonly dir: string, configLines: string[], private readonly auth: string[]) {
+    this.url = `redis://${HOST}:${port}`;
+    writeFileSync(join(dir, 'sentinel.conf'), [
+      `port ${port}`, `bind ${HOST}`, `dir ${dir}`, `logfile ${join(dir, 'sentinel.log')}`, 'daemonize no', ...configLines, '',
+    ].join('\n'));
+  }
+
+  get running(): boolean {
+    return this.child !== undefined && this.child.exitCode === null && this.child.signalCode === null;
+  }
+
+  pid(): number | undefined {
+    return this.child?.pid;
+  }
+
+  cli(...args: string[]): Promise<string> {
+    return redisCli(this.port, ...this.auth, ...args);
+  }
+
+  async start(): Promise<void> {
+    const child = spawn(REDIS_SERVER, [join(this.dir, 'sentinel.conf'), '--sentinel'], { stdio: 'ignore' });
+    this.child = child;
+    live.add(child);
+    this.exited = new Promise((resolve) => child.once('exit', () => {
+      live.delete(child);
+      resolve();
+    }));
+    child.once('error', () => live.delete(child));
+    await waitFor(`redis sentinel on port ${this.port}`, async () => {
+      if (!this.running) throw new Error(`redis sentinel exited (see ${this.dir}/sentinel.log)`);
+      return (await this.cli('PING')) === 'PONG';
+    });
+  }
+
+  async kill(signal: NodeJS.Signals = 'SIGKILL'): Promise<void> {
+    if (!this.running) return;
+    this.child!.kill(signal);
+    if (signal === 'SIGSTOP' || signal === 'SIGCONT') return;
+    await Promise.race([this.exited, sleep(3_000)]);
+  }
+
+  async stop(): Promise<void> {
+    if (this.running) {
+      this.child!.kill('SIGCONT');
+      this.child!.kill('SIGTERM');
+      await Promise.race([this.exited, sleep(3_000)]);
+      if (this.running) {
+        this.child!.kill('SIGKILL');
+        await Promise.race([this.exited, sleep(3_000)]);
+      }
+    }
+    if (!this.removed) {
+      this.removed = true;
+      rmSync(this.dir, { recursive: true, force: true });
+    }
+  }
+
+  async restart(): Promise<void> {
+    await this.kill('SIGKILL');
+    await this.start();
+  }
+}
+
+export interface SentinelGroupHandle {
+  /** The master's name in the Sentinels (`--redis-sentinel-master`). */
+  readonly name: string;
+  /** The data nodes: the first master, then its replicas. */
+  readonly nodes: RedisNode[];
+  readonly sentinels: RedisNode[];
+  /** `host:port,host:port,host:port` of the Sentinels (`--redis-sentinel`). */
+  readonly sentinelAddresses: string;
+  /** redis-cli against a data node, authenticated when the group has a password. */
+  cli(node: RedisNode, ...args: string[]): Promise<string>;
+  /** The data node that the Sentinels name as master now. */
+  master(): Promise<RedisNode>;
+  /** Waits until every live replica has all that the master has written so far. */
+  waitReplicated(timeoutMs?: number): Promise<void>;
+  /** Waits until every live Sentinel names a master other than `previous` and it answers as master; returns it. */
+  waitForNewMaster(previous: RedisNode, timeoutMs?: number): Promise<RedisNode>;
+  /** SENTINEL FAILOVER (a replica is promoted, the old master demoted); resolves with the new master. */
+  failover(timeoutMs?: number): Promise<RedisNode>;
+  stop(): Promise<void>;
+}
+
+export interface StartSentinelGroupOptions {
+  t?: Teardown;
+  /** The master's name (default `rl-master`). */
+  name?: string;
+  /** Replicas of the master (default 2). */
+  replicas?: number;
+  /** `sentinel down-after-milliseconds`: small so a failover starts quickly (default 1000). */
+  downAfterMs?: number;
+  /** `sentinel failover-timeout` (default 4000). */
+  failoverTimeoutMs?: number;
+  /** requirepass and masterauth of the data nodes (the Sentinels' auth-pass). */
+  password?: string;
+  /** requirepass of the Sentinels themselves. */
+  sentinelPassword?: string;
+}
+
+/**
+ * Starts a master, its replicas and three Sentinels (quorum 2) on loopback
+ * ports; resolves once every Sentinel sees the master, every replica and
+ * the other Sentinels, and a failover could be authorized.
+ */
+export async function startSentinelGroup(options: StartSentinelGroupOptions = {}): Promise<SentinelGroupHandle> {
+  const name = options.name ?? 'rl-master';
+  const replicas = options.replicas ?? 2;
+  const dataAuth = options.password === undefined ? [] : ['-a', options.password];
+  const nodes: RedisNode[] = [];
+  const sentinels: SentinelProcess[] = [];
+  const stop = async (): Promise<void> => {
+    await Promise.all([...sentinels, ...nodes].map((n) => n.stop()));
+  };
+  options.t?.teardown(stop);
+  const cli = (node: RedisNode, ...args: string[]): Promise<string> => node.cli(...dataAuth, ...args);
+  const role = async (node: RedisNode): Promise<string | undefined> =>
+    /role:(\w+)/.exec(await cli(node, 'INFO', 'replication'))?.[1];
+  try {
+    const password = options.password === undefined ? [] : ['--requirepass', options.password, '--masterauth', options.password];
+    const master = await startRedis({ args: password });
+    nodes.push(master);
+    for (let i = 0; i < replicas; i++) nodes.push(await startRedis({ args: [...password, '--replicaof', HOST, String(master.port)] }));
+    await waitFor('every replica in sync with the master', async () => {
+      for (const replica of nodes.slice(1)) {
+        if (!(await cli(replica, 'INFO', 'replication')).includes('master_link_status:up')) return false;
+      }
+      return true;
+    }, SENTINEL_GROUP_TIMEOUT_MS, 100);
+    const lines = [
+      `sentinel monitor ${name} ${HOST} ${master.port} 2`,
+      `sentinel down-after-milliseconds ${name} ${options.downAfterMs ?? 1_000}`,
+      `sentinel failover-timeout ${name} ${options.failoverTimeoutMs ?? 4_000}`,
+      `sentinel parallel-syncs ${name} ${replicas}`,
+      ...(options.password === undefined ? [] : [`sentinel auth-pass ${name} ${options.password}`]),
+      ...(options.sentinelPassword === undefined ? [] : [`requirepass ${options.sentinelPassword}`]),
+    ];
+    const sentinelAuth = options.sentinelPassword === undefined ? [] : ['-a', options.sentinelPassword];
+    for (let i = 0; i < 3; i++) {
+      const sentinel = new SentinelProcess(await freePort(), mkdtempSync(join(tmpdir(), 'rl-sentinel-')), lines, sentinelAuth);
+      sentinels.push(sentinel);
+      await sentinel.start();
+    }
+    await waitFor('every Sentinel sees the master, its replicas and the other Sentinels', async () => {
+      for (const sentinel of sentinels) {
+        const info = await sentinel.cli('INFO', 'sentinel');
+        if (!info.includes(`name=${name},status=ok,address=${HOST}:${master.port},slaves=${replicas},sentinels=3`)) return false;
+        if (!(await sentinel.cli('SENTINEL', 'CKQUORUM', name)).startsWith('OK')) return false;
+      }
+      return true;
+    }, SENTINEL_GROUP_TIMEOUT_MS, 100);
+  } catch (error: unknown) {
+    await stop();
+    throw error;
+  }
+
+  const named = async (sentinel: RedisNode): Promise<RedisNode | undefined> => {
+    const [, port] = (await sentinel.cli('SENTINEL', 'GET-MASTER-ADDR-BY-NAME', name)).split('\n');
+    return nodes.find((node) => node.port === Number(port));
+  };
+  const master = async (): Promise<RedisNode> => {
+    const sentinel = sentinels.find((s) => s.running);
+    const node = sentinel === undefined ? undefined : await named(sentinel);
+    if (node === undefined) throw new Error(`no Sentinel names a master of ${name}`);
+    return node;
+  };
+  const waitForNewMaster = async (previous: RedisNode, timeoutMs = SENTINEL_GROUP_TIMEOUT_MS): Promise<RedisNode> => {
+    let promoted: RedisNode | undefined;
+    await waitFor(`the Sentinels name a new master of ${name}`, async () => {
+      const answers = await Promise.all(sentinels.filter((s) => s.running).map(named));
+      const first = answers[0];
+      if (first === undefined || first === previous || answers.some((node) => node !== first)) return false;
+      if ((await role(first)) !== 'master') return false;
+      promoted = first;
+      return true;
+    }, timeoutMs, 100);
+    return promoted!;
+  };
+  return {
+    name,
+    nodes,
+    sentinels,
+    sentinelAddresses: sentinels.map((s) => `${HOST}:${s.port}`).join(','),
+    cli,
+    master,
+    async waitReplicated(timeoutMs = SENTINEL_GROUP_TIMEOUT_MS): Promise<void> {
+      const current = await master();
+      const offset = Number(/master_repl_offset:(\d+)/.exec(await cli(current, 'INFO', 'replication'))?.[1]);
+      await waitFor(`every replica of ${name} at offset ${offset}`, async () => {
+        for (const node of nodes.filter((n) => n !== current && n.running)) {
+          const replicated = /slave_repl_offset:(\d+)/.exec(await cli(node, 'INFO', 'replication'))?.[1];
+          if (replicated === undefined || Number(replicated) < offset) return false;
+        }
+        return true;
+      }, timeoutMs, 50);
+    },
+    waitForNewMaster,
+    async failover(timeoutMs = SENTINEL_GROUP_TIMEOUT_MS): Promise<RedisNode> {
+      const previous = await master();
+      const sentinel = sentinels.find((s) => s.running)!;
+      const answer = await sentinel.cli('SENTINEL', 'FAILOVER', name);
+      if (answer !== 'OK') throw new Error(`SENTINEL FAILOVER ${name}: ${answer}`);
+      return waitForNewMaster(previous, timeoutMs);
     },
     stop,
   };

@@ -21,3 +21,20 @@ export async function waitFor(what: string, check: () => Promise<boolean> | bool
     await sleep(everyMs);
   }
 }
+
+/**
+ * Settles like `work`, or rejects once it is still pending after `guardMs`: a
+ * hang detector, never a speed check. Pick a guard far above any wait the code
+ * allows (10x its own timeout or more): load makes answers later, not wrong.
+ */
+export async function unlessHung<T>(work: Promise<T>, what: string, guardMs: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const hung = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what}: still pending after ${guardMs} ms (a hang)`)), guardMs);
+  });
+  try {
+    return await Promise.race([work, hung]);
+  } finally {
+    clearTimeout(timer);
+  }
+}

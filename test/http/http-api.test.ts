@@ -42,13 +42,25 @@ t.test('POST /v1/check works without a content type (curl -d) and with the only 
   t.match(await response.json(), { overall_code: 'OK', statuses: [{ code: 'OK', limit_remaining: 2 }] });
 });
 
-t.test('an unknown domain answers OK with empty statuses', async (t) => {
-  const response = await check({ domain: 'elsewhere', ...key('c3') });
-  t.equal(response.status, 200);
+t.test('regression: a mistyped domain on /v1/check is a 400 naming the field and the loaded domains, not an unlimited 200', async (t) => {
+  const response = await check({ domain: 'shpo', ...key('c3') });
+  t.equal(response.status, 400);
   t.same(await response.json(), {
-    overall_code: 'OK',
-    statuses: [{ code: 'OK', limit: null, limit_remaining: 0, duration_until_reset_ms: 0 }],
+    error: { code: 'RL_ERR_INVALID_REQUEST', field: 'domain', message: 'domain: "shpo" is not a loaded domain (loaded: shop)' },
   });
+  t.equal((await check({ domain: 'shop', ...key('c3') })).status, 200, 'the loaded domain decides');
+});
+
+t.test('an unknown X-RateLimit-Domain on /v1/auth and /v1/auth/nginx is a 400 naming the header', async (t) => {
+  for (const path of ['/v1/auth/rating', '/v1/auth/nginx']) {
+    const response = await fetch(`${server.url}${path}`, { headers: { 'x-ratelimit-domain': 'shpo', 'x-api-key': 'd1' } });
+    t.equal(response.status, 400, path);
+    t.same(await response.json(), {
+      error: { code: 'RL_ERR_INVALID_REQUEST', field: 'X-RateLimit-Domain', message: 'X-RateLimit-Domain: "shpo" is not a loaded domain (loaded: shop)' },
+    }, path);
+  }
+  const known = await fetch(`${server.url}/v1/auth/nginx`, { headers: { 'x-ratelimit-domain': 'shop', 'x-api-key': 'd1' } });
+  t.equal(known.status, 200, 'a loaded domain decides');
 });
 
 const badInputs: Array<[string, unknown, string]> = [
@@ -131,7 +143,6 @@ t.test('/healthz, /readyz, /metrics, /v1/config', async (t) => {
   t.match(await ready.json(), { status: 'ready' });
   const metrics = await (await fetch(`${server.url}/metrics`)).text();
   t.match(metrics, /ratelimit_decisions_total\{domain="shop",api="http_check",outcome="over_limit"\} 1/);
-  t.match(metrics, /ratelimit_decisions_total\{domain="_unknown",api="http_check",outcome="ok"\} 1/);
   t.match(metrics, /ratelimit_decision_duration_seconds_bucket/);
   t.match(metrics, /ratelimit_config_reloads_total\{result="failure"\} 0/);
   t.match(metrics, /process_cpu_user_seconds_total/);

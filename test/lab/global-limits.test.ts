@@ -10,7 +10,9 @@
  *    latency, since an answer time only bounds its decision time);
  *  - a region carrying all of a key's traffic gets ≥ 85 % of the rate in
  *    steady state, whichever region it is (home or not);
- *  - decisions stay local: a global key's p99 within 2 ms of a region key's;
+ *  - decisions stay local: every answer is a decision from the region, also
+ *    while every link holds each byte longer than a request may take (the
+ *    latency of global and region keys is printed, not asserted);
  *  - a region cut off keeps deciding (no errors: lease, then static share),
  *    and after the heal the global bound holds again within a few seconds;
  *  - a lease survives a sidecar restart (it lives in the region's Redis).
@@ -24,6 +26,9 @@ tap.setTimeout(240_000);
 
 const RATE = 100;
 const BURST = 100;
+/** The load's per-request timeout, and a link delay longer than it: an answer that needed another region cannot come. */
+const LOAD_TIMEOUT_MS = 2_000;
+const HOLD_MS = 2 * LOAD_TIMEOUT_MS;
 const global = (value: string) => [{ entries: [{ key: 'global_key', value }] }];
 const regional = (value: string) => [{ entries: [{ key: 'region_key', value }] }];
 
@@ -36,6 +41,15 @@ async function metricSum(lab: Lab, region: string, name: string): Promise<number
     }
   }
   return sum;
+}
+
+/** Polls `done` every 50 ms until it holds, at most `polls` times (the lab drains on its own time; no fixed sleep). */
+async function until(done: () => boolean | Promise<boolean>, polls = 600): Promise<boolean> {
+  for (let i = 0; i < polls; i++) {
+    if (await done()) return true;
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  return done();
 }
 
 /** The busiest interval of each length T must not exceed burst + rate × (T + the slowest answer in it). */
@@ -77,10 +91,10 @@ await tap.test('one region carrying all of a key\'s traffic gets ≥ 85 % of the
   }
 });
 
-await tap.test('decisions stay local: a global key\'s p99 within 2 ms of a region key\'s, in one interleaved run', async (t) => {
+await tap.test('decisions stay local: every answer is a decision from the region, also while the links hold everything', async (t) => {
   // Below the limits, so every answer is a decision from the region's own Redis (lease or bucket); both loads at once.
-  const load = (descriptors: (region: string, seq: number) => ReturnType<typeof global>) => constantLoad({
-    lab, perRegion: { a: 1 / 3, b: 1 / 3, c: 1 / 3 }, totalRps: 120, durationMs: 6_000, descriptors,
+  const load = (descriptors: (region: string, seq: number) => ReturnType<typeof global>, durationMs = 6_000) => constantLoad({
+    lab, perRegion: { a: 1 / 3, b: 1 / 3, c: 1 / 3 }, totalRps: 120, durationMs, descriptors, timeoutMs: LOAD_TIMEOUT_MS,
   });
   const [globalLoad, regionLoad] = await Promise.all([
     load((_, seq) => global(`latency-${seq % 16}`)),
@@ -88,24 +102,50 @@ await tap.test('decisions stay local: a global key\'s p99 within 2 ms of a regio
   ]);
   const g = latencyByRegion(globalLoad.records)['all']!;
   const r = latencyByRegion(regionLoad.records)['all']!;
+  const gt = tallyByRegion(globalLoad.records)['all']!;
+  const rt = tallyByRegion(regionLoad.records)['all']!;
+  t.equal(gt.failed + gt.skipped, 0, `every global-key request got a decision (others: ${failureKinds(globalLoad.records)})`);
+  t.equal(rt.failed + rt.skipped, 0, `every region-key request got a decision (others: ${failureKinds(regionLoad.records)})`);
   // A non-home region denies a key's first requests until its first lease arrives (one round trip to the home).
-  t.comment(`global keys: ${tallyByRegion(globalLoad.records)['all']!.denied} of ${globalLoad.records.length} denied (first requests before a lease)`);
+  t.comment(`global keys: ${gt.denied} of ${globalLoad.records.length} denied (first requests before a lease)`);
+  // Latency is reported, not asserted (a shared 2-core machine); bench/ compares the p99s (docs/multi-region.md).
   t.comment(`global p50 ${g.p50.toFixed(2)} p99 ${g.p99.toFixed(2)} ms; region p50 ${r.p50.toFixed(2)} p99 ${r.p99.toFixed(2)} ms (${g.count} / ${r.count} requests)`);
-  t.ok(g.p99 <= r.p99 + 2, `global p99 ${g.p99.toFixed(2)} ms ≤ region p99 ${r.p99.toFixed(2)} ms + 2`);
-  t.ok(g.p50 < 60, `no decision waited for another region (p50 ${g.p50.toFixed(2)} ms, one-way delay 60 ms)`);
+
+  // No decision waits for another region: with every link holding each byte longer than a request may take,
+  // a decision that needed another region could not be answered at all. Each is, from a lease or a static share.
+  lab.setDelay(HOLD_MS);
+  let held;
+  try {
+    held = await load((_, seq) => global(`latency-${seq % 16}`), 2_000);
+  } finally {
+    lab.setDelay(lab.delayMs);
+  }
+  const heldTally = tallyByRegion(held.records);
+  const ht = heldTally['all']!;
+  t.comment(`links holding ${HOLD_MS} ms, allowed/denied/other by region: ${JSON.stringify(Object.fromEntries(Object.entries(heldTally).map(([r, v]) => [r, `${v.allowed}/${v.denied}/${v.failed + v.skipped}`])))}`);
+  t.equal(ht.failed + ht.skipped, 0, `every request got a decision although no reply from another region could come within the run (others: ${failureKinds(held.records)})`);
+  t.ok(ht.allowed > 0, 'and the regions kept admitting');
+  // What the links held arrives late; the next lease refills find every region reachable again.
+  t.ok(await until(() => lab.regions.every((from) => lab.regions.every((to) => from === to || lab.linkStats(from, to).bytesQueued === 0))),
+    'the links delivered what they held');
+  await load((_, seq) => global(`latency-${seq % 16}`), 1_000);
+  for (const region of lab.regions) {
+    t.ok(await until(async () => await metricSum(lab, region, 'ratelimit_region_unreachable') === 0), `${region} reaches every region again`);
+  }
 });
 
 await tap.test('a region cut off keeps deciding from its lease, then its static share; after the heal the bound holds again', async (t) => {
   const key = 'partition';
   // Warm: b gets a lease.
   await constantLoad({ lab, perRegion: { a: 0.5, b: 0.5 }, totalRps: 2 * RATE, durationMs: 1_500, descriptors: global(key) });
+  const shareBefore = await metricSum(lab, 'b', 'ratelimit_static_share_decisions_total');
   await lab.cutRegion('b');
   const during = await constantLoad({ lab, perRegion: { a: 0.5, b: 0.5 }, totalRps: 4 * RATE, durationMs: 4_000, descriptors: global(key) });
   const tally = tallyByRegion(during.records);
   t.comment(`during the partition: ${JSON.stringify(Object.fromEntries(Object.entries(tally).map(([r, v]) => [r, `${v.allowed}/${v.due}`])))}`);
   t.equal(tally['b']!.failed + tally['b']!.skipped, 0, `the cut-off region answered every request (200/429; others: ${failureKinds(during.records, 'b')})`);
   t.ok(tally['b']!.allowed > 0, 'and kept admitting');
-  const share = await metricSum(lab, 'b', 'ratelimit_static_share_decisions_total');
+  const share = await metricSum(lab, 'b', 'ratelimit_static_share_decisions_total') - shareBefore;
   t.ok(share > 0, `it fell back to its static share (${share} decisions)`);
   t.ok(await metricSum(lab, 'b', 'ratelimit_region_unreachable') >= 1, 'and says which region it cannot reach');
   const cutBound = BURST + RATE * 4 + (BURST + RATE * 4) / 3;

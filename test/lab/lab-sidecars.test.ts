@@ -45,9 +45,15 @@ tap.test('today\'s product in every region: checks and an open-loop load', async
   // a: its bucket of 100 (burst 100) over 3 s: at most 100 + 100 × 3, give or take a token.
   t.ok(tally['a']!.allowed <= 100 + 100 * durationMs / 1000 + 1 && tally['a']!.allowed >= 300,
     `a allowed ${tally['a']!.allowed} of ${tally['a']!.due}`);
+  // An answer's time only bounds its decision's: the window widens by the slowest answer (a busy machine, not a timed bound).
+  const slackMs = Math.max(0, ...result.records.filter((r) => r.region === 'a' && r.status === 200).map((r) => r.latencyMs));
   const busiest = maxAllowedInWindow(result.records, 1_000, { regions: ['a'] });
-  t.ok(busiest.count <= 100 + 100 + 2, `a's busiest second: ${busiest.count} (burst 100 + 100/s)`);
-  t.ok(latency['all']!.p50 < 50, `answers are local: p50 ${latency['all']!.p50.toFixed(2)} ms`);
+  const bound = 100 + 100 * (1_000 + slackMs) / 1_000 + 2;
+  t.ok(busiest.count <= bound, `a's busiest second: ${busiest.count} ≤ ${bound.toFixed(1)} (burst 100 + 100/s × (1 s + ${slackMs.toFixed(0)} ms))`);
+  for (const region of lab.regions) {
+    const sources = await lab.connectionsBySource(region);
+    t.same(Object.keys(sources), ['direct'], `answers are local: only ${region}'s own sidecars reach its Redis (${JSON.stringify(sources)})`);
+  }
 });
 
 tap.test('a sidecar that cannot start fails startLab, which stops everything it started', async (t) => {

@@ -54,16 +54,19 @@ tap.test('open loop: 200-ms answers do not lower the offered rate, and the split
   t.equal(b1.bodies.length, 50, 'the region\'s sidecars take turns');
   t.equal(b2.bodies.length, 50, 'both of them');
   t.match(a.bodies[0], { domain: 'lab', descriptors: [{ entries: [{ key: 'k', value: 'a-0' }] }] }, 'descriptors built per request');
-  const lastSend = Math.max(...result.records.map((r) => r.sentAt));
-  t.ok(lastSend < 2_000, `the last request left on schedule (${lastSend.toFixed(0)} ms), not after the answers`);
+  // Open loop: the generator does not wait for answers (each takes >= 200 ms; 40 are due in the first 200 ms).
+  const firstAnswer = Math.min(...result.records.map((r) => r.answeredAt));
+  const sentBeforeFirstAnswer = result.records.filter((r) => r.sentAt < firstAnswer).length;
+  t.ok(sentBeforeFirstAnswer >= 20, `${sentBeforeFirstAnswer} requests left before the first answer came, not one at a time`);
   // The generator's own lag depends on how busy the machine is (no timed assertion): shown, and the schedule checks below bound it.
   t.comment(`send lag at most ${result.maxSendLagMs.toFixed(1)} ms`);
   const latency = latencyByRegion(result.records);
   t.ok(latency['all']!.p50 >= 200, `latency p50 ${latency['all']!.p50.toFixed(1)} ms includes the server's 200 ms`);
-  // Scheduled evenly: any 500 ms holds about a quarter of the requests.
-  const perHalfSecond = allowedSeries(result.records, 500, { by: 'send' })['a'] ?? [];
-  t.equal(perHalfSecond.length, 4, 'four half seconds');
-  t.ok(perHalfSecond.every((n) => Math.abs(n - 75) <= 3), `region a sent 75 per 500 ms: ${perHalfSecond.join(',')}`);
+  // Scheduled evenly: each 500 ms holds a quarter of the requests (when they left depends on the machine: printed).
+  const scheduled = [0, 0, 0, 0];
+  for (const r of result.records) if (r.region === 'a') scheduled[Math.floor(r.scheduledAt / 500)]!++;
+  t.same(scheduled, [75, 75, 75, 75], 'region a is scheduled 75 per 500 ms');
+  t.comment(`region a sent per 500 ms: ${(allowedSeries(result.records, 500, { by: 'send' })['a'] ?? []).join(',')}`);
 });
 
 tap.test('the concurrency bound skips requests instead of delaying them', async (t) => {
@@ -78,8 +81,8 @@ tap.test('the concurrency bound skips requests instead of delaying them', async 
   });
   const tally = tallyByRegion(result.records)['a']!;
   t.equal(tally.due, 100, 'every request was due');
-  // 10 in flight, each answered after 500 ms, over 1 s: 20 at most (fewer if an answer comes a little late).
-  t.ok(tally.allowed >= 15 && tally.allowed <= 20, `${tally.allowed} sent: at most 10 per 500 ms answer`);
+  // 10 in flight, each answered after 500 ms or later, over 1 s: the first 10, and 20 at most.
+  t.ok(tally.allowed >= 10 && tally.allowed <= 20, `${tally.allowed} sent: at most 10 per 500 ms answer`);
   t.equal(tally.skipped, 100 - tally.allowed, 'the rest were skipped, not queued');
   t.ok(result.records.filter((r) => r.status === -1).every((r) => r.error?.startsWith('skipped') === true), 'skipped ones say why');
 });
@@ -99,8 +102,9 @@ tap.test('failures and timeouts are recorded as status 0', async (t) => {
   t.equal(tally['hung']?.failed, 5, 'no answer in time: failed');
   const hungLatency = result.records.filter((r) => r.region === 'hung').map((r) => r.latencyMs);
   // A timer's 300 ms are counted on libuv's loop clock (whole ms, read at the turn's start): against
-  // performance.now() it can fire up to 1 ms early (seen: 299.6 ms, printed "300").
-  t.ok(hungLatency.every((ms) => ms >= 299 && ms < 1_500), `timed out near 300 ms: ${hungLatency.map((ms) => ms.toFixed(1)).join(',')}`);
+  // performance.now() it can fire up to 1 ms early (seen: 299.6 ms, printed "300"). How late it fires depends on the machine.
+  t.ok(hungLatency.every((ms) => ms >= 299), `timed out no earlier than 300 ms: ${hungLatency.map((ms) => ms.toFixed(1)).join(',')}`);
+  t.ok(result.records.filter((r) => r.region === 'hung').every((r) => r.error?.includes('no answer in 300 ms') === true), 'by the request timeout');
 });
 
 tap.test('summaries on known records', async (t) => {

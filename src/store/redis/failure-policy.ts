@@ -1,13 +1,27 @@
 // --on-store-failure: what decides the ops of a Redis node that failed.
 import type { StoreFailurePolicy } from '../../core/store.js';
-import type { BucketOp, BucketOutcome } from '../../core/types.js';
-import { StoreUnavailableError, errorMessage } from '../../errors.js';
+import type { BucketOp, BucketOutcome, LimitSpec } from '../../core/types.js';
+import { StoreCallError, StoreUnavailableError } from '../../errors.js';
+import { redisErrorWords } from './error-words.js';
 import type { MemoryStore } from '../memory-store.js';
 
 export interface PolicyDecision {
   /** Every op allowed by the policy (all-or-nothing, like a store batch). */
   commits: boolean;
   outcomes: BucketOutcome[];
+  /** Ops of global limits decided from their static share (`op.fallback`). */
+  staticShares: number;
+}
+
+/** The same limit, always over (requests_per_unit 0): what a global op whose call is still with Redis gets. */
+const alwaysOverSpecs = new WeakMap<LimitSpec, LimitSpec>();
+function alwaysOver(op: BucketOp): BucketOp {
+  let limit = alwaysOverSpecs.get(op.limit);
+  if (limit === undefined) {
+    limit = Object.freeze({ ...op.limit, refillPerTick: 0 });
+    alwaysOverSpecs.set(op.limit, limit);
+  }
+  return { ...op, limit };
 }
 
 /**
@@ -21,6 +35,16 @@ export interface PolicyDecision {
  * counted by their heartbeats (see redis-store.ts).
  * `allow`: fail open, statuses report a full bucket (the real state is unknown).
  * `deny`: fail closed, StoreUnavailableError (HTTP 503, gRPC UNAVAILABLE).
+ *
+ * A global limit's op (SPEC §11; it carries `fallback`, its static share) is
+ * never decided from a copy of its home bucket or lease: those tokens move
+ * between regions, so no local copy can know them. Under `local`:
+ * - its node is unavailable (errors, open breaker): the static share decides,
+ *   as in a partition (docs/multi-region.md);
+ * - its call only missed its deadline: it is denied. Redis has the call and
+ *   decides it; a late commit is refunded, the request having been denied.
+ *   Spending the static share here would over-admit with every link healthy
+ *   whenever the machine is too busy for the deadline.
  */
 export class FailurePolicy {
   constructor(
@@ -40,14 +64,21 @@ export class FailurePolicy {
 
   /** Decides `ops` (a failed node's share of one request); throws StoreUnavailableError under `deny`. */
   decide(given: readonly BucketOp[], error: unknown): PolicyDecision {
-    const ops = given.some((op) => op.fallback !== undefined) ? given.map((op) => op.fallback ?? op) : given;
+    const late = error instanceof StoreCallError && error.timedOut;
+    let staticShares = 0;
+    const ops = !given.some((op) => op.fallback !== undefined) ? given : given.map((op) => {
+      if (op.fallback === undefined) return op;
+      if (late) return alwaysOver(op.fallback);
+      staticShares++;
+      return op.fallback;
+    });
     switch (this.policy) {
       case 'deny':
-        throw new StoreUnavailableError(`store unavailable: ${errorMessage(error)}`, { cause: error });
+        throw new StoreUnavailableError(`store unavailable: ${redisErrorWords(error)}`, { cause: error });
       case 'allow':
-        return { commits: true, outcomes: ops.map((op) => ({ allowed: true, remaining: op.limit.burst, resetUs: 0, retryAfterUs: 0 })) };
+        return { commits: true, outcomes: ops.map((op) => ({ allowed: true, remaining: op.limit.burst, resetUs: 0, retryAfterUs: 0 })), staticShares: 0 };
       case 'local':
-        return this.divisor > 1 ? this.decideDivided(ops) : this.decideLocally(ops);
+        return { ...(this.divisor > 1 ? this.decideDivided(ops) : this.decideLocally(ops)), staticShares };
     }
   }
 
@@ -56,12 +87,12 @@ export class FailurePolicy {
     return this.local.peek(ops.map((op) => op.fallback ?? op)).evaluations.map((evaluation) => evaluation.untaken);
   }
 
-  private decideLocally(ops: readonly BucketOp[]): PolicyDecision {
+  private decideLocally(ops: readonly BucketOp[]): Omit<PolicyDecision, 'staticShares'> {
     const { commits, outcomes } = this.local.commit(ops);
     return { commits, outcomes };
   }
 
-  private decideDivided(ops: readonly BucketOp[]): PolicyDecision {
+  private decideDivided(ops: readonly BucketOp[]): Omit<PolicyDecision, 'staticShares'> {
     const shares = ops.map((op) => this.shareOf(op));
     const scaledOps = ops.map((op, i) => ({ ...op, cost: op.cost * shares[i]! }));
     const decision = this.decideLocally(scaledOps);

@@ -125,7 +125,8 @@ interface Claimed {
 interface Deposit {
   key: string;
   tokens: number;
-  ttlUs: number;
+  /** When the grant was asked for (local ms): the lease's life counts from then. */
+  grantSentAtMs: number;
   gen: number;
   state: KeyState;
 }
@@ -142,7 +143,9 @@ export class GlobalLimits {
   constructor(private readonly options: GlobalLimitsOptions) {
     for (const address of options.regions) {
       if (address.name === options.region) continue;
-      const connection = createRedisConnection({ ...options, redis: address.redis, redisCluster: address.redisCluster, natMap: address.natMap });
+      const connection = createRedisConnection({
+        ...options, redis: address.redis, redisCluster: address.redisCluster, redisSentinel: undefined, natMap: address.natMap,
+      });
       connection.client.on('error', (error: unknown) => options.onError(error, `redis of region ${address.name}: connection error`));
       connection.client.connect().catch((error: unknown) => options.onError(error, `redis of region ${address.name}: initial connect failed`));
       this.remote.set(address.name, {
@@ -192,9 +195,10 @@ export class GlobalLimits {
 
   private routeOne(op: BucketOp): BucketOp {
     const home = homeRegion(this.options.regions, op.key);
-    if (home === this.options.region) return { ...op, key: `${op.key}:g` };
-    const lease = { ...op, key: `${op.key}:lease:${this.options.region}`, limit: this.leaseSpec(op.limit) };
     const share = this.shareOp(op);
+    // This region's Redis failing: the static share decides, home bucket or lease alike (failure-policy.ts).
+    if (home === this.options.region) return { ...op, key: `${op.key}:g`, fallback: share };
+    const lease = { ...op, key: `${op.key}:lease:${this.options.region}`, limit: this.leaseSpec(op.limit) };
     const state = this.follow(lease, op.limit, home);
     state.asked += op.cost;
     const region = this.remote.get(home);
@@ -321,17 +325,16 @@ export class GlobalLimits {
         const { granted, gens } = await withRedisDeadline(
           region.library.leaseGrant(group.routingKey, this.options.region, LEASE_TTL_US, grants), REMOTE_DEADLINE_MS, `lease grant from ${home}`);
         this.reached(region, true);
-        const ageUs = (performance.now() - sentAtMs) * 1000;
         group.indices.forEach((i, k) => {
           const tokens = granted[k] ?? 0;
           if (tokens > 0) this.options.events.leaseGranted?.(home, tokens);
-          deposits.push({ key: items[i]!.state.op.key, tokens, ttlUs: LEASE_TTL_US - ageUs - DEPOSIT_MARGIN_US, gen: gens[k] ?? 0, state: items[i]!.state });
+          deposits.push({ key: items[i]!.state.op.key, tokens, grantSentAtMs: sentAtMs, gen: gens[k] ?? 0, state: items[i]!.state });
         });
       } catch (error: unknown) {
         this.reached(region, false);
         this.options.onError(error, `lease grant from region ${home} failed`);
         // Free the claims at once (a deposit of nothing), so a retry need not wait for their TTL.
-        group.indices.forEach((i) => deposits.push({ key: items[i]!.state.op.key, tokens: 0, ttlUs: 0, gen: 0, state: items[i]!.state }));
+        group.indices.forEach((i) => deposits.push({ key: items[i]!.state.op.key, tokens: 0, grantSentAtMs: sentAtMs, gen: 0, state: items[i]!.state }));
       }
     }));
     await this.deposit(deposits);
@@ -341,7 +344,12 @@ export class GlobalLimits {
     if (deposits.length === 0) return;
     const ops = deposits.map((d) => d.state.op);
     await Promise.all(this.options.topology.groups(ops).map(async (group) => {
-      const items = group.indices.map((i) => deposits[i]!);
+      // The lease's life is taken from the grant's request to this deposit (other home nodes' grants may have come later).
+      const sendingAtMs = performance.now();
+      const items = group.indices.map((i) => {
+        const d = deposits[i]!;
+        return { ...d, ttlUs: d.tokens > 0 ? LEASE_TTL_US - (sendingAtMs - d.grantSentAtMs) * 1000 - DEPOSIT_MARGIN_US : 0 };
+      });
       try {
         await withRedisDeadline(this.options.library.leaseDeposit(group.routingKey, items), REMOTE_DEADLINE_MS, 'lease deposit');
         const nowMs = performance.now();

@@ -33,8 +33,9 @@ import type { StoreDecision, StoreHealth } from '../../core/store.js';
 import type { BucketOp } from '../../core/types.js';
 import { errorMessage } from '../../errors.js';
 import { Batcher } from './batcher.js';
-import { createRedisConnection, type RedisConnection } from './connection.js';
+import { connectedServer, createRedisConnection, type RedisConnection } from './connection.js';
 import { withRedisDeadline } from './deadline.js';
+import { redisErrorWords } from './error-words.js';
 import { FailurePolicy } from './failure-policy.js';
 import { withGlobalLimits, type RegionalStore } from './global-limits-layer.js';
 import { LateReplies } from './late-replies.js';
@@ -112,8 +113,11 @@ class RedisStoreImpl implements RegionalStore {
       extended: () => this.events.deadlineExtended?.(),
     });
     client.on('error', (error: unknown) => this.noteError(error, 'redis connection error'));
+    // Through Sentinels: one that is down or refuses us (the others may still answer).
+    client.on('sentinelError', (error: unknown) => this.noteError(error, 'redis sentinel error'));
     client.on('ready', () => {
-      this.logger.info({ mode: this.mode }, 'redis store connected');
+      // Through Sentinels the server changes with each failover: say which master this is.
+      this.logger.info({ mode: this.mode, node: this.connection.address, server: connectedServer(this.connection) }, 'redis store connected');
       void this.library.preload(client);
     });
     client.on('end', () => {
@@ -218,6 +222,7 @@ class RedisStoreImpl implements RegionalStore {
     this.writeBack.stop();
     this.presence?.stop();
     this.health_.close();
+    this.connection.stopWatching();
     try {
       await withRedisDeadline(this.client.quit(), CLOSE_TIMEOUT_MS, 'QUIT');
     } catch {
@@ -232,12 +237,12 @@ class RedisStoreImpl implements RegionalStore {
    * other requests (a logger that throws is logged nowhere).
    */
   noteError(error: unknown, msg: string): void {
-    this.lastError = errorMessage(error);
+    this.lastError = redisErrorWords(error); // /readyz and circuit-open answers show it: our words
     const now = performance.now();
     if (this.closed || now - this.lastErrorLogMs < ERROR_LOG_INTERVAL_MS) return;
     this.lastErrorLogMs = now;
     try {
-      this.logger.warn({ mode: this.mode, err: this.lastError }, msg);
+      this.logger.warn({ mode: this.mode, err: this.lastError, cause: errorMessage(error) }, msg);
     } catch {
       // The logger failed; the error is still the caller's to answer.
     }

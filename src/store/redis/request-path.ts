@@ -163,6 +163,7 @@ class RedisRequest {
     if (share.deniedByRedis) return { kind: 'untaken', policy, outcomes: this.options.policy.untaken(share.ops) };
     try {
       const decided = this.options.policy.decide(share.ops, share.error);
+      for (let k = 0; k < decided.staticShares; k++) this.options.events.staticShare?.();
       return { kind: 'decided', policy, commits: decided.commits, outcomes: decided.outcomes };
     } catch (error: unknown) {
       return { kind: 'refused', policy, error };

@@ -213,7 +213,7 @@ export function createHttpServer(options: HttpServerOptions): HttpServer {
       const raw = Buffer.isBuffer(request.body) ? checkBodyText(request.body) : '';
       if (raw === '') throw new InvalidRequestError('body', 'required: a JSON object with descriptors');
       const body = decodeCheckBody(raw);
-      const decided = service.decide({ ...body, domain: service.resolveDomain(body.domain) }, 'http_check');
+      const decided = service.decide({ ...body, domain: service.resolveDomain(body.domain, 'domain') }, 'http_check');
       if (decided instanceof Promise) return decided.then((decision) => sendCheck(reply, decision));
       checkWriter.later(reply, decided);
       return undefined;
@@ -246,7 +246,9 @@ export function createHttpServer(options: HttpServerOptions): HttpServer {
   /** Forward auth; a decision made at once is written with the turn's others (see /v1/check). */
   function forwardAuth(request: FastifyRequest, reply: FastifyReply, api: Api, denyStatus: number): Promise<FastifyReply> | undefined {
     const forwarded = forwardedRequest(request, clientAddress);
-    const decided = service.decideHttp(forwarded.header('x-ratelimit-domain'), forwarded, api);
+    // An unknown domain is a 400: to NGINX (auth_request) a 500, which deploy/nginx
+    // routes to its sidecar-unavailable location (README, forward auth).
+    const decided = service.decideHttp(forwarded.header('x-ratelimit-domain'), forwarded, api, 'X-RateLimit-Domain');
     if (decided instanceof Promise) return decided.then((decision) => sendAuth(reply, decision, denyStatus));
     authWriters.get(denyStatus)!.later(reply, decided);
     return undefined;
