@@ -9,7 +9,7 @@ import { loadOptionsOf } from './load-options.js';
 import { ConfigError, errorMessage } from './errors.js';
 import type { Settings } from './settings.js';
 import { MemoryStore } from './store/memory-store.js';
-import { createRedisStore, type RedisStore } from './store/redis/redis-store.js';
+import { createRedisStore, type RedisStore, type StoreEvents } from './store/redis/redis-store.js';
 import { createGrpcServer, type GrpcServer } from './transport/grpc/server.js';
 import { RotatingServerCredentials } from './transport/grpc/tls-credentials.js';
 import { ClientAddressResolver } from './transport/http/client-address.js';
@@ -17,6 +17,7 @@ import { createHttpServer, type HttpServer } from './transport/http/server.js';
 import { TlsFilesWatcher, loadTlsMaterial, type TlsFiles } from './transport/tls-files.js';
 import type { Logger } from './telemetry/logger.js';
 import { Metrics } from './telemetry/metrics.js';
+import { storeEventsTelemetry } from './telemetry/store-events.js';
 import { clusterMetricsText, isWorker } from './workers.js';
 
 /** Long descriptor values are keyed by this digest (bounded keys, collision-resistant) of their original bytes. */
@@ -181,34 +182,13 @@ export async function startApp(settings: Settings, logger: Logger): Promise<Runn
 function createStore(settings: Settings, metrics: Metrics, logger: Logger): MemoryStore | RedisStore {
   if (settings.store === 'memory') return new MemoryStore({ maxKeys: settings.memoryMaxKeys });
   const mirror = settings.localCacheSize > 0;
+  // Every event the store tells is counted or logged (the compiler checks that none is left out).
+  const events: Required<StoreEvents> = storeEventsTelemetry(metrics, logger, settings.onStoreFailure);
   return createRedisStore({
     ...settings,
     local: new MemoryStore({ maxKeys: mirror ? settings.localCacheSize : settings.memoryMaxKeys }),
     mirror,
     logger,
-    events: {
-      call: (node, seconds) => metrics.observeRedisCall(node, seconds),
-      nodeState: (node, state, previous) => {
-        metrics.redisNodeUnavailable.set({ node: metrics.nodeLabel(node) }, state === 'closed' ? 0 : 1);
-        const log = state === 'closed' ? logger.info.bind(logger) : logger.warn.bind(logger);
-        log({ node, state, previous, policy: settings.onStoreFailure }, `redis circuit ${state} for ${node}`);
-      },
-      deadlineExtended: () => metrics.redisDeadlineExtensions.inc(),
-      timeout: () => metrics.redisTimeouts.inc(),
-      lateReply: () => metrics.redisLateReplies.inc(),
-      fallbackOverAdmitted: () => metrics.fallbackOverAdmitted.inc(),
-      fallbackDecision: () => metrics.storeErrors.inc(),
-      localDenial: () => metrics.localDenials.inc(),
-      sidecars: (count) => metrics.sidecarsSeen.set(count),
-      leaseRequested: (home, tokens) => metrics.leaseRequested.inc({ home }, tokens),
-      leaseGranted: (home, tokens) => metrics.leaseGranted.inc({ home }, tokens),
-      leaseStranded: (tokens) => metrics.leaseStranded.inc(tokens),
-      regionReachable: (region, reachable) => {
-        metrics.regionUnreachable.set({ region }, reachable ? 0 : 1);
-        const log = reachable ? logger.info.bind(logger) : logger.warn.bind(logger);
-        log({ region }, reachable ? `region ${region} reachable again: global limits lease from it` : `region ${region} unreachable: its global keys decide from leases, then static shares`);
-      },
-      staticShare: () => metrics.staticShareDecisions.inc(),
-    },
+    events,
   });
 }

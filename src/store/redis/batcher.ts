@@ -48,15 +48,12 @@ export class Batcher {
   ) {}
 
   /**
-   * Queues `ops` for `node` (the master serving routingKey's slot); settles
-   * with its batch's result. Batches of one `queue` (usually the node's name)
-   * may share a call.
+   * Queues a request's batch for its node (the master serving its routing
+   * key's slot); batches of one `queue` (usually the node's name) may share a
+   * call. Exactly one of its `resolve` and `reject` is called, later; then
+   * `late` if the call missed its deadline and is answered after all. Its
+   * callbacks must not throw.
    */
-  submit(queueName: string, node: string, routingKey: string, ops: readonly BucketOp[], late: (result: TakeResult) => void): Promise<TakeResult> {
-    return new Promise<TakeResult>((resolve, reject) => this.enqueue(queueName, { node, ops, routingKey, resolve, reject, late }));
-  }
-
-  /** The same with the caller's own callbacks (no promise); `resolve` and `reject` must not throw. */
   enqueue(queueName: string, batch: PendingBatch): void {
     let queue = this.queues.get(queueName);
     if (queue === undefined) {
@@ -123,7 +120,7 @@ function settleEach(batches: readonly PendingBatch[], settle: (batch: PendingBat
     try {
       settle(batches[i]!, i);
     } catch {
-      // Its request is the caller's to answer (see RedisStoreImpl.decide); the others go on.
+      // Its request is the caller's to answer (see request-path.ts); the others go on.
     }
   }
 }

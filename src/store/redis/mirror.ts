@@ -1,9 +1,43 @@
 // What a Redis reply means: the reference model's reading of it, and the local
 // mirror of what Redis last reported of each key, on the local clock.
 import { evaluate, evaluateBatch, takes, type BatchEvaluation, type BucketState } from '../../core/bucket.js';
+import type { StoreDecision } from '../../core/store.js';
 import type { BucketOp } from '../../core/types.js';
 import type { MemoryStore } from '../memory-store.js';
 import type { TakeResult } from './library.js';
+import type { StoreLogger } from './options.js';
+
+/**
+ * The local mirror: every Redis reply (late ones too) records the states of
+ * its keys in a MemoryStore, on the local clock. Tokens only refill with time
+ * and other sidecars only take more, so a request that those states deny is
+ * denied without a call, and the `local` policy decides from what Redis was
+ * last known to hold instead of from full buckets. Off (`enabled` false), a
+ * reply is still read by the model and nothing is recorded or denied.
+ */
+export class Mirror {
+  constructor(
+    private readonly local: MemoryStore,
+    private readonly enabled: boolean,
+    private readonly logger: StoreLogger,
+  ) {}
+
+  /** The decision at once when what Redis last reported already denies `ops`, else undefined (Redis must decide). */
+  denial(ops: readonly BucketOp[]): StoreDecision | undefined {
+    if (!this.enabled) return undefined;
+    // What Redis last reported, refilled locally, can only have more tokens than Redis has now.
+    const known = this.local.peek(ops);
+    return known.commits ? undefined : { outcomes: known.outcomes, fallback: undefined };
+  }
+
+  /** Records the states a reply read (when enabled) and returns the model's reading of the batch. */
+  record(ops: readonly BucketOp[], result: TakeResult): BatchEvaluation {
+    const evaluation = modelOfReply(ops, result, (model) =>
+      this.logger.error({ status: result.status, model }, 'lua/openclaw.lua and core/bucket.ts disagree'));
+    if (this.enabled) rememberBatch(this.local, ops, result, evaluation);
+    return evaluation;
+  }
+}
 
 /**
  * The outcomes of a batch Redis decided, computed by the reference model
@@ -12,7 +46,7 @@ import type { TakeResult } from './library.js';
  * the two), `onMismatch` is told and what Redis did stands — a denial wins:
  * nothing is reported taken that Redis did not take.
  */
-export function modelOfReply(ops: readonly BucketOp[], result: TakeResult, onMismatch: (modelCommits: boolean) => void): BatchEvaluation {
+function modelOfReply(ops: readonly BucketOp[], result: TakeResult, onMismatch: (modelCommits: boolean) => void): BatchEvaluation {
   const evaluation = evaluateBatch(ops, (i) => result.states[i]!, result.nowUs);
   if (evaluation.commits !== (result.status === 'committed')) {
     onMismatch(evaluation.commits);
@@ -32,7 +66,7 @@ export function modelOfReply(ops: readonly BucketOp[], result: TakeResult, onMis
  * than Redis computed them, so the local copy refills a little less than
  * Redis: it can only under-estimate the tokens left, never over-estimate.
  */
-export function rememberBatch(local: MemoryStore, ops: readonly BucketOp[], result: TakeResult, evaluation: BatchEvaluation): void {
+function rememberBatch(local: MemoryStore, ops: readonly BucketOp[], result: TakeResult, evaluation: BatchEvaluation): void {
   const localNowUs = local.clock();
   const shiftUs = localNowUs - result.nowUs;
   const committed = result.status === 'committed';

@@ -21,15 +21,22 @@ const UNKNOWN_NODE = 'unknown';
 
 /**
  * Groups ops by the master that serves each key's slot, per the slot map. A
- * stale map costs a MOVED batch (sent again), never a wrong decision.
+ * stale map costs a MOVED batch (sent again), never a wrong decision. The
+ * usual request, every key on one master, is one group built without a map.
  */
 export function groupByNode(ops: readonly BucketOp[], indices: readonly number[], slots: SlotMap): OpGroup[] {
-  const groups = new Map<string, OpGroup>();
-  for (const i of indices) {
-    const key = ops[i]!.key;
-    const node = slots[clusterSlot(key)]?.[0] ?? UNKNOWN_NODE;
+  const nodeOf = (i: number): string => slots[clusterSlot(ops[i]!.key)]?.[0] ?? UNKNOWN_NODE;
+  const first = nodeOf(indices[0]!);
+  let same = 1;
+  while (same < indices.length && nodeOf(indices[same]!) === first) same++;
+  const sole: OpGroup = { node: first, queue: first, routingKey: ops[indices[0]!]!.key, indices: indices.slice(0, same) };
+  if (same === indices.length) return [sole];
+  const groups = new Map<string, OpGroup>([[first, sole]]);
+  for (let k = same; k < indices.length; k++) {
+    const i = indices[k]!;
+    const node = nodeOf(i);
     const group = groups.get(node);
-    if (group === undefined) groups.set(node, { node, queue: node, routingKey: key, indices: [i] });
+    if (group === undefined) groups.set(node, { node, queue: node, routingKey: ops[i]!.key, indices: [i] });
     else group.indices.push(i);
   }
   return [...groups.values()];

@@ -1,147 +1,145 @@
-// Puts a request's answer together from its groups (all-or-nothing across
-// Redis masters, the failure policy for failed ones), judges replies that
-// came after their deadline, and gives back what a denied request's other
-// groups took. See redis-store.ts for the whole design.
+// A request's answer from what became of its groups: all-or-nothing across
+// Redis masters, the failure policy's verdict for the groups whose node
+// failed, and what the store must still write (refunds, debits). Pure: no
+// Redis, no clock, no local buckets; the store carries out what it returns.
 import { takes, type BatchEvaluation } from '../../core/bucket.js';
-import type { StoreDecision } from '../../core/store.js';
+import type { StoreDecision, StoreFailurePolicy } from '../../core/store.js';
 import type { BucketOp, BucketOutcome } from '../../core/types.js';
-import type { MemoryStore } from '../memory-store.js';
-import { withRedisDeadline } from './deadline.js';
-import type { FailurePolicy } from './failure-policy.js';
-import type { RedisLibrary, TakeResult } from './library.js';
-import type { WriteBack } from './local-debits.js';
-import { modelOfReply, rememberBatch } from './mirror.js';
 import type { OpGroup } from './node-groups.js';
-import type { StoreEvents, StoreLogger } from './options.js';
 
-/** One group of a request, as it came back. */
-export interface GroupResult {
-  ops: readonly BucketOp[];
-  group: OpGroup;
-  /** Set when Redis decided the batch. */
-  decided?: { result: TakeResult; evaluation: BatchEvaluation };
-  /** Set when the call failed, missed its deadline or the node's breaker is open. */
-  error?: unknown;
-  late: LateReplies;
+/** What became of one group of a request (`ops`: the group's ops, in the order of `group.indices`). */
+export type GroupOutcome =
+  /** Redis decided the batch; the reference model's reading of its reply. */
+  | { readonly kind: 'decided'; readonly group: OpGroup; readonly ops: readonly BucketOp[]; readonly evaluation: BatchEvaluation }
+  /** A resharding moved a slot: Redis wrote nothing, the batch goes to the new owner. */
+  | { readonly kind: 'moved'; readonly group: OpGroup; readonly ops: readonly BucketOp[] }
+  /** The call failed, missed its deadline, or the node's breaker is open: the failure policy decides. */
+  | { readonly kind: 'failed'; readonly group: OpGroup; readonly ops: readonly BucketOp[]; readonly error: unknown };
+
+/** A group's outcome once no MOVED is left to follow. */
+export type FinalOutcome = Exclude<GroupOutcome, { kind: 'moved' }>;
+
+/** The failed groups' share of a request, for the failure policy. */
+export interface FailedShare {
+  /** Their ops, group after group. */
+  readonly ops: BucketOp[];
+  /** The first group's error (what a `deny` answer names). */
+  readonly error: unknown;
+  /** A group Redis decided denied: the request is denied whatever the policy says, so it only reports. */
+  readonly deniedByRedis: boolean;
 }
 
-/** How a late reply is judged: against what the request finally got. */
-export interface LateReplies {
-  final: 'allowed' | 'denied' | undefined;
-  pending: TakeResult | undefined;
+/** What the failure policy made of a request's failed share (its outcomes in FailedShare.ops order). */
+export type PolicyVerdict =
+  | { readonly kind: 'decided'; readonly policy: StoreFailurePolicy; readonly commits: boolean; readonly outcomes: readonly BucketOutcome[] }
+  /** Redis denied the request: the policy took nothing; what the local state says. */
+  | { readonly kind: 'untaken'; readonly policy: StoreFailurePolicy; readonly outcomes: readonly BucketOutcome[] }
+  /** `deny`: the request is refused with this error. */
+  | { readonly kind: 'refused'; readonly policy: StoreFailurePolicy; readonly error: unknown };
+
+/** Tokens a committed group took, to give back (lua/openclaw.lua `refund`). */
+export interface Refund {
+  readonly routingKey: string;
+  readonly ops: BucketOp[];
+  /** Per op, the state timestamp its take wrote (the refund undoes only that take). */
+  readonly chargedStartUs: number[];
 }
 
-/** A MOVED batch's stand-in evaluation: nothing was decided. */
-export const NOTHING_DECIDED: BatchEvaluation = Object.freeze({ plan: 'none', commits: false, evaluations: [], outcomes: [] }) as unknown as BatchEvaluation;
+export type Settled =
+  | {
+    readonly kind: 'answered';
+    readonly decision: StoreDecision;
+    readonly allowed: boolean;
+    /** What committed groups took, when the request is denied. */
+    readonly refunds: readonly Refund[];
+    /** What the `local` policy admitted, for Redis to learn when the node answers again. */
+    readonly debits: readonly BucketOp[];
+  }
+  | { readonly kind: 'refused'; readonly error: unknown; readonly refunds: readonly Refund[] };
 
-export interface SettlementOptions {
-  readonly policy: FailurePolicy;
-  readonly local: MemoryStore;
-  readonly mirror: boolean;
-  readonly logger: StoreLogger;
-  readonly events: Partial<StoreEvents>;
-  readonly writeBack: WriteBack;
-  readonly library: RedisLibrary;
-  readonly timeoutMs: number;
-  closed(): boolean;
-  noteError(error: unknown, msg: string): void;
+const NONE: readonly never[] = Object.freeze([]);
+
+/** The failed groups' share, or undefined when no group failed (the usual case: one pass, nothing built). */
+export function failedShare(outcomes: readonly FinalOutcome[]): FailedShare | undefined {
+  let ops: BucketOp[] | undefined;
+  let error: unknown;
+  let deniedByRedis = false;
+  for (const outcome of outcomes) {
+    if (outcome.kind === 'decided') {
+      if (!outcome.evaluation.commits) deniedByRedis = true;
+    } else if (ops === undefined) {
+      ops = [...outcome.ops];
+      error = outcome.error;
+    } else {
+      ops.push(...outcome.ops);
+    }
+  }
+  return ops === undefined ? undefined : { ops, error, deniedByRedis };
 }
 
-export class Settlement {
-  constructor(private readonly o: SettlementOptions) {}
-
-  /** Recomputes a batch's outcomes from the states Redis read, records them in the mirror. */
-  evaluateReply(ops: readonly BucketOp[], result: TakeResult): BatchEvaluation {
-    const evaluation = modelOfReply(ops, result, (model) =>
-      this.o.logger.error({ status: result.status, model }, 'lua/openclaw.lua and core/bucket.ts disagree'));
-    if (this.o.mirror) rememberBatch(this.o.local, ops, result, evaluation);
-    return evaluation;
+/**
+ * The request's answer: allowed only when every group Redis decided committed
+ * and the policy (for the failed groups) committed too. A denied request
+ * takes from no limit: its committed groups are refunded, and each op reports
+ * its untaken state.
+ */
+export function settle(ops: readonly BucketOp[], outcomes: readonly FinalOutcome[], verdict: PolicyVerdict | undefined): Settled {
+  if (verdict?.kind === 'refused') return { kind: 'refused', error: verdict.error, refunds: refundsOf(outcomes) };
+  const allowed = verdict?.kind === 'decided' ? verdict.commits : !outcomes.some((o) => o.kind === 'decided' && !o.evaluation.commits);
+  const sole = outcomes.length === 1 ? outcomes[0]! : undefined;
+  if (sole?.kind === 'decided' && sole.ops === ops) {
+    // The usual request: one group, every op, Redis decided; its outcomes are the answer as they are.
+    const { evaluation } = sole;
+    const answer = allowed ? evaluation.outcomes : evaluation.evaluations.map((e) => e.untaken);
+    return { kind: 'answered', decision: { outcomes: answer, fallback: undefined }, allowed, refunds: NONE, debits: NONE };
   }
-
-  /** Puts a request together from its groups: all-or-nothing across them, the policy for failed ones. */
-  async combine(ops: readonly BucketOp[], results: readonly GroupResult[]): Promise<StoreDecision> {
-    const outcomes: BucketOutcome[] = new Array(ops.length);
-    const committed = results.filter((r) => r.decided?.evaluation.commits === true);
-    const failed = results.filter((r) => r.decided === undefined);
-    const deniedByRedis = results.some((r) => r.decided !== undefined && !r.decided.evaluation.commits);
-    const fallback = failed.length > 0 ? this.o.policy.policy : undefined;
-    if (fallback !== undefined) this.o.events.fallbackDecision?.(fallback);
-    let allowed = !deniedByRedis;
-    let failedOutcomes: BucketOutcome[] | undefined;
-    if (allowed && failed.length > 0) {
-      const failedOps = failed.flatMap((r) => r.ops);
-      let decision;
-      try {
-        decision = this.o.policy.decide(failedOps, failed[0]!.error);
-      } catch (error: unknown) {
-        this.settle(results, false);
-        await this.refund(committed);
-        throw error;
-      }
-      allowed = decision.commits;
-      failedOutcomes = decision.outcomes;
-      for (let k = 0; k < decision.staticShares; k++) this.o.events.staticShare?.();
-      if (allowed && this.o.policy.policy === 'local') {
-        this.o.writeBack.debits.add(failedOps.filter((op, k) => op.cost > 0 && decision.outcomes[k]!.allowed));
-      }
+  const localDebits = allowed && verdict?.kind === 'decided' && verdict.policy === 'local';
+  const answer: BucketOutcome[] = new Array(ops.length);
+  let debits: BucketOp[] | undefined;
+  let at = 0;
+  for (const outcome of outcomes) {
+    const { indices } = outcome.group;
+    if (outcome.kind === 'decided') {
+      const { evaluation } = outcome;
+      for (let k = 0; k < indices.length; k++) answer[indices[k]!] = allowed ? evaluation.outcomes[k]! : evaluation.evaluations[k]!.untaken;
+      continue;
     }
-    // Redis denied, so the policy did not run: the failed ops report what the local state says (nothing taken).
-    failedOutcomes ??= this.o.policy.untaken(failed.flatMap((r) => r.ops));
-    let at = 0;
-    for (const r of failed) {
-      for (const i of r.group.indices) outcomes[i] = failedOutcomes![at++]!;
-    }
-    for (const r of results) {
-      if (r.decided === undefined) continue;
-      const { evaluation } = r.decided;
-      r.group.indices.forEach((i, k) => {
-        outcomes[i] = allowed ? evaluation.outcomes[k]! : evaluation.evaluations[k]!.untaken;
-      });
-    }
-    this.settle(results, allowed);
-    if (!allowed) await this.refund(committed);
-    return { outcomes, fallback };
-  }
-
-  /** The request's final answer is known: judge replies that came late. */
-  private settle(results: readonly GroupResult[], allowed: boolean): void {
-    for (const r of results) {
-      r.late.final = allowed ? 'allowed' : 'denied';
-      if (r.late.pending !== undefined) this.judgeLateReply(r.ops, r.group, r.late, r.late.pending);
+    for (let k = 0; k < indices.length; k++) {
+      const decided = verdict!.outcomes[at++]!;
+      answer[indices[k]!] = decided;
+      const op = outcome.ops[k]!;
+      if (localDebits && op.cost > 0 && decided.allowed) (debits ??= []).push(op);
     }
   }
+  return {
+    kind: 'answered',
+    decision: { outcomes: answer, fallback: verdict?.policy },
+    allowed,
+    refunds: allowed ? NONE : refundsOf(outcomes),
+    debits: debits ?? NONE,
+  };
+}
 
-  onLateReply(ops: readonly BucketOp[], group: OpGroup, late: LateReplies, result: TakeResult): void {
-    if (result.status === 'moved' || this.o.closed()) return;
-    if (late.final === undefined) late.pending = result;
-    else this.judgeLateReply(ops, group, late, result);
+/** What one committed batch took, or undefined when it took nothing. */
+export function refundOf(group: OpGroup, ops: readonly BucketOp[], evaluation: BatchEvaluation): Refund | undefined {
+  if (!evaluation.commits) return undefined;
+  let refund: { routingKey: string; ops: BucketOp[]; chargedStartUs: number[] } | undefined;
+  for (let k = 0; k < ops.length; k++) {
+    const op = ops[k]!;
+    if (op.cost <= 0 || !takes(evaluation.plan, evaluation.evaluations, k)) continue;
+    refund ??= { routingKey: group.routingKey, ops: [], chargedStartUs: [] };
+    refund.ops.push(op);
+    refund.chargedStartUs.push(evaluation.evaluations[k]!.next?.tsUs ?? 0);
   }
+  return refund;
+}
 
-  /** Redis decided a batch whose call had missed its deadline: learn from it, count over-admission, give back. */
-  private judgeLateReply(ops: readonly BucketOp[], group: OpGroup, late: LateReplies, result: TakeResult): void {
-    late.pending = undefined;
-    const evaluation = this.evaluateReply(ops, result);
-    if (late.final === 'allowed' && !evaluation.commits) this.o.events.fallbackOverAdmitted?.();
-    // Redis took these after all: nothing to write back for them.
-    if (late.final === 'allowed' && evaluation.commits) this.o.writeBack.debits.cancel(ops);
-    if (late.final === 'denied' && evaluation.commits) {
-      void this.refund([{ ops: [...ops], group, decided: { result, evaluation }, late }]);
-    }
+function refundsOf(outcomes: readonly FinalOutcome[]): Refund[] {
+  const refunds: Refund[] = [];
+  for (const outcome of outcomes) {
+    if (outcome.kind !== 'decided') continue;
+    const refund = refundOf(outcome.group, outcome.ops, outcome.evaluation);
+    if (refund !== undefined) refunds.push(refund);
   }
-
-  /** Gives back what committed groups took (best effort: a failed refund only under-admits). */
-  private async refund(groups: readonly GroupResult[]): Promise<void> {
-    const calls: Promise<void>[] = [];
-    for (const r of groups) {
-      const evaluation = r.decided?.evaluation;
-      if (evaluation === undefined) continue;
-      const took = (op: BucketOp, k: number): boolean => op.cost > 0 && takes(evaluation.plan, evaluation.evaluations, k);
-      const taken = r.ops.filter(took);
-      if (taken.length === 0) continue;
-      const chargedStartUs = r.ops.flatMap((op, k) => (took(op, k) ? [evaluation.evaluations[k]!.next?.tsUs ?? 0] : []));
-      calls.push(withRedisDeadline(this.o.library.refund(r.group.routingKey, taken, chargedStartUs), this.o.timeoutMs, 'refund')
-        .catch((error: unknown) => this.o.noteError(error, 'redis refund failed; tokens stay taken')));
-    }
-    await Promise.all(calls);
-  }
+  return refunds;
 }

@@ -2,7 +2,6 @@
 import type { Cluster } from 'ioredis';
 import type { BucketOp } from '../../core/types.js';
 import { StoreCallError } from '../../errors.js';
-import { clusterSlot } from './cluster-slot.js';
 import type { RedisConnection } from './connection.js';
 import { groupByNode, groupBySlot, type OpGroup, type SlotMap } from './node-groups.js';
 
@@ -16,30 +15,13 @@ export class Topology {
   }
 
   /** The request's ops at `indices` (all of them by default), grouped by the master that serves them. */
-  groups(ops: readonly BucketOp[], indices: readonly number[] = allIndices(ops)): OpGroup[] {
+  groups(ops: readonly BucketOp[], indices?: readonly number[]): OpGroup[] {
     if (this.connection.mode === 'single') {
       const { address } = this.connection;
-      return [{ node: address, queue: address, routingKey: ops[indices[0]!]!.key, indices: [...indices] }];
+      const all = indices === undefined ? allIndices(ops) : [...indices];
+      return [{ node: address, queue: address, routingKey: ops[all[0]!]!.key, indices: all }];
     }
-    return groupByNode(ops, indices, this.slots());
-  }
-
-  /**
-   * The one group of a request whose ops one master serves (on a single
-   * node: every request), else undefined (several masters, or no slot map).
-   */
-  soleGroup(ops: readonly BucketOp[]): OpGroup | undefined {
-    const routingKey = ops[0]!.key;
-    const indices = allIndices(ops);
-    if (this.connection.mode === 'single') {
-      const { address } = this.connection;
-      return { node: address, queue: address, routingKey, indices };
-    }
-    const slots = this.slots();
-    const node = slots[clusterSlot(routingKey)]?.[0];
-    if (node === undefined) return undefined;
-    for (let i = 1; i < ops.length; i++) if (slots[clusterSlot(ops[i]!.key)]?.[0] !== node) return undefined;
-    return { node, queue: node, routingKey, indices };
+    return groupByNode(ops, indices ?? allIndices(ops), this.slots());
   }
 
   /** The same, one group per slot (for batches that came back MOVED). */

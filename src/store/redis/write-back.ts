@@ -1,9 +1,12 @@
-// What the local failure policy admitted while a master was unreachable, written back once it answers.
+// Writes that follow a decision: what the local failure policy admitted while
+// a master was unreachable (written back once it answers), and what a denied
+// request's groups took (given back).
 import type { BucketOp } from '../../core/types.js';
 import { withRedisDeadline } from './deadline.js';
 import type { RedisLibrary } from './library.js';
 import type { OpGroup } from './node-groups.js';
 import type { NodeHealth } from './node-health.js';
+import type { Refund } from './settlement.js';
 import type { Topology } from './topology.js';
 
 /** Most keys remembered; beyond it the oldest are dropped (they only under-count what was admitted). */
@@ -74,14 +77,14 @@ export interface WriteBackOptions {
   timeoutMs: number;
   /** Whether calls may go out now (connected, not closed). */
   usable(): boolean;
-  onError(error: unknown): void;
+  onError(error: unknown, message: string): void;
 }
 
 /**
  * Sends pending debits to the masters that serve their keys: in the
  * background every 200 ms, and before a key's next decision (`before`), so
  * Redis knows them before it decides that key again. Best effort: what fails
- * stays pending.
+ * stays pending. Also gives back what settlement found to refund.
  */
 export class WriteBack {
   readonly debits = new LocalDebits();
@@ -92,11 +95,22 @@ export class WriteBack {
     this.timer.unref();
   }
 
-  /** Writes back what is owed for these ops' keys, on their group's node. */
-  /** A promise only when something is owed (the decision path awaits nothing otherwise). */
+  /**
+   * Writes back what is owed for these ops' keys, on their group's node. A
+   * promise (that never rejects) only when something is owed: the decision
+   * path waits for nothing otherwise.
+   */
   before(group: OpGroup, ops: readonly BucketOp[]): Promise<void> | undefined {
+    if (this.debits.size === 0) return undefined;
     const owed = this.debits.takeFor(ops);
     return owed.length > 0 ? this.send(group, owed) : undefined;
+  }
+
+  /** Gives back what committed groups of a denied request took (best effort: a failed refund only under-admits). Never rejects. */
+  giveBack(refunds: readonly Refund[]): Promise<void> {
+    return Promise.all(refunds.map((refund) =>
+      withRedisDeadline(this.options.library.refund(refund.routingKey, refund.ops, refund.chargedStartUs), this.options.timeoutMs, 'refund')
+        .catch((error: unknown) => this.options.onError(error, 'redis refund failed; tokens stay taken')))).then(() => undefined);
   }
 
   stop(): void {
@@ -121,7 +135,7 @@ export class WriteBack {
       await withRedisDeadline(this.options.library.debit(group.routingKey, ops), this.options.timeoutMs, 'debit');
     } catch (error: unknown) {
       this.debits.add(ops);
-      this.options.onError(error);
+      this.options.onError(error, 'redis write-back of local admissions failed; retrying');
     }
   }
 }

@@ -1,0 +1,70 @@
+// Replies that come after their call's deadline, when the failure policy has
+// already decided their group: what Redis did after all still counts.
+import type { BucketOp } from '../../core/types.js';
+import type { TakeResult } from './library.js';
+import type { Mirror } from './mirror.js';
+import type { OpGroup } from './node-groups.js';
+import type { StoreEvents } from './options.js';
+import { refundOf } from './settlement.js';
+import type { WriteBack } from './write-back.js';
+
+/** One group's call whose reply may come late; judged against what its request finally got. */
+export interface LateTicket {
+  readonly group: OpGroup;
+  readonly ops: readonly BucketOp[];
+  /** The request's answer, once known. */
+  final: 'allowed' | 'denied' | undefined;
+  /** A late reply that came before the answer was known. */
+  pending: TakeResult | undefined;
+}
+
+export interface LateRepliesOptions {
+  readonly mirror: Mirror;
+  readonly writeBack: WriteBack;
+  readonly events: Partial<StoreEvents>;
+  closed(): boolean;
+  /** Must not throw. */
+  noteError(error: unknown, message: string): void;
+}
+
+/**
+ * A late reply teaches the mirror what Redis holds (so the `local` policy
+ * never grants again what Redis spent), counts an over-admission when the
+ * policy allowed what Redis denied, cancels the write-back of admissions that
+ * Redis applied after all (no charge counted twice), and gives back what a
+ * late group took for a request that was denied (a denial takes nothing).
+ */
+export class LateReplies {
+  constructor(private readonly options: LateRepliesOptions) {}
+
+  /** The reply of a call that missed its deadline. Never throws (the batcher's callbacks must not). */
+  arrived(ticket: LateTicket, result: TakeResult): void {
+    try {
+      if (result.status === 'moved' || this.options.closed()) return;
+      if (ticket.final === undefined) ticket.pending = result;
+      else this.judge(ticket, result);
+    } catch (error: unknown) {
+      this.options.noteError(error, 'a late redis reply could not be read');
+    }
+  }
+
+  /** The ticket's request was answered: a reply that came early is judged now. */
+  settled(ticket: LateTicket, allowed: boolean): void {
+    ticket.final = allowed ? 'allowed' : 'denied';
+    if (ticket.pending !== undefined) this.judge(ticket, ticket.pending);
+  }
+
+  private judge(ticket: LateTicket, result: TakeResult): void {
+    ticket.pending = undefined;
+    const { ops } = ticket;
+    const evaluation = this.options.mirror.record(ops, result);
+    const allowed = ticket.final === 'allowed';
+    if (allowed && !evaluation.commits) this.options.events.fallbackOverAdmitted?.();
+    // Redis took these after all: nothing to write back for them.
+    if (allowed && evaluation.commits) this.options.writeBack.debits.cancel(ops);
+    if (!allowed) {
+      const refund = refundOf(ticket.group, ops, evaluation);
+      if (refund !== undefined) void this.options.writeBack.giveBack([refund]);
+    }
+  }
+}
