@@ -46,7 +46,7 @@ await t.test('regression (envoyproxy/ratelimit #184): the data password reaches 
   t.equal(await noSentinelPassword.store.waitUntilConnected(1_500), false, 'the Sentinels refuse a client without their password');
   t.equal(await noDataPassword.store.waitUntilConnected(1_500), false, 'the master refuses a client without its password');
   t.match(noSentinelPassword.store.health(), { ready: false, detail: /sentinel/i });
-  t.match(noDataPassword.store.health(), { ready: false, detail: /NOAUTH|auth/i });
+  t.match(noDataPassword.store.health(), { ready: false, detail: /password/i });
   const refused = await noDataPassword.store.apply([f.op([['api_key', 'refused']], HOUR_10)]);
   t.match(refused, { fallback: 'local', outcomes: [{ allowed: true }] }, 'still a decision, by the failure policy');
 });

@@ -30,6 +30,7 @@ const BY_REPLY: Readonly<Record<string, string>> = {
 
 /** ioredis's messages (no code) → ours; matched as substrings. */
 const BY_MESSAGE: readonly (readonly [RegExp, string])[] = [
+  [/sentinel/i, 'redis sentinels unreachable or refusing us (check --redis-sentinel and its credentials)'],
   [/Stream isn't writeable|enableOfflineQueue/i, 'redis unreachable (not connected)'],
   [/Connection is closed/i, 'redis connection closed'],
   [/max retries per request/i, 'redis unreachable (not connected)'],

@@ -31,7 +31,7 @@
 import type { Cluster } from 'ioredis';
 import type { StoreDecision, StoreHealth } from '../../core/store.js';
 import type { BucketOp } from '../../core/types.js';
-import { errorMessage } from '../../errors.js';
+import { StoreCallError, errorMessage } from '../../errors.js';
 import { Batcher } from './batcher.js';
 import { connectedServer, createRedisConnection, type RedisConnection } from './connection.js';
 import { withRedisDeadline } from './deadline.js';
@@ -114,7 +114,8 @@ class RedisStoreImpl implements RegionalStore {
     });
     client.on('error', (error: unknown) => this.noteError(error, 'redis connection error'));
     // Through Sentinels: one that is down or refuses us (the others may still answer).
-    client.on('sentinelError', (error: unknown) => this.noteError(error, 'redis sentinel error'));
+    client.on('sentinelError', (error: unknown) =>
+      this.noteError(new StoreCallError(`redis sentinel: ${redisErrorWords(error)}`, { cause: error }), 'redis sentinel error'));
     client.on('ready', () => {
       // Through Sentinels the server changes with each failover: say which master this is.
       this.logger.info({ mode: this.mode, node: this.connection.address, server: connectedServer(this.connection) }, 'redis store connected');
