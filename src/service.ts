@@ -22,7 +22,7 @@ export interface DecisionService {
    * envoyproxy/ratelimit's RLS answers) unless `refuseUnknownAs` is given:
    * then it throws InvalidRequestError naming that field (e.g. "domain",
    * "X-RateLimit-Domain") and the loaded domains — our HTTP APIs' choice,
-   * so a mistyped domain is an error, not "no limit" (README, HTTP API).
+   * so a mistyped domain is an error, not "no limit" (docs/api.md, `POST /v1/check`).
    */
   resolveDomain(requested: string | undefined, refuseUnknownAs?: string): string;
   /** Descriptors an HTTP request produces under the domain's `http.descriptors`; [] for an unknown domain. */

@@ -2,7 +2,7 @@ import { encodeUtf8Lossless, hasByteEscapes } from './lossless-text.js';
 import type { Entry } from './types.js';
 
 /**
- * Store key layout (documented in README "Key layout"):
+ * Store key layout (documented in docs/redis.md "Key layout"):
  *
  *   <prefix>{<tag>}<rule keyPrefix>:<entries>
  *

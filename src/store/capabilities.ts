@@ -12,7 +12,7 @@ export interface StoreCapabilities {
  * The memory store runs the reference model (core/bucket.ts); lua/openclaw.lua
  * mirrors all of it. (Quota groups in a Redis Cluster are decided per master:
  * a request whose quota descriptors live on several masters is decided by
- * each master for its own groups, see README "quota_mode".)
+ * each master for its own groups, see docs/configuration.md "Quota mode".)
  */
 export const STORE_CAPABILITIES: Readonly<Record<Store['kind'], StoreCapabilities>> = Object.freeze({
   memory: Object.freeze({ name: 'the memory store', algorithms: Object.freeze(['token_bucket', 'fixed_window', 'sliding_window'] as const) }),

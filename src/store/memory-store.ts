@@ -28,7 +28,7 @@ export interface MemoryStoreOptions {
  * (absent = full), expired entries are swept in small slices, and past
  * `maxKeys` the least recently written bucket is evicted. Evicting a bucket
  * that was not full forgets its debt — the trade-off for bounded memory under
- * a spray of unique keys (documented in the README).
+ * a spray of unique keys (documented in docs/operations.md "Memory store").
  */
 export class MemoryStore implements Store {
   readonly kind = 'memory' as const;

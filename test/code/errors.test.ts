@@ -26,7 +26,7 @@ const sources = sourceFiles(SRC).map((file) => ({ file: relative(ROOT, file), te
 const registryText = sources.find((s) => s.file === 'src/errors.ts')!.text;
 const registryBlock = registryText.slice(registryText.indexOf('export const ERROR_CODES'), registryText.indexOf('} as const;'));
 
-t.test('the list of codes is pinned (adding or removing one is a deliberate change here, in the README and in clients)', async (t) => {
+t.test('the list of codes is pinned (adding or removing one is a deliberate change here, in docs/api.md "Error codes" and in clients)', async (t) => {
   t.same(Object.keys(ERROR_CODES).sort(), [
     'RL_ERR_BAD_HTTP',
     'RL_ERR_BODY_TOO_LARGE',

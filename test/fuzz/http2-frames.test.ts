@@ -40,7 +40,7 @@ const DECISION_STATUSES = new Set([grpc.status.OK, grpc.status.INVALID_ARGUMENT,
 
 /**
  * The only INTERNAL answers accepted, both chosen inside grpc-js below every
- * hook we have (README "gRPC status codes"): a body that does not decompress
+ * hook we have (docs/api.md "gRPC status codes"): a body that does not decompress
  * under its grpc-encoding, and a grpc-timeout header that does not parse.
  */
 function knownGrpcJsInternal(message: string | undefined): boolean {

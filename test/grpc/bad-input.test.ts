@@ -133,7 +133,7 @@ t.test('issue 14: bad input is INVALID_ARGUMENT', async (t) => {
     t.equal(bad.grpcMessage, 'RateLimitRequest: truncated varint at byte 0');
   });
 
-  t.test('known limitation: a corrupt gzip body is INTERNAL, chosen inside grpc-js below every hook (see README "gRPC status codes")', async (t) => {
+  t.test('known limitation: a corrupt gzip body is INTERNAL, chosen inside grpc-js below every hook (see docs/api.md "gRPC status codes")', async (t) => {
     // grpc-js BaseServerInterceptingCall.decompressMessage rejects with INTERNAL
     // "Failed to decompress message" and decompressAndMaybePush sends it with the
     // base call's own sendStatus: no interceptor, option or deserializer sees it.

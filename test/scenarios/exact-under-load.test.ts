@@ -14,7 +14,7 @@
  *     (Its limit, 20, is above the 15 requests per client: when both limits
  *     bind inside one burst, takes that are about to be refunded can deny
  *     others meanwhile — the accepted transient under-admission of SPEC §2,
- *     measured in README "Redis Cluster".)
+ *     measured in docs/redis.md "How a decision reaches Redis".)
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import tap, { type Test } from 'tap';

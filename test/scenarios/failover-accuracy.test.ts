@@ -12,7 +12,7 @@
  * - clients on the failed master over-admit at most one bucket's worth each
  *   (local decisions start from the last state Redis reported; what the
  *   promoted replica had not yet received can be granted again).
- * The measured over-admission is printed (README "Redis Cluster" quotes it).
+ * The measured over-admission is printed (docs/redis.md "Failures, resharding and failover" quotes it).
  */
 import tap from 'tap';
 import { clusterSlot } from '../../src/store/redis/cluster-slot.js';

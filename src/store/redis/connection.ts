@@ -181,7 +181,7 @@ function createSingle(text: string, options: RedisConnectionOptions): { client: 
  * master that has not yet been told to replicate. Until the new master
  * serves, calls fail at once and the failure policy decides, as when a single
  * Redis is down. --redis-username/--redis-password authenticate to the master
- * and replicas; the Sentinels get only their own credentials (docs: README,
+ * and replicas; the Sentinels get only their own credentials (docs/redis.md,
  * "Redis Sentinel"). TLS, when asked for, applies to both. Problems with a
  * Sentinel are emitted as the client's 'sentinelError' event.
  */

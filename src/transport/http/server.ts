@@ -247,7 +247,7 @@ export function createHttpServer(options: HttpServerOptions): HttpServer {
   function forwardAuth(request: FastifyRequest, reply: FastifyReply, api: Api, denyStatus: number): Promise<FastifyReply> | undefined {
     const forwarded = forwardedRequest(request, clientAddress);
     // An unknown domain is a 400: to NGINX (auth_request) a 500, which deploy/nginx
-    // routes to its sidecar-unavailable location (README, forward auth).
+    // routes to its sidecar-unavailable location (docs/api.md, forward auth).
     const decided = service.decideHttp(forwarded.header('x-ratelimit-domain'), forwarded, api, 'X-RateLimit-Domain');
     if (decided instanceof Promise) return decided.then((decision) => sendAuth(reply, decision, denyStatus));
     authWriters.get(denyStatus)!.later(reply, decided);
