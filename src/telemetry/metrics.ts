@@ -234,26 +234,16 @@ export class Metrics {
     aggregator: 'max',
     registers: [this.registry],
   });
-  readonly redisDeadlineExtensions = new Counter({
-    name: 'ratelimit_redis_deadline_extensions_total',
-    help: 'Redis call deadlines extended because this process\'s event loop lagged (not counted against Redis).',
-    registers: [this.registry],
-  });
-  readonly redisTimeouts = new Counter({
-    name: 'ratelimit_redis_timeouts_total',
-    help: 'Script calls Redis did not answer within --redis-timeout-ms (counted from the write, event-loop lag excluded).',
-    registers: [this.registry],
-  });
-  readonly redisLateReplies = new Counter({
-    name: 'ratelimit_redis_late_replies_total',
-    help: 'Replies that arrived after their call\'s deadline; they still update the local state.',
-    registers: [this.registry],
-  });
-  readonly fallbackOverAdmitted = new Counter({
-    name: 'ratelimit_fallback_overadmitted_total',
-    help: 'Requests the local failure policy admitted that Redis, answering late, had denied.',
-    registers: [this.registry],
-  });
+  readonly redisDeadlineExtensions = this.plainCounter('ratelimit_redis_deadline_extensions_total',
+    'Redis call deadlines extended because this process\'s event loop lagged (not counted against Redis).');
+  readonly redisTimeouts = this.plainCounter('ratelimit_redis_timeouts_total',
+    'Script calls Redis did not answer within --redis-timeout-ms (counted from the write, event-loop lag excluded).');
+  readonly redisLateReplies = this.plainCounter('ratelimit_redis_late_replies_total',
+    'Replies that arrived after their call\'s deadline; they still update the local state.');
+  readonly fallbackOverAdmitted = this.plainCounter('ratelimit_fallback_overadmitted_total',
+    'Requests the local failure policy admitted that Redis, answering late, had denied.');
+  readonly uncertainCalls = this.plainCounter('ratelimit_redis_uncertain_calls_total',
+    'Redis calls whose connection closed while they were in flight: whether Redis applied them cannot be known, so what the failure policy admitted for them is written back and may count twice.');
   readonly localDenials = new Counter({
     name: 'ratelimit_local_denials_total',
     help: 'Requests denied from the last state Redis reported, without a Redis call.',
@@ -307,6 +297,11 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  /** A counter with no labels in this registry. */
+  private plainCounter(name: string, help: string): Counter {
+    return new Counter({ name, help, registers: [this.registry] });
+  }
+
   /** The /metrics text; with --workers, the primary's aggregate of every worker. */
   text: () => Promise<string> = () => this.registry.metrics();
 
@@ -329,7 +324,7 @@ export class Metrics {
     this.tlsReloads.inc({ result: 'success' }, 0);
     this.tlsReloads.inc({ result: 'failure' }, 0);
     this.storeErrors.inc(0);
-    for (const counter of [this.leaseStranded, this.staticShareDecisions, this.redisDeadlineExtensions, this.redisTimeouts, this.redisLateReplies, this.fallbackOverAdmitted, this.localDenials]) counter.inc(0);
+    for (const counter of [this.leaseStranded, this.staticShareDecisions, this.redisDeadlineExtensions, this.redisTimeouts, this.redisLateReplies, this.fallbackOverAdmitted, this.uncertainCalls, this.localDenials]) counter.inc(0);
   }
 
   /** Makes ratelimit_store_fallback_active follow `active` (read at each scrape). */

@@ -20,6 +20,7 @@ export function storeEventsTelemetry(metrics: Metrics, logger: Logger, policy: S
     timeout: (): void => metrics.redisTimeouts.inc(),
     lateReply: (): void => metrics.redisLateReplies.inc(),
     fallbackOverAdmitted: (): void => metrics.fallbackOverAdmitted.inc(),
+    uncertainCall: (): void => metrics.uncertainCalls.inc(),
     fallbackDecision: (): void => metrics.storeErrors.inc(),
     localDenial: (): void => metrics.localDenials.inc(),
     sidecars: (count: number): void => metrics.sidecarsSeen.set(count),

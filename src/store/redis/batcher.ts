@@ -17,6 +17,8 @@ export interface PendingBatch {
   reject(error: unknown): void;
   /** Called with the reply when it arrives after the batch was already rejected at its deadline. */
   late(result: TakeResult): void;
+  /** Called when a call already rejected at its deadline fails after all (its connection closed, or Redis answered an error). */
+  lost(error: unknown): void;
 }
 
 export interface BatcherEvents extends DeadlineEvents {
@@ -104,7 +106,7 @@ export class Batcher {
         call.then((results) => {
           this.events.lateReply(node, seconds());
           settleEach(batches, (batch, i) => batch.late(results[i]!));
-        }, () => {});
+        }, (lateError: unknown) => settleEach(batches, (batch) => batch.lost(lateError)));
       },
     );
   }

@@ -1,10 +1,24 @@
 // A deadline that measures Redis, not this process's event loop (SPEC §9).
-import { StoreCallError } from '../../errors.js';
+import { ReplyError } from 'ioredis';
+import { RateLimitError, StoreCallError } from '../../errors.js';
 
 /** A timer may fire this late (ms) on an idle loop; more is the loop's own lag. */
 const LAG_TOLERANCE_MS = 1;
 /** The loop's lag may extend a deadline to at most this many times its length. */
 const MAX_EXTENSION_FACTOR = 10;
+
+/**
+ * Whether a call that failed with `error` after it was written may still
+ * have been applied by Redis: its connection closed while it was in flight.
+ * Not so when Redis answered with an error, when ioredis refused to write it
+ * (no connection), or for our own errors (breaker open, store closed).
+ */
+export function fateUnknown(error: unknown): boolean {
+  if (error instanceof ReplyError) return false;
+  if (error instanceof RateLimitError) return error instanceof StoreCallError && error.timedOut;
+  const message = error instanceof Error ? error.message : String(error);
+  return !/Stream isn't writeable|enableOfflineQueue/i.test(message);
+}
 
 export interface DeadlineEvents {
   /** The loop lagged past the deadline, which was extended by `lagMs`. */

@@ -1,6 +1,7 @@
 // Replies that come after their call's deadline, when the failure policy has
 // already decided their group: what Redis did after all still counts.
 import type { BucketOp } from '../../core/types.js';
+import { fateUnknown } from './deadline.js';
 import type { TakeResult } from './library.js';
 import type { Mirror } from './mirror.js';
 import type { OpGroup } from './node-groups.js';
@@ -16,6 +17,14 @@ export interface LateTicket {
   final: 'allowed' | 'denied' | undefined;
   /** A late reply that came before the answer was known. */
   pending: TakeResult | undefined;
+  /** The call failed after its deadline before the answer was known (connection closed, or an error reply). */
+  lostLate: { error: unknown } | undefined;
+  /**
+   * What the `local` policy admitted for this group while its call was still
+   * with Redis: written back only once the call's fate says Redis did not
+   * apply it (so no take is counted twice).
+   */
+  held: readonly BucketOp[] | undefined;
 }
 
 export interface LateRepliesOptions {
@@ -48,10 +57,36 @@ export class LateReplies {
     }
   }
 
-  /** The ticket's request was answered: a reply that came early is judged now. */
+  /** A call that missed its deadline failed after all. Never throws. */
+  lostCall(ticket: LateTicket, error: unknown): void {
+    try {
+      if (this.options.closed()) return;
+      if (ticket.final === undefined) ticket.lostLate = { error };
+      else this.judgeLost(ticket, error);
+    } catch (caught: unknown) {
+      this.options.noteError(caught, 'a lost redis call could not be judged');
+    }
+  }
+
+  /** The ticket's request was answered: a reply (or failure) that came early is judged now. */
   settled(ticket: LateTicket, allowed: boolean): void {
     ticket.final = allowed ? 'allowed' : 'denied';
     if (ticket.pending !== undefined) this.judge(ticket, ticket.pending);
+    else if (ticket.lostLate !== undefined) this.judgeLost(ticket, ticket.lostLate.error);
+  }
+
+  /**
+   * Redis never answered: when Redis refused the call it took nothing, so
+   * what the policy admitted is written back; when the connection closed
+   * with the call in flight nobody can know, so it is written back (it may
+   * count twice) and counted as uncertain.
+   */
+  private judgeLost(ticket: LateTicket, error: unknown): void {
+    ticket.lostLate = undefined;
+    const held = ticket.held;
+    ticket.held = undefined;
+    if (fateUnknown(error)) this.options.events.uncertainCall?.();
+    if (held !== undefined) this.options.writeBack.debits.add(held);
   }
 
   private judge(ticket: LateTicket, result: TakeResult): void {
@@ -60,8 +95,11 @@ export class LateReplies {
     const evaluation = this.options.mirror.record(ops, result);
     const allowed = ticket.final === 'allowed';
     if (allowed && !evaluation.commits) this.options.events.fallbackOverAdmitted?.();
-    // Redis took these after all: nothing to write back for them.
-    if (allowed && evaluation.commits) this.options.writeBack.debits.cancel(ops);
+    // The policy's admissions wait for this reply: Redis took them after all (nothing to write back),
+    // or it did not (write them back, as for a node that was down).
+    const held = ticket.held;
+    ticket.held = undefined;
+    if (held !== undefined && !evaluation.commits) this.options.writeBack.debits.add(held);
     if (!allowed) {
       const refund = refundOf(ticket.group, ops, evaluation);
       if (refund !== undefined) void this.options.writeBack.giveBack([refund]);

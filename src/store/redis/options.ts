@@ -26,6 +26,8 @@ export interface RedisStoreEvents {
   lateReply(node: string): void;
   /** A late reply showed that the local policy admitted a request Redis denied. */
   fallbackOverAdmitted(): void;
+  /** A call abandoned at its deadline lost its connection before Redis answered: applied or not, unknown. */
+  uncertainCall(): void;
   /** Some ops of a request were decided by the failure policy. */
   fallbackDecision(policy: StoreFailurePolicy): void;
   /** A request was denied from the local mirror, without a Redis call. */

@@ -156,6 +156,7 @@ class RedisStoreImpl implements RegionalStore {
       timeoutMs: this.timeoutMs,
       usable: () => !this.closed && client.status === 'ready',
       onError: (error, message) => this.noteError(error, message),
+      uncertain: () => this.events.uncertainCall?.(),
     });
     this.mirror = new Mirror(options.local, options.mirror, this.logger);
     const noteError = (error: unknown, message: string): void => this.noteError(error, message);

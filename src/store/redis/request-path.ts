@@ -8,6 +8,7 @@ import type { StoreDecision } from '../../core/store.js';
 import type { BucketOp } from '../../core/types.js';
 import { StoreCallError } from '../../errors.js';
 import type { Batcher, PendingBatch } from './batcher.js';
+import { fateUnknown } from './deadline.js';
 import type { FailurePolicy } from './failure-policy.js';
 import type { LateReplies, LateTicket } from './late-replies.js';
 import type { TakeResult } from './library.js';
@@ -111,12 +112,17 @@ class RedisRequest {
   /** A call failed, missed its deadline, or its reply could not be read: the policy decides its group. */
   failed(call: GroupCall, error: unknown): void {
     this.options.noteError(error, 'redis call failed; the store-failure policy decided');
+    call.error = error;
     (this.failedCalls ??= []).push(call);
     this.arrived(call.slot, { kind: 'failed', group: call.group, ops: call.ops, error });
   }
 
   late(call: GroupCall, result: TakeResult): void {
     this.options.lateReplies.arrived(call, result);
+  }
+
+  lost(call: GroupCall, error: unknown): void {
+    this.options.lateReplies.lostCall(call, error);
   }
 
   private arrived(slot: number, outcome: GroupOutcome): void {
@@ -170,11 +176,33 @@ class RedisRequest {
     }
   }
 
+  /**
+   * The debits whose fate is known now. A call abandoned at its deadline is
+   * still with Redis: the policy's admissions for its group wait for its late
+   * reply (late-replies.ts), so a take Redis applied late is not written back
+   * as well. A call whose connection closed in flight may have been applied:
+   * its debits are written back and the call is counted as uncertain.
+   */
+  private holdDebits(debits: readonly BucketOp[]): readonly BucketOp[] {
+    if (this.failedCalls === undefined) return debits;
+    let rest = debits;
+    for (const call of this.failedCalls) {
+      if (call.error instanceof StoreCallError && call.error.timedOut) {
+        const mine = new Set(call.ops);
+        call.held = rest.filter((op) => mine.has(op));
+        rest = rest.filter((op) => !mine.has(op));
+      } else if (fateUnknown(call.error)) {
+        this.options.events.uncertainCall?.();
+      }
+    }
+    return rest;
+  }
+
   /** Debits to write back, late replies to judge, refunds to make, then the answer. */
   private carryOut(settled: Settled): void {
     const { writeBack, lateReplies } = this.options;
     const allowed = settled.kind === 'answered' && settled.allowed;
-    if (settled.kind === 'answered' && settled.debits.length > 0) writeBack.debits.add(settled.debits);
+    if (settled.kind === 'answered' && settled.debits.length > 0) writeBack.debits.add(this.holdDebits(settled.debits));
     if (this.failedCalls !== undefined) for (const call of this.failedCalls) lateReplies.settled(call, allowed);
     const answer = (): void => {
       if (settled.kind === 'answered') this.resolve(settled.decision);
@@ -199,6 +227,10 @@ class GroupCall implements PendingBatch, LateTicket {
   readonly routingKey: string;
   final: LateTicket['final'] = undefined;
   pending: TakeResult | undefined = undefined;
+  lostLate: LateTicket['lostLate'] = undefined;
+  held: LateTicket['held'] = undefined;
+  /** Why the call failed, when it did. */
+  error: unknown = undefined;
 
   constructor(
     private readonly request: RedisRequest,
@@ -220,5 +252,9 @@ class GroupCall implements PendingBatch, LateTicket {
 
   late(result: TakeResult): void {
     this.request.late(this, result);
+  }
+
+  lost(error: unknown): void {
+    this.request.lost(this, error);
   }
 }

@@ -2,7 +2,8 @@
 // a master was unreachable (written back once it answers), and what a denied
 // request's groups took (given back).
 import type { BucketOp } from '../../core/types.js';
-import { withRedisDeadline } from './deadline.js';
+import { StoreCallError } from '../../errors.js';
+import { fateUnknown, withRedisDeadline } from './deadline.js';
 import type { RedisLibrary } from './library.js';
 import type { OpGroup } from './node-groups.js';
 import type { NodeHealth } from './node-health.js';
@@ -20,8 +21,8 @@ const INTERVAL_MS = 200;
  * `debit`) keeps Redis from granting those tokens a second time: the
  * over-admission of a failover is then what the sidecars admitted locally
  * beyond what Redis had left, plus the writes the dead master had not yet
- * replicated. A call that timed out may still have run on Redis: when its late
- * reply shows it committed, `cancel` removes its ops again.
+ * replicated. Admissions for a call that missed its deadline are added only
+ * once its late reply shows Redis did not apply it (late-replies.ts).
  */
 class LocalDebits {
   private readonly pending = new Map<string, BucketOp>();
@@ -37,15 +38,6 @@ class LocalDebits {
       this.pending.delete(op.key);
       this.pending.set(op.key, known === undefined ? op : { ...known, cost: known.cost + op.cost });
       if (this.pending.size > MAX_KEYS) this.pending.delete(this.pending.keys().next().value!);
-    }
-  }
-
-  cancel(ops: readonly BucketOp[]): void {
-    for (const op of ops) {
-      const known = this.pending.get(op.key);
-      if (known === undefined) continue;
-      if (known.cost <= op.cost) this.pending.delete(op.key);
-      else this.pending.set(op.key, { ...known, cost: known.cost - op.cost });
     }
   }
 
@@ -78,6 +70,8 @@ export interface WriteBackOptions {
   /** Whether calls may go out now (connected, not closed). */
   usable(): boolean;
   onError(error: unknown, message: string): void;
+  /** A write-back call lost its connection in flight: it may have been applied. */
+  uncertain(): void;
 }
 
 /**
@@ -130,12 +124,27 @@ export class WriteBack {
     }));
   }
 
+  /**
+   * One `debit` call. What failed is owed again, except a call abandoned at
+   * its deadline: Redis still has it, so it is owed again only if it then
+   * fails (Redis refused it, or its connection closed — then it may have
+   * been applied, and is counted as uncertain). Re-adding a debit that Redis
+   * applied late would count it twice.
+   */
   private async send(group: OpGroup, ops: BucketOp[]): Promise<void> {
+    const call = this.options.library.debit(group.routingKey, ops);
     try {
-      await withRedisDeadline(this.options.library.debit(group.routingKey, ops), this.options.timeoutMs, 'debit');
+      await withRedisDeadline(call, this.options.timeoutMs, 'debit');
     } catch (error: unknown) {
-      this.debits.add(ops);
       this.options.onError(error, 'redis write-back of local admissions failed; retrying');
+      if (!(error instanceof StoreCallError && error.timedOut)) {
+        this.debits.add(ops);
+        return;
+      }
+      call.catch((lateError: unknown) => {
+        if (fateUnknown(lateError)) this.options.uncertain();
+        this.debits.add(ops);
+      });
     }
   }
 }
