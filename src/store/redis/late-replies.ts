@@ -1,6 +1,7 @@
 // Replies that come after their call's deadline, when the failure policy has
 // already decided their group: what Redis did after all still counts.
 import type { BucketOp } from '../../core/types.js';
+import { StoreCallError } from '../../errors.js';
 import { fateUnknown } from './deadline.js';
 import type { TakeResult } from './library.js';
 import type { Mirror } from './mirror.js';
@@ -27,6 +28,9 @@ export interface LateTicket {
   held: readonly BucketOp[] | undefined;
 }
 
+/** A late reply that came back MOVED: Redis applied nothing (not an uncertain call). */
+const MOVED_LATE = new StoreCallError('redis: the late batch came back MOVED; nothing was applied');
+
 export interface LateRepliesOptions {
   readonly mirror: Mirror;
   readonly writeBack: WriteBack;
@@ -49,7 +53,9 @@ export class LateReplies {
   /** The reply of a call that missed its deadline. Never throws (the batcher's callbacks must not). */
   arrived(ticket: LateTicket, result: TakeResult): void {
     try {
-      if (result.status === 'moved' || this.options.closed()) return;
+      if (this.options.closed()) return;
+      // MOVED: the batch wrote nothing, as a refused call.
+      if (result.status === 'moved') return this.lostCall(ticket, MOVED_LATE);
       if (ticket.final === undefined) ticket.pending = result;
       else this.judge(ticket, result);
     } catch (error: unknown) {
