@@ -179,18 +179,30 @@ class RedisProcess implements RedisNode {
   }
 }
 
-/** Starts one redis-server (single node). */
-export async function startRedis(options: StartRedisOptions = {}): Promise<RedisNode> {
-  const port = options.port ?? await freePort();
-  const node = new RedisProcess(port, mkdtempSync(join(tmpdir(), 'rl-redis-')), options.args ?? []);
-  options.t?.teardown(() => node.stop());
-  try {
-    await node.start();
-  } catch (error: unknown) {
-    await node.stop();
-    throw error;
+/** Tries to start a server on a port found free; another process may take the port first. */
+const START_ATTEMPTS = 5;
+
+/**
+ * Starts one redis-server (single node). Without a fixed port, a server that
+ * exits at start (its port, or its cluster bus port, was taken between
+ * freePort() and its bind: ports found free are handed out to other
+ * processes' connections too) is started again on fresh ports.
+ */
+export async function startRedis(options: StartRedisOptions & { argsFor?: () => Promise<string[]> } = {}): Promise<RedisNode> {
+  for (let attempt = 1; ; attempt++) {
+    const port = options.port ?? await freePort();
+    const args = [...(options.args ?? []), ...(options.argsFor === undefined ? [] : await options.argsFor())];
+    const node = new RedisProcess(port, mkdtempSync(join(tmpdir(), 'rl-redis-')), args);
+    try {
+      await node.start();
+      options.t?.teardown(() => node.stop());
+      return node;
+    } catch (error: unknown) {
+      const exitedAtStart = !node.running;
+      await node.stop();
+      if (options.port !== undefined || !exitedAtStart || attempt >= START_ATTEMPTS) throw error;
+    }
   }
-  return node;
 }
 
 interface ClusterNodeInfo {
@@ -251,12 +263,12 @@ export async function startRedisCluster(options: StartClusterOptions = {}): Prom
   options.t?.teardown(stop);
   try {
     for (let i = 0; i < masters * (1 + replicas); i++) {
-      const busPort = await freePort();
       nodes.push(await startRedis({
         args: ['--cluster-enabled', 'yes', '--cluster-config-file', 'nodes.conf',
-          '--cluster-node-timeout', String(nodeTimeoutMs), '--cluster-port', String(busPort),
+          '--cluster-node-timeout', String(nodeTimeoutMs),
           '--cluster-replica-validity-factor', '0', '--cluster-allow-reads-when-down', 'no',
           '--cluster-require-full-coverage', options.requireFullCoverage === true ? 'yes' : 'no', ...(options.args ?? [])],
+        argsFor: async () => ['--cluster-port', String(await freePort())],
       }));
     }
     await new Promise<void>((resolve, reject) => {
