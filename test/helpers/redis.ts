@@ -118,6 +118,22 @@ class RedisProcess implements RedisNode {
     this.url = `redis://${HOST}:${port}`;
   }
 
+  /** What start-up waits name (a Sentinel says so). */
+  protected readonly label: string = 'redis-server';
+  protected readonly logFile: string = 'redis.log';
+
+  /** redis-server's command line. */
+  protected serverArgs(): string[] {
+    return ['--port', String(this.port), '--bind', HOST, '--dir', this.dir,
+      '--save', '', '--appendonly', 'no', '--daemonize', 'no',
+      '--logfile', join(this.dir, this.logFile), ...this.args];
+  }
+
+  /** Whether a PING answer says the server is up (NOAUTH: up, with --requirepass). */
+  protected isUp(answer: string): boolean {
+    return answer === 'PONG' || answer.startsWith('NOAUTH');
+  }
+
   get running(): boolean {
     return this.child !== undefined && this.child.exitCode === null && this.child.signalCode === null;
   }
@@ -131,11 +147,7 @@ class RedisProcess implements RedisNode {
   }
 
   async start(): Promise<void> {
-    const child = spawn(REDIS_SERVER, [
-      '--port', String(this.port), '--bind', HOST, '--dir', this.dir,
-      '--save', '', '--appendonly', 'no', '--daemonize', 'no',
-      '--logfile', join(this.dir, 'redis.log'), ...this.args,
-    ], { stdio: 'ignore' });
+    const child = spawn(REDIS_SERVER, this.serverArgs(), { stdio: 'ignore' });
     this.child = child;
     live.add(child);
     this.exited = new Promise((resolve) => child.once('exit', () => {
@@ -143,10 +155,9 @@ class RedisProcess implements RedisNode {
       resolve();
     }));
     child.once('error', () => live.delete(child));
-    await waitFor(`redis-server on port ${this.port}`, async () => {
-      if (!this.running) throw new Error(`redis-server exited (see ${this.dir}/redis.log)`);
-      const answer = await this.cli('PING');
-      return answer === 'PONG' || answer.startsWith('NOAUTH'); // up, with --requirepass
+    await waitFor(`${this.label} on port ${this.port}`, async () => {
+      if (!this.running) throw new Error(`${this.label} exited (see ${this.dir}/${this.logFile})`);
+      return this.isUp(await this.cli('PING'));
     });
   }
 
@@ -408,73 +419,27 @@ function slotOwners(text: string): Map<number, string> | undefined {
 const SENTINEL_GROUP_TIMEOUT_MS = 30_000;
 
 /** One `redis-server <config> --sentinel` process (a Sentinel needs a config file it may rewrite). */
-class SentinelProcess implements RedisNode {
-  readonly host = HOST;
-  readonly url: string;
-  private child: ChildProcess | undefined;
-  private exited: Promise<void> = Promise.resolve();
-  private removed = false;
+class SentinelProcess extends RedisProcess {
+  protected override readonly label = 'redis sentinel';
+  protected override readonly logFile = 'sentinel.log';
 
-  constructor(readonly port: number, readonly dir: string, configLines: string[], private readonly auth: string[]) {
-    this.url = `redis://${HOST}:${port}`;
+  constructor(port: number, dir: string, configLines: string[], private readonly auth: string[]) {
+    super(port, dir, []);
     writeFileSync(join(dir, 'sentinel.conf'), [
       `port ${port}`, `bind ${HOST}`, `dir ${dir}`, `logfile ${join(dir, 'sentinel.log')}`, 'daemonize no', ...configLines, '',
     ].join('\n'));
   }
 
-  get running(): boolean {
-    return this.child !== undefined && this.child.exitCode === null && this.child.signalCode === null;
+  protected override serverArgs(): string[] {
+    return [join(this.dir, 'sentinel.conf'), '--sentinel'];
   }
 
-  pid(): number | undefined {
-    return this.child?.pid;
+  protected override isUp(answer: string): boolean {
+    return answer === 'PONG';
   }
 
-  cli(...args: string[]): Promise<string> {
+  override cli(...args: string[]): Promise<string> {
     return redisCli(this.port, ...this.auth, ...args);
-  }
-
-  async start(): Promise<void> {
-    const child = spawn(REDIS_SERVER, [join(this.dir, 'sentinel.conf'), '--sentinel'], { stdio: 'ignore' });
-    this.child = child;
-    live.add(child);
-    this.exited = new Promise((resolve) => child.once('exit', () => {
-      live.delete(child);
-      resolve();
-    }));
-    child.once('error', () => live.delete(child));
-    await waitFor(`redis sentinel on port ${this.port}`, async () => {
-      if (!this.running) throw new Error(`redis sentinel exited (see ${this.dir}/sentinel.log)`);
-      return (await this.cli('PING')) === 'PONG';
-    });
-  }
-
-  async kill(signal: NodeJS.Signals = 'SIGKILL'): Promise<void> {
-    if (!this.running) return;
-    this.child!.kill(signal);
-    if (signal === 'SIGSTOP' || signal === 'SIGCONT') return;
-    await Promise.race([this.exited, sleep(3_000)]);
-  }
-
-  async stop(): Promise<void> {
-    if (this.running) {
-      this.child!.kill('SIGCONT');
-      this.child!.kill('SIGTERM');
-      await Promise.race([this.exited, sleep(3_000)]);
-      if (this.running) {
-        this.child!.kill('SIGKILL');
-        await Promise.race([this.exited, sleep(3_000)]);
-      }
-    }
-    if (!this.removed) {
-      this.removed = true;
-      rmSync(this.dir, { recursive: true, force: true });
-    }
-  }
-
-  async restart(): Promise<void> {
-    await this.kill('SIGKILL');
-    await this.start();
   }
 }
 
