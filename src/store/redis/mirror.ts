@@ -27,7 +27,7 @@ export class Mirror {
     if (!this.enabled) return undefined;
     // What Redis last reported, refilled locally, can only have more tokens than Redis has now.
     const known = this.local.peek(ops);
-    return known.commits ? undefined : { outcomes: known.outcomes, fallback: undefined };
+    return known.commits ? undefined : { outcomes: known.outcomes, fallback: undefined, fromMirror: true };
   }
 
   /** Records the states a reply read (when enabled) and returns the model's reading of the batch. */
