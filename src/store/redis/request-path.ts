@@ -82,7 +82,11 @@ class RedisRequest {
       return;
     }
     if (!options.health.tryAcquire(group.node)) {
-      const error = new StoreCallError(`redis ${group.node} unavailable (circuit open; last error: ${options.lastError()})`, { countsAsFailure: false });
+      // A misconfigured node's error carries the misconfiguration: the policy refuses it (failure-policy.ts).
+      const { reason, misconfiguration } = options.health.why(group.node);
+      const error = misconfiguration !== undefined
+        ? new StoreCallError(misconfiguration.words, { countsAsFailure: false, cause: misconfiguration })
+        : new StoreCallError(`redis ${group.node} unavailable (circuit open; last error: ${reason === '' ? options.lastError() : reason})`, { countsAsFailure: false });
       this.arrived(slot, { kind: 'failed', group, ops, error });
       return;
     }
