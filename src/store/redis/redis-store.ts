@@ -41,6 +41,7 @@ import { EvictionWatch } from './eviction-watch.js';
 import { FailurePolicy } from './failure-policy.js';
 import { withGlobalLimits, type RegionalStore } from './global-limits-layer.js';
 import { LateReplies } from './late-replies.js';
+import { misconfigurationOf } from './misconfiguration.js';
 import { RedisLibrary } from './library.js';
 import { Mirror } from './mirror.js';
 import { NodeHealth } from './node-health.js';
@@ -177,14 +178,20 @@ class RedisStoreImpl implements RegionalStore {
     }
     // Heartbeats count the sidecars: the automatic divisor, and the lease sizes of global limits.
     if (options.fallbackDivisor === 'auto' || (options.region !== undefined && options.regions !== undefined)) {
-      const presence = new Presence(this.library, `${options.redisKeyPrefix}{sidecars}presence`, this.timeoutMs,
+      const presenceKey = `${options.redisKeyPrefix}{sidecars}presence`;
+      const presence = new Presence(this.library, presenceKey, this.timeoutMs,
         () => !this.closed && client.status === 'ready',
         (count) => {
           this.sidecars = count;
           if (options.fallbackDivisor === 'auto') policy.setDivisor(count);
           this.events.sidecars?.(count);
         },
-        (error) => this.noteError(error, 'redis presence heartbeat failed; the local policy keeps its last divisor'));
+        (error) => {
+          // Refused as a decision would be (a wrong password, an ACL): its node's misconfiguration, logged once there.
+          const node = this.topology.nodeOf(presenceKey);
+          if (node !== undefined && misconfigurationOf(error) !== undefined) this.health_.failure(node, error);
+          this.noteError(error, 'redis presence heartbeat failed; the local policy keeps its last divisor');
+        });
       client.on('ready', () => void presence.beat());
       this.presence = presence;
     }

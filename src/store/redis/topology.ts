@@ -41,6 +41,11 @@ export class Topology {
     return [...new Set(this.slots().map((nodes) => nodes?.[0]).filter((node): node is string => node !== undefined))];
   }
 
+  /** The master serving `key` now (undefined while a Cluster has no slot map). */
+  nodeOf(key: string): string | undefined {
+    return this.connection.mode === 'single' ? this.connection.address : this.slots()[clusterSlot(key)]?.[0];
+  }
+
   /** The connection to each current master, by name (the single node's client itself). */
   masterClients(): { node: string; client: Redis }[] {
     if (this.connection.mode === 'single') return [{ node: this.connection.address, client: this.connection.client as Redis }];
