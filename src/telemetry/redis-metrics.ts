@@ -56,7 +56,7 @@ export class RedisStoreMetrics {
     });
     this.evictedKeys = new Counter({
       name: 'ratelimit_redis_evicted_keys_total',
-      help: 'Keys a Redis master evicted while this sidecar watched (its evicted_keys, read every 30 s; any key, buckets among them).',
+      help: 'Keys a Redis master evicted (its evicted_keys, read at connect and every 30 s; the first reading counts since Redis started; any key, buckets among them).',
       labelNames: ['node'] as const,
       registers,
     });

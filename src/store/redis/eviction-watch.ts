@@ -20,6 +20,8 @@ interface NodeReading {
   /** Redis's evicted_keys at the last reading. */
   evictedKeys: number;
   evictedSeenAtMs: number;
+  /** Keys evicted as this sidecar read it (the first reading: since Redis started). */
+  evictedTotal: number;
   evictedUnlogged: number;
   evictedLoggedAtMs: number;
 }
@@ -40,7 +42,8 @@ export interface EvictionWatchOptions {
  * Buckets can be evicted when Redis has a memory limit (maxmemory > 0) and a
  * maxmemory-policy other than noeviction: allkeys-* policies evict any key,
  * and volatile-* policies evict keys with a TTL, which every bucket has.
- * Evictions are read from INFO stats `evicted_keys` (any key: ours or not).
+ * Evictions are read from INFO stats `evicted_keys` (any key: ours or not;
+ * the first reading of a node counts what it evicted since it started).
  * The policy comes from INFO memory, or CONFIG GET where the ACL forbids
  * INFO; where both are forbidden it is unknown and logged once.
  */
@@ -65,13 +68,15 @@ export class EvictionWatch {
     });
   }
 
-  /** What /readyz says about eviction: one phrase per master at risk. */
+  /** What /readyz says about eviction: per master, whether it may evict buckets and whether it has lately. */
   warnings(): string[] {
     const nowMs = performance.now();
     const phrases: string[] = [];
     for (const [node, reading] of this.readings) {
       if (reading.canEvict) phrases.push(`redis ${node} may evict buckets (maxmemory-policy ${reading.policy}; run it with noeviction)`);
-      if (reading.evictedSeenAtMs > 0 && nowMs - reading.evictedSeenAtMs < EVICTED_WARNING_MS) phrases.push(`redis ${node} evicted keys in the last 10 minutes: buckets may have been reset`);
+      if (reading.evictedSeenAtMs > 0 && nowMs - reading.evictedSeenAtMs < EVICTED_WARNING_MS) {
+        phrases.push(`redis ${node} evicted ${reading.evictedTotal} keys, the last within 10 minutes (buckets among them start full again)`);
+      }
     }
     return phrases;
   }
@@ -95,13 +100,14 @@ export class EvictionWatch {
     }
     const canEvict = settings.maxmemory > 0 && settings.policy !== 'noeviction';
     const previous = this.readings.get(node);
-    // A Redis restarted in between counts from 0 again: its first reading is a new base.
-    const evictedSinceLast = previous === undefined || evictedKeys < previous.evictedKeys ? 0 : evictedKeys - previous.evictedKeys;
+    // The first reading counts what Redis evicted since it started (buckets may be among them); a Redis
+    // restarted in between counts from 0 again.
+    const evictedSinceLast = previous === undefined || evictedKeys < previous.evictedKeys ? evictedKeys : evictedKeys - previous.evictedKeys;
     const nowMs = performance.now();
     const reading: NodeReading = previous ?? {
-      policy: settings.policy, canEvict: false, evictedKeys, evictedSeenAtMs: 0, evictedUnlogged: 0, evictedLoggedAtMs: -Infinity,
+      policy: settings.policy, canEvict: false, evictedKeys, evictedSeenAtMs: 0, evictedTotal: 0, evictedUnlogged: 0, evictedLoggedAtMs: -Infinity,
     };
-    if (canEvict && (!reading.canEvict || reading.policy !== settings.policy || previous === undefined)) {
+    if (canEvict && (!reading.canEvict || reading.policy !== settings.policy)) {
       this.options.logger.warn({ node, maxmemoryPolicy: settings.policy, maxmemory: settings.maxmemory },
         `redis ${node} may evict rate-limit buckets (maxmemory-policy ${settings.policy}): an evicted bucket is a full one, so its limit is handed out again; run Redis with maxmemory-policy noeviction`);
     }
@@ -111,6 +117,7 @@ export class EvictionWatch {
     if (evictedSinceLast > 0) {
       reading.evictedSeenAtMs = nowMs;
       reading.evictedUnlogged += evictedSinceLast;
+      reading.evictedTotal += evictedSinceLast;
       if (nowMs - reading.evictedLoggedAtMs >= EVICTED_LOG_MS) {
         this.options.logger.warn({ node, evictedKeys: reading.evictedUnlogged, maxmemoryPolicy: settings.policy },
           `redis ${node} evicted ${reading.evictedUnlogged} keys: rate-limit buckets among them start full again`);
