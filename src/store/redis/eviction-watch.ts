@@ -4,7 +4,7 @@
 // /readyz's detail), never as unreadiness: the limits still hold for every
 // bucket Redis keeps (docs/redis.md "Expiry and eviction").
 import type { Redis } from 'ioredis';
-import { errorMessage } from '../../errors.js';
+import { StoreCallError, errorMessage } from '../../errors.js';
 import type { StoreEvents, StoreLogger } from './options.js';
 import type { Topology } from './topology.js';
 
@@ -143,7 +143,7 @@ async function memorySettings(client: Redis): Promise<MemorySettings> {
   const [policyPair, maxmemoryPair] = await Promise.all([client.config('GET', 'maxmemory-policy'), client.config('GET', 'maxmemory')]) as string[][];
   const policy = policyPair?.[1];
   const maxmemory = Number(maxmemoryPair?.[1]);
-  if (policy === undefined || !Number.isFinite(maxmemory)) throw new Error('CONFIG GET gave no maxmemory-policy');
+  if (policy === undefined || !Number.isFinite(maxmemory)) throw new StoreCallError('redis: CONFIG GET gave no maxmemory-policy');
   return { policy, maxmemory };
 }
 
