@@ -6,12 +6,13 @@
 // (docs/failure.md "Misconfiguration is not an outage").
 import { errorMessage } from '../../errors.js';
 
-export type MisconfigurationCause = 'wrong_password' | 'no_password' | 'acl_scripting' | 'acl_keys' | 'acl_command' | 'no_scripting';
+export type MisconfigurationCause = 'wrong_password' | 'no_password' | 'sentinel_auth' | 'acl_scripting' | 'acl_keys' | 'acl_command' | 'no_scripting';
 
 /** What an operator is told, per cause: our words, and what to change. */
 const WORDS: Readonly<Record<MisconfigurationCause, string>> = {
   wrong_password: 'redis rejected our credentials (wrong password, or an unknown or disabled ACL user): check --redis-password and --redis-username',
   no_password: 'redis requires a password and none was given (--redis-password)',
+  sentinel_auth: 'the redis sentinels refused our credentials: check --redis-sentinel-password and --redis-sentinel-username',
   acl_scripting: 'the redis ACL user may not run scripts: grant it EVALSHA and EVAL (+evalsha +eval, or +@scripting)',
   acl_keys: 'the redis ACL user may not read and write the rate-limit keys: grant it the key pattern of --redis-key-prefix (e.g. ~rl:*)',
   acl_command: 'the redis ACL user may not run a command the rate-limit script needs (TIME, GET, SET, DEL, PEXPIRE, HGET, HSET, HDEL, HGETALL, ZADD, ZCARD, ZREMRANGEBYSCORE)',
@@ -32,6 +33,8 @@ const BY_CAUSE = new Map<MisconfigurationCause, Misconfiguration>(
 
 /** Redis's (and ioredis's) wording → the cause; Redis 7.0 to 7.4 and Valkey phrase these alike. */
 function classify(message: string): MisconfigurationCause | undefined {
+  // ioredis: "All sentinels are unreachable. ... Last error: NOAUTH ..." — the Sentinels' own password.
+  if (/sentinel/i.test(message) && /\bWRONGPASS\b|\bNOAUTH\b|invalid username-password pair/i.test(message)) return 'sentinel_auth';
   if (/\bWRONGPASS\b|invalid username-password pair/i.test(message)) return 'wrong_password';
   if (/\bNOAUTH\b/.test(message)) return 'no_password';
   if (/\bNOPERM\b/.test(message)) {
