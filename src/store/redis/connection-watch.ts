@@ -49,8 +49,9 @@ export function watchConnection(options: ConnectionWatchOptions): void {
   });
   cluster.on('+node', (redis: Redis) => {
     const node = nodeName(redis);
+    // A node connects before the Cluster is ready (its first slot map): the Cluster's own 'ready' checks it then.
     redis.on('ready', () => {
-      if (isMaster(node)) checkNode(node);
+      if (cluster.status === 'ready' && isMaster(node)) checkNode(node);
     });
   });
   cluster.on('-node', (redis: Redis) => {

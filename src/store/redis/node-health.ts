@@ -5,6 +5,7 @@ import { backoffDelayMs, type BackoffSteps } from './backoff.js';
 import { CircuitBreaker, type BreakerState } from './circuit-breaker.js';
 import { redisErrorWords } from './error-words.js';
 import { misconfigurationOf, type Misconfiguration } from './misconfiguration.js';
+import { UNKNOWN_NODE } from './node-groups.js';
 
 /** Probes of a node that is down: 250 ms, 500 ms, 1 s, then every 2 s (each ±20 %). */
 const DOWN_PROBES: BackoffSteps = { baseMs: 250, maxMs: 2_000 };
@@ -75,6 +76,8 @@ export class NodeHealth {
   private readonly idleTimer: NodeJS.Timeout;
   private readonly nowMs: () => number;
   private closed = false;
+  /** How many nodes are misconfigured now (why() looks further only when some are). */
+  private misconfiguredNodes = 0;
 
   constructor(private readonly options: NodeHealthOptions) {
     this.nowMs = options.nowMs ?? (() => performance.now());
@@ -101,10 +104,18 @@ export class NodeHealth {
     return this.closed || this.nodes.get(node)?.breaker.state !== 'open';
   }
 
-  /** Why `node` is down, in our words, and whether it is misconfigured. */
+  /**
+   * Why `node` is down, in our words, and whether it is misconfigured. Keys
+   * whose node is unknown (a Cluster refused at connect has no slot map)
+   * share any misconfiguration found.
+   */
   why(node: string): { reason: string; misconfiguration: Misconfiguration | undefined } {
     const state = this.nodes.get(node);
-    return { reason: state?.reason ?? '', misconfiguration: state?.misconfiguration };
+    let misconfiguration = state?.misconfiguration;
+    if (misconfiguration === undefined && this.misconfiguredNodes > 0 && node === UNKNOWN_NODE) {
+      misconfiguration = [...this.nodes.values()].find((other) => other.misconfiguration !== undefined)?.misconfiguration;
+    }
+    return { reason: state?.reason ?? '', misconfiguration };
   }
 
   success(node: string): void {
@@ -114,6 +125,7 @@ export class NodeHealth {
     state.attempt = 0;
     if (state.misconfiguration !== undefined) {
       state.misconfiguration = undefined;
+      this.misconfiguredNodes--;
       this.options.events.misconfigured(node, undefined);
     }
     state.breaker.success();
@@ -129,6 +141,7 @@ export class NodeHealth {
     const misconfiguration = misconfigurationOf(error);
     state.reason = misconfiguration?.words ?? redisErrorWords(error);
     if (misconfiguration !== undefined && misconfiguration !== state.misconfiguration) {
+      if (state.misconfiguration === undefined) this.misconfiguredNodes++;
       state.misconfiguration = misconfiguration;
       this.options.events.misconfigured(node, misconfiguration);
     }
@@ -165,7 +178,10 @@ export class NodeHealth {
       if (current.has(node)) continue;
       clearTimeout(state.timer);
       this.nodes.delete(node);
-      if (state.misconfiguration !== undefined) this.options.events.misconfigured(node, undefined);
+      if (state.misconfiguration !== undefined) {
+        this.misconfiguredNodes--;
+        this.options.events.misconfigured(node, undefined);
+      }
       if (state.breaker.state !== 'closed') this.options.events.state(node, 'closed', state.breaker.state, 'no longer a master', false);
     }
   }

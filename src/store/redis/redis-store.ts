@@ -56,8 +56,6 @@ export type { RedisStore, RedisStoreEvents, RedisStoreOptions, StoreEvents } fro
 const CLOSE_TIMEOUT_MS = 1_000;
 /** Errors that no node's down line already tells are logged at most this often (no per-request lines). */
 const ERROR_LOG_INTERVAL_MS = 60_000;
-/** A probe may take this long even with a shorter --redis-timeout-ms: it decides nothing, and a slow first EVAL is not an outage. */
-const MIN_PROBE_DEADLINE_MS = 250;
 
 const SILENT_LOGGER: StoreLogger = { info() {}, warn() {}, error() {} };
 
@@ -87,7 +85,6 @@ class RedisStoreImpl implements RegionalStore {
   private readonly events: Partial<StoreEvents>;
   private readonly presence: Presence | undefined;
   private readonly keyPrefix: string;
-  private readonly probeDeadlineMs: number;
   private readonly eviction: EvictionWatch;
   private closed = false;
   private lastError = '';
@@ -104,10 +101,10 @@ class RedisStoreImpl implements RegionalStore {
     const policy = new FailurePolicy(options.onStoreFailure, options.local, options.fallbackDivisor === 'auto' ? 1 : options.fallbackDivisor);
     this.library = new RedisLibrary(client);
     this.keyPrefix = options.redisKeyPrefix;
-    this.probeDeadlineMs = Math.max(this.timeoutMs, MIN_PROBE_DEADLINE_MS);
     this.health_ = new NodeHealth({
       probe: (node) => this.probe(node),
-      masters: () => (this.closed ? [] : this.topology.masters()),
+      // Only once connected: before that (at start, reconnecting) the connection's own events say a node is down.
+      masters: () => (this.closed || client.status !== 'ready' ? [] : this.topology.masters()),
       events: {
         state: (node, state, previous, reason, misconfigured) => {
           if (state === 'open' && !this.closed) void this.topology.refresh();
@@ -256,7 +253,7 @@ class RedisStoreImpl implements RegionalStore {
 
   /**
    * The script with nothing to decide, on a key of ours that `node` serves,
-   * within the probe deadline: it needs what a decision needs (a connection,
+   * within a decision's deadline: it needs what a decision needs (a connection,
    * the password, the ACL's scripting and key permissions, Lua, a Redis that
    * accepts writes: not OOM, not a replica) and changes nothing.
    */
@@ -267,7 +264,8 @@ class RedisStoreImpl implements RegionalStore {
     } catch (error: unknown) {
       return Promise.reject(error);
     }
-    return withRedisDeadline(this.library.take(key, []), this.probeDeadlineMs, `probe of ${node}`);
+    // The decisions' deadline: a Redis too slow for them is not up for them either.
+    return withRedisDeadline(this.library.take(key, []), this.timeoutMs, `probe of ${node}`);
   }
 
   health(): StoreHealth {
