@@ -78,7 +78,7 @@ export class Topology {
     const slots = this.slots();
     const known = this.probeKeys.get(node);
     if (known !== undefined && slots[clusterSlot(known)]?.[0] === node) return known;
-    for (let tag = 0; tag < MAX_PROBE_TAGS; tag++) {
+    if (this.masters().includes(node)) for (let tag = 0; tag < MAX_PROBE_TAGS; tag++) {
       const key = `${prefix}{probe-${tag}}`;
       if (slots[clusterSlot(key)]?.[0] !== node) continue;
       this.probeKeys.set(node, key);
