@@ -82,7 +82,8 @@ export async function startApp(settings: Settings, logger: Logger): Promise<Runn
   if (store.kind === 'redis') {
     // Answering before Redis is connected would let the failure policy decide
     // the first requests after every restart; wait a little, but start anyway.
-    if (!(await store.waitUntilConnected(settings.redisConnectWaitMs))) {
+    // A misconfigured Redis (wrong password, ACL) has logged its own error line: no "not reachable" on top.
+    if (!(await store.waitUntilConnected(settings.redisConnectWaitMs)) && store.health().misconfigured === undefined) {
       logger.warn({ waitedMs: settings.redisConnectWaitMs, policy: settings.onStoreFailure },
         'redis not reachable yet; serving with the store-failure policy until it is');
     }

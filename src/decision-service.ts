@@ -118,8 +118,11 @@ export class LimiterDecisionService implements DecisionService {
 
   readiness(): { ready: boolean; detail: string } {
     const health = this.options.store.health();
-    const ready = this.options.config().domains.size > 0 && (health.ready || this.options.canDecideWithoutStore);
-    const mode = health.ready ? 'store' : this.options.canDecideWithoutStore ? 'store-failure policy' : 'none';
+    // A misconfigured store is not an outage: not ready under any failure policy (docs/failure.md).
+    const misconfigured = health.misconfigured !== undefined;
+    const ready = this.options.config().domains.size > 0 && !misconfigured && (health.ready || this.options.canDecideWithoutStore);
+    const mode = misconfigured ? 'none (misconfigured: refused until fixed)'
+      : health.ready ? 'store' : this.options.canDecideWithoutStore ? 'store-failure policy' : 'none';
     return { ready, detail: `${health.detail}; deciding with: ${mode}` };
   }
 }

@@ -16,6 +16,12 @@ export interface StoreHealth {
   /** Store usable for decisions right now. */
   ready: boolean;
   detail: string;
+  /**
+   * Set while the store is misconfigured (a wrong password, an ACL that
+   * forbids what decisions need, no scripting): what is wrong, in our words.
+   * Not an outage: the server is not ready under any failure policy.
+   */
+  misconfigured?: string;
 }
 
 /**

@@ -1,19 +1,10 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { DecidedBy } from '../core/types.js';
 import type { Api } from '../service.js';
+import { RedisStoreMetrics } from './redis-metrics.js';
 
 export type Outcome = 'ok' | 'over_limit' | 'shadow_over_limit' | 'store_failure';
 type RuleOutcome = Exclude<Outcome, 'store_failure'>;
-
-/** The metric child for a label set, created once (keys start with the domain, see forgetDomainsExcept). */
-function cachedChild<K, C>(children: Map<K, C>, key: K, create: () => C): C {
-  let child = children.get(key);
-  if (child === undefined) {
-    child = create();
-    children.set(key, child);
-  }
-  return child;
-}
 
 const APIS: readonly Api[] = ['http_check', 'http_auth', 'http_auth_nginx', 'grpc_rls', 'grpc_authz'];
 const OUTCOMES: readonly Outcome[] = ['ok', 'over_limit', 'shadow_over_limit', 'store_failure'];
@@ -179,9 +170,6 @@ export const UNKNOWN_DOMAIN_LABEL = '_unknown';
 
 // Decision latency is sub-millisecond normally; the upper buckets catch Redis trouble.
 const DURATION_BUCKETS_S = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1];
-/** Most nodes that get their own `node` label; more (a huge cluster, or churn) share "other". */
-const MAX_NODE_LABELS = 64;
-const REDIS_CALL_BUCKETS_S = [0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5];
 
 /** prom-client's default gauges with a counter's `_total` suffix. */
 const LINT_FAILING_DEFAULT_METRICS = ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total'];
@@ -231,41 +219,8 @@ export class Metrics {
     labelNames: ['result'] as const,
     registers: [this.registry],
   });
-  readonly redisCallDuration = new Histogram({
-    name: 'ratelimit_redis_call_duration_seconds',
-    help: 'Time from writing one script call to reading its reply, by Redis master (calls coalesce many decisions).',
-    labelNames: ['node'] as const,
-    buckets: REDIS_CALL_BUCKETS_S,
-    registers: [this.registry],
-  });
-  readonly redisNodeUnavailable = new Gauge({
-    name: 'ratelimit_redis_node_unavailable',
-    help: '1 while a Redis master\'s circuit breaker is open or probing: its keys are decided by the failure policy.',
-    labelNames: ['node'] as const,
-    aggregator: 'max',
-    registers: [this.registry],
-  });
-  readonly redisDeadlineExtensions = this.plainCounter('ratelimit_redis_deadline_extensions_total',
-    'Redis call deadlines extended because this process\'s event loop lagged (not counted against Redis).');
-  readonly redisTimeouts = this.plainCounter('ratelimit_redis_timeouts_total',
-    'Script calls Redis did not answer within --redis-timeout-ms (counted from the write, event-loop lag excluded).');
-  readonly redisLateReplies = this.plainCounter('ratelimit_redis_late_replies_total',
-    'Replies that arrived after their call\'s deadline; they still update the local state.');
-  readonly fallbackOverAdmitted = this.plainCounter('ratelimit_fallback_overadmitted_total',
-    'Requests the local failure policy admitted that Redis, answering late, had denied.');
-  readonly uncertainCalls = this.plainCounter('ratelimit_redis_uncertain_calls_total',
-    'Redis calls whose connection closed while they were in flight: whether Redis applied them cannot be known, so what the failure policy admitted for them is written back and may count twice.');
-  readonly localDenials = new Counter({
-    name: 'ratelimit_local_denials_total',
-    help: 'Requests denied from the last state Redis reported, without a Redis call.',
-    registers: [this.registry],
-  });
-  readonly sidecarsSeen = new Gauge({
-    name: 'ratelimit_sidecars_seen',
-    help: 'Sidecars whose heartbeats this one sees in Redis (the local fallback divisor with --fallback-divisor auto).',
-    aggregator: 'max',
-    registers: [this.registry],
-  });
+  /** The Redis store's own metrics (telemetry/redis-metrics.ts). */
+  readonly redis = new RedisStoreMetrics(this.registry);
   readonly tlsReloads = new Counter({
     name: 'ratelimit_tls_reloads_total',
     help: 'Certificate rotations of the listeners (--tls-cert/--tls-key/--tls-client-ca changed) by result.',
@@ -308,11 +263,6 @@ export class Metrics {
     registers: [this.registry],
   });
 
-  /** A counter with no labels in this registry. */
-  private plainCounter(name: string, help: string): Counter {
-    return new Counter({ name, help, registers: [this.registry] });
-  }
-
   /** The /metrics text; with --workers, the primary's aggregate of every worker. */
   text: () => Promise<string> = () => this.registry.metrics();
 
@@ -335,27 +285,12 @@ export class Metrics {
     this.tlsReloads.inc({ result: 'success' }, 0);
     this.tlsReloads.inc({ result: 'failure' }, 0);
     this.storeErrors.inc(0);
-    for (const counter of [this.leaseStranded, this.staticShareDecisions, this.redisDeadlineExtensions, this.redisTimeouts, this.redisLateReplies, this.fallbackOverAdmitted, this.uncertainCalls, this.localDenials]) counter.inc(0);
+    for (const counter of [this.leaseStranded, this.staticShareDecisions]) counter.inc(0);
   }
 
   /** Makes ratelimit_store_fallback_active follow `active` (read at each scrape). */
   watchFallback(active: () => boolean): void {
     this.fallbackProbe = active;
-  }
-
-  private readonly nodeLabels = new Set<string>();
-  private readonly callChildren = new Map<string, Histogram.Internal<'node'>>();
-
-  /** The `node` label for a Redis master: bounded by MAX_NODE_LABELS (the cluster's size in practice). */
-  nodeLabel(node: string): string {
-    if (this.nodeLabels.has(node)) return node;
-    if (this.nodeLabels.size >= MAX_NODE_LABELS) return 'other';
-    this.nodeLabels.add(node);
-    return node;
-  }
-
-  observeRedisCall(node: string, seconds: number): void {
-    cachedChild(this.callChildren, node, () => this.redisCallDuration.labels(this.nodeLabel(node))).observe(seconds);
   }
 
   /** Counts one decision: a few plain additions (label sets are built once per series, prom-client is fed at scrape). */

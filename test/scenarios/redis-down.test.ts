@@ -141,8 +141,8 @@ for (const shape of shapes) {
     const restartedAt = performance.now();
     for (const node of nodes) await node.restart();
     await shape.healthy(nodes, target);
-    // The breaker probes Redis only when a decision is asked for, so keep a trickle of requests
-    // (throw-away keys) going while waiting; without traffic see the "no traffic" test below.
+    // A trickle of requests (throw-away keys) while waiting, as live traffic would be; without any
+    // traffic see the "no traffic" test below (the breakers are probed in the background).
     let trickle = 0;
     const backMs = await until('local and deny sidecars decide with Redis again', async () => {
       for (const sidecar of sidecars.values()) await check(sidecar, [flat('api_key', `trickle-${trickle++}`)], 1_000);
@@ -163,11 +163,10 @@ for (const shape of shapes) {
   });
 }
 
-// Product bug (reported to the lead): the circuit breaker only probes Redis when a decision is
-// asked for (RedisStore.apply → breaker.tryAcquire), and /readyz needs the breaker closed. A
-// `deny` sidecar answers /readyz 503 while Redis is down, so Kubernetes takes its pod out of the
-// Service, no decision reaches it, the breaker never probes, and it stays not ready for ever
-// after Redis is back. /readyz (or a timer) should probe Redis while the breaker is open.
+// Regression: the circuit breaker once probed Redis only when a decision was asked for, and
+// /readyz needs the breaker closed. A `deny` sidecar answers /readyz 503 while Redis is down, so
+// Kubernetes takes its pod out of the Service and no decision reaches it: it stayed not ready for
+// ever after Redis was back. Down masters are now probed in the background (node-health.ts).
 await tap.test('6b. a deny sidecar becomes ready again after Redis is back, without any decision traffic', async (t) => {
   t.setTimeout(60_000);
   const config = writeConfig(t);

@@ -47,8 +47,10 @@ await t.test('regression (envoyproxy/ratelimit #184): the data password reaches 
   t.equal(await noDataPassword.store.waitUntilConnected(1_500), false, 'the master refuses a client without its password');
   t.match(noSentinelPassword.store.health(), { ready: false, detail: /sentinel/i });
   t.match(noDataPassword.store.health(), { ready: false, detail: /password/i });
-  const refused = await noDataPassword.store.apply([f.op([['api_key', 'refused']], HOUR_10)]);
-  t.match(refused, { fallback: 'local', outcomes: [{ allowed: true }] }, 'still a decision, by the failure policy');
+  // A missing password is a misconfiguration, not an outage: refused under every policy (docs/failure.md), never admitted locally.
+  t.match(noDataPassword.store.health(), { misconfigured: /requires a password and none was given/ });
+  await t.rejects(Promise.resolve(noDataPassword.store.apply([f.op([['api_key', 'refused']], HOUR_10)])),
+    { code: 'RL_ERR_STORE_UNAVAILABLE', message: /requires a password and none was given/ }, 'refused with the cause, although the policy is local');
 });
 
 await t.test('SENTINEL FAILOVER: the store follows the new master; replicated state is kept, a fresh key exact', async (t) => {

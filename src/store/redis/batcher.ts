@@ -22,8 +22,8 @@ export interface PendingBatch {
 }
 
 export interface BatcherEvents extends DeadlineEvents {
-  /** One script call finished (`ok` false: it failed or missed its deadline); seconds from write to reply. */
-  call(node: string, seconds: number, ok: boolean): void;
+  /** One script call finished (`ok` false: it failed or missed its deadline, with `error`); seconds from write to reply. */
+  call(node: string, seconds: number, ok: boolean, error?: unknown): void;
   /** A call missed its deadline (Redis, not this process, was too slow). */
   timeout(node: string): void;
   /** A call that missed its deadline was answered after all. */
@@ -98,7 +98,7 @@ export class Batcher {
         settleEach(batches, (batch, i) => batch.resolve(results[i]!));
       },
       (error: unknown) => {
-        this.events.call(node, seconds(), false);
+        this.events.call(node, seconds(), false, error);
         settleEach(batches, (batch) => batch.reject(error));
         if (!(error instanceof StoreCallError && error.timedOut)) return;
         this.events.timeout(node);

@@ -1,59 +1,38 @@
 /**
- * A consecutive-failure circuit breaker for store calls.
+ * A consecutive-failure circuit breaker for one Redis master.
  *
- * closed    calls pass; `failureThreshold` failures in a row open it.
- * open      calls are refused until `coolDownMs` has passed, then the next
- *           call becomes the single probe (half_open).
- * half_open one probe is in flight, every other call is refused; the probe's
- *           success closes the breaker, its failure opens it for another cool-down.
+ * closed  calls pass; `failureThreshold` failures in a row open it, and so
+ *         does `trip()` at once (the connection closed, the connect was
+ *         refused, Redis is misconfigured: no need to wait for more failures).
+ * open    calls are refused at once; the owner probes the node in the
+ *         background (node-health.ts) and a successful probe closes it.
  *
- * The clock is injected (milli-seconds, monotonic) so tests need no sleeps.
+ * No decision is ever the probe: while a node is down every decision on its
+ * keys is answered by the failure policy without waiting for Redis.
  */
-export type BreakerState = 'closed' | 'open' | 'half_open';
+export type BreakerState = 'closed' | 'open';
 
 export interface CircuitBreakerOptions {
   /** Consecutive failures that open the breaker. Default 5. */
   failureThreshold?: number;
-  /** How long the breaker stays open before one probe is let through. Default 1000 ms. */
-  coolDownMs?: number;
-  nowMs?: () => number;
 }
 
 export type BreakerListener = (state: BreakerState, previous: BreakerState) => void;
 
 const DEFAULT_FAILURE_THRESHOLD = 5;
-const DEFAULT_COOL_DOWN_MS = 1_000;
 
 export class CircuitBreaker {
   private current: BreakerState = 'closed';
   private failures = 0;
-  private openedAtMs = 0;
   private readonly threshold: number;
-  private readonly coolDownMs: number;
-  private readonly nowMs: () => number;
   private readonly listeners = new Set<BreakerListener>();
 
   constructor(options: CircuitBreakerOptions = {}) {
     this.threshold = Math.max(1, options.failureThreshold ?? DEFAULT_FAILURE_THRESHOLD);
-    this.coolDownMs = Math.max(0, options.coolDownMs ?? DEFAULT_COOL_DOWN_MS);
-    this.nowMs = options.nowMs ?? (() => performance.now());
   }
 
   get state(): BreakerState {
     return this.current;
-  }
-
-  /**
-   * Asks to make one call. True means go ahead and report the result with
-   * `success()` or `failure()`; false means refuse the call now.
-   */
-  tryAcquire(): boolean {
-    if (this.current === 'closed') return true;
-    if (this.current === 'open' && this.nowMs() - this.openedAtMs >= this.coolDownMs) {
-      this.transition('half_open');
-      return true;
-    }
-    return false;
   }
 
   success(): void {
@@ -61,12 +40,16 @@ export class CircuitBreaker {
     if (this.current !== 'closed') this.transition('closed');
   }
 
+  /** One more failure in a row; the threshold-th opens the breaker. */
   failure(): void {
     this.failures++;
-    if (this.current === 'half_open' || (this.current === 'closed' && this.failures >= this.threshold)) {
-      this.openedAtMs = this.nowMs();
-      this.transition('open');
-    }
+    if (this.current === 'closed' && this.failures >= this.threshold) this.transition('open');
+  }
+
+  /** Opens at once. */
+  trip(): void {
+    this.failures = Math.max(this.failures, this.threshold);
+    if (this.current === 'closed') this.transition('open');
   }
 
   /** Follows state changes (metrics, logs). Returns a function that unsubscribes. */

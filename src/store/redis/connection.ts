@@ -5,10 +5,11 @@ import type { ConnectionOptions } from 'node:tls';
 import { Cluster, Redis } from 'ioredis';
 import type { ClusterOptions, RedisOptions } from 'ioredis';
 import { SettingsError } from '../../errors.js';
+import { backoffDelayMs, type BackoffSteps } from './backoff.js';
 
 const CONNECT_TIMEOUT_MS = 1_000;
-const RECONNECT_STEP_MS = 100;
-const RECONNECT_MAX_MS = 1_000;
+/** Reconnects: 100 ms, 200 ms, 400 ms, … up to 2 s, each ±20 % (a fleet does not reconnect in lockstep after a failover). */
+const RECONNECTS: BackoffSteps = { baseMs: 100, maxMs: 2_000 };
 /** How often the cluster's slot map is refreshed even without MOVED replies. */
 const SLOTS_REFRESH_INTERVAL_MS = 2_000;
 
@@ -118,8 +119,9 @@ function tlsOptions(options: RedisConnectionOptions, forced: boolean): Connectio
   return tls;
 }
 
+/** ioredis's retryStrategy: `times` counts the attempts since the connection was last ready (1 = the first). */
 function reconnectDelayMs(times: number): number {
-  return Math.min(RECONNECT_STEP_MS * times, RECONNECT_MAX_MS);
+  return backoffDelayMs(times, RECONNECTS);
 }
 
 /** Options shared by single-node connections and cluster node connections. */

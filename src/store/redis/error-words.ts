@@ -2,6 +2,7 @@
 // our own words, not ioredis's ("Stream isn't writeable and enableOfflineQueue
 // options is false" says nothing to an operator). Logs keep the original too.
 import { RateLimitError, errorMessage } from '../../errors.js';
+import { misconfigurationOf } from './misconfiguration.js';
 
 /** Socket error codes (Node's) → what they mean for the store. */
 const BY_CODE: Readonly<Record<string, string>> = {
@@ -15,11 +16,8 @@ const BY_CODE: Readonly<Record<string, string>> = {
   EPIPE: 'redis connection closed',
 };
 
-/** Redis's own error replies, by their first word → what they mean here. */
+/** Redis's own error replies, by their first word → what they mean here (misconfigurations: misconfiguration.ts). */
 const BY_REPLY: Readonly<Record<string, string>> = {
-  WRONGPASS: 'redis rejected the password (or the user is disabled)',
-  NOAUTH: 'redis requires a password (none was given)',
-  NOPERM: 'redis refused a command: the ACL user lacks the permission',
   LOADING: 'redis is loading its data set',
   READONLY: 'redis is a read-only replica',
   MASTERDOWN: 'redis replica lost its master',
@@ -36,16 +34,18 @@ const BY_MESSAGE: readonly (readonly [RegExp, string])[] = [
   [/max retries per request/i, 'redis unreachable (not connected)'],
   [/refresh slots cache|None of startup nodes|ClusterAllFailed/i, 'redis cluster unreachable'],
   [/connect ETIMEDOUT|timed? ?out/i, 'redis timed out'],
-  [/invalid (username-)?password|invalid username-password/i, 'redis rejected the password (or the user is disabled)'],
 ];
 
 /**
  * The words a client is shown for `error`, a failure of a Redis call or
  * connection. Our own errors (a missed deadline, an open circuit breaker) are
- * already in our words and are kept.
+ * already in our words and are kept; a misconfiguration has its own
+ * (misconfiguration.ts).
  */
 export function redisErrorWords(error: unknown): string {
   if (error instanceof RateLimitError) return error.message;
+  const misconfiguration = misconfigurationOf(error);
+  if (misconfiguration !== undefined) return misconfiguration.words;
   const code = (error as { code?: unknown } | null | undefined)?.code;
   if (typeof code === 'string' && BY_CODE[code] !== undefined) return BY_CODE[code];
   const message = errorMessage(error);

@@ -3,6 +3,7 @@ import type { StoreFailurePolicy } from '../../core/store.js';
 import type { BucketOp, BucketOutcome, LimitSpec } from '../../core/types.js';
 import { StoreCallError, StoreUnavailableError } from '../../errors.js';
 import { redisErrorWords } from './error-words.js';
+import { misconfigurationOf } from './misconfiguration.js';
 import type { MemoryStore } from '../memory-store.js';
 
 export interface PolicyDecision {
@@ -36,6 +37,11 @@ function alwaysOver(op: BucketOp): BucketOp {
  * `allow`: fail open, statuses report a full bucket (the real state is unknown).
  * `deny`: fail closed, StoreUnavailableError (HTTP 503, gRPC UNAVAILABLE).
  *
+ * A misconfiguration (a wrong password, an ACL that forbids our script or
+ * keys, no scripting: misconfiguration.ts) is not an outage that passes: its
+ * ops are refused as under `deny`, whatever the policy, instead of being
+ * admitted locally (or openly) by every sidecar for as long as it lasts.
+ *
  * A global limit's op (SPEC §11; it carries `fallback`, its static share) is
  * never decided from a copy of its home bucket or lease: those tokens move
  * between regions, so no local copy can know them. Under `local`:
@@ -62,8 +68,10 @@ export class FailurePolicy {
     return this.divisor;
   }
 
-  /** Decides `ops` (a failed node's share of one request); throws StoreUnavailableError under `deny`. */
+  /** Decides `ops` (a failed node's share of one request); throws StoreUnavailableError under `deny`, and for a misconfiguration. */
   decide(given: readonly BucketOp[], error: unknown): PolicyDecision {
+    const misconfiguration = misconfigurationOf(error);
+    if (misconfiguration !== undefined) throw new StoreUnavailableError(`store unavailable: ${misconfiguration.words}`, { cause: error });
     const late = error instanceof StoreCallError && error.timedOut;
     let staticShares = 0;
     const ops = !given.some((op) => op.fallback !== undefined) ? given : given.map((op) => {

@@ -17,7 +17,8 @@ export interface OpGroup {
 /** The master of each slot, as the client's slot map says (`slots[slot][0]`). */
 export type SlotMap = readonly (readonly string[] | undefined)[];
 
-const UNKNOWN_NODE = 'unknown';
+/** The node of keys whose slot has no master in the slot map (none yet: a Cluster not connected). */
+export const UNKNOWN_NODE = 'unknown';
 
 /**
  * Groups ops by the master that serves each key's slot, per the slot map. A

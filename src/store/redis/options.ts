@@ -17,7 +17,18 @@ export interface StoreLogger {
 export interface RedisStoreEvents {
   /** A script call finished; seconds from write to reply; `ok` false: failed or missed its deadline. */
   call(node: string, seconds: number, ok: boolean): void;
-  nodeState(node: string, state: BreakerState, previous: BreakerState): void;
+  /** A master's breaker opened (it is down: `reason`) or closed (it answers again); once per change. */
+  nodeState(node: string, state: BreakerState, previous: BreakerState, reason: string, misconfigured: boolean): void;
+  /** A master is still down after `downMs` (at most once a minute per node). */
+  nodeStillDown(node: string, reason: string, downMs: number, misconfigured: boolean): void;
+  /** A master's Redis refuses us for a reason no outage explains (`cause` set), or no longer does (`cause` undefined). */
+  misconfigured(node: string, cause: string | undefined, words: string | undefined): void;
+  /**
+   * What a master's eviction settings mean for buckets, read at connect and
+   * every 30 s: whether `policy` (maxmemory-policy) lets Redis evict them,
+   * and how many keys Redis evicted since the last reading.
+   */
+  eviction(node: string, reading: { policy: string; canEvict: boolean; evictedSinceLast: number }): void;
   /** The event loop lagged past a deadline, which was extended. */
   deadlineExtended(): void;
   /** A script call missed its deadline: Redis did not answer in time. */
@@ -55,7 +66,8 @@ export interface RedisStoreOptions extends RedisConnectionOptions {
   regions?: readonly RegionAddress[] | undefined;
   logger?: StoreLogger | undefined;
   events?: Partial<StoreEvents> | undefined;
-  breaker?: { failureThreshold?: number; coolDownMs?: number } | undefined;
+  /** Consecutive failed calls that mark a master down (a closed connection or a misconfiguration does at once). */
+  breaker?: { failureThreshold?: number } | undefined;
 }
 
 export interface RedisStore extends Store {

@@ -34,11 +34,14 @@ import type { BucketOp } from '../../core/types.js';
 import { StoreCallError, errorMessage } from '../../errors.js';
 import { Batcher } from './batcher.js';
 import { connectedServer, createRedisConnection, type RedisConnection } from './connection.js';
+import { watchConnection } from './connection-watch.js';
 import { withRedisDeadline } from './deadline.js';
 import { redisErrorWords } from './error-words.js';
+import { EvictionWatch } from './eviction-watch.js';
 import { FailurePolicy } from './failure-policy.js';
 import { withGlobalLimits, type RegionalStore } from './global-limits-layer.js';
 import { LateReplies } from './late-replies.js';
+import { misconfigurationOf } from './misconfiguration.js';
 import { RedisLibrary } from './library.js';
 import { Mirror } from './mirror.js';
 import { NodeHealth } from './node-health.js';
@@ -51,7 +54,8 @@ import type { RedisStore, RedisStoreOptions, StoreEvents, StoreLogger } from './
 export type { RedisStore, RedisStoreEvents, RedisStoreOptions, StoreEvents } from './options.js';
 
 const CLOSE_TIMEOUT_MS = 1_000;
-const ERROR_LOG_INTERVAL_MS = 10_000;
+/** Errors that no node's down line already tells are logged at most this often (no per-request lines). */
+const ERROR_LOG_INTERVAL_MS = 60_000;
 
 const SILENT_LOGGER: StoreLogger = { info() {}, warn() {}, error() {} };
 
@@ -80,6 +84,8 @@ class RedisStoreImpl implements RegionalStore {
   private readonly logger: StoreLogger;
   private readonly events: Partial<StoreEvents>;
   private readonly presence: Presence | undefined;
+  private readonly keyPrefix: string;
+  private readonly eviction: EvictionWatch;
   private closed = false;
   private lastError = '';
   private lastErrorLogMs = -Infinity;
@@ -94,36 +100,67 @@ class RedisStoreImpl implements RegionalStore {
     this.events = options.events ?? {};
     const policy = new FailurePolicy(options.onStoreFailure, options.local, options.fallbackDivisor === 'auto' ? 1 : options.fallbackDivisor);
     this.library = new RedisLibrary(client);
+    this.keyPrefix = options.redisKeyPrefix;
     this.health_ = new NodeHealth({
-      ping: (node) => withRedisDeadline(this.topology.ping(node), this.timeoutMs, `PING ${node}`),
-      onStateChange: (node, state, previous) => {
-        if (state === 'open' && !this.closed) void this.topology.refresh();
-        this.events.nodeState?.(node, state, previous);
+      probe: (node) => this.probe(node),
+      // Only once connected: before that (at start, reconnecting) the connection's own events say a node is down.
+      masters: () => (this.closed || client.status !== 'ready' ? [] : this.topology.masters()),
+      events: {
+        state: (node, state, previous, reason, misconfigured) => {
+          if (state === 'open' && !this.closed) void this.topology.refresh();
+          this.events.nodeState?.(node, state, previous, reason, misconfigured);
+        },
+        stillDown: (node, reason, downMs, misconfigured) => this.events.nodeStillDown?.(node, reason, downMs, misconfigured),
+        misconfigured: (node, misconfiguration) => this.events.misconfigured?.(node, misconfiguration?.cause, misconfiguration?.words),
       },
-      ...options.breaker,
+      ...(options.breaker?.failureThreshold === undefined ? {} : { failureThreshold: options.breaker.failureThreshold }),
     });
     const batcher = new Batcher(this.library, this.timeoutMs, {
-      call: (node, seconds, ok) => {
+      call: (node, seconds, ok, error) => {
         if (ok) this.health_.success(node);
-        else this.health_.failure(node);
+        else this.health_.failure(node, error);
         this.events.call?.(node, seconds, ok);
       },
       timeout: (node) => this.events.timeout?.(node),
       lateReply: (node) => this.events.lateReply?.(node),
       extended: () => this.events.deadlineExtended?.(),
     });
-    client.on('error', (error: unknown) => this.noteError(error, 'redis connection error'));
     // Through Sentinels: one that is down or refuses us (the others may still answer).
     client.on('sentinelError', (error: unknown) =>
       this.noteError(new StoreCallError(`redis sentinel: ${redisErrorWords(error)}`, { cause: error }), 'redis sentinel error'));
+    let lastServer: string | undefined;
     client.on('ready', () => {
-      // Through Sentinels the server changes with each failover: say which master this is.
-      this.logger.info({ mode: this.mode, node: this.connection.address, server: connectedServer(this.connection) }, 'redis store connected');
+      // Logged once, and again only when the server changed (a Sentinel failover): a reconnect is the node's "back" line.
+      const server = connectedServer(this.connection);
+      if (lastServer === undefined || server !== lastServer) {
+        this.logger.info({ mode: this.mode, node: this.connection.address, server }, 'redis store connected');
+      }
+      lastServer = server ?? '';
       void this.library.preload(client);
     });
     client.on('end', () => {
       if (!this.closed) this.logger.warn({ mode: this.mode }, 'redis store connection ended');
     });
+    watchConnection({
+      connection: this.connection,
+      topology: this.topology,
+      health: this.health_,
+      // Twice: ioredis sends a socket's first script call as EVAL and the next ones as EVALSHA; both must be allowed.
+      check: async (node) => {
+        await this.probe(node);
+        await this.probe(node);
+      },
+      closed: () => this.closed,
+    });
+    // After watchConnection: a connection error is first its node's (down, misconfigured), then noted.
+    client.on('error', (error: unknown) => this.noteError(error, 'redis connection error'));
+    this.eviction = new EvictionWatch({
+      topology: this.topology,
+      usable: () => !this.closed && client.status === 'ready',
+      events: this.events,
+      logger: this.logger,
+    });
+    client.on('ready', () => this.eviction.check());
     if (this.mode === 'cluster') {
       let known = '';
       (client as Cluster).on('refresh', () => {
@@ -138,14 +175,20 @@ class RedisStoreImpl implements RegionalStore {
     }
     // Heartbeats count the sidecars: the automatic divisor, and the lease sizes of global limits.
     if (options.fallbackDivisor === 'auto' || (options.region !== undefined && options.regions !== undefined)) {
-      const presence = new Presence(this.library, `${options.redisKeyPrefix}{sidecars}presence`, this.timeoutMs,
+      const presenceKey = `${options.redisKeyPrefix}{sidecars}presence`;
+      const presence = new Presence(this.library, presenceKey, this.timeoutMs,
         () => !this.closed && client.status === 'ready',
         (count) => {
           this.sidecars = count;
           if (options.fallbackDivisor === 'auto') policy.setDivisor(count);
           this.events.sidecars?.(count);
         },
-        (error) => this.noteError(error, 'redis presence heartbeat failed; the local policy keeps its last divisor'));
+        (error) => {
+          // Refused as a decision would be (a wrong password, an ACL): its node's misconfiguration, logged once there.
+          const node = this.topology.nodeOf(presenceKey);
+          if (node !== undefined && misconfigurationOf(error) !== undefined) this.health_.failure(node, error);
+          this.noteError(error, 'redis presence heartbeat failed; the local policy keeps its last divisor');
+        });
       client.on('ready', () => void presence.beat());
       this.presence = presence;
     }
@@ -208,14 +251,41 @@ class RedisStoreImpl implements RegionalStore {
     return this.path.decision(ops);
   }
 
+  /**
+   * The script with nothing to decide, on a key of ours that `node` serves,
+   * within a decision's deadline: it needs what a decision needs (a connection,
+   * the password, the ACL's scripting and key permissions, Lua, a Redis that
+   * accepts writes: not OOM, not a replica) and changes nothing.
+   */
+  private probe(node: string): Promise<unknown> {
+    let key: string;
+    try {
+      key = this.topology.probeKey(node, this.keyPrefix);
+    } catch (error: unknown) {
+      return Promise.reject(error);
+    }
+    // The decisions' deadline: a Redis too slow for them is not up for them either.
+    return withRedisDeadline(this.library.take(key, []), this.timeoutMs, `probe of ${node}`);
+  }
+
   health(): StoreHealth {
     const status = this.client.status;
     const unavailable = this.health_.unavailable();
+    const misconfigured = this.health_.misconfigured();
     const connected = status === 'ready';
     let detail = `redis ${this.mode} ${status}`;
-    if (unavailable.length > 0) detail += `, unavailable: ${unavailable.join(', ')}`;
-    if (this.lastError !== '' && (!connected || unavailable.length > 0)) detail += ` (last error: ${this.lastError})`;
-    return { ready: connected && unavailable.length === 0 && !this.closed, detail };
+    const down = unavailable.filter((node) => !misconfigured.some((m) => m.node === node));
+    if (down.length > 0) detail += `, unavailable: ${down.join(', ')}`;
+    if (this.lastError !== '' && (!connected || down.length > 0) && misconfigured.length === 0) detail += ` (last error: ${this.lastError})`;
+    const causes = misconfigured.map(({ node, misconfiguration }) => `${node}: ${misconfiguration.words}`);
+    if (causes.length > 0) detail += `, misconfigured: ${causes.join('; ')}`;
+    const warnings = this.eviction.warnings();
+    if (warnings.length > 0) detail += `, warning: ${warnings.join('; ')}`;
+    return {
+      ready: connected && unavailable.length === 0 && !this.closed,
+      detail,
+      ...(causes.length === 0 ? {} : { misconfigured: causes.join('; ') }),
+    };
   }
 
   async close(): Promise<void> {
@@ -224,6 +294,7 @@ class RedisStoreImpl implements RegionalStore {
     this.writeBack.stop();
     this.presence?.stop();
     this.health_.close();
+    this.eviction.stop();
     this.connection.stopWatching();
     try {
       await withRedisDeadline(this.client.quit(), CLOSE_TIMEOUT_MS, 'QUIT');
@@ -234,14 +305,16 @@ class RedisStoreImpl implements RegionalStore {
   }
 
   /**
-   * Remembers the error for health(); logs at most once per interval (no
-   * per-request logs). Never throws: it is called where a throw would strand
-   * other requests (a logger that throws is logged nowhere).
+   * Remembers the error for health(); logs it at most once per interval, and
+   * not while a node is down or misconfigured (that node's own lines tell
+   * it: no per-request logs). Never throws: it is called where a throw would
+   * strand other requests (a logger that throws is logged nowhere).
    */
   noteError(error: unknown, msg: string): void {
     this.lastError = redisErrorWords(error); // /readyz and circuit-open answers show it: our words
     const now = performance.now();
     if (this.closed || now - this.lastErrorLogMs < ERROR_LOG_INTERVAL_MS) return;
+    if (this.health_.unavailable().length > 0 || this.health_.misconfigured().length > 0) return;
     this.lastErrorLogMs = now;
     try {
       this.logger.warn({ mode: this.mode, err: this.lastError, cause: errorMessage(error) }, msg);

@@ -81,8 +81,12 @@ class RedisRequest {
       this.arrived(slot, { kind: 'failed', group, ops, error: new StoreCallError('redis store is closed', { countsAsFailure: false }) });
       return;
     }
-    if (!options.health.tryAcquire(group.node)) {
-      const error = new StoreCallError(`redis ${group.node} unavailable (circuit open; last error: ${options.lastError()})`, { countsAsFailure: false });
+    const { reason, misconfiguration } = options.health.why(group.node);
+    if (misconfiguration !== undefined || !options.health.tryAcquire(group.node)) {
+      // A misconfigured node's error carries the misconfiguration: the policy refuses it (failure-policy.ts).
+      const error = misconfiguration !== undefined
+        ? new StoreCallError(misconfiguration.words, { countsAsFailure: false, cause: misconfiguration })
+        : new StoreCallError(`redis ${group.node} unavailable (circuit open; last error: ${reason === '' ? options.lastError() : reason})`, { countsAsFailure: false });
       this.arrived(slot, { kind: 'failed', group, ops, error });
       return;
     }
