@@ -73,7 +73,7 @@ await tap.test(`${ROUNDS} bursts of ${KEYS_PER_ROUND} keys × ${REQUESTS_PER_KEY
   const counted = await summed('ratelimit_fallback_overadmitted_total') + await summed('ratelimit_redis_uncertain_calls_total');
   const byPolicy = await labelled('ratelimit_decisions_total', /decided_by="policy"/) - policyBefore;
   t.comment(`allowed per round (limit ${KEYS_PER_ROUND * LIMIT}): ${perRound.join(' ')}; over-admitted ${overAdmitted}, counted by the sidecars ${counted}; decided by the policy: ${byPolicy}`);
-  t.comment(`timeouts ${await summed('ratelimit_redis_timeouts_total')}, late replies ${await summed('ratelimit_redis_late_replies_total')}`);
+  t.comment(`timeouts ${await summed('ratelimit_redis_timeouts_total')}, late replies ${await summed('ratelimit_redis_late_replies_total')}, sidecars seen ${await summed('ratelimit_sidecars_seen')} (sum over both)`);
   t.equal(overAdmitted, 0, 'no round admitted more than the limit');
   t.ok(overAdmitted <= counted, `every over-admission is counted (${overAdmitted} over, ${counted} counted)`);
   t.ok(byPolicy > 0, 'the policy\'s decisions are labelled decided_by="policy"');

@@ -5,6 +5,12 @@ import type { RedisLibrary } from './library.js';
 const INTERVAL_MS = 1_000;
 /** A sidecar counts while its last heartbeat is this recent. */
 const TTL_US = 5_000_000;
+/**
+ * A heartbeat is bookkeeping, not a decision: it may take longer than a
+ * decision's deadline, so a Redis that is merely slower than that deadline
+ * still counts the sidecars (the divisor of the decisions it cannot make).
+ */
+const MIN_DEADLINE_MS = 1_000;
 
 /**
  * Every second this process refreshes its member in one sorted set (Redis
@@ -31,7 +37,8 @@ export class Presence {
   async beat(): Promise<void> {
     if (!this.usable()) return;
     try {
-      this.onCount(await withRedisDeadline(this.library.presence(this.key, this.member, TTL_US), this.timeoutMs, 'presence'));
+      const deadlineMs = Math.max(this.timeoutMs, MIN_DEADLINE_MS);
+      this.onCount(await withRedisDeadline(this.library.presence(this.key, this.member, TTL_US), deadlineMs, 'presence'));
     } catch (error: unknown) {
       this.onError(error);
     }
