@@ -1,6 +1,6 @@
 // Instructions per request (callgrind; see callgrind.ts), for A/B on a busy machine:
 //
-//   node --import tsx bench/instructions.ts [--server ours|bare] [--api check|auth]
+//   node --import tsx bench/instructions.ts [--server ours|bare] [--api check|auth|rls|authz]
 //        [--dist DIR] [--warm N] [--count N] [--rounds N] [--redis URL]
 //
 // --redis: our server on that Redis (one you run), to count the Redis path.
