@@ -2,8 +2,9 @@
 // Decision -> CheckResponse bytes, each message a field table read by the
 // decode and encode loops of message-table.ts. Only the fields the limiter
 // reads are in the tables; everything else (destination, time, body,
-// metadata, TLS, ...) is skipped by wire type. Field numbers as proto/envoy/service/auth/v3/*.proto
-// and proto/envoy/config/core/v3/*.proto (pinned by test/grpc/golden-bytes.test.ts).
+// metadata, TLS, ...) is skipped by wire type. Field numbers as
+// proto/envoy/service/auth/v3/*.proto and proto/envoy/config/core/v3/*.proto
+// (pinned by test/grpc/golden-bytes.test.ts).
 import { mostRestrictiveStatus, rateLimitHeaders, type HeaderStyle } from '../../core/response-headers.js';
 import type { Decision } from '../../core/types.js';
 import { CheckHttpRequest } from './check-http-request.js';
