@@ -15,13 +15,17 @@ import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { freePorts, makeTempDir, removeTempDir, runCommand, sleep, waitForPort } from './procs.js';
+import { AUTHZ_PATH, RLS_PATH, authzRequest, grpcFrame, rlsRequest } from './grpc-messages.js';
+import { RawH2Session, grpcRequestHeaders } from './raw-h2.js';
 import { RawConnection, getRequest, postRequest, sendCount } from './raw-http.js';
 import { CLIENT_COUNT, checkBody, clientKey } from './workload.js';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 
 export type CountedServer = 'ours' | 'bare';
-export type CountedApi = 'check' | 'auth';
+/** HTTP POST /v1/check, GET /v1/auth; gRPC ShouldRateLimit (rls) and ext_authz Check (authz), ours only. */
+export type CountedApi = 'check' | 'auth' | 'rls' | 'authz';
+const isGrpc = (api: CountedApi): api is 'rls' | 'authz' => api === 'rls' || api === 'authz';
 
 export interface CountOptions {
   readonly server: CountedServer;
@@ -56,7 +60,7 @@ export interface CountResult {
 }
 
 /** The requests each API is measured with: one per api_key, as the bench workload. */
-function requestsFor(api: CountedApi): Buffer[] {
+function requestsFor(api: 'check' | 'auth'): Buffer[] {
   return Array.from({ length: CLIENT_COUNT }, (_, i) => (api === 'auth'
     ? getRequest('/v1/auth/rating?q=1', [`X-Api-Key: ${clientKey(i)}`, 'User-Agent: bench', 'Accept: */*'], 'api.example')
     : postRequest('/v1/check', checkBody(clientKey(i)))));
@@ -93,16 +97,31 @@ export async function countInstructions(options: CountOptions): Promise<CountRes
     });
     exited.catch(() => undefined);
     await Promise.race([waitForPort(httpPort, 180_000), exited]);
-    const requests = requestsFor(options.api);
-    const connections = await Promise.all(Array.from({ length: options.connections ?? 4 }, () => RawConnection.open(httpPort)));
-    await sendCount(connections, requests, options.warm);
+    const connectionCount = options.connections ?? 4;
+    let send: (count: number) => Promise<Map<number | string, number>>;
+    let close: () => void;
+    if (isGrpc(options.api)) {
+      await waitForPort(grpcPort, 30_000);
+      const api = options.api;
+      const headers = grpcRequestHeaders(api === 'rls' ? RLS_PATH : AUTHZ_PATH, '127.0.0.1');
+      const bodies = Array.from({ length: CLIENT_COUNT }, (_, i) => grpcFrame((api === 'rls' ? rlsRequest : authzRequest)(clientKey(i))));
+      const sessions = await Promise.all(Array.from({ length: connectionCount }, () => RawH2Session.open(grpcPort)));
+      send = (count) => sendGrpcCount(sessions, headers, bodies, count);
+      close = () => { for (const session of sessions) session.close(); };
+    } else {
+      const requests = requestsFor(options.api);
+      const connections = await Promise.all(Array.from({ length: connectionCount }, () => RawConnection.open(httpPort)));
+      send = (count) => sendCount(connections, requests, count);
+      close = () => { for (const connection of connections) connection.close(); };
+    }
+    await send(options.warm);
     await sleep(300);
     await control('--zero');
     await control('--instr=on');
-    const statuses = await sendCount(connections, requests, options.count);
+    const statuses = await send(options.count);
     await control('--instr=off');
     await control('--dump');
-    for (const connection of connections) connection.close();
+    close();
     let file: string | undefined;
     for (let i = 0; i < 50 && file === undefined; i++) {
       await sleep(200);
@@ -126,6 +145,27 @@ export async function countInstructions(options: CountOptions): Promise<CountRes
     rmSync(jitMapPath, { force: true });
     removeTempDir(tmp);
   }
+}
+
+/**
+ * Closed loop over HTTP/2 sessions, one call in flight on each, until `count`
+ * calls were answered; resolves with the grpc-status values seen ('-' none).
+ */
+async function sendGrpcCount(sessions: readonly RawH2Session[], headers: Buffer, bodies: readonly Buffer[], count: number): Promise<Map<number | string, number>> {
+  const statuses = new Map<number | string, number>();
+  let next = 0;
+  await Promise.all(sessions.map(async (session) => {
+    while (next < count) {
+      const body = bodies[next % bodies.length]!;
+      next++;
+      const status = await new Promise<string>((resolve, reject) => {
+        const started = session.call(headers, body, (error, answer) => (error === undefined ? resolve(answer?.grpcStatus ?? '-') : reject(error)));
+        if (started === undefined) reject(new Error('HTTP/2 session closed'));
+      });
+      statuses.set(status, (statuses.get(status) ?? 0) + 1);
+    }
+  }));
+  return statuses;
 }
 
 /** One function of a callgrind dump: its own instructions and what it spent in each callee. */

@@ -1,9 +1,11 @@
 // Instructions per request (callgrind; see callgrind.ts), for A/B on a busy machine:
 //
-//   node --import tsx bench/instructions.ts [--server ours|bare] [--api check|auth]
-//        [--dist DIR] [--warm N] [--count N] [--rounds N] [--redis URL]
+//   node --import tsx bench/instructions.ts [--server ours|bare] [--api check|auth|rls|authz]
+//        [--dist DIR] [--warm N] [--count N] [--rounds N] [--redis URL] [--connections N]
 //
 // --redis: our server on that Redis (one you run), to count the Redis path.
+// --connections: requests in flight (default 4); 1 makes every read and write
+// one request's, so two builds compare without batching noise.
 //
 // Prints one JSON line per round. Rounds of two builds can be alternated by
 // running this twice per round with different --dist.
@@ -19,6 +21,7 @@ const { values } = parseArgs({
     count: { type: 'string', default: '3000' },
     rounds: { type: 'string', default: '1' },
     redis: { type: 'string' },
+    connections: { type: 'string', default: '4' },
   },
 });
 for (let round = 1; round <= Number(values.rounds); round++) {
@@ -29,6 +32,7 @@ for (let round = 1; round <= Number(values.rounds); round++) {
     ...(values.redis === undefined ? {} : { serverArgs: ['--redis', values.redis] }),
     warm: Number(values.warm),
     count: Number(values.count),
+    connections: Number(values.connections),
   });
   process.stdout.write(`${JSON.stringify({
     round, server: values.server, api: values.api, dist: values.dist ?? 'dist',

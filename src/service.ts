@@ -1,19 +1,22 @@
-import type { Decision, DecisionRequest, Descriptor } from './core/types.js';
+// What the transports call (the DecisionService interface), the one
+// orchestration of an HTTP request's decision every implementation shares,
+// and the API label. The interface lives apart from its implementation
+// (decision-service.ts, which builds on the limiter, the store and the
+// metrics) so that a transport depends on what it calls, not on how it is
+// done (test/code/architecture.test.ts keeps it that way).
 import type { HttpRequestInput } from './core/http-actions.js';
+import type { RequestBounds } from './core/request-bounds.js';
+import type { Decision, DecisionRequest, Descriptor } from './core/types.js';
 
 /** Which API asked; a metric label. */
 export type Api = 'http_check' | 'http_auth' | 'http_auth_nginx' | 'grpc_rls' | 'grpc_authz';
-
-import type { RequestBounds } from './core/request-bounds.js';
-
-/** Bounds on one request (SPEC §5); over them → 400 / INVALID_ARGUMENT (413 for a body). */
-export { DEFAULT_REQUEST_BOUNDS, type RequestBounds } from './core/request-bounds.js';
 
 /**
  * What the transports (HTTP, gRPC) call. Transports only translate: decode the
  * wire format into these types, call, encode the Decision.
  */
 export interface DecisionService {
+  /** Bounds on one request; over them → 400 / INVALID_ARGUMENT (413 for a body). */
   readonly bounds: RequestBounds;
   /**
    * The domain a request names, else --default-domain, else the only loaded

@@ -30,8 +30,8 @@ export class CheckHttpRequest implements HttpRequestInput {
   remoteAddress = '';
   /** `context_extensions["domain"]`; '' when absent (the service's default domain applies). */
   requestedDomain = '';
-  /** The bytes the ranges below point into. */
-  private readonly bytes: Buffer;
+  /** The request's bytes, which the header ranges below point into. */
+  readonly bytes: Buffer;
   /** `headers` map entries: keyStart, keyEnd, valueStart, valueEnd, ... */
   private readonly mapHeaders: number[] = [];
   /** `header_map` entries, the same way; undefined until the request has one. */

@@ -1,55 +1,53 @@
 // grpc.health.v1: HealthCheckRequest {1 service} bytes -> the service name,
-// and HealthCheckResponse {1 status} -> bytes. Hand-written like the decision
-// RPCs' codecs, so that bad bytes are INVALID_ARGUMENT here too (proto-loader's
-// deserializer throws, and grpc-js answers a throwing deserializer INTERNAL).
-import { WIRE_LEN, WIRE_VARINT, WireReader, decodeFailure, within } from './wire-reader.js';
+// and HealthCheckResponse {1 status} -> bytes, with the field tables of
+// message-table.ts like the decision RPCs' codecs, so that bad bytes are
+// INVALID_ARGUMENT here too (proto-loader's deserializer throws, and grpc-js
+// answers a throwing deserializer INTERNAL).
+import { decode, encode, messageReader, messageWriter, readMessage, writeMessage } from './message-table.js';
+import { WireReader, decodeFailure } from './wire-reader.js';
 import { WireWriter } from './wire-writer.js';
-
-const SERVICE = 1 * 8 + WIRE_LEN;
-const STATUS = 1 * 8 + WIRE_VARINT;
-const REQUEST_FIELDS = 0b10;
 
 /** A decoded HealthCheckRequest, in the shape the health handlers read. */
 export interface HealthCheckRequest {
   service: string;
 }
 
-/** The service name asked about ('' = the server as a whole), or the Error saying why the bytes are not a request. */
-export function decodeHealthCheckRequest(bytes: Buffer): HealthCheckRequest | Error {
-  const r = new WireReader(bytes);
-  const end = bytes.length;
-  let service = '';
-  let tag = 0;
-  try {
-    while (r.pos < end) {
-      tag = 0;
-      tag = r.tag(end);
-      if (tag === SERVICE) service = r.string(end);
-      else r.skip(tag, end, REQUEST_FIELDS);
-    }
-  } catch (error: unknown) {
-    return decodeFailure(within(error, tag === 0 ? '' : tag >>> 3 === 1 ? 'service' : `(field ${tag >>> 3})`), 'HealthCheckRequest');
-  }
-  return { service };
+interface HealthCheckResponse {
+  status: number;
 }
 
-const writer = new WireWriter();
+const HEALTH_CHECK_REQUEST = messageReader<HealthCheckRequest>('HealthCheckRequest', [
+  decode.string(1, 'service', (request, text) => { request.service = text; }),
+]);
 
-/** HealthCheckResponse {1 status}; UNKNOWN (0) is written as an empty message. */
-export function encodeHealthCheckResponse(response: { status: number }): Buffer {
-  writer.reset();
-  if (response.status !== 0) writer.uint(1, response.status);
-  return writer.finish();
+// HealthCheckResponse {1 status}; UNKNOWN (0) is written as an empty message.
+const HEALTH_CHECK_RESPONSE_OUT = messageWriter<HealthCheckResponse>([
+  encode.uint(1, (response) => (response.status === 0 ? undefined : response.status)),
+]);
+const HEALTH_CHECK_RESPONSE_IN = messageReader<HealthCheckResponse>('HealthCheckResponse', [
+  decode.enum(1, 'status', (response, value) => { response.status = value; }),
+]);
+
+/** The service name asked about ('' = the server as a whole), or the Error saying why the bytes are not a request. */
+export function decodeHealthCheckRequest(bytes: Buffer): HealthCheckRequest | Error {
+  const request: HealthCheckRequest = { service: '' };
+  try {
+    readMessage(new WireReader(bytes), bytes.length, HEALTH_CHECK_REQUEST, request, undefined);
+    return request;
+  } catch (error: unknown) {
+    return decodeFailure(error, HEALTH_CHECK_REQUEST.name);
+  }
+}
+
+export function encodeHealthCheckResponse(response: HealthCheckResponse): Buffer {
+  const w = new WireWriter();
+  writeMessage(w, HEALTH_CHECK_RESPONSE_OUT, response);
+  return w.finish();
 }
 
 /** For clients of HEALTH_SERVICE_DEFINITION (tests): the response's status; throws on bad bytes (a client may). */
-export function decodeHealthCheckResponse(bytes: Buffer): { status: number } {
-  const r = new WireReader(bytes);
-  let status = 0;
-  while (r.pos < bytes.length) {
-    const tag = r.tag(bytes.length);
-    if (tag === STATUS) status = r.uint32(bytes.length);
-    else r.skip(tag, bytes.length, 0b10);
-  }
-  return { status };
+export function decodeHealthCheckResponse(bytes: Buffer): HealthCheckResponse {
+  const response: HealthCheckResponse = { status: 0 };
+  readMessage(new WireReader(bytes), bytes.length, HEALTH_CHECK_RESPONSE_IN, response, undefined);
+  return response;
 }

@@ -1,18 +1,18 @@
 // envoy.service.ratelimit.v3: RateLimitRequest bytes -> DecisionRequest, and
-// Decision -> RateLimitResponse bytes. Field numbers as proto/envoy/service/
-// ratelimit/v3/rls.proto and proto/envoy/extensions/common/ratelimit/v3/
-// ratelimit.proto (pinned by test/grpc/golden-bytes.test.ts).
-import { limitSpecProblem } from '../../core/limit.js';
-import { periodText } from '../../core/limit.js';
+// Decision -> RateLimitResponse bytes, each message a field table read by the
+// decode and encode loops of message-table.ts. Field numbers as proto/envoy/
+// service/ratelimit/v3/rls.proto and proto/envoy/extensions/common/ratelimit/
+// v3/ratelimit.proto (pinned by test/grpc/golden-bytes.test.ts).
+import { limitSpecProblem, periodText } from '../../core/limit.js';
 import { rateLimitHeaders, type HeaderStyle } from '../../core/response-headers.js';
 import type { RequestBounds } from '../../core/request-bounds.js';
-import type { Decision, DecisionRequest, Descriptor, DescriptorStatus, Entry, LimitOverride, Unit } from '../../core/types.js';
-import { InvalidRequestError } from '../../errors.js';
-import { WIRE_LEN, WIRE_VARINT, WireReader, decodeFailure, within } from './wire-reader.js';
+import type { Decision, DecisionRequest, Descriptor, DescriptorStatus, Entry, ReportedLimit, Unit } from '../../core/types.js';
+import { HEADER_VALUE, type HeaderPair } from './header-value.js';
+import { MAX_UINT32, decode, encode, messageReader, messageWriter, readMessage, writeMessage } from './message-table.js';
+import { WireReader, WireValueError, decodeFailure } from './wire-reader.js';
 import { WireWriter } from './wire-writer.js';
 
-/** uint32 ceiling: limit_remaining of an unlimited descriptor, and the largest hits_addend we take. */
-const MAX_UINT32 = 4_294_967_295;
+type Bounds = Pick<RequestBounds, 'maxDescriptors' | 'maxEntries'>;
 
 /** RateLimitResponse.Code. */
 const RLS_CODE = { UNKNOWN: 0, OK: 1, OVER_LIMIT: 2 } as const;
@@ -28,183 +28,88 @@ const RESPONSE_UNITS: Readonly<Record<Unit, number>> = {
   second: 1, minute: 2, hour: 3, day: 4, month: 5, year: 6, week: 7,
 };
 
-const tagOf = (field: number, wireType: number): number => field * 8 + wireType;
+/** A RateLimitDescriptor as read so far; a repeated `limit` or `hits_addend` merges into what came before. */
+class DescriptorFields {
+  readonly entries: Entry[] = [];
+  hasLimit = false;
+  requestsPerUnit = 0;
+  unit = 0;
+  /** -1 until a hits_addend UInt64Value occurs. */
+  hitsAddend = -1;
+}
 
-// RateLimitRequest {1 domain, 2 descriptors, 3 hits_addend}
-const REQUEST_DOMAIN = tagOf(1, WIRE_LEN);
-const REQUEST_DESCRIPTOR = tagOf(2, WIRE_LEN);
-const REQUEST_HITS_ADDEND = tagOf(3, WIRE_VARINT);
-const REQUEST_FIELDS = 0b1110;
-// RateLimitDescriptor {1 entries, 2 limit, 3 hits_addend (UInt64Value)}
-const DESCRIPTOR_ENTRY = tagOf(1, WIRE_LEN);
-const DESCRIPTOR_LIMIT = tagOf(2, WIRE_LEN);
-const DESCRIPTOR_HITS_ADDEND = tagOf(3, WIRE_LEN);
-const DESCRIPTOR_FIELDS = 0b1110;
-// Entry {1 key, 2 value}
-const ENTRY_KEY = tagOf(1, WIRE_LEN);
-const ENTRY_VALUE = tagOf(2, WIRE_LEN);
-const ENTRY_FIELDS = 0b110;
-// RateLimitOverride {1 requests_per_unit, 2 unit}; UInt64Value {1 value}
-const OVERRIDE_REQUESTS_PER_UNIT = tagOf(1, WIRE_VARINT);
-const OVERRIDE_UNIT = tagOf(2, WIRE_VARINT);
-const OVERRIDE_FIELDS = 0b110;
-const UINT64_VALUE = tagOf(1, WIRE_VARINT);
-const UINT64_VALUE_FIELDS = 0b10;
-
-const unknownField = (tag: number): string => (tag === 0 ? '' : `(field ${tag >>> 3})`);
-
-function readEntry(r: WireReader, end: number): Entry {
-  let key = '';
-  let value = '';
-  let tag = 0;
-  try {
-    while (r.pos < end) {
-      tag = 0;
-      tag = r.tag(end);
-      if (tag === ENTRY_KEY) key = r.string(end);
-      else if (tag === ENTRY_VALUE) value = r.string(end);
-      else r.skip(tag, end, ENTRY_FIELDS);
+/** The Descriptor the fields say, or a WireValueError naming the field (relative to the descriptor). */
+function descriptorOf(fields: DescriptorFields): Descriptor {
+  const descriptor: Descriptor = { entries: fields.entries };
+  if (fields.hasLimit) {
+    const unit = fields.unit >= 0 ? OVERRIDE_UNITS[fields.unit] : undefined;
+    if (unit === undefined) throw new WireValueError('limit.unit', `must be one of SECOND, MINUTE, HOUR, DAY, WEEK, MONTH, YEAR (got ${fields.unit})`);
+    const { requestsPerUnit } = fields;
+    // Token-bucket state is integer micro-units below 2^53: some uint32 rates per year or month do not fit.
+    if (limitSpecProblem({ requestsPerUnit, unit }) !== undefined) {
+      throw new WireValueError('limit.requests_per_unit', `${requestsPerUnit} per ${unit} cannot be counted exactly in integers (use a shorter unit or a rounder number)`);
     }
-  } catch (error: unknown) {
-    throw within(error, tag >>> 3 === 1 ? 'key' : tag >>> 3 === 2 ? 'value' : unknownField(tag));
+    descriptor.limitOverride = { requestsPerUnit, unit };
   }
-  return { key, value };
-}
-
-/** Fields of a descriptor's `limit` as read so far: a repeated sub-message merges into what came before. */
-interface OverrideFields { requestsPerUnit: number; unit: number }
-
-function readOverride(r: WireReader, end: number, into: OverrideFields, path: string): void {
-  let tag = 0;
-  try {
-    while (r.pos < end) {
-      tag = 0;
-      tag = r.tag(end);
-      if (tag === OVERRIDE_REQUESTS_PER_UNIT) into.requestsPerUnit = uint32Field(r, end, `${path}.requests_per_unit`);
-      else if (tag === OVERRIDE_UNIT) into.unit = r.uint32(end) | 0; // an enum is an int32
-      else r.skip(tag, end, OVERRIDE_FIELDS);
-    }
-  } catch (error: unknown) {
-    throw within(error, tag >>> 3 === 1 ? 'requests_per_unit' : tag >>> 3 === 2 ? 'unit' : unknownField(tag));
-  }
-}
-
-/**
- * A uint32 field, refused when its varint holds more: protobuf would keep the
- * low 32 bits (2^32 + 21 read as 21), a cost or a limit nobody sent.
- */
-function uint32Field(r: WireReader, end: number, field: string): number {
-  const value = r.uint64(end);
-  if (value > MAX_UINT32) throw new InvalidRequestError(field, `must be at most ${MAX_UINT32} (a uint32), got ${value}`);
-  return value;
-}
-
-/** google.protobuf.UInt64Value: `previous` unless this occurrence sets `value`. */
-function readUInt64Value(r: WireReader, end: number, previous: number): number {
-  let value = previous;
-  let tag = 0;
-  try {
-    while (r.pos < end) {
-      tag = 0;
-      tag = r.tag(end);
-      if (tag === UINT64_VALUE) value = r.uint64(end);
-      else r.skip(tag, end, UINT64_VALUE_FIELDS);
-    }
-  } catch (error: unknown) {
-    throw within(error, tag >>> 3 === 1 ? 'value' : unknownField(tag));
-  }
-  return value;
-}
-
-function overrideOf(fields: OverrideFields, index: number): LimitOverride {
-  const unit = fields.unit >= 0 ? OVERRIDE_UNITS[fields.unit] : undefined;
-  if (unit === undefined) {
-    throw new InvalidRequestError(
-      `descriptors[${index}].limit.unit`,
-      `must be one of SECOND, MINUTE, HOUR, DAY, WEEK, MONTH, YEAR (got ${fields.unit})`,
-    );
-  }
-  const { requestsPerUnit } = fields;
-  // Token-bucket state is integer micro-units below 2^53: some uint32 rates per year or month do not fit.
-  if (limitSpecProblem({ requestsPerUnit, unit }) !== undefined) {
-    throw new InvalidRequestError(
-      `descriptors[${index}].limit.requests_per_unit`,
-      `${requestsPerUnit} per ${unit} cannot be counted exactly in integers (use a shorter unit or a rounder number)`,
-    );
-  }
-  return { requestsPerUnit, unit };
-}
-
-function readDescriptor(r: WireReader, end: number, index: number, maxEntries: number): Descriptor {
-  const entries: Entry[] = [];
-  let override: OverrideFields | undefined;
-  let hitsAddend = -1;
-  let tag = 0;
-  try {
-    while (r.pos < end) {
-      tag = 0;
-      tag = r.tag(end);
-      if (tag === DESCRIPTOR_ENTRY) {
-        if (entries.length === maxEntries) {
-          throw new InvalidRequestError(`descriptors[${index}].entries`, `at most ${maxEntries} entries per descriptor`);
-        }
-        const stop = r.lengthEnd(end);
-        entries.push(readEntry(r, stop));
-      } else if (tag === DESCRIPTOR_LIMIT) {
-        const stop = r.lengthEnd(end);
-        override ??= { requestsPerUnit: 0, unit: 0 };
-        readOverride(r, stop, override, `descriptors[${index}].limit`);
-      } else if (tag === DESCRIPTOR_HITS_ADDEND) {
-        const stop = r.lengthEnd(end);
-        hitsAddend = readUInt64Value(r, stop, hitsAddend < 0 ? 0 : hitsAddend);
-      } else {
-        r.skip(tag, end, DESCRIPTOR_FIELDS);
-      }
-    }
-  } catch (error: unknown) {
-    const field = tag >>> 3;
-    throw within(error, field === 1 ? `entries[${entries.length}]` : field === 2 ? 'limit' : field === 3 ? 'hits_addend' : unknownField(tag));
-  }
-  const descriptor: Descriptor = { entries };
-  if (override !== undefined) descriptor.limitOverride = overrideOf(override, index);
-  if (hitsAddend >= 0) {
-    if (hitsAddend > MAX_UINT32) throw new InvalidRequestError(`descriptors[${index}].hits_addend`, `must be at most ${MAX_UINT32}`);
-    descriptor.hitsAddend = hitsAddend;
+  if (fields.hitsAddend >= 0) {
+    if (fields.hitsAddend > MAX_UINT32) throw new WireValueError('hits_addend', `must be at most ${MAX_UINT32}`);
+    descriptor.hitsAddend = fields.hitsAddend;
   }
   return descriptor;
 }
 
-function readRateLimitRequest(r: WireReader, bounds: Pick<RequestBounds, 'maxDescriptors' | 'maxEntries'>): DecisionRequest {
-  const end = r.bytes.length;
-  let domain = '';
-  const descriptors: Descriptor[] = [];
-  let hitsAddend = 0;
-  let tag = 0;
-  try {
-    while (r.pos < end) {
-      tag = 0;
-      tag = r.tag(end);
-      if (tag === REQUEST_DESCRIPTOR) {
-        if (descriptors.length === bounds.maxDescriptors) {
-          throw new InvalidRequestError('descriptors', `at most ${bounds.maxDescriptors} descriptors per request`);
-        }
-        const stop = r.lengthEnd(end);
-        descriptors.push(readDescriptor(r, stop, descriptors.length, bounds.maxEntries));
-      } else if (tag === REQUEST_DOMAIN) {
-        domain = r.string(end);
-      } else if (tag === REQUEST_HITS_ADDEND) {
-        hitsAddend = uint32Field(r, end, 'hits_addend');
-      } else {
-        r.skip(tag, end, REQUEST_FIELDS);
-      }
-    }
-  } catch (error: unknown) {
-    const field = tag >>> 3;
-    throw within(error, field === 1 ? 'domain' : field === 2 ? `descriptors[${descriptors.length}]` : field === 3 ? 'hits_addend' : unknownField(tag));
-  }
+// RateLimitDescriptor.Entry {1 key, 2 value}
+const ENTRY = messageReader<Entry, Bounds>('Entry', [
+  decode.string(1, 'key', (entry, text) => { entry.key = text; }),
+  decode.string(2, 'value', (entry, text) => { entry.value = text; }),
+]);
+
+// RateLimitDescriptor.RateLimitOverride {1 requests_per_unit, 2 unit}, read into the descriptor's fields.
+const RATE_LIMIT_OVERRIDE = messageReader<DescriptorFields, Bounds>('RateLimitOverride', [
+  decode.uint32(1, 'requests_per_unit', (fields, value) => { fields.requestsPerUnit = value; }),
+  decode.enum(2, 'unit', (fields, value) => { fields.unit = value; }),
+]);
+
+// google.protobuf.UInt64Value {1 value}, read into the descriptor's hits_addend.
+const HITS_ADDEND = messageReader<DescriptorFields, Bounds>('UInt64Value', [
+  decode.uint64(1, 'value', (fields, value) => { fields.hitsAddend = value; }),
+]);
+
+// RateLimitDescriptor {1 entries, 2 limit, 3 hits_addend}
+const RATE_LIMIT_DESCRIPTOR = messageReader<DescriptorFields, Bounds>('RateLimitDescriptor', [
+  decode.message(1, 'entries', ENTRY, {
+    open: () => ({ key: '', value: '' }),
+    close: (fields, entry) => { fields.entries.push(entry); },
+    repeated: true,
+    most: { of: (bounds) => bounds.maxEntries, per: 'descriptor' },
+  }),
+  decode.message(2, 'limit', RATE_LIMIT_OVERRIDE, {
+    open: (fields) => {
+      fields.hasLimit = true;
+      return fields;
+    },
+  }),
+  // Present (even empty) means "this descriptor's cost": 0 unless `value` says more.
+  decode.message(3, 'hits_addend', HITS_ADDEND, {
+    open: (fields) => {
+      if (fields.hitsAddend < 0) fields.hitsAddend = 0;
+      return fields;
+    },
+  }),
+]);
+
+// RateLimitRequest {1 domain, 2 descriptors, 3 hits_addend}
+const RATE_LIMIT_REQUEST = messageReader<DecisionRequest, Bounds>('RateLimitRequest', [
+  decode.string(1, 'domain', (request, text) => { request.domain = text; }),
+  decode.message(2, 'descriptors', RATE_LIMIT_DESCRIPTOR, {
+    open: () => new DescriptorFields(),
+    close: (request, fields) => { request.descriptors.push(descriptorOf(fields)); },
+    repeated: true,
+    most: { of: (bounds) => bounds.maxDescriptors, per: 'request' },
+  }),
   // uint32 on the wire; 0 (unset) is passed through, the service reads it as 1.
-  return { domain, descriptors, hitsAddend };
-}
+  decode.uint32(3, 'hits_addend', (request, value) => { request.hitsAddend = value; }),
+]);
 
 /**
  * Decodes a RateLimitRequest straight into a DecisionRequest (strings
@@ -217,14 +122,13 @@ function readRateLimitRequest(r: WireReader, bounds: Pick<RequestBounds, 'maxDes
  * by DecisionService.decide, with the same field names. The domain is used as
  * sent: an unknown domain is the service's business (OK).
  */
-export function decodeRateLimitRequest(
-  bytes: Buffer,
-  bounds: Pick<RequestBounds, 'maxDescriptors' | 'maxEntries'>,
-): DecisionRequest | Error {
+export function decodeRateLimitRequest(bytes: Buffer, bounds: Bounds): DecisionRequest | Error {
+  const request: DecisionRequest = { domain: '', descriptors: [], hitsAddend: 0 };
   try {
-    return readRateLimitRequest(new WireReader(bytes), bounds);
+    readMessage(new WireReader(bytes), bytes.length, RATE_LIMIT_REQUEST, request, bounds);
+    return request;
   } catch (error: unknown) {
-    return decodeFailure(error, 'RateLimitRequest');
+    return decodeFailure(error, RATE_LIMIT_REQUEST.name);
   }
 }
 
@@ -233,60 +137,61 @@ function clampUint32(n: number): number {
   return n >= MAX_UINT32 ? MAX_UINT32 : Math.floor(n);
 }
 
+const MS_PER_S = 1000;
 const NANOS_PER_MS = 1_000_000;
 const MAX_NANOS = 999_999_999;
+const nonNegativeMs = (ms: number): number => (Number.isFinite(ms) && ms > 0 ? ms : 0);
+const wholeSeconds = (ms: number): number => Math.floor(nonNegativeMs(ms) / MS_PER_S);
 
-/** A non-negative millisecond count as google.protobuf.Duration {1 seconds, 2 nanos}; zero fields omitted. */
-function writeDuration(w: WireWriter, field: number, ms: number): void {
-  const safe = Number.isFinite(ms) && ms > 0 ? ms : 0;
-  const seconds = Math.floor(safe / 1000);
-  const nanos = Math.min(MAX_NANOS, Math.round((safe - seconds * 1000) * NANOS_PER_MS));
-  const mark = w.begin(field);
-  if (seconds > 0) w.uint(1, seconds);
-  if (nanos > 0) w.uint(2, nanos);
-  w.end(mark);
+// google.protobuf.Duration {1 seconds, 2 nanos} from a millisecond count; zero fields left out.
+const DURATION = messageWriter<number>([
+  encode.uint(1, (ms) => wholeSeconds(ms) || undefined),
+  encode.uint(2, (ms) => Math.min(MAX_NANOS, Math.round((nonNegativeMs(ms) - wholeSeconds(ms) * MS_PER_S) * NANOS_PER_MS)) || undefined),
+]);
+
+/** A period of several units cannot be said in the proto's unit enum: the name says it (`100/5m`). */
+function limitName(limit: ReportedLimit): string | undefined {
+  const name = limit.name ?? (limit.unitMultiplier === undefined ? '' : `${limit.requestsPerUnit}/${periodText(limit.unit, limit.unitMultiplier)}`);
+  return name === '' ? undefined : name;
 }
 
-// DescriptorStatus {1 code, 2 current_limit, 3 limit_remaining, 4 duration_until_reset};
-// RateLimit {1 requests_per_unit, 2 unit, 3 name}.
-function writeStatus(w: WireWriter, status: DescriptorStatus): void {
-  const mark = w.begin(2);
-  w.uint(1, status.code === 'OVER_LIMIT' ? RLS_CODE.OVER_LIMIT : RLS_CODE.OK);
-  const { limit } = status;
-  if (limit !== null) {
-    const limitMark = w.begin(2);
-    w.uint(1, clampUint32(limit.requestsPerUnit));
-    w.uint(2, RESPONSE_UNITS[limit.unit]);
-    // A period of several units cannot be said in the proto's unit enum: the name says it (`100/5m`).
-    const name = limit.name ?? (limit.unitMultiplier === undefined ? '' : `${limit.requestsPerUnit}/${periodText(limit.unit, limit.unitMultiplier)}`);
-    if (name !== '') w.string(3, name);
-    w.end(limitMark);
-  }
-  w.uint(3, clampUint32(status.limitRemaining));
-  // Unknown domain, no matching rule or unlimited: no current_limit and no duration, as envoyproxy/ratelimit.
-  if (limit !== null) writeDuration(w, 4, status.durationUntilResetMs);
-  w.end(mark);
+// RateLimitResponse.RateLimit {1 requests_per_unit, 2 unit, 3 name}
+const RATE_LIMIT = messageWriter<ReportedLimit>([
+  encode.uint(1, (limit) => clampUint32(limit.requestsPerUnit)),
+  encode.uint(2, (limit) => RESPONSE_UNITS[limit.unit]),
+  encode.string(3, limitName),
+]);
+
+// RateLimitResponse.DescriptorStatus {1 code, 2 current_limit, 3 limit_remaining, 4 duration_until_reset}.
+// Unknown domain, no matching rule or unlimited: no current_limit and no duration, as envoyproxy/ratelimit.
+const DESCRIPTOR_STATUS = messageWriter<DescriptorStatus>([
+  encode.uint(1, (status) => (status.code === 'OVER_LIMIT' ? RLS_CODE.OVER_LIMIT : RLS_CODE.OK)),
+  encode.message(2, RATE_LIMIT, (status) => status.limit ?? undefined),
+  encode.uint(3, (status) => clampUint32(status.limitRemaining)),
+  encode.message(4, DURATION, (status) => (status.limit === null ? undefined : status.durationUntilResetMs)),
+]);
+
+/** What one RateLimitResponse is written from. */
+interface RateLimitAnswer {
+  readonly decision: Decision;
+  readonly headers: readonly HeaderPair[];
 }
 
-const writer = new WireWriter();
+// RateLimitResponse {1 overall_code, 2 statuses, 3 response_headers_to_add}
+const RATE_LIMIT_RESPONSE = messageWriter<RateLimitAnswer>([
+  encode.uint(1, (answer) => (answer.decision.overallCode === 'OVER_LIMIT' ? RLS_CODE.OVER_LIMIT : RLS_CODE.OK)),
+  encode.repeated(2, DESCRIPTOR_STATUS, (answer) => answer.decision.statuses),
+  encode.repeated(3, HEADER_VALUE, (answer) => answer.headers),
+]);
+
+const NO_HEADERS: readonly HeaderPair[] = [];
 
 /**
- * RateLimitResponse {1 overall_code, 2 statuses, 3 response_headers_to_add
- * (HeaderValue {1 key, 2 value})}: `overall_code` is OK or OVER_LIMIT, never
- * UNKNOWN; one status per request descriptor, in order; headers only when asked.
+ * A RateLimitResponse: `overall_code` is OK or OVER_LIMIT, never UNKNOWN; one
+ * status per request descriptor, in order; headers only when asked.
  */
 export function encodeRateLimitResponse(decision: Decision, responseHeaders: boolean, style: HeaderStyle = 'x'): Buffer {
-  const w = writer;
-  w.reset();
-  w.uint(1, decision.overallCode === 'OVER_LIMIT' ? RLS_CODE.OVER_LIMIT : RLS_CODE.OK);
-  for (const status of decision.statuses) writeStatus(w, status);
-  if (responseHeaders) {
-    for (const [key, value] of rateLimitHeaders(decision, style)) {
-      const mark = w.begin(3);
-      w.string(1, key);
-      w.string(2, value);
-      w.end(mark);
-    }
-  }
+  const w = new WireWriter();
+  writeMessage(w, RATE_LIMIT_RESPONSE, { decision, headers: responseHeaders ? rateLimitHeaders(decision, style) : NO_HEADERS });
   return w.finish();
 }

@@ -1,9 +1,10 @@
 // Protobuf wire format, read side: varints, length-delimited fields and
 // skipping of unknown fields, over one request's bytes. Every read is checked
 // against the end of the (sub-)message being read; what does not fit throws
-// WireFormatError, which the codecs turn into INVALID_ARGUMENT naming the field.
+// WireFormatError, which the decode loop (message-table.ts) names the field
+// of and the codecs answer INVALID_ARGUMENT with.
 import { decodeUtf8Lossless } from '../../core/lossless-text.js';
-import { InternalError, MalformedMessageError, RateLimitError } from '../../errors.js';
+import { InternalError, InvalidRequestError, MalformedMessageError, RateLimitError } from '../../errors.js';
 
 export const WIRE_VARINT = 0;
 const WIRE_FIXED64 = 1;
@@ -14,26 +15,44 @@ const WIRE_TYPE_NAMES = ['varint', 'fixed64', 'length-delimited', 'start-group',
 
 
 /**
- * Bytes that are not the message being decoded. `path` names where, from the
- * top-level message down ("descriptors[1].entries[0].key"); the codecs build
- * it while the error unwinds through them (see within).
+ * A fault found while decoding, with the path to where it is, from the
+ * top-level message down ("descriptors[1].entries[0].key"): the decode loop
+ * (message-table.ts) builds it while the error unwinds through it (see within).
  */
-class WireFormatError extends RateLimitError {
+abstract class DecodeFault extends RateLimitError {
   readonly problem: string;
-  path = '';
-  constructor(problem: string) {
-    super('RL_ERR_MALFORMED_MESSAGE', problem);
+  path: string;
+  constructor(code: 'RL_ERR_MALFORMED_MESSAGE' | 'RL_ERR_INVALID_REQUEST', path: string, problem: string) {
+    super(code, problem);
     this.problem = problem;
+    this.path = path;
+  }
+}
+
+/** Bytes that are not the message being decoded. */
+class WireFormatError extends DecodeFault {
+  constructor(problem: string) {
+    super('RL_ERR_MALFORMED_MESSAGE', '', problem);
   }
 }
 
 /**
- * For a codec's catch block: prefixes a WireFormatError's path with the name of
- * the field being read when it was thrown, and returns the error to rethrow.
- * Any other error passes unchanged.
+ * A well-formed value refused (a uint32 holding more, too many descriptors, a
+ * unit we do not know); `path` is relative to the message that refused it.
+ */
+export class WireValueError extends DecodeFault {
+  constructor(path: string, problem: string) {
+    super('RL_ERR_INVALID_REQUEST', path, problem);
+  }
+}
+
+/**
+ * For a decode loop's catch block: prefixes a DecodeFault's path with the
+ * name of the field being read when it was thrown, and returns the error to
+ * rethrow. Any other error passes unchanged.
  */
 export function within(error: unknown, fieldName: string): unknown {
-  if (error instanceof WireFormatError && fieldName !== '') {
+  if (error instanceof DecodeFault && fieldName !== '') {
     error.path = error.path === '' ? fieldName : `${fieldName}.${error.path}`;
   }
   return error;
@@ -43,11 +62,12 @@ export function within(error: unknown, fieldName: string): unknown {
  * What a codec's decode function returns instead of throwing (a throwing
  * grpc-js deserializer makes the call INTERNAL): a WireFormatError becomes a
  * MalformedMessageError naming the field, or `messageName` when the fault is
- * in the top-level message itself; any other Error (an InvalidRequestError
- * from a field check, or a bug) is returned as it is.
+ * in the top-level message itself; a WireValueError an InvalidRequestError
+ * naming the field; any other Error (a bug) is returned as it is.
  */
 export function decodeFailure(error: unknown, messageName: string): Error {
   if (error instanceof WireFormatError) return new MalformedMessageError(error.path === '' ? messageName : error.path, error.problem);
+  if (error instanceof WireValueError) return new InvalidRequestError(error.path, error.problem);
   return error instanceof Error ? error : new InternalError(`decoding ${messageName} threw ${String(error)}`);
 }
 
@@ -169,19 +189,19 @@ export class WireReader {
     return text;
   }
 
+  /** Refuses the field whose tag (`tag`) was just read: a known field number with another wire type. */
+  wrongWireType(tag: number): never {
+    const wireType = tag & 7;
+    throw new WireFormatError(`unexpected wire type ${wireType} (${wireTypeName(wireType)}) in the tag at byte ${this.tagAt}`);
+  }
+
   /**
-   * Skips the field whose tag (`tag`) was just read. `knownFields` has bit n set for
-   * each field number n (< 32) the caller decodes: reaching here with one of
-   * those means a wrong wire type, which is an error, not an unknown field.
-   * Groups (wire types 3 and 4, unused by every message we read) are refused.
+   * Skips the unknown field whose tag (`tag`) was just read. Groups (wire
+   * types 3 and 4, unused by every message we read) are refused.
    */
-  skip(tag: number, end: number, knownFields: number): void {
-    const field = tag >>> 3;
+  skip(tag: number, end: number): void {
     const wireType = tag & 7;
     const start = this.tagAt;
-    if (field < 32 && ((knownFields >>> field) & 1) === 1) {
-      throw new WireFormatError(`unexpected wire type ${wireType} (${wireTypeName(wireType)}) in the tag at byte ${start}`);
-    }
     switch (wireType) {
       case WIRE_VARINT:
         this.uint64(end);

@@ -1,12 +1,13 @@
-// Protobuf wire format, write side. One growable buffer; a sub-message gets a
-// one-byte length placeholder that is widened in place (copyWithin) only when
-// the sub-message turns out to be 128 bytes or longer, so nothing is sized
-// twice. Our responses' sub-messages are almost always shorter.
+// Protobuf wire format, write side. One growable buffer per message written
+// (a writer is used for one message, then dropped: nothing is shared between
+// calls); a sub-message gets a one-byte length placeholder that is widened in
+// place (copyWithin) only when the sub-message turns out to be 128 bytes or
+// longer, so nothing is sized twice. Our responses' sub-messages are almost
+// always shorter.
 import { WIRE_LEN, WIRE_VARINT } from './wire-reader.js';
 
-const INITIAL_BYTES = 1024;
-/** A writer that grew past this for one big message shrinks back, not to hold it forever. */
-const KEEP_AT_MOST_BYTES = 64 * 1024;
+/** Most responses fit (an RLS answer for one descriptor with headers is ~150 bytes); Node serves this size from its buffer pool. */
+const INITIAL_BYTES = 256;
 
 function varintSize(value: number): number {
   let size = 1;
@@ -20,16 +21,6 @@ function varintSize(value: number): number {
 export class WireWriter {
   private buf: Buffer = Buffer.allocUnsafe(INITIAL_BYTES);
   private pos = 0;
-
-  /** Bytes written since the last finish(). */
-  get length(): number {
-    return this.pos;
-  }
-
-  /** Drops anything written since the last finish() (an encode that threw half-way). */
-  reset(): void {
-    this.pos = 0;
-  }
 
   private ensure(bytes: number): void {
     const needed = this.pos + bytes;
@@ -116,12 +107,8 @@ export class WireWriter {
     this.pos = after;
   }
 
-  /** The bytes written, as a Buffer of their own; the writer starts over. */
+  /** The message written; the writer is done with (what it returns is a view of its buffer). */
   finish(): Buffer {
-    const out = Buffer.allocUnsafe(this.pos);
-    this.buf.copy(out, 0, 0, this.pos);
-    this.pos = 0;
-    if (this.buf.length > KEEP_AT_MOST_BYTES) this.buf = Buffer.allocUnsafe(INITIAL_BYTES);
-    return out;
+    return this.buf.subarray(0, this.pos);
   }
 }
