@@ -148,6 +148,10 @@ function runToEnd<T>(steps: CompileSteps<T>): T {
   }
 }
 
+/** Every leaf shares these (most nodes are leaves): two Maps per leaf were a fifth of a large config's memory. */
+const NO_CHILDREN: ReadonlyMap<string, RuleNode> = new Map();
+const NO_WILDCARDS: readonly WildcardChild[] = Object.freeze([]);
+
 function* compileLevel(
   ctx: FileContext,
   nodes: readonly DescriptorNodeConfig[],
@@ -173,6 +177,7 @@ function* compileLevel(
     else exact.set(exactKey(node.key, value), child);
     yield;
   }
+  if (nodes.length === 0) return Object.freeze({ rule, exact: NO_CHILDREN, wildcards: NO_WILDCARDS, keyOnly: NO_CHILDREN });
   return Object.freeze({ rule, exact, wildcards: Object.freeze(wildcards), keyOnly });
 }
 

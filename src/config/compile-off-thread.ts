@@ -59,27 +59,39 @@ async function runInSlices<T>(steps: CompileSteps<T>, signal: AbortSignal): Prom
 
 /**
  * The worker, started from this module's own kind of file: compile-worker.js
- * in the build. Run from TypeScript source (the tests, through tsx, a dev
- * dependency), the worker must register tsx itself: on Node 20 tsx registers
- * its loader on the main thread only.
+ * in the build. It gets none of the server's Node options: a preload (say,
+ * instrumentation) is for the server, not for a compiler. Run from
+ * TypeScript source (the tests, through tsx, a dev dependency), the worker
+ * registers tsx itself: on Node 20 tsx registers its loader on the main
+ * thread only.
  */
 function startWorker(): Worker {
   const here = import.meta.url;
-  if (!here.endsWith('.ts')) return new Worker(new URL('./compile-worker.js', here));
+  if (!here.endsWith('.ts')) return new Worker(new URL('./compile-worker.js', here), { execArgv: [] });
   const entry = new URL('./compile-worker.ts', here).href;
   const tsx = import.meta.resolve('tsx/esm/api');
   const script = `import(${JSON.stringify(tsx)}).then(({ register }) => { register(); return import(${JSON.stringify(entry)}); });`;
-  return new Worker(script, { eval: true });
+  return new Worker(script, { eval: true, execArgv: [] });
 }
 
 /**
- * Compiles reloads of one watcher, one at a time. Its worker thread starts at
- * the first reload (loading the parser and schema takes it a few hundred
- * milliseconds) and stays for the next ones; a worker that died is replaced
- * at the next reload. It never keeps the process alive.
+ * How long a worker waits for the next reload before it is stopped: a worker
+ * that compiled a large config holds on to the memory it grew (hundreds of MB
+ * for 10,000 descriptors); one that reloads again soon (queued reloads, a
+ * burst of edits) is spared starting again.
+ */
+const WORKER_IDLE_MS = 2_000;
+
+/**
+ * Compiles reloads of one watcher, one at a time, each in a worker thread:
+ * started by the first reload (it loads the parser and schema first, a few
+ * hundred milliseconds), kept for the next one within WORKER_IDLE_MS, stopped
+ * after. A worker that died is replaced at the next reload. Never keeps the
+ * process alive.
  */
 export class OffThreadCompiler {
   private worker: Worker | undefined;
+  private idleTimer: NodeJS.Timeout | undefined;
   private closed = false;
 
   /**
@@ -91,7 +103,12 @@ export class OffThreadCompiler {
    */
   async compile(request: CompileRequest, signal: AbortSignal): Promise<CompileOutcome> {
     if (this.closed || signal.aborted) return { kind: 'cancelled' };
+    clearTimeout(this.idleTimer);
     const reply = await this.ask(request, signal);
+    if (!this.closed) {
+      this.idleTimer = setTimeout(() => this.stopWorker(), WORKER_IDLE_MS);
+      this.idleTimer.unref();
+    }
     if (reply === undefined || signal.aborted) return { kind: 'cancelled' };
     switch (reply.kind) {
       case 'unchanged':
@@ -117,6 +134,11 @@ export class OffThreadCompiler {
   /** Stops the worker; compile() answers 'cancelled' from now on. */
   close(): void {
     this.closed = true;
+    clearTimeout(this.idleTimer);
+    this.stopWorker();
+  }
+
+  private stopWorker(): void {
     void this.worker?.terminate();
     this.worker = undefined;
   }
