@@ -3,6 +3,8 @@
 // answers with what compile-off-thread.ts adopts. Every problem is found
 // here, with its file:line:column; the event loop only rebuilds a config
 // already known to be good.
+import { readlinkSync } from 'node:fs';
+import { setPriority } from 'node:os';
 import { parentPort } from 'node:worker_threads';
 import { ConfigError, errorMessage } from '../errors.js';
 import type { CompileRequest, CompileReply } from './compile-off-thread.js';
@@ -27,6 +29,20 @@ function answer(request: CompileRequest): CompileReply {
     if (error instanceof ConfigError) return { kind: 'invalid', signature, problems: [...error.problems] };
     return { kind: 'failed', message: errorMessage(error) };
   }
+}
+
+/**
+ * Decisions come first: on a busy machine the kernel should run the event
+ * loop before this thread. Linux keeps a nice value per thread
+ * (/proc/thread-self names this one); elsewhere the thread keeps the
+ * process's priority.
+ */
+const LOWER_PRIORITY = 10;
+try {
+  const threadId = Number(readlinkSync('/proc/thread-self').split('/').at(-1));
+  if (Number.isSafeInteger(threadId) && threadId > 0) setPriority(threadId, LOWER_PRIORITY);
+} catch {
+  // not Linux, or not allowed: the compile runs at the process's priority
 }
 
 parentPort?.on('message', (request: CompileRequest) => parentPort?.postMessage(answer(request)));
