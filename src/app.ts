@@ -34,7 +34,8 @@ export interface RunningApp {
   httpPort: number;
   grpcPort: number;
   metrics: Metrics;
-  reloadConfig(): void;
+  /** As SIGHUP: resolves true once a new config is in force, false when the old one stays (the error is logged). */
+  reloadConfig(): Promise<boolean>;
   /** Stops accepting, finishes in-flight requests, closes the store. */
   stop(): Promise<void>;
 }

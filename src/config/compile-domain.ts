@@ -2,7 +2,9 @@
 // every limit's integer math, bucket key prefix, header policy and metric
 // label are computed here once, so a request only looks things up. Problems
 // that only compiling reveals are collected, not thrown one by one, so
-// `check-config` can report them all.
+// `check-config` can report them all. The walk is a generator that pauses
+// after each descriptor node: a reload compiles a large config on the event
+// loop in short slices (compile-off-thread.ts), start-up runs it to the end.
 import { InternalError, LimitSpecError, type ConfigProblem } from '../errors.js';
 import type { CompiledDomain, HttpAction } from '../core/config-model.js';
 import { compileLimit } from '../core/limit.js';
@@ -135,30 +137,47 @@ function compileRule(
   });
 }
 
-function compileLevel(
+/** A compile in steps: each `yield` is a point where the caller may pause; the return value is the result. */
+export type CompileSteps<T> = Generator<void, T, void>;
+
+/** Runs `steps` to the end at once. */
+function runToEnd<T>(steps: CompileSteps<T>): T {
+  for (;;) {
+    const step = steps.next();
+    if (step.done === true) return step.value;
+  }
+}
+
+/** Every leaf shares these (most nodes are leaves): two Maps per leaf were a fifth of a large config's memory. */
+const NO_CHILDREN: ReadonlyMap<string, RuleNode> = new Map();
+const NO_WILDCARDS: readonly WildcardChild[] = Object.freeze([]);
+
+function* compileLevel(
   ctx: FileContext,
   nodes: readonly DescriptorNodeConfig[],
   parentId: string,
   parentPath: string,
   rule: CompiledRule | undefined,
   sharedValues: readonly (string | undefined)[],
-): RuleNode {
+): CompileSteps<RuleNode> {
   const exact = new Map<string, RuleNode>();
   const wildcards: WildcardChild[] = [];
   const keyOnly = new Map<string, RuleNode>();
-  nodes.forEach((node, i) => {
+  for (const [i, node] of nodes.entries()) {
     const path = `${parentPath}descriptors[${i}]`;
     const id = parentId === '' ? labelSegment(node) : `${parentId}.${labelSegment(node)}`;
     const value = node.value ?? '';
     const wildcard = value.includes('*');
     // share_threshold: this entry's value in bucket keys is the wildcard itself (one shared bucket).
     const shared = [...sharedValues, wildcard && node.share_threshold === true ? value : undefined];
-    const child = compileLevel(ctx, node.descriptors ?? [], id, `${path}.`, compileRule(ctx, node, id, path, shared), shared);
+    const child = yield* compileLevel(ctx, node.descriptors ?? [], id, `${path}.`, compileRule(ctx, node, id, path, shared), shared);
     // Sibling uniqueness is checked by the schema; these maps cannot collide.
     if (value === '') keyOnly.set(node.key, child);
     else if (wildcard) wildcards.push(Object.freeze({ key: node.key, parts: Object.freeze(value.split('*')), node: child }));
     else exact.set(exactKey(node.key, value), child);
-  });
+    yield;
+  }
+  if (nodes.length === 0) return Object.freeze({ rule, exact: NO_CHILDREN, wildcards: NO_WILDCARDS, keyOnly: NO_CHILDREN });
   return Object.freeze({ rule, exact, wildcards: Object.freeze(wildcards), keyOnly });
 }
 
@@ -207,6 +226,15 @@ export function compileDomain(
   problems: ConfigProblem[],
   store?: StoreSupport,
 ): CompiledDomain | undefined {
+  return runToEnd(compileDomainSteps(files, problems, store));
+}
+
+/** compileDomain in steps, pausing after each descriptor node. */
+export function* compileDomainSteps(
+  files: readonly ValidatedFile[],
+  problems: ConfigProblem[],
+  store?: StoreSupport,
+): CompileSteps<CompiledDomain | undefined> {
   const first = files[0];
   if (first === undefined) throw new InternalError('compileDomain needs at least one file');
   const name = first.config.domain;
@@ -234,7 +262,7 @@ export function compileDomain(
       if (earlier === undefined) topLevel.set(composite, { file, index });
       return true;
     });
-    const root = compileLevel(ctx, nodes, '', '', undefined, []);
+    const root = yield* compileLevel(ctx, nodes, '', '', undefined, []);
     for (const node of kept) {
       const value = node.value ?? '';
       if (value === '') keyOnly.set(node.key, root.keyOnly.get(node.key)!);

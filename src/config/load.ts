@@ -2,12 +2,13 @@
 // validates every file against the schema and compiles it. Problems throw one
 // ConfigError listing every problem of every file, each naming the file, the
 // path inside it and what is wrong.
+import { createHash } from 'node:crypto';
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { isMap, isPair, isScalar, isSeq, LineCounter, parseAllDocuments, type Node as YamlNode } from 'yaml';
-import { ConfigError, errorMessage, type ConfigProblem } from '../errors.js';
+import { ConfigError, InternalError, errorMessage, type ConfigProblem } from '../errors.js';
 import type { CompiledConfig, CompiledDomain } from '../core/config-model.js';
-import { compileDomain, type StoreSupport, type ValidatedFile } from './compile-domain.js';
+import { compileDomain, compileDomainSteps, type CompileSteps, type StoreSupport, type ValidatedFile } from './compile-domain.js';
 import { describeAllIssues } from './describe-issue.js';
 import { locate, type Position } from './locate.js';
 import { BOOLEAN_FIELDS, configFileSchema } from './schema.js';
@@ -58,6 +59,13 @@ export function listConfigFiles(path: string): string[] {
     throw new ConfigError(path, '', 'no *.yaml or *.yml files in this directory');
   }
   return files;
+}
+
+/** What sources say, in a few bytes: equal for equal names and texts (the watcher compares these). */
+export function sourcesSignature(sources: readonly ConfigSource[]): string {
+  const hash = createHash('sha256');
+  for (const { file, text } of sources) hash.update(`${file}\u0000${text.length}\u0000`).update(text);
+  return hash.digest('base64url');
 }
 
 export function readConfigSources(path: string): ConfigSource[] {
@@ -187,12 +195,13 @@ function validateSource(source: ConfigSource, store: StoreSupport | undefined): 
   return { validated: { file, config: parsed.data, document: deepFreeze(plain) }, problems: [], where };
 }
 
-/**
- * Compiles already-read sources into one config. Throws one ConfigError with
- * every problem of every file (a domain defined twice without mergeDomains
- * included), each with its line and column where the file could be parsed.
- */
-export function compileSources(path: string, sources: readonly ConfigSource[], options: LoadOptions = {}): CompiledConfig {
+/** A config that compiled, and the validated files of each domain it came from. */
+interface Checked {
+  config: CompiledConfig;
+  domains: ValidatedFile[][];
+}
+
+function compileChecked(path: string, sources: readonly ConfigSource[], options: LoadOptions): Checked {
   const problems: ConfigProblem[] = [];
   const byDomain = new Map<string, ValidatedFile[]>();
   const whereIn = new Map<string, CheckedSource['where']>();
@@ -222,6 +231,44 @@ export function compileSources(path: string, sources: readonly ConfigSource[], o
     throw new ConfigError(problems.map((problem) =>
       (problem.line !== undefined ? problem : { ...problem, ...whereIn.get(problem.file)?.(problem.path) })));
   }
+  return { config: Object.freeze({ domains, source: path, loadedAtMs: Date.now() }), domains: [...byDomain.values()] };
+}
+
+/**
+ * Compiles already-read sources into one config. Throws one ConfigError with
+ * every problem of every file (a domain defined twice without mergeDomains
+ * included), each with its line and column where the file could be parsed.
+ */
+export function compileSources(path: string, sources: readonly ConfigSource[], options: LoadOptions = {}): CompiledConfig {
+  return compileChecked(path, sources, options).config;
+}
+
+/**
+ * Checks sources as compileSources does (throwing the same ConfigError) and
+ * returns each domain's validated files: what compileValidatedSteps builds
+ * the same config from, elsewhere (a reload checks in a worker thread).
+ */
+export function validateSources(path: string, sources: readonly ConfigSource[], options: LoadOptions = {}): ValidatedFile[][] {
+  return compileChecked(path, sources, options).domains;
+}
+
+/**
+ * Compiles what validateSources returned, in steps (see CompileSteps): the
+ * config compileSources would have returned. With other load options than
+ * the check used, a problem it finds is an InternalError.
+ */
+export function* compileValidatedSteps(
+  path: string,
+  validated: readonly (readonly ValidatedFile[])[],
+  options: LoadOptions = {},
+): CompileSteps<CompiledConfig> {
+  const problems: ConfigProblem[] = [];
+  const domains = new Map<string, CompiledDomain>();
+  for (const files of validated) {
+    const domain = yield* compileDomainSteps(files, problems, options.store);
+    if (domain !== undefined) domains.set(domain.name, domain);
+  }
+  if (problems.length > 0) throw new InternalError(`a checked config failed to compile: ${new ConfigError(problems).message}`);
   return Object.freeze({ domains, source: path, loadedAtMs: Date.now() });
 }
 

@@ -1,10 +1,13 @@
 // Owns the config in force and replaces it on SIGHUP or when the files change.
 // A reload compiles everything first and swaps one reference, so a request
 // sees either the old config or the new one; a broken edit keeps the old one.
+// Start-up compiles on the spot (nothing is served yet); a reload compiles off
+// the event loop (compile-off-thread.ts), so decisions go on meanwhile.
 import { watch, statSync, type FSWatcher } from 'node:fs';
 import { dirname } from 'node:path';
 import type { CompiledConfig } from '../core/config-model.js';
-import { compileSources, listConfigFiles, readConfigSources, type ConfigSource, type LoadOptions } from './load.js';
+import { OffThreadCompiler } from './compile-off-thread.js';
+import { compileSources, listConfigFiles, readConfigSources, sourcesSignature, type LoadOptions } from './load.js';
 import { errorMessage } from '../errors.js';
 
 export type ReloadReason = 'signal' | 'file';
@@ -32,10 +35,6 @@ export interface ConfigWatcherOptions {
 const DEFAULT_DEBOUNCE_MS = 150;
 const DEFAULT_MAX_DEBOUNCE_MS = 2_000;
 const DEFAULT_POLL_INTERVAL_MS = 3_000;
-
-function signatureOf(sources: readonly ConfigSource[]): string {
-  return sources.map((source) => `${source.file}\u0000${source.text}`).join('\u0000\u0000');
-}
 
 /** Cheap change detector: names, inodes, sizes and mtimes of the config files. */
 function statSignature(path: string): string {
@@ -67,6 +66,13 @@ export class ConfigWatcher {
   private lastStats = '';
   private started = false;
   private closed = false;
+  private readonly compiler = new OffThreadCompiler();
+  /** Stops the reload under way (close()). */
+  private readonly closing = new AbortController();
+  /** The reload under way, if any. */
+  private running: Promise<boolean> | undefined;
+  /** A reload asked for while one runs: it starts when that one ends, for everyone who asked meanwhile. */
+  private queued: { reason: ReloadReason; result: Promise<boolean> } | undefined;
 
   /** Loads `path` now; throws ConfigError when it is invalid (fatal at start-up). */
   constructor(path: string, callbacks: ConfigWatcherCallbacks, options: ConfigWatcherOptions = {}) {
@@ -79,7 +85,7 @@ export class ConfigWatcher {
     this.load = options.load ?? {};
     const sources = readConfigSources(path);
     this.config = compileSources(path, sources, this.load);
-    this.lastAttempt = signatureOf(sources);
+    this.lastAttempt = sourcesSignature(sources);
   }
 
   /** The config in force. Read it once per request and use that one object throughout. */
@@ -88,34 +94,63 @@ export class ConfigWatcher {
   }
 
   /**
-   * Loads everything, then swaps. Returns true when a new config is in force.
-   * 'signal' (SIGHUP) always reloads; 'file' skips content it has already tried.
+   * Loads everything, then swaps. Resolves true when a new config is in force
+   * (after onReload), false when not (after onReloadError, or for nothing
+   * new); never rejects. 'signal' (SIGHUP) always reloads; 'file' skips
+   * content it has already tried. One reload runs at a time: asked again
+   * meanwhile, it reloads once more when that one ends (the files may have
+   * changed after they were read), as 'signal' if any of the asks was.
    */
-  reload(reason: ReloadReason): boolean {
-    let sources: ConfigSource[];
-    try {
-      sources = readConfigSources(this.path);
-    } catch (error: unknown) {
-      return this.failed(`unreadable:${errorMessage(error)}`, error, reason);
+  reload(reason: ReloadReason): Promise<boolean> {
+    if (this.closed) return Promise.resolve(false);
+    if (this.running === undefined) return this.begin(reason);
+    if (this.queued === undefined) {
+      const queued = { reason, result: Promise.resolve(false) };
+      queued.result = this.running.then(() => {
+        this.queued = undefined;
+        return this.begin(queued.reason);
+      });
+      this.queued = queued;
+    } else if (reason === 'signal') {
+      this.queued.reason = 'signal';
     }
-    const signature = signatureOf(sources);
-    if (reason === 'file' && signature === this.lastAttempt) return false;
-    let next: CompiledConfig;
-    try {
-      next = compileSources(this.path, sources, this.load);
-    } catch (error: unknown) {
-      return this.failed(signature, error, reason);
-    }
-    this.lastAttempt = signature;
-    this.config = next;
-    this.callbacks.onReload(next, reason);
-    return true;
+    return this.queued.result;
   }
 
-  private failed(signature: string, error: unknown, reason: ReloadReason): false {
+  private begin(reason: ReloadReason): Promise<boolean> {
+    const run = this.attempt(reason).finally(() => {
+      if (this.running === run) this.running = undefined;
+    });
+    this.running = run;
+    return run;
+  }
+
+  private async attempt(reason: ReloadReason): Promise<boolean> {
+    if (this.closed) return false;
+    const outcome = await this.compiler.compile(
+      { path: this.path, options: this.load, skipIfSignature: reason === 'file' ? this.lastAttempt : undefined },
+      this.closing.signal,
+    );
+    if (this.closed) return false;
+    switch (outcome.kind) {
+      case 'unchanged':
+      case 'cancelled':
+        return false;
+      case 'failed':
+        return this.failed(outcome.signature, outcome.error, reason);
+      case 'compiled':
+        this.lastAttempt = outcome.signature;
+        this.config = outcome.config;
+        this.callbacks.onReload(outcome.config, reason);
+        return true;
+    }
+  }
+
+  /** `signature` undefined: the compile itself failed, not the files; the next file event tries again. */
+  private failed(signature: string | undefined, error: unknown, reason: ReloadReason): false {
     // The same broken state seen again by the poll is reported once, not every tick.
     if (reason === 'file' && signature === this.lastAttempt) return false;
-    this.lastAttempt = signature;
+    if (signature !== undefined) this.lastAttempt = signature;
     this.callbacks.onReloadError(error, reason);
     return false;
   }
@@ -135,6 +170,8 @@ export class ConfigWatcher {
   /** Releases every watcher and timer; the process can exit afterwards. */
   close(): void {
     this.closed = true;
+    this.closing.abort();
+    this.compiler.close();
     this.fsWatcher?.close();
     this.fsWatcher = undefined;
     if (this.debounceTimer !== undefined) clearTimeout(this.debounceTimer);
@@ -186,7 +223,7 @@ export class ConfigWatcher {
       this.debounceTimer = undefined;
       if (this.closed) return;
       this.lastStats = statSignature(this.path);
-      this.reload('file');
+      void this.reload('file');
     }, delay);
     this.debounceTimer.unref();
   }

@@ -6,9 +6,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { CompiledConfig } from '../../src/core/config-model.js';
 import { ConfigWatcher, type ConfigWatcherOptions, type ReloadReason } from '../../src/config/watch.js';
+import { exactKey } from '../../src/core/rules.js';
 import { ConfigError } from '../../src/errors.js';
+import { bigConfigYaml } from '../helpers/big-config.js';
 
-const DEADLINE_MS = 5_000;
+const DEADLINE_MS = 20_000;
 const FAST: ConfigWatcherOptions = { debounceMs: 20, pollIntervalMs: 0 };
 
 function config(domain: string, requestsPerUnit: number): string {
@@ -108,17 +110,17 @@ t.test('reverting a broken edit to the config in force is reported as a reload',
 t.test('reload("signal") reloads at once, even when nothing changed', async (t) => {
   const h = harness(t, { ...FAST, fsWatch: false });
   const before = h.watcher.current();
-  t.equal(h.watcher.reload('signal'), true);
+  t.equal(await h.watcher.reload('signal'), true);
   t.not(h.watcher.current(), before, 'a fresh config object');
   t.same(h.reloads.map((r) => r.reason), ['signal']);
 
   writeFileSync(h.file, config('shop', 7));
-  t.equal(h.watcher.reload('signal'), true);
+  t.equal(await h.watcher.reload('signal'), true);
   t.equal(rateOf(h.watcher.current()), 7);
 
   writeFileSync(h.file, 'domain: ""\n');
   const inForce = h.watcher.current();
-  t.equal(h.watcher.reload('signal'), false);
+  t.equal(await h.watcher.reload('signal'), false);
   t.equal(h.watcher.current(), inForce);
   t.equal(h.errors.length, 1);
   t.equal(h.errors[0]?.reason, 'signal');
@@ -128,7 +130,7 @@ t.test('reload("signal") reloads at once, even when nothing changed', async (t) 
 t.test('reload("file") with unchanged content does nothing', async (t) => {
   const h = harness(t, { ...FAST, fsWatch: false });
   const before = h.watcher.current();
-  t.equal(h.watcher.reload('file'), false);
+  t.equal(await h.watcher.reload('file'), false);
   t.equal(h.watcher.current(), before);
   t.same(h.reloads, []);
 });
@@ -232,12 +234,72 @@ t.test('a reload the store cannot decide (sliding_window on Redis) keeps the old
   const store = { name: 'the Redis store', algorithms: ['token_bucket', 'fixed_window'] as const };
   const h = harness(t, { ...FAST, fsWatch: false, load: { store, mergeDomains: true } }, 'dir');
   writeFileSync(join(h.dir, 'more.yaml'), 'domain: shop\ndescriptors:\n  - key: user\n    rate_limit: { unit: minute, requests_per_unit: 3 }\n');
-  t.equal(h.watcher.reload('signal'), true, 'a second file of the same domain is merged');
+  t.equal(await h.watcher.reload('signal'), true, 'a second file of the same domain is merged');
   t.same([...h.watcher.current().domains.get('shop')!.root.keyOnly.keys()], ['user', 'api_key']);
   const inForce = h.watcher.current();
   writeFileSync(join(h.dir, 'more.yaml'), 'domain: shop\ndescriptors:\n  - key: user\n    rate_limit: { unit: minute, requests_per_unit: 3, algorithm: sliding_window }\n');
-  t.equal(h.watcher.reload('signal'), false);
+  t.equal(await h.watcher.reload('signal'), false);
   t.equal(h.watcher.current(), inForce, 'the old config stays in force');
   t.equal((h.errors[0]?.error as Error).message,
     `${join(h.dir, 'more.yaml')}:4:55: descriptors[0].rate_limit.algorithm: sliding_window is not supported by the Redis store yet (it supports token_bucket, fixed_window); use the memory store or another algorithm`);
+});
+
+t.test('a reload of a large config does not hold the event loop: decisions meanwhile see the old config, after it the new one', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'rl-watch-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const file = join(dir, 'big.yaml');
+  writeFileSync(file, bigConfigYaml(10_000));
+  const watcher = new ConfigWatcher(file, { onReload: () => {}, onReloadError: (error) => t.fail(String(error)) }, { ...FAST, fsWatch: false });
+  t.teardown(() => watcher.close());
+  const before = watcher.current();
+  writeFileSync(file, bigConfigYaml(10_000).replace('requests_per_unit: 52\n', 'requests_per_unit: 7\n'));
+  const limitOf = (config: CompiledConfig): number | undefined => config.domains.get('big')?.root.exact.get(exactKey('api_key', 'key-2'))?.rule?.limits[0]?.spec.requestsPerUnit;
+  t.equal(limitOf(before), 52);
+
+  // A "decision" every timer tick while the reload runs: which config it would use.
+  const seen: CompiledConfig[] = [];
+  let reloading = true;
+  const decide = (): void => {
+    seen.push(watcher.current());
+    if (reloading) setTimeout(decide, 1);
+  };
+  setTimeout(decide, 1);
+  const reloaded = watcher.reload('signal');
+  t.equal(seen.length, 0, 'reload() returns before compiling anything');
+  t.equal(await reloaded, true);
+  reloading = false;
+  const after = watcher.current();
+  t.equal(limitOf(after), 7);
+  const during = seen.filter((config) => config === before).length;
+  t.ok(during > 0, `${during} decisions during the reload used the old config`);
+  t.same(seen.filter((config) => config !== before && config !== after), [], 'every decision saw the old or the new config, whole');
+  t.equal(seen.findIndex((config) => config === after), seen.length === during ? -1 : during, 'none saw the old one after the new one');
+});
+
+t.test('asks during a reload make one more reload after it, a signal reload if any ask was a signal', async (t) => {
+  const h = harness(t, { ...FAST, fsWatch: false });
+  const first = h.watcher.reload('signal');
+  const second = h.watcher.reload('file');
+  const third = h.watcher.reload('signal');
+  t.equal(second, third, 'asks during a reload share the next one');
+  t.same(await Promise.all([first, second]), [true, true], 'the next one ran as a signal: it reloads unchanged files');
+  t.same(h.reloads.map((r) => r.reason), ['signal', 'signal'], 'three asks, two reloads');
+
+  const fourth = h.watcher.reload('signal');
+  const fifth = h.watcher.reload('file');
+  t.same(await Promise.all([fourth, fifth]), [true, false], 'a file event during a reload, files unchanged: nothing new');
+  t.equal(h.reloads.length, 3);
+});
+
+t.test('close() during a reload: it ends without a callback and the old config stays', async (t) => {
+  const h = harness(t, { ...FAST, fsWatch: false });
+  const before = h.watcher.current();
+  writeFileSync(h.file, config('shop', 3));
+  const reloading = h.watcher.reload('signal');
+  h.watcher.close();
+  t.equal(await reloading, false);
+  t.equal(h.watcher.current(), before);
+  t.same(h.reloads, []);
+  t.same(h.errors, []);
+  t.equal(await h.watcher.reload('signal'), false, 'a closed watcher does not reload');
 });

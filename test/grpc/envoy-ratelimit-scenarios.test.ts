@@ -154,7 +154,7 @@ t.test('config reload: an unknown domain becomes limited (testConfigReload)', as
   t.same(response.statuses, [{ code: OK, current_limit: null, limit_remaining: 0, duration_until_reset: null }], 'not loaded yet');
 
   copyFileSync(join(FIXTURES, 'reload.yaml'), join(dir, 'reload.yaml'));
-  h.app.reloadConfig();
+  await h.app.reloadConfig();
   await awayFromWindowEdge(1000, 300);
   ({ response } = await call(h.rls, 'ShouldRateLimit', rlsRequest('reload', [[['key1', 'foo' + fresh()]]])));
   t.equal(response.overall_code, OK);
