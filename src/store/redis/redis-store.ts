@@ -30,9 +30,10 @@
  */
 import type { Cluster } from 'ioredis';
 import type { StoreDecision, StoreHealth } from '../../core/store.js';
-import type { BucketOp } from '../../core/types.js';
+import type { BucketOp, BucketOutcome } from '../../core/types.js';
 import { StoreCallError, errorMessage } from '../../errors.js';
 import { Batcher } from './batcher.js';
+import { RedisBucketAdmin } from './bucket-admin.js';
 import { connectedServer, createRedisConnection, type RedisConnection } from './connection.js';
 import { withRedisDeadline } from './deadline.js';
 import { redisErrorWords } from './error-words.js';
@@ -80,6 +81,7 @@ class RedisStoreImpl implements RegionalStore {
   private readonly logger: StoreLogger;
   private readonly events: Partial<StoreEvents>;
   private readonly presence: Presence | undefined;
+  private readonly admin: RedisBucketAdmin;
   private closed = false;
   private lastError = '';
   private lastErrorLogMs = -Infinity;
@@ -137,7 +139,8 @@ class RedisStoreImpl implements RegionalStore {
       });
     }
     // Heartbeats count the sidecars: the automatic divisor, and the lease sizes of global limits.
-    if (options.fallbackDivisor === 'auto' || (options.region !== undefined && options.regions !== undefined)) {
+    const decides = options.sidecar !== false;
+    if (decides && (options.fallbackDivisor === 'auto' || (options.region !== undefined && options.regions !== undefined))) {
       const presence = new Presence(this.library, `${options.redisKeyPrefix}{sidecars}presence`, this.timeoutMs,
         () => !this.closed && client.status === 'ready',
         (count) => {
@@ -159,6 +162,7 @@ class RedisStoreImpl implements RegionalStore {
       uncertain: () => this.events.uncertainCall?.(),
     });
     this.mirror = new Mirror(options.local, options.mirror, this.logger);
+    this.admin = new RedisBucketAdmin(this.connection, this.topology, this.timeoutMs);
     const noteError = (error: unknown, message: string): void => this.noteError(error, message);
     const closed = (): boolean => this.closed;
     this.path = new RequestPath({
@@ -206,6 +210,20 @@ class RedisStoreImpl implements RegionalStore {
 
   decideInRedis(ops: readonly BucketOp[]): Promise<StoreDecision> {
     return this.path.decision(ops);
+  }
+
+  /** What Redis holds (never the mirror), for each op's cost, nothing taken. */
+  inspect(ops: readonly BucketOp[]): Promise<BucketOutcome[]> {
+    return this.admin.inspect(ops);
+  }
+
+  /** Deletes the buckets in Redis, then this sidecar's mirror of them (which would deny from what they held). */
+  async reset(ops: readonly BucketOp[]): Promise<number> {
+    try {
+      return await this.admin.reset(ops);
+    } finally {
+      this.mirror.forget(ops);
+    }
   }
 
   health(): StoreHealth {
