@@ -23,8 +23,8 @@ descriptors:
 `;
 
 /** Six clients (their keys spread over a Cluster's masters), a user with two limits, an ip, and a descriptor no limit matches. */
-export const CLIENTS = ['c0', 'c1', 'c2', 'c3', 'c4', 'c5'];
-export const ARGS = [...CLIENTS.map((c) => `api_key=${c}`), 'user=u1', 'ip=1.2.3.4', 'nope=x'];
+const CLIENTS = ['c0', 'c1', 'c2', 'c3', 'c4', 'c5'];
+const ARGS = [...CLIENTS.map((c) => `api_key=${c}`), 'user=u1', 'ip=1.2.3.4', 'nope=x'];
 const BODY = {
   descriptors: ARGS.map((arg) => {
     const [key, value] = arg.split('=') as [string, string];
@@ -34,7 +34,7 @@ const BODY = {
 /** Buckets the body matches: six clients, the user's two limits, the ip. */
 const BUCKETS = CLIENTS.length + 2 + 1;
 
-export interface Status {
+interface Status {
   code: string;
   limit: { requests_per_unit: number } | null;
   key?: string;
