@@ -9,6 +9,9 @@ import { homeRegion, parseRegions } from '../../src/core/regions.js';
 import { startRedis } from '../helpers/redis.js';
 import { post, startServer, type InspectAnswer } from './scenario.js';
 
+// A hang guard for the whole file (real servers, Redis and CLI processes on a shared machine), not a timing assertion.
+t.setTimeout(600_000);
+
 const CONFIG = 'domain: g\ndescriptors:\n  - key: g\n    rate_limit: { unit: hour, requests_per_unit: 10, scope: global }\n';
 
 await t.test('a global limit is inspected and reset at its home bucket, in its home region', async (t) => {

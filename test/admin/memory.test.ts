@@ -3,6 +3,9 @@
 import t from 'tap';
 import { badInput, inspectAndReset } from './scenario.js';
 
+// A hang guard for the whole file (real servers, Redis and CLI processes on a shared machine), not a timing assertion.
+t.setTimeout(600_000);
+
 await t.test('memory store: inspect shows, reset empties, through the admin listener; the CLI works on its own buckets', async (t) => {
   await inspectAndReset(t, { storeArgs: ['--store', 'memory'], shared: false });
 });

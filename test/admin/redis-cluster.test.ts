@@ -5,6 +5,9 @@ import t from 'tap';
 import { freePort, startRedisCluster } from '../helpers/redis.js';
 import { badInput, inspectAndReset, unreachable } from './scenario.js';
 
+// A hang guard for the whole file (real servers, Redis and CLI processes on a shared machine), not a timing assertion.
+t.setTimeout(600_000);
+
 await t.test('Redis Cluster: one request\'s buckets on several masters are inspected and reset, through the admin listener and the CLI', async (t) => {
   const cluster = await startRedisCluster({ t, masters: 3, replicasPerMaster: 1 });
   await inspectAndReset(t, {

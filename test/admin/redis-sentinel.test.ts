@@ -4,6 +4,9 @@ import t from 'tap';
 import { freePort, startSentinelGroup } from '../helpers/redis.js';
 import { badInput, inspectAndReset, post, runCli, startServer, unreachable, writeConfig, type InspectAnswer } from './scenario.js';
 
+// A hang guard for the whole file (real servers, Redis and CLI processes on a shared machine), not a timing assertion.
+t.setTimeout(600_000);
+
 await t.test('Sentinel: take, inspect twice, deny, reset, full, admit; through the admin listener and the CLI', async (t) => {
   const group = await startSentinelGroup({ t, replicas: 1 });
   const storeArgs = ['--redis-sentinel', group.sentinelAddresses, '--redis-sentinel-master', group.name];

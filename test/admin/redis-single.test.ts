@@ -6,6 +6,9 @@ import t from 'tap';
 import { freePort, startRedis } from '../helpers/redis.js';
 import { badInput, inspectAndReset, post, startServer, unreachable, writeConfig } from './scenario.js';
 
+// A hang guard for the whole file (real servers, Redis and CLI processes on a shared machine), not a timing assertion.
+t.setTimeout(600_000);
+
 await t.test('single Redis: take, inspect twice, deny, reset, full, admit; through the admin listener and the CLI', async (t) => {
   const redis = await startRedis({ t });
   await inspectAndReset(t, { storeArgs: ['--redis', redis.url, '--redis-key-prefix', 'single:'], shared: true });
@@ -35,7 +38,8 @@ await t.test('a reset clears the mirror of the sidecar it went through; another 
   const redis = await startRedis({ t });
   const config = writeConfig(t);
   const storeArgs = ['--redis', redis.url];
-  const [a, b] = await Promise.all([startServer(t, config, storeArgs), startServer(t, config, storeArgs)]);
+  const a = await startServer(t, config, storeArgs);
+  const b = await startServer(t, config, storeArgs);
   const c0 = { descriptors: [{ entries: [{ key: 'api_key', value: 'c0' }] }] };
   const check = async (url: string): Promise<{ status: number; retryAfter: number }> => {
     const response = await fetch(`${url}/v1/check`, { method: 'POST', body: JSON.stringify(c0) });

@@ -93,7 +93,8 @@ export function writeConfig(t: Test): string {
 
 export async function startServer(t: Test, config: string, storeArgs: string[]): Promise<ServerProcess & { adminUrl: string }> {
   // --admin-port 0 turns the listener off: give it a free port.
-  const server = await spawnServer(['--config', config, '--admin-port', String(await freePort()), ...storeArgs]);
+  // A generous start-up guard: the machine is shared, a start is not what is measured here.
+  const server = await spawnServer(['--config', config, '--admin-port', String(await freePort()), ...storeArgs], {}, 60_000);
   t.teardown(() => server.stop());
   return { ...server, adminUrl: `http://127.0.0.1:${server.adminPort}` };
 }
