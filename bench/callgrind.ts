@@ -74,7 +74,7 @@ export async function countInstructions(options: CountOptions): Promise<CountRes
   const serverArgs = options.server === 'bare'
     ? ['--import', 'tsx', join(ROOT, 'bench', 'servers', 'bare-fastify.ts'), '--port', String(httpPort)]
     : [join(dist, 'main.js'), 'serve', '--config', join(ROOT, 'bench', 'bench.yaml'), '--host', '127.0.0.1',
-      '--http-port', String(httpPort), '--grpc-port', String(grpcPort), '--log-level', 'warn', ...(options.serverArgs ?? [])];
+      '--http-port', String(httpPort), '--grpc-port', String(grpcPort), '--admin-port', '0', '--log-level', 'warn', ...(options.serverArgs ?? [])];
   const valgrind = spawn('valgrind', [
     '--tool=callgrind', '--instr-atstart=no', `--callgrind-out-file=${join(tmp, 'cg.%p.out')}`,
     process.execPath, '--single-threaded', ...(options.profile === true ? ['--perf-basic-prof', '--no-logfile-per-isolate', `--logfile=${join(tmp, 'v8.log')}`] : []),

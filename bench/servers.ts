@@ -39,7 +39,7 @@ export async function startOurServer(root: string, storeArgs: string[]): Promise
   const child = spawnChild('openclaw-ratelimit', process.execPath, [
     join(root, 'dist', 'main.js'), 'serve',
     '--config', join(root, 'bench', 'bench.yaml'),
-    '--host', '127.0.0.1', '--http-port', String(httpPort), '--grpc-port', String(grpcPort),
+    '--host', '127.0.0.1', '--http-port', String(httpPort), '--grpc-port', String(grpcPort), '--admin-port', '0',
     '--log-level', 'warn',
     ...storeArgs,
     ...EXTRA_SERVER_ARGS,

@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { BucketAdminService } from './admin-service.js';
 import type { CompiledConfig } from './core/config-model.js';
 import { Limiter } from './core/limiter.js';
 import { encodeUtf8Lossless } from './core/lossless-text.js';
@@ -13,6 +14,7 @@ import { createRedisStore, type RedisStore, type StoreEvents } from './store/red
 import { createGrpcServer, type GrpcServer } from './transport/grpc/server.js';
 import { RotatingServerCredentials } from './transport/grpc/tls-credentials.js';
 import { ClientAddressResolver } from './transport/http/client-address.js';
+import { createAdminServer, type AdminServer } from './transport/http/admin-server.js';
 import { createHttpServer, type HttpServer } from './transport/http/server.js';
 import { TlsFilesWatcher, loadTlsMaterial, type TlsFiles } from './transport/tls-files.js';
 import type { Logger } from './telemetry/logger.js';
@@ -21,7 +23,7 @@ import { storeEventsTelemetry } from './telemetry/store-events.js';
 import { clusterMetricsText, isWorker } from './workers.js';
 
 /** Long descriptor values are keyed by this digest (bounded keys, collision-resistant) of their original bytes. */
-function sha256Digest(text: string): string {
+export function sha256Digest(text: string): string {
   return createHash('sha256').update(encodeUtf8Lossless(text)).digest('base64url').slice(0, 32);
 }
 
@@ -33,6 +35,8 @@ function drainBudgetMs(shutdownTimeoutMs: number): number {
 export interface RunningApp {
   httpPort: number;
   grpcPort: number;
+  /** The admin listener's port; undefined when --admin-port is 0. */
+  adminPort: number | undefined;
   metrics: Metrics;
   /** As SIGHUP: resolves true once a new config is in force, false when the old one stays (the error is logged). */
   reloadConfig(): Promise<boolean>;
@@ -141,15 +145,28 @@ export async function startApp(settings: Settings, logger: Logger): Promise<Runn
     },
   });
   let grpc: GrpcServer | undefined;
+  let admin: AdminServer | undefined;
   try {
     const httpPort = await http.listen(settings.host, settings.httpPort);
     grpc = createGrpcServer(service, { responseHeaders: settings.responseHeaders, headerStyle: settings.headerStyle, logger });
     const grpcPort = await grpc.listen(settings.host, settings.grpcPort, grpcCredentials);
+    let adminPort: number | undefined;
+    if (settings.adminPort !== 0) {
+      admin = createAdminServer({
+        admin: new BucketAdminService({
+          config, limiter, store, decisions: service, digest: sha256Digest,
+          onReset: (domain, buckets) => logger.info({ domain, buckets }, 'buckets reset through the admin listener'),
+        }),
+        logger,
+        maxBodyBytes: settings.maxBodyBytes,
+      });
+      adminPort = await admin.listen(settings.adminHost, settings.adminPort);
+    }
     watcher.start();
     tlsWatcher?.start();
     logger.info(
       {
-        httpPort, grpcPort, store: store.kind, onStoreFailure: settings.onStoreFailure,
+        httpPort, grpcPort, adminPort, adminHost: adminPort === undefined ? undefined : settings.adminHost, store: store.kind, onStoreFailure: settings.onStoreFailure,
         domains: [...initial.domains.keys()], defaultDomain: settings.defaultDomain, shadow: settings.shadow,
         tls: tlsFiles === undefined ? 'off' : tlsFiles.clientCa === undefined ? 'on' : 'mtls',
       },
@@ -158,6 +175,7 @@ export async function startApp(settings: Settings, logger: Logger): Promise<Runn
     return {
       httpPort,
       grpcPort,
+      adminPort,
       metrics,
       reloadConfig: () => watcher.reload('signal'),
       stop: async () => {
@@ -165,14 +183,14 @@ export async function startApp(settings: Settings, logger: Logger): Promise<Runn
         tlsWatcher?.close();
         // Both drains share one budget inside --shutdown-timeout-ms, leaving room to close the store.
         const drainMs = drainBudgetMs(settings.shutdownTimeoutMs);
-        await Promise.all([http.drain(drainMs), grpc?.shutdown(drainMs)]);
+        await Promise.all([http.drain(drainMs), grpc?.shutdown(drainMs), admin?.close()]);
         await store.close();
       },
     };
   } catch (error: unknown) {
     watcher.close();
     tlsWatcher?.close();
-    await Promise.allSettled([http.app.close(), grpc?.shutdown(), store.close()]);
+    await Promise.allSettled([http.app.close(), grpc?.shutdown(), admin?.close(), store.close()]);
     throw error;
   }
 }

@@ -66,6 +66,9 @@ export function usage(): string {
     '  openclaw-ratelimit serve --config PATH [flags]',
     '  openclaw-ratelimit check-config [--merge-domains] [--store S] PATH...',
     '  openclaw-ratelimit check-config --help   (what check-config checks, its flags)',
+    '  openclaw-ratelimit inspect|reset --config PATH [store flags] [--domain D]',
+    '                                   key=value[,key=value...] ...',
+    '  openclaw-ratelimit inspect --help        (what inspect and reset do)',
     '',
     ...wrap('Flags of serve, each with its default and the environment variable it also reads (RL_ + its name in upper snake case); a flag wins over its variable.', WIDTH),
   ];
@@ -99,5 +102,30 @@ export function checkConfigUsage(): string {
     ...entry('-h, --help', 'this text'),
     '',
     ...wrap('Exit status: 0 all valid; 2 a problem in a file, or a usage error; 1 an unexpected failure.', WIDTH),
+  ].join('\n');
+}
+
+/** `inspect --help` and `reset --help`. */
+export function adminUsage(): string {
+  return [
+    'Usage: openclaw-ratelimit inspect --config PATH [store flags] [--domain D]',
+    '                                  key=value[,key=value...] ...',
+    '       openclaw-ratelimit reset   --config PATH [store flags] [--domain D]',
+    '                                  key=value[,key=value...] ...',
+    '',
+    ...wrap('One argument per descriptor, its entries in order (a value may not hold a comma). The config and the store are '
+      + "those of serve's flags and RL_* variables (--redis, --redis-cluster, --redis-sentinel, their credentials and TLS, "
+      + '--redis-key-prefix, --region, --regions), so in a sidecar\'s container the commands need no flags but the descriptors.', WIDTH),
+    '',
+    ...wrap('inspect prints, per descriptor, the bucket as the store holds it now, taking nothing: '
+      + '{"domain", "statuses": [{"code", "limit", "key", "limit_remaining", "duration_until_reset_ms"}]}. '
+      + 'reset deletes the state of every bucket the descriptors match (each is full again) and prints {"reset":N}, '
+      + 'N the buckets that held state. A running server answers the same on its admin listener (POST /v1/inspect, /v1/reset '
+      + 'on --admin-port); with the memory store only there, as its buckets live in the server.', WIDTH),
+    '',
+    ...entry('--domain D', 'the domain (default: --default-domain, else the only loaded one)'),
+    ...entry('-h, --help', 'this text'),
+    '',
+    ...wrap('Exit status: 0 done; 1 the store could not be reached or did not answer in time; 2 bad flags, config or descriptors.', WIDTH),
   ].join('\n');
 }

@@ -1,11 +1,12 @@
 #!/usr/bin/env node
 import { readFileSync } from 'node:fs';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { runAdminCommand, type AdminCommand } from './admin-command.js';
 import { startApp, type RunningApp } from './app.js';
 import { loadConfig } from './config/load.js';
 import { ConfigError, TlsConfigError, errorMessage } from './errors.js';
-import { checkConfigUsage, usage } from './help.js';
-import { FLAGS, SettingsError, resolveSettings } from './settings.js';
+import { adminUsage, checkConfigUsage, usage } from './help.js';
+import { FLAGS, SettingsError, resolveSettings, type Settings } from './settings.js';
 import { STORE_CAPABILITIES } from './store/capabilities.js';
 import { createLogger } from './telemetry/logger.js';
 import { isWorker, runPrimary } from './workers.js';
@@ -29,6 +30,9 @@ const CHECK_CONFIG_OPTIONS: ParseArgsConfig['options'] = {
   'merge-domains': { type: 'boolean' },
   store: { type: 'string' },
 };
+
+/** `inspect` and `reset` read the serve flags (the same store, the same RL_* variables) and --domain. */
+const ADMIN_OPTIONS: ParseArgsConfig['options'] = { ...SERVE_OPTIONS, domain: { type: 'string' } };
 
 /** A command line that parseArgs refused, or a flag value we refuse: exit 2 with the reason and which --help to read. */
 class UsageError extends SettingsError {
@@ -149,6 +153,25 @@ async function serve(args: string[]): Promise<number> {
   });
 }
 
+/** `inspect` / `reset`: exit 0, 1 when the store cannot be reached, 2 on bad input (docs/operations.md). */
+async function admin(command: AdminCommand, args: string[]): Promise<number> {
+  const help = `openclaw-ratelimit ${command} --help`;
+  const { values, positionals } = parse(args, ADMIN_OPTIONS, true, help);
+  if (values.help === true) {
+    process.stdout.write(`${adminUsage()}\n`);
+    return 0;
+  }
+  const { domain, ...flags } = values;
+  let settings: Settings;
+  try {
+    settings = resolveSettings(flags as Record<string, string | boolean>, process.env);
+  } catch (error: unknown) {
+    if (error instanceof SettingsError) throw new UsageError(`${command}: ${error.message}`, help);
+    throw error;
+  }
+  return runAdminCommand(command, settings, typeof domain === 'string' ? domain : undefined, positionals);
+}
+
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
   switch (command) {
@@ -156,6 +179,9 @@ async function main(argv: string[]): Promise<number> {
       return serve(rest);
     case 'check-config':
       return checkConfig(rest);
+    case 'inspect':
+    case 'reset':
+      return admin(command, rest);
     case '--version':
     case 'version':
       process.stdout.write(`${version()}\n`);

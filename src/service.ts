@@ -6,7 +6,7 @@
 // done (test/code/architecture.test.ts keeps it that way).
 import type { HttpRequestInput } from './core/http-actions.js';
 import type { RequestBounds } from './core/request-bounds.js';
-import type { Decision, DecisionRequest, Descriptor } from './core/types.js';
+import type { Decision, DecisionRequest, Descriptor, DescriptorStatus } from './core/types.js';
 
 /** Which API asked; a metric label. */
 export type Api = 'http_check' | 'http_auth' | 'http_auth_nginx' | 'grpc_rls' | 'grpc_authz';
@@ -66,4 +66,42 @@ export function decideHttpRequest(
   // No descriptor: allowed, nothing to report (and no store call, no metric).
   if (descriptors.length === 0) return { overallCode: 'OK', statuses: [], decidedBy: 'store', storeFailure: undefined, shadowOverLimit: false };
   return service.decide({ domain, descriptors }, api);
+}
+
+/** A request to the admin API: a /v1/check body, its domain not yet resolved. */
+export interface AdminRequest {
+  domain: string | undefined;
+  descriptors: Descriptor[];
+  hitsAddend?: number;
+}
+
+/** One limit's bucket as inspected: its status (nothing taken) and its store key. */
+export interface BucketStatus {
+  status: DescriptorStatus;
+  /** The bucket's store key; undefined when no limit matched (or the limit is unlimited). */
+  key: string | undefined;
+}
+
+/** One descriptor's buckets: the most restrictive one's, and each of them when it has several limits (`rate_limits`). */
+export interface DescriptorInspection extends BucketStatus {
+  limits?: BucketStatus[];
+}
+
+export interface Inspection {
+  domain: string;
+  /** One per descriptor, in order. */
+  statuses: DescriptorInspection[];
+}
+
+/**
+ * What the admin listener and the inspect/reset commands call. Both resolve
+ * the domain (an unknown one is an InvalidRequestError naming "domain") and
+ * check bounds as /v1/check does; both reject with StoreUnavailableError
+ * when the store cannot answer.
+ */
+export interface AdminService {
+  /** Each descriptor's bucket as the store holds it now, for the request's cost; takes nothing. */
+  inspect(request: AdminRequest): Promise<Inspection>;
+  /** Deletes the state of every bucket the request matches (each full again); resolves with how many had state. */
+  reset(request: AdminRequest): Promise<number>;
 }

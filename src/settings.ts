@@ -76,6 +76,8 @@ export const FLAGS = {
   'http-port': flag('string', 'HTTP port (/v1/check, /v1/auth*, /metrics, ...)', int(0, 65535), '8080'),
   'grpc-port': flag('string', 'gRPC port (ext_authz, RateLimitService, health)', int(0, 65535), '8081'),
   host: flag('string', 'address to listen on', text, '0.0.0.0'),
+  'admin-port': flag('string', 'admin listener: POST /v1/inspect and /v1/reset, no authentication; 0 = off', int(0, 65535), '8082'),
+  'admin-host': flag('string', 'address of the admin listener (keep it private: anyone reaching it can reset buckets)', text, '127.0.0.1'),
   store: flag('string', 'memory | redis (default: redis when a Redis address is given, else memory)',
     oneOf(['memory', 'redis']).optional()),
   redis: flag('string', 'single Redis: redis://[user:pass@]host:port[/db], rediss:// for TLS', redisUrl),
@@ -155,7 +157,7 @@ export const FLAG_GROUPS: readonly { readonly title: string; readonly flags: rea
   { title: 'Rules', flags: ['config', 'default-domain', 'merge-domains', 'shadow'] },
   {
     title: 'Listeners',
-    flags: ['host', 'http-port', 'grpc-port', 'workers', 'tls-cert', 'tls-key', 'tls-client-ca',
+    flags: ['host', 'http-port', 'grpc-port', 'admin-host', 'admin-port', 'workers', 'tls-cert', 'tls-key', 'tls-client-ca',
       'http-request-timeout-ms', 'http-keep-alive-timeout-ms', 'http-max-connections', 'shutdown-timeout-ms'],
   },
   {

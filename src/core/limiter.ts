@@ -45,12 +45,24 @@ export class Limiter {
    * else a promise of it.
    */
   decide(config: CompiledConfig, request: DecisionRequest): Decision | Promise<Decision> {
+    const plan = this.plan(config, request);
+    if (plan.ops.length === 0) return decisionOf(plan, NO_OUTCOMES);
+    const result = this.options.store.apply(plan.ops);
+    return result instanceof Promise ? result.then((decided) => decisionOf(plan, decided)) : decisionOf(plan, result);
+  }
+
+  /**
+   * The store ops a request makes (none for an unknown domain or when nothing
+   * matches), without deciding: `decisionOf` turns their outcomes into the
+   * request's decision. One plan makes one decision.
+   */
+  plan(config: CompiledConfig, request: DecisionRequest): RequestPlan {
     const { descriptors } = request;
     const domain = config.domains.get(request.domain);
     const statuses: DescriptorStatus[] = new Array(descriptors.length);
     if (domain === undefined) {
       statuses.fill(NO_LIMIT_STATUS);
-      return { overallCode: 'OK', decidedBy: 'store', statuses, storeFailure: undefined, shadowOverLimit: false };
+      return { rules: [], statuses, ops: [], opIndex: [], opLimits: [] };
     }
     const rules = this.matchRules(domain, descriptors);
     const replaced = replacedNames(rules);
@@ -91,10 +103,7 @@ export class Limiter {
       }
       if (ops.length === first) statuses[i] = NO_LIMIT_STATUS;
     }
-    const batch: Batch = { rules, statuses, ops, opIndex, opLimits };
-    if (ops.length === 0) return finish(batch, NO_OUTCOMES);
-    const result = this.options.store.apply(ops);
-    return result instanceof Promise ? result.then((decided) => finish(batch, decided)) : finish(batch, result);
+    return { rules, statuses, ops, opIndex, opLimits };
   }
 
   private matchRules(domain: CompiledDomain, descriptors: readonly Descriptor[]): (CompiledRule | undefined)[] {
@@ -131,10 +140,10 @@ export class Limiter {
   }
 }
 
-/** A request's store batch and what the decision needs of it besides the outcomes. */
-interface Batch {
+/** A request's store batch and what the decision needs of it besides the outcomes (Limiter.plan). */
+export interface RequestPlan {
   readonly rules: readonly (CompiledRule | undefined)[];
-  /** Filled for descriptors without ops; finish fills the rest. */
+  /** Filled for descriptors without ops; decisionOf fills the rest. */
   readonly statuses: DescriptorStatus[];
   readonly ops: readonly BucketOp[];
   /** For op k: the descriptor it belongs to and the limit it applies. */
@@ -144,9 +153,12 @@ interface Batch {
 
 const NO_OUTCOMES: StoreDecision = Object.freeze({ outcomes: [], fallback: undefined });
 
-/** The decision from a batch's outcomes: one status per limit, then per descriptor the most restrictive of its limits. */
-function finish(batch: Batch, result: StoreDecision): Decision {
-  const { rules, statuses, ops, opIndex, opLimits } = batch;
+/**
+ * The decision from a plan's outcomes (one per op, in order): one status per
+ * limit, then per descriptor the most restrictive of its limits.
+ */
+export function decisionOf(plan: RequestPlan, result: StoreDecision): Decision {
+  const { rules, statuses, ops, opIndex, opLimits } = plan;
   const { outcomes } = result;
   let overallCode: Decision['overallCode'] = 'OK';
   let shadowOverLimit = false;

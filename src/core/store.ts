@@ -46,3 +46,22 @@ export interface Store {
   health(): StoreHealth;
   close(): Promise<void>;
 }
+
+/**
+ * An operator's view of the buckets (the admin listener, the inspect and
+ * reset commands). Never decides and never takes: it reads what the store
+ * itself holds (for Redis: Redis, not this process's mirror of it) and
+ * deletes state. Rejects with StoreUnavailableError (its message in our
+ * words) when the store cannot answer within its deadline: no failure policy
+ * applies to an operator's call.
+ */
+export interface BucketAdmin {
+  /**
+   * Each op's bucket as it is now, evaluated for the op's cost with nothing
+   * taken: `allowed` says whether that cost would pass now, `remaining` what
+   * the bucket holds.
+   */
+  inspect(ops: readonly BucketOp[]): BucketOutcome[] | Promise<BucketOutcome[]>;
+  /** Deletes the state of each op's bucket (a bucket without state is full); resolves with how many had state. */
+  reset(ops: readonly BucketOp[]): number | Promise<number>;
+}

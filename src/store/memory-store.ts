@@ -1,5 +1,5 @@
-import { evaluateBatch, takes, type BatchEvaluation, type BucketState } from '../core/bucket.js';
-import type { Store, StoreDecision, StoreHealth } from '../core/store.js';
+import { evaluate, evaluateBatch, takes, type BatchEvaluation, type BucketState } from '../core/bucket.js';
+import type { BucketAdmin, Store, StoreDecision, StoreHealth } from '../core/store.js';
 import type { BucketOp, BucketOutcome } from '../core/types.js';
 import { monotonicClockUs, type ClockUs } from './clock.js';
 
@@ -30,7 +30,7 @@ export interface MemoryStoreOptions {
  * that was not full forgets its debt — the trade-off for bounded memory under
  * a spray of unique keys (documented in docs/operations.md "Memory store").
  */
-export class MemoryStore implements Store {
+export class MemoryStore implements Store, BucketAdmin {
   readonly kind = 'memory' as const;
   readonly clock: ClockUs;
   private readonly buckets = new Map<string, Entry>();
@@ -94,6 +94,23 @@ export class MemoryStore implements Store {
       const oldest = this.buckets.keys().next();
       if (oldest.done !== true) this.buckets.delete(oldest.value);
     }
+  }
+
+  /** Each op's bucket now, for its cost, nothing taken (see BucketAdmin). */
+  inspect(ops: readonly BucketOp[]): BucketOutcome[] {
+    const now = this.clock();
+    return ops.map((op) => evaluate(op.limit, this.read(op.key, now), now, op.cost).untaken);
+  }
+
+  /** Forgets each op's bucket (full again); returns how many held state. */
+  reset(ops: readonly BucketOp[]): number {
+    const now = this.clock();
+    let count = 0;
+    for (const key of new Set(ops.map((op) => op.key))) {
+      if (this.read(key, now) !== null) count++;
+      this.buckets.delete(key);
+    }
+    return count;
   }
 
   health(): StoreHealth {

@@ -1,7 +1,7 @@
 // `--help` is generated from the flag table: every flag shown once, in a
 // group, within 80 columns; `check-config --help` explains its own flags.
 import t from 'tap';
-import { checkConfigUsage, usage } from '../../src/help.js';
+import { adminUsage, checkConfigUsage, usage } from '../../src/help.js';
 import { FLAG_GROUPS, FLAGS, envName } from '../../src/settings.js';
 
 const WIDTH = 80;
@@ -37,4 +37,15 @@ t.test('check-config --help explains --merge-domains and --store, within 80 colu
   t.match(text, /--store memory\|redis +check that the store serve will use decides every\s+limit/);
   t.match(text, 'RL_MERGE_DOMAINS');
   t.match(text, /Exit status: 0/);
+});
+
+t.test('inspect/reset --help explains the descriptors, the JSON and the exit codes, within 80 columns', async (t) => {
+  const text = adminUsage();
+  t.same(text.split('\n').filter((line) => line.length > WIDTH), []);
+  t.match(text, 'key=value[,key=value...]');
+  t.match(text, /--domain D +the domain/);
+  t.match(text, '"limit_remaining"');
+  t.match(text, '{"reset":N}');
+  t.match(text, /Exit status: 0 done; 1 the store could not be reached/);
+  t.match(usage(), /openclaw-ratelimit inspect\|reset --config PATH/, 'the commands are in the main --help');
 });

@@ -148,6 +148,18 @@ t.test('against the built server', async (t) => {
     }
   });
 
+  t.test('the admin port (no authentication) stays on loopback and is published nowhere', async (t) => {
+    const adminPort = Number(defaultOf('admin-port'));
+    t.equal(adminPort, 8082, 'admin listener on 8082 by default');
+    t.equal(defaultOf('admin-host'), '127.0.0.1', 'bound to loopback by default');
+    for (const [port, files] of collect(new RegExp(`\\b(${adminPort})\\b`, 'g'))) t.fail(`port ${port} appears in ${files.join(', ')}`);
+    for (const [name, files] of collect(/\b(RL_ADMIN_HOST)\b/g)) t.fail(`${name} is set in ${files.join(', ')}: the admin listener stays on loopback`);
+    t.match(text(join(REPO_ROOT, 'Dockerfile')), new RegExp(`^EXPOSE ${httpPort} ${grpcPort}$`, 'm'), 'the Dockerfile exposes only HTTP and gRPC');
+    for (const name of ['ratelimit-1', 'ratelimit-2']) {
+      t.equal(resolveSettings({}, compose.services[name].environment as Record<string, string>).adminHost, '127.0.0.1', `${name}: admin on loopback`);
+    }
+  });
+
   t.test('compose wiring', async (t) => {
     for (const name of ['ratelimit-1', 'ratelimit-2']) {
       const service = compose.services[name];

@@ -125,6 +125,7 @@ export async function startRateLimitServer(
     '--config', configPath,
     '--http-port', String(httpPort),
     '--grpc-port', String(grpcPort),
+    '--admin-port', '0',
     '--host', '127.0.0.1',
     '--log-level', 'warn',
     ...extraArgs,

@@ -16,7 +16,7 @@ export interface AppHarness {
 
 export async function startAppHarness(configPath: string, flags: Record<string, string | boolean> = {}): Promise<AppHarness> {
   const settings = resolveSettings(
-    { config: configPath, 'http-port': '0', 'grpc-port': '0', host: '127.0.0.1', store: 'memory', ...flags },
+    { config: configPath, 'http-port': '0', 'grpc-port': '0', 'admin-port': '0', host: '127.0.0.1', store: 'memory', ...flags },
     {},
   );
   const app = await startApp(settings, pino({ level: 'silent' }));

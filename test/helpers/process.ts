@@ -9,6 +9,8 @@ export interface ServerProcess {
   httpUrl: string;
   httpPort: number;
   grpcPort: number;
+  /** The admin listener's port (spawnServer binds it to a free one). */
+  adminPort: number;
   output(): string;
   /** Resolves with the exit code (or signal name). */
   exited: Promise<number | string>;
@@ -18,7 +20,7 @@ export interface ServerProcess {
 /** Runs `node dist/main.js serve ...` (built by `npm test`), waits until it listens; ports 0 = free ports. */
 export async function spawnServer(args: string[], env: NodeJS.ProcessEnv = {}, timeoutMs = 15_000): Promise<ServerProcess> {
   if (!existsSync(MAIN)) throw new Error(`${MAIN} is missing: run "npm run build" first`);
-  const child = spawn(process.execPath, [MAIN, 'serve', '--host', '127.0.0.1', '--http-port', '0', '--grpc-port', '0', ...args], {
+  const child = spawn(process.execPath, [MAIN, 'serve', '--host', '127.0.0.1', '--http-port', '0', '--grpc-port', '0', '--admin-port', '0', ...args], {
     env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
@@ -26,7 +28,7 @@ export async function spawnServer(args: string[], env: NodeJS.ProcessEnv = {}, t
   child.stdout!.on('data', (chunk: Buffer) => { text += chunk.toString(); });
   child.stderr!.on('data', (chunk: Buffer) => { text += chunk.toString(); });
   const exited = new Promise<number | string>((resolve) => child.once('exit', (code, signal) => resolve(code ?? signal ?? -1)));
-  const listening = await new Promise<{ httpPort: number; grpcPort: number }>((resolve, reject) => {
+  const listening = await new Promise<{ httpPort: number; grpcPort: number; adminPort: number }>((resolve, reject) => {
     const timer = setTimeout(() => {
       // Nobody gets a handle on a server that did not start: kill it here or it outlives the test.
       child.kill('SIGKILL');
@@ -37,8 +39,8 @@ export async function spawnServer(args: string[], env: NodeJS.ProcessEnv = {}, t
       if (line !== undefined) {
         clearInterval(poll);
         clearTimeout(timer);
-        const parsed = JSON.parse(line) as { httpPort: number; grpcPort: number };
-        resolve({ httpPort: parsed.httpPort, grpcPort: parsed.grpcPort });
+        const parsed = JSON.parse(line) as { httpPort: number; grpcPort: number; adminPort?: number };
+        resolve({ httpPort: parsed.httpPort, grpcPort: parsed.grpcPort, adminPort: parsed.adminPort ?? 0 });
       }
     }, 20);
     void exited.then((code) => {

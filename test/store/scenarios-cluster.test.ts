@@ -35,7 +35,7 @@ async function scenarios(): Promise<void> {
   const serve = async (policy: 'local' | 'allow' | 'deny'): Promise<Server> => {
     const port = await freePort();
     const child = spawn(process.execPath, [MAIN, 'serve', '--config', config, '--http-port', String(port),
-      '--grpc-port', '0', '--host', '127.0.0.1', '--redis-cluster', cluster.seeds, '--on-store-failure', policy],
+      '--grpc-port', '0', '--admin-port', '0', '--host', '127.0.0.1', '--redis-cluster', cluster.seeds, '--on-store-failure', policy],
     { stdio: ['ignore', 'ignore', 'inherit'] });
     const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
     const stop = async (): Promise<void> => {

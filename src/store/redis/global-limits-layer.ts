@@ -2,8 +2,9 @@
 // Redis store: ops are routed to the home bucket, the region's lease or the
 // static share before the store decides, and the lease learns from the
 // decision after it. The store itself knows nothing of regions.
-import type { StoreDecision, StoreHealth } from '../../core/store.js';
-import type { BucketOp } from '../../core/types.js';
+import type { BucketAdmin, StoreDecision, StoreHealth } from '../../core/store.js';
+import type { BucketOp, BucketOutcome } from '../../core/types.js';
+import { RedisBucketAdmin } from './bucket-admin.js';
 import { GlobalLimits } from './global-limits.js';
 import type { RedisLibrary } from './library.js';
 import type { RedisStore, RedisStoreOptions } from './options.js';
@@ -21,6 +22,9 @@ export interface RegionalStore extends RedisStore {
   /** Remembers an error for health() and logs it now and then; never throws. */
   noteError(error: unknown, message: string): void;
 }
+
+/** Deadline of an admin call to another region's Redis (60-150 ms one-way between regions). */
+const REMOTE_ADMIN_DEADLINE_MS = 2_000;
 
 /** The store with global limits around it when this sidecar has a region and knows every region's Redis; else the store. */
 export function withGlobalLimits(store: RegionalStore, options: RedisStoreOptions): RedisStore {
@@ -40,6 +44,7 @@ export function withGlobalLimits(store: RegionalStore, options: RedisStoreOption
 
 class GlobalLimitsLayer implements RedisStore {
   readonly kind = 'redis' as const;
+  private readonly remoteAdmins = new Map<string, RedisBucketAdmin>();
 
   constructor(
     private readonly store: RegionalStore,
@@ -58,6 +63,64 @@ class GlobalLimitsLayer implements RedisStore {
       this.global.observe(routed, decision.outcomes);
       return decision;
     });
+  }
+
+  /**
+   * A global limit is inspected at its home bucket (`<key>:g`, in the key's
+   * home region's Redis): the budget's tokens that no region holds in a
+   * lease. Other limits are this region's buckets.
+   */
+  async inspect(ops: readonly BucketOp[]): Promise<BucketOutcome[]> {
+    const outcomes: BucketOutcome[] = new Array(ops.length);
+    await Promise.all([...this.byAdmin(ops)].map(async ([admin, { routed, at }]) => {
+      const found = await admin.inspect(routed);
+      found.forEach((outcome, k) => {
+        outcomes[at[k]!] = outcome;
+      });
+    }));
+    return outcomes;
+  }
+
+  /**
+   * A global limit's reset deletes its home bucket, which becomes full up to
+   * what unexpired leases still hold (they stay with their regions, so all
+   * regions together still admit at most the burst), and this region's
+   * static share. Counts the buckets of the request that had state.
+   */
+  async reset(ops: readonly BucketOp[]): Promise<number> {
+    const shares = ops.filter((op) => op.limit.scope === 'global')
+      .map((op) => ({ ...op, key: `${op.key}:share:${this.global.home(op.key).region}` }));
+    const [counts] = await Promise.all([
+      Promise.all([...this.byAdmin(ops)].map(([admin, { routed }]) => admin.reset(routed))),
+      shares.length === 0 ? 0 : this.store.reset(shares),
+    ]);
+    return counts.reduce((sum, count) => sum + count, 0);
+  }
+
+  /** Ops grouped by the Redis that holds their bucket: a global op's home bucket in its home region, the others here. */
+  private byAdmin(ops: readonly BucketOp[]): Map<BucketAdmin, { routed: BucketOp[]; at: number[] }> {
+    const groups = new Map<BucketAdmin, { routed: BucketOp[]; at: number[] }>();
+    ops.forEach((op, i) => {
+      let admin: BucketAdmin = this.store;
+      let routed = op;
+      if (op.limit.scope === 'global') {
+        routed = { ...op, key: `${op.key}:g` };
+        const { home, remote } = this.global.home(op.key);
+        if (remote !== undefined) {
+          let remoteAdmin = this.remoteAdmins.get(home);
+          if (remoteAdmin === undefined) {
+            remoteAdmin = new RedisBucketAdmin(remote.connection, remote.topology, REMOTE_ADMIN_DEADLINE_MS);
+            this.remoteAdmins.set(home, remoteAdmin);
+          }
+          admin = remoteAdmin;
+        }
+      }
+      const group = groups.get(admin) ?? { routed: [], at: [] };
+      group.routed.push(routed);
+      group.at.push(i);
+      groups.set(admin, group);
+    });
+    return groups;
   }
 
   health(): StoreHealth {

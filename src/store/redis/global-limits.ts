@@ -187,6 +187,12 @@ export class GlobalLimits {
     }
   }
 
+  /** This sidecar's region and a key's home region: its name, and its connection when it is another region's Redis. */
+  home(key: string): { region: string; home: string; remote: Pick<Region, 'connection' | 'topology'> | undefined } {
+    const home = homeRegion(this.options.regions, key);
+    return { region: this.options.region, home, remote: this.remote.get(home) };
+  }
+
   close(): void {
     this.closed = true;
     clearInterval(this.timer);

@@ -57,6 +57,11 @@ export class Mirror {
     return known.commits ? undefined : { outcomes: known.outcomes, fallback: undefined, fromMirror: true };
   }
 
+  /** Forgets what Redis last reported of these ops' keys (an operator reset them). */
+  forget(ops: readonly BucketOp[]): void {
+    this.local.reset(ops);
+  }
+
   /** Records the states a reply read (when enabled) and returns the model's reading of the batch. */
   record(ops: readonly BucketOp[], result: TakeResult): BatchEvaluation {
     const evaluation = modelOfReply(ops, result, (model) =>

@@ -1,6 +1,6 @@
 // The Redis store's contract: its options, the events it reports, and what it offers beyond a Store.
 import type { RegionAddress } from '../../core/regions.js';
-import type { Store, StoreFailurePolicy } from '../../core/store.js';
+import type { BucketAdmin, Store, StoreFailurePolicy } from '../../core/store.js';
 import type { MemoryStore } from '../memory-store.js';
 import type { BreakerState } from './circuit-breaker.js';
 import type { RedisConnectionOptions } from './connection.js';
@@ -64,13 +64,16 @@ export interface RedisStoreOptions extends RedisConnectionOptions {
   /** This sidecar's region and every region's Redis (limits with scope: global); absent = one region. */
   region?: string | undefined;
   regions?: readonly RegionAddress[] | undefined;
+  /** false: this process decides nothing (the inspect and reset commands): it sends no heartbeat, so sidecars do not count it. */
+  sidecar?: boolean | undefined;
   logger?: StoreLogger | undefined;
   events?: Partial<StoreEvents> | undefined;
   /** Consecutive failed calls that mark a master down (a closed connection or a misconfiguration does at once). */
   breaker?: { failureThreshold?: number } | undefined;
 }
 
-export interface RedisStore extends Store {
+/** A Store and its operator's view (BucketAdmin: reads and deletes in Redis itself). */
+export interface RedisStore extends Store, BucketAdmin {
   readonly kind: 'redis';
   readonly mode: 'single' | 'cluster';
   /** Resolves true once connected, or false after `timeoutMs` (the store keeps connecting). */

@@ -30,9 +30,10 @@
  */
 import type { Cluster } from 'ioredis';
 import type { StoreDecision, StoreHealth } from '../../core/store.js';
-import type { BucketOp } from '../../core/types.js';
+import type { BucketOp, BucketOutcome } from '../../core/types.js';
 import { StoreCallError, errorMessage } from '../../errors.js';
 import { Batcher } from './batcher.js';
+import { RedisBucketAdmin } from './bucket-admin.js';
 import { connectedServer, createRedisConnection, type RedisConnection } from './connection.js';
 import { watchConnection } from './connection-watch.js';
 import { withRedisDeadline } from './deadline.js';
@@ -86,6 +87,7 @@ class RedisStoreImpl implements RegionalStore {
   private readonly presence: Presence | undefined;
   private readonly keyPrefix: string;
   private readonly eviction: EvictionWatch;
+  private readonly admin: RedisBucketAdmin;
   private closed = false;
   private lastError = '';
   private lastErrorLogMs = -Infinity;
@@ -174,7 +176,8 @@ class RedisStoreImpl implements RegionalStore {
       });
     }
     // Heartbeats count the sidecars: the automatic divisor, and the lease sizes of global limits.
-    if (options.fallbackDivisor === 'auto' || (options.region !== undefined && options.regions !== undefined)) {
+    const decides = options.sidecar !== false;
+    if (decides && (options.fallbackDivisor === 'auto' || (options.region !== undefined && options.regions !== undefined))) {
       const presenceKey = `${options.redisKeyPrefix}{sidecars}presence`;
       const presence = new Presence(this.library, presenceKey, this.timeoutMs,
         () => !this.closed && client.status === 'ready',
@@ -202,6 +205,7 @@ class RedisStoreImpl implements RegionalStore {
       uncertain: () => this.events.uncertainCall?.(),
     });
     this.mirror = new Mirror(options.local, options.mirror, this.logger, (key) => this.writeBack.owes(key));
+    this.admin = new RedisBucketAdmin(this.connection, this.topology, this.timeoutMs);
     const noteError = (error: unknown, message: string): void => this.noteError(error, message);
     const closed = (): boolean => this.closed;
     this.path = new RequestPath({
@@ -266,6 +270,20 @@ class RedisStoreImpl implements RegionalStore {
     }
     // The decisions' deadline: a Redis too slow for them is not up for them either.
     return withRedisDeadline(this.library.take(key, []), this.timeoutMs, `probe of ${node}`);
+  }
+
+  /** What Redis holds (never the mirror), for each op's cost, nothing taken. */
+  inspect(ops: readonly BucketOp[]): Promise<BucketOutcome[]> {
+    return this.admin.inspect(ops);
+  }
+
+  /** Deletes the buckets in Redis, then this sidecar's mirror of them (which would deny from what they held). */
+  async reset(ops: readonly BucketOp[]): Promise<number> {
+    try {
+      return await this.admin.reset(ops);
+    } finally {
+      this.mirror.forget(ops);
+    }
   }
 
   health(): StoreHealth {

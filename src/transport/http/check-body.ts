@@ -42,9 +42,24 @@ function text(value: Json | undefined, descriptor: number, entry: number, name: 
  * are not are a 400, not silently U+FFFD (which would make different byte
  * values one bucket).
  */
-export function checkBodyText(body: Uint8Array): string {
+function checkBodyText(body: Uint8Array): string {
   if (!isUtf8(body)) throw new InvalidRequestError('body', 'must be UTF-8 text (JSON)');
   return Buffer.from(body.buffer, body.byteOffset, body.byteLength).toString('utf8');
+}
+
+/**
+ * A /v1/check body as fastify hands it over (bytes, or nothing), decoded:
+ * an encoded body, a missing one or one that is not UTF-8 JSON of the right
+ * shape is an InvalidRequestError naming the field. /v1/check and the admin
+ * API (/v1/inspect, /v1/reset) read their bodies with this.
+ */
+export function decodeCheckRequest(contentEncoding: string | undefined, body: unknown): ReturnType<typeof decodeCheckBody> {
+  if (contentEncoding !== undefined && contentEncoding.toLowerCase() !== 'identity') {
+    throw new InvalidRequestError('content-encoding', `"${contentEncoding}" is not supported: send the JSON body uncompressed`);
+  }
+  const raw = Buffer.isBuffer(body) ? checkBodyText(body) : '';
+  if (raw === '') throw new InvalidRequestError('body', 'required: a JSON object with descriptors');
+  return decodeCheckBody(raw);
 }
 
 /**

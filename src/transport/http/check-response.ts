@@ -16,7 +16,8 @@ function limitObjectJson(limit: ReportedLimit): string {
   return `${json}}`;
 }
 
-function limitJson(limit: ReportedLimit): string {
+/** A status's `limit` object as JSON text (the admin API's statuses write it too). */
+export function limitJson(limit: ReportedLimit): string {
   let json = limitJsonCache.get(limit);
   if (json === undefined) {
     json = limitObjectJson(limit);
@@ -27,7 +28,7 @@ function limitJson(limit: ReportedLimit): string {
 }
 
 /** An `integer` as fast-json-stringify writes it: integers as they are, other numbers truncated, NaN and ±Infinity an error. */
-function integerJson(n: number): string {
+export function integerJson(n: number): string {
   if (Number.isInteger(n)) return `${n}`;
   const integer = Math.trunc(n);
   if (!Number.isFinite(integer)) throw new InternalError(`The value "${n}" cannot be converted to an integer.`);

@@ -8,7 +8,7 @@ import { InvalidRequestError, RateLimitError, StoreUnavailableError, type ErrorC
 import type { Api, DecisionService } from '../../service.js';
 import type { Logger } from '../../telemetry/logger.js';
 import type { Metrics } from '../../telemetry/metrics.js';
-import { checkBodyText, decodeCheckBody } from './check-body.js';
+import { decodeCheckRequest } from './check-body.js';
 import { checkResponseJson } from './check-response.js';
 import type { ClientAddressResolver } from './client-address.js';
 import type { TlsMaterial } from '../tls-files.js';
@@ -206,13 +206,7 @@ export function createHttpServer(options: HttpServerOptions): HttpServer {
     // answer written with the turn's others (turn-writer.ts; no promise); a
     // Redis decision is a promise.
     scope.post('/v1/check', (request, reply) => {
-      const encoding = request.headers['content-encoding'];
-      if (encoding !== undefined && encoding.toLowerCase() !== 'identity') {
-        throw new InvalidRequestError('content-encoding', `"${encoding}" is not supported: send the JSON body uncompressed`);
-      }
-      const raw = Buffer.isBuffer(request.body) ? checkBodyText(request.body) : '';
-      if (raw === '') throw new InvalidRequestError('body', 'required: a JSON object with descriptors');
-      const body = decodeCheckBody(raw);
+      const body = decodeCheckRequest(request.headers['content-encoding'], request.body);
       const decided = service.decide({ ...body, domain: service.resolveDomain(body.domain, 'domain') }, 'http_check');
       if (decided instanceof Promise) return decided.then((decision) => sendCheck(reply, decision));
       checkWriter.later(reply, decided);
