@@ -97,7 +97,7 @@ async function main(): Promise<void> {
   const probe = fileURLToPath(new URL('./loop-delay-probe.ts', import.meta.url));
   const child = spawnChild('openclaw-ratelimit', process.execPath, [
     ...values['node-arg'], '--import', 'tsx', '--import', probe, resolve(values.server),
-    'serve', '--config', dir, '--host', '127.0.0.1', '--http-port', String(httpPort), '--grpc-port', String(grpcPort), '--log-level', 'info',
+    'serve', '--config', dir, '--host', '127.0.0.1', '--http-port', String(httpPort), '--grpc-port', String(grpcPort), '--admin-port', '0', '--log-level', 'info',
   ], { stdio: ['ignore', 'pipe', 'pipe', 'ipc'], cwd: ROOT });
   const reloaded: (() => void)[] = [];
   let lineStart = '';
