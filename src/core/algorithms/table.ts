@@ -1,0 +1,33 @@
+// The one table of bucket algorithms: every store, the local mirror and the
+// Redis script's encoding find an algorithm's arithmetic here. Adding one is
+// a module beside these, its row here, its entry in lua/openclaw.lua's
+// ALGORITHMS and its name in the config schema.
+import type { BucketOutcome, LimitSpec } from '../types.js';
+import { parseStoredState, type AlgorithmModule } from './algorithm.js';
+import { fixedWindow } from './fixed-window.js';
+import { homeBucket } from './home-bucket.js';
+import { lease } from './lease.js';
+import { slidingWindow } from './sliding-window.js';
+import { tokenBucket } from './token-bucket.js';
+
+const ALGORITHMS: Readonly<Record<LimitSpec['algorithm'], AlgorithmModule>> = Object.freeze({
+  token_bucket: tokenBucket,
+  fixed_window: fixedWindow,
+  sliding_window: slidingWindow,
+  home_bucket: homeBucket,
+  lease,
+});
+
+export function algorithmOf(limit: LimitSpec): AlgorithmModule {
+  return ALGORITHMS[limit.algorithm];
+}
+
+/**
+ * What a bucket holds at `nowUs`, from its stored text (null = no key: full),
+ * as a check-only request would report it. Pure; changes nothing.
+ */
+export function inspectStoredState(limit: LimitSpec, text: string | null, nowUs: number): BucketOutcome {
+  const fields = parseStoredState(text);
+  const algorithm = algorithmOf(limit);
+  return algorithm.evaluate(limit, fields === null ? null : algorithm.fromStored(fields), nowUs, 0).outcome;
+}
