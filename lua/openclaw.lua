@@ -1,144 +1,148 @@
 #!lua flags=allow-cross-slot-keys
 --[[
 openclaw.lua: the one Redis script of openclaw-ratelimit. Every operation on
-bucket state lives here, sharing one copy of the arithmetic; ARGV[1] names the
-operation. It mirrors src/core/bucket.ts (the JavaScript reference model,
-which also computes every reported number from the states this script
-returns); change both together. test/store/reference-redis.test.ts runs the
-same random sequence through both and demands identical decisions.
+bucket state lives here; ARGV[1] names the operation (OPERATIONS, at the
+end). Each algorithm is one entry of ALGORITHMS: what it reads of its limit,
+its take, refund and debit, and what it reports. Each entry mirrors one
+module of src/core/algorithms/ (the JavaScript reference model, which also
+computes every reported number from the states this script returns); change
+both together. test/store/reference-redis.test.ts runs random sequences
+through both and demands identical decisions and states.
 
 Run by EVALSHA (EVAL on NOSCRIPT): one SHA for every operation. The flag
 allow-cross-slot-keys (Redis >= 7.0) lets one call touch keys of several slots
 served by this node: the caller declares ONE key in KEYS (routing only;
-declared keys must share a slot) and passes every key in ARGV. Every read goes
-through redis.pcall: a key this node does not serve (a resharding moved its
-slot) marks its batch MOVED, and a MOVED batch writes nothing, so the caller
-can send it again to the right node.
+declared keys must share a slot) and passes every key in ARGV. A key this
+node does not serve (a resharding moved its slot) marks its batch MOVED, and
+a MOVED batch writes nothing, so the caller can send it again to the right node.
 
-Limit table (every operation but presence): ARGV[2] = L, then 8 values per limit:
-  alg ('t' token bucket | 'f' fixed window | 's' sliding window | 'h' global
-  home bucket | 'l' region lease), tickUs,
-  refillPerTick, levelPerToken, capacityLevel, windowUs, requestsPerUnit,
-  windowTicks (sliding window: windowUs / tickUs; else 0)
+Limit table (every operation but presence and the lease_claim/lease_deposit
+pair): ARGV[2] = L, then each limit: its algorithm's code, then the values
+that entry's `limit` reads:
+  't' token bucket, 'h' a global limit's home bucket: tickUs, refillPerTick,
+      levelPerToken, capacityLevel
+  'f' fixed window: windowUs, requestsPerUnit
+  's' sliding window: windowUs, tickUs, requestsPerUnit
+  'l' a region's lease of a global limit: nothing
 
-take: decides B independent batches, each atomically and all-or-nothing.
-  after the limit table: B, then B op counts, then 4 values per op:
-  key, limit (1-based index into the table), cost (0 = check only),
-  flags = shadow (1: never denies its batch) + 2 × quota group (0: none;
-  g ≥ 1: the op belongs to quota-mode descriptor g)
+take: decides batches (each one request's ops), each atomically and
+  all-or-nothing. After the limit table:
+  the keys, each once: G, then per read group its size n and n keys (the
+  keys of one group share a slot and are read by one MGET);
+  then 3 values per op: key (1-based index into those keys), word, cost
+  (0 = check only). word = limit index + (L + 1) × flags, flags = joins
+  (1: the op belongs to the previous op's batch; 0: it starts a batch)
+  + 2 × shadow (never denies its batch) + 4 × quota group (0: none; g ≥ 1:
+  the op belongs to quota-mode descriptor g).
   A batch commits when every ordinary op (neither shadow nor quota) is
   allowed and, if it has quota ops, one quota group has all its ops allowed
   (envoyproxy/ratelimit's quota_mode; core/bucket.ts commitPlan). Then each
-  allowed take whose group (if any) is wholly allowed writes its next state
-  (SET .. PX ttl >= 1 ms, or DEL when full/empty).
+  allowed take whose group (if any) is wholly allowed sets its key's state.
   Batches are decided in order; a batch sees what earlier ones committed, and
-  ops on one key within a batch see each other's tentative take.
+  ops on one key within a batch see each other's tentative take. Each key
+  changed is written once, after the last batch (SET .. PX ttl >= 1 ms, or
+  DEL when full/empty).
   Returns { nowUs, then per batch: status (0 denied, 1 committed, 2 moved),
-            then 3 integers per op: the op key's state when its batch began }
-  state triples: token bucket level, tsUs, 0; fixed window count,
-  windowStartUs, 0; sliding window count, windowStartUs, previous count;
-  no state: -1, 0, 0. The caller recomputes every outcome
-  from these with the reference model.
+            then 3 integers per op: the op key's state when its batch began,
+            as its entry's `report` gives it; no state: -1, 0, 0 }
+  The caller recomputes every outcome from these with the reference model.
 
 refund: gives back what a committed batch took when another batch of the same
   request (another node or slot) denied. After the limit table, 4 values per op:
-  key, limit, cost, chargedStartUs (windows: the window that was charged)
-  A token bucket is refilled to now and gets `cost` back (capped; full =
-  deleted); a window's count is decremented while it is still the charged
-  window; a lease gets back at most what it has not yet reported spent. Nothing is added beyond what was taken: under-admission in the
-  window between take and refund is possible, over-admission is not.
-  Returns the number of keys changed.
+  key, limit, cost, chargedStartUs (the state timestamp the take wrote).
+  Nothing is added beyond what was taken: under-admission in the window
+  between take and refund is possible, over-admission is not.
+  Returns { nowUs, number of keys changed }.
 
-debit, presence: see below (the local failure policy's admissions written
-back; the number of sidecars sharing this Redis).
+debit: records takes that this cluster did not see (the local failure policy
+  admitted them while their master was down), so the promoted replica does not
+  grant them again. After the limit table, 3 values per op: key, limit, cost.
+  Unconditional, but never beyond empty (a window: never above its maximum).
+  Returns { nowUs, number of keys changed }.
 
-lease_claim, lease_grant, lease_deposit: global limits across regions (SPEC
-§11), see below. In `take`, alg 'h' is a global limit's bucket in its home
-region (a token bucket that holds back what leases hold; its state triple's
-third value is that amount), alg 'l' spends a region's lease
-("<tokens>:<expiresAtUs>:<generation>:<spent since last report>").
+presence, lease_claim, lease_grant, lease_deposit: see below (the number of
+sidecars sharing this Redis; global limits across regions, see
+docs/multi-region.md).
 
-State per key: "<level>:<tsUs>", sliding windows "<count>:<windowStartUs>:<previousCount>"
-(integers, written with %.0f so large numbers never turn into 1.7e+15). A
-missing key is a full bucket / an empty window.
+State per key: integers joined by ':' (written with %.0f so large numbers
+never turn into 1.7e+15): token bucket "<level>:<tsUs>", fixed window
+"<count>:<windowStartUs>", sliding window "<count>:<windowStartUs>:<previousCount>",
+lease "<tokens>:<expiresAtUs>:<generation>:<spent since last report>".
+A missing key is a full bucket / an empty window.
 Time: Redis TIME only (scripts replicate by effects), read once per call.
 ]]
+
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 
 local function ceil_div(a, b)
   return math.floor((a + b - 1) / b)
 end
 
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-
-local function read_limits(at)
-  local count = tonumber(ARGV[at])
-  local limits = {}
-  for i = 1, count do
-    local b = at + (i - 1) * 8
-    limits[i] = {
-      alg = ARGV[b + 1], tick = tonumber(ARGV[b + 2]), refill = tonumber(ARGV[b + 3]),
-      per = tonumber(ARGV[b + 4]), cap = tonumber(ARGV[b + 5]), window = tonumber(ARGV[b + 6]),
-      max = tonumber(ARGV[b + 7]), wt = tonumber(ARGV[b + 8]),
-    }
-  end
-  return limits, at + 1 + count * 8
+-- A stored state: { integers } or false (none, or not a state of ours).
+local function parse(v)
+  if not v then return false end
+  local a, b, c, d = string.match(v, '^(%d+):(%d+):?(%d*):?(%d*)$')
+  if not a then return false end
+  return { tonumber(a), tonumber(b), tonumber(c), tonumber(d) }
 end
 
--- Reads a key: {level, ts}, false (no state) or nil (not served by this node).
-local function read_state(key)
+-- Reads one key: its state, false (none) or nil (not served by this node).
+local function read_one(key)
   local v = redis.pcall('GET', key)
   if type(v) == 'table' and v.err then return nil end
-  if not v then return false end
-  local l, ts, third, fourth = string.match(v, '^(%d+):(%d+):?(%d*):?(%d*)$')
-  if not l then return false end
-  -- Sliding windows have a third field (the previous count); leases a third and fourth (gen, spent).
-  return { tonumber(l), tonumber(ts), tonumber(third) or 0, gen = tonumber(third) or 0, spent = tonumber(fourth) or 0 }
+  return parse(v)
 end
 
-local function write_state(key, state, ttl_us)
-  if not state then
+-- Writes a key: false = delete; ttl (µs) nil = it keeps its expiry.
+local function write(key, s, ttl)
+  if not s then
     redis.call('DEL', key)
     return
   end
   local text
-  if state.lease then
-    text = string.format('%.0f:%.0f:%.0f:%.0f', state[1], state[2], state.gen, state.spent)
-  elseif state[3] then
-    text = string.format('%.0f:%.0f:%.0f', state[1], state[2], state[3])
+  if s[4] then
+    text = string.format('%.0f:%.0f:%.0f:%.0f', s[1], s[2], s[3], s[4])
+  elseif s[3] then
+    text = string.format('%.0f:%.0f:%.0f', s[1], s[2], s[3])
   else
-    text = string.format('%.0f:%.0f', state[1], state[2])
+    text = string.format('%.0f:%.0f', s[1], s[2])
   end
-  redis.call('SET', key, text, 'PX', string.format('%.0f', math.max(1, ceil_div(ttl_us, 1000))))
+  if ttl then
+    redis.call('SET', key, text, 'PX', string.format('%.0f', math.max(1, ceil_div(ttl, 1000))))
+  else
+    redis.call('SET', key, text, 'KEEPTTL')
+  end
 end
 
--- Writes a token bucket at `level` (ts as refilled): deleted when full and no
--- lease is out, else kept until it would be full (and its leases over).
-local function write_bucket(lim, key, state, level, ts)
-  local horizon = 0
-  if state and state.out and state.out > 0 then horizon = state.horizon end
-  if level >= lim.cap and horizon == 0 then
-    redis.call('DEL', key)
-    return
-  end
-  local progress = 0
-  if now > ts then progress = now - ts end
-  local ttl = ceil_div(math.max(0, lim.cap - level), lim.refill) * lim.tick - progress + horizon
-  redis.call('SET', key, string.format('%.0f:%.0f', level, ts), 'PX', string.format('%.0f', math.max(1, ceil_div(ttl, 1000))))
+---------------------------------------------------------------------------
+-- ALGORITHMS: code -> a function that builds the entry. Each entry:
+--   limit(at): its limit's values from ARGV[at..]; returns lim, the next at
+--   take(lim, s, cost): allowed, next state (false = none), ttlUs
+--   refund(lim, s, cost, chargedStartUs), debit(lim, s, cost): the new state
+--     (false = delete) and its ttlUs (nil = keep the key's expiry), or nil
+--     when nothing changes; s is the stored state (refund: never false)
+--   report(s): the three integers a take reply carries for state s
+--   read(lim, key, s) (optional): s completed when first read in a call
+---------------------------------------------------------------------------
+
+local function bucket_limit(at)
+  return { tick = tonumber(ARGV[at]), refill = tonumber(ARGV[at + 1]), per = tonumber(ARGV[at + 2]),
+    cap = tonumber(ARGV[at + 3]) }, at + 4
 end
 
--- The capacity a token bucket refills to: a global limit's home bucket holds
--- back what its regions hold in unexpired leases (state.out, level units).
-local function capacity(lim, state)
-  if state and state.out then return lim.cap - state.out end
+-- The capacity a token bucket refills to: a home bucket holds back what its
+-- regions hold in unexpired leases (s.out, level units).
+local function capacity(lim, s)
+  if s and s.out then return lim.cap - s.out end
   return lim.cap
 end
 
--- A token bucket's state refilled to now: level, ts.
-local function refilled(lim, state)
-  local cap = capacity(lim, state)
-  if not state then return cap, now end
-  local level, ts = state[1], state[2]
+-- A token bucket refilled to now: level, ts (whole ticks only).
+local function refilled(lim, s)
+  local cap = capacity(lim, s)
+  if not s then return cap, now end
+  local level, ts = s[1], s[2]
   local missing = cap - level
   local ticks = 0
   if now > ts then ticks = math.floor((now - ts) / lim.tick) end
@@ -146,12 +150,53 @@ local function refilled(lim, state)
   return level + ticks * lim.refill, ts + ticks * lim.tick
 end
 
--- A global limit's home bucket: its state plus the leases its regions hold,
--- in the hash <key>:l (region -> "<tokens>:<expiresAtUs>:<generation>"). `out` is what
--- unexpired leases hold (level units), `horizon` how long the last one runs.
--- No state while leases are out cannot happen (the bucket outlives them); if
--- it did, the bucket is read as full up to what the leases leave.
-local function with_leases(lim, state, key)
+-- A token bucket at `level`: its state and ttl. None when full and no lease
+-- is out; a home bucket is kept while leases are out, until it would be full once they end.
+local function bucket_at(lim, s, level, ts)
+  local horizon = 0
+  if s and s.out and s.out > 0 then horizon = s.horizon end
+  if level >= lim.cap and horizon == 0 then return false, 0 end
+  local progress = 0
+  if now > ts then progress = now - ts end
+  local ttl = ceil_div(math.max(0, lim.cap - level), lim.refill) * lim.tick - progress + horizon
+  if horizon > 0 then return { level, ts, out = s.out, horizon = horizon }, ttl end
+  return { level, ts }, ttl
+end
+
+local function token_bucket()
+  return {
+    limit = bucket_limit,
+    take = function(lim, s, cost)
+      if lim.refill == 0 then return cost == 0, s, 0 end -- requests_per_unit 0: always over
+      local level, ts = refilled(lim, s)
+      local need = cost * lim.per
+      if need > level then return false, s, 0 end
+      local nxt, ttl = bucket_at(lim, s, level - need, ts)
+      return true, nxt, ttl
+    end,
+    -- Refilled to now, then cost back, never above the capacity.
+    refund = function(lim, s, cost)
+      if lim.refill == 0 then return nil end
+      local level, ts = refilled(lim, s)
+      return bucket_at(lim, s, math.min(capacity(lim, s), level + cost * lim.per), ts)
+    end,
+    -- Refilled to now, then cost taken, never below empty.
+    debit = function(lim, s, cost)
+      if lim.refill == 0 then return nil end
+      local level, ts = refilled(lim, s)
+      return bucket_at(lim, s, math.max(0, level - cost * lim.per), ts)
+    end,
+    report = function(s) return s[1], s[2], 0 end,
+  }
+end
+
+-- A global limit's home bucket: a token bucket that holds back what its
+-- regions hold in leases, kept in the hash <key>:l (region ->
+-- "<tokens>:<expiresAtUs>:<generation>"). `out` is what unexpired leases
+-- hold (level units), `horizon` how long the last one runs. No state while
+-- leases are out cannot happen (the bucket outlives them); if it did, the
+-- bucket is read as full up to what the leases leave.
+local function with_leases(lim, key, s)
   local out, horizon = 0, 0
   local leases = redis.call('HGETALL', key .. ':l')
   for i = 1, #leases, 2 do
@@ -161,251 +206,311 @@ local function with_leases(lim, state, key)
       horizon = math.max(horizon, tonumber(expires) - now)
     end
   end
-  if not state then
+  if not s then
     if out == 0 then return false end
-    state = { lim.cap - out, now }
+    s = { lim.cap - out, now }
   end
-  return { state[1], state[2], out = out, horizon = horizon }
+  return { s[1], s[2], out = out, horizon = horizon }
 end
 
--- A fixed window's state at now: count, window start (a state outside its window is an empty new window).
-local function current_window(lim, state)
-  if state and state[2] <= now and now < state[2] + lim.window then return state[1], state[2] end
+local function home_bucket()
+  local entry = token_bucket()
+  entry.report = function(s) return s[1], s[2], s.out or 0 end
+  entry.read = with_leases
+  return entry
+end
+
+-- A fixed window at now: count, window start (a state outside its window is an empty new window).
+local function current_window(lim, s)
+  if s and s[2] <= now and now < s[2] + lim.window then return s[1], s[2] end
   return 0, math.floor(now / lim.window) * lim.window
 end
 
--- A sliding window's state at now: count, previous count, window start (read
--- by where now falls, as core/bucket.ts evaluateSlidingWindow).
-local function sliding(lim, state)
-  if state then
-    if now < state[2] + lim.window then return state[1], state[3] or 0, state[2] end
-    if now < state[2] + 2 * lim.window then return 0, state[1], state[2] + lim.window end
+local function fixed_window()
+  return {
+    limit = function(at)
+      return { window = tonumber(ARGV[at]), max = tonumber(ARGV[at + 1]) }, at + 2
+    end,
+    take = function(lim, s, cost)
+      local count, start = current_window(lim, s)
+      if count + cost > lim.max then return false, s, 0 end
+      local after = count + cost
+      if after == 0 then return true, false, 0 end
+      return true, { after, start }, start + lim.window - now
+    end,
+    -- Only while the charged window is the stored one.
+    refund = function(lim, s, cost, charged)
+      if s[2] ~= charged then return nil end
+      local left = s[1] - cost
+      if left <= 0 then return false end
+      return { left, s[2] }
+    end,
+    debit = function(lim, s, cost)
+      local count, start = current_window(lim, s)
+      return { math.min(lim.max, count + cost), start }, start + lim.window - now
+    end,
+    report = function(s) return s[1], s[2], 0 end,
+  }
+end
+
+-- A sliding window at now: count, previous count, window start (read by
+-- where now falls, as core/algorithms/sliding-window.ts).
+local function sliding(lim, s)
+  if s then
+    if now < s[2] + lim.window then return s[1], s[3] or 0, s[2] end
+    if now < s[2] + 2 * lim.window then return 0, s[1], s[2] + lim.window end
   end
   return 0, 0, math.floor(now / lim.window) * lim.window
 end
 
--- Decides one op on `state`: allowed, next state (false = none), ttlUs of the next state.
-local function decide(lim, state, cost)
-  if lim.alg == 's' then
-    local cur, prev, start = sliding(lim, state)
-    local et = 0
-    if now > start then et = math.floor((now - start) / lim.tick) end
-    local weighted = prev * (lim.wt - et)
-    if cur + cost > lim.max or weighted + (cur + cost) * lim.wt > lim.max * lim.wt then return false, state, 0 end
-    local after = cur + cost
-    if after == 0 and prev == 0 then return true, false, 0 end
-    local ttl = start + lim.window - now
-    if after > 0 then ttl = start + 2 * lim.window - now end
-    return true, { after, start, prev }, ttl
+local function sliding_window()
+  return {
+    limit = function(at)
+      local window, tick = tonumber(ARGV[at]), tonumber(ARGV[at + 1])
+      return { window = window, tick = tick, max = tonumber(ARGV[at + 2]), wt = window / tick }, at + 3
+    end,
+    take = function(lim, s, cost)
+      local cur, prev, start = sliding(lim, s)
+      local et = 0
+      if now > start then et = math.floor((now - start) / lim.tick) end
+      local weighted = prev * (lim.wt - et)
+      if cur + cost > lim.max or weighted + (cur + cost) * lim.wt > lim.max * lim.wt then return false, s, 0 end
+      local after = cur + cost
+      if after == 0 and prev == 0 then return true, false, 0 end
+      local ttl = start + lim.window - now
+      if after > 0 then ttl = start + 2 * lim.window - now end
+      return true, { after, start, prev }, ttl
+    end,
+    -- Only while the charged window is the stored one; the previous count stays.
+    refund = function(lim, s, cost, charged)
+      if s[2] ~= charged then return nil end
+      local left, prev = math.max(0, s[1] - cost), s[3] or 0
+      if left == 0 and prev == 0 then return false end
+      return { left, s[2], prev }
+    end,
+    debit = function(lim, s, cost)
+      local cur, prev, start = sliding(lim, s)
+      return { math.min(lim.max, cur + cost), start, prev }, start + 2 * lim.window - now
+    end,
+    report = function(s) return s[1], s[2], s[3] or 0 end,
+  }
+end
+
+-- A region's lease of a global limit: tokens until it expires (region clock).
+-- Kept while it lasts, even empty: what was spent is reported with the next request.
+local function lease()
+  return {
+    limit = function(at) return {}, at end,
+    take = function(lim, s, cost)
+      local tokens = 0
+      if s and now < s[2] then tokens = s[1] end
+      if cost > tokens then return false, s, 0 end
+      if cost == 0 then return true, s, 0 end
+      return true, { tokens - cost, s[2], s[3] or 0, (s[4] or 0) + cost }, s[2] - now
+    end,
+    -- Only what is still counted as spent here comes back: tokens already
+    -- reported spent (lease_claim) were released at home, so they are gone.
+    refund = function(lim, s, cost)
+      local back = math.min(cost, s[4] or 0)
+      if now >= s[2] or back <= 0 then return nil end
+      return { s[1] + back, s[2], s[3] or 0, (s[4] or 0) - back }
+    end,
+    debit = function(lim, s, cost)
+      if not s or now >= s[2] then return nil end
+      local taken = math.min(cost, s[1])
+      return { s[1] - taken, s[2], s[3] or 0, (s[4] or 0) + taken }, s[2] - now
+    end,
+    report = function(s) return s[1], s[2], s[4] or 0 end,
+  }
+end
+
+-- Each entry is built when a call first names its code (scripts run from
+-- scratch every call: building only what a call uses keeps its fixed cost low).
+local ALGORITHMS = { t = token_bucket, h = home_bucket, f = fixed_window, s = sliding_window, l = lease }
+
+---------------------------------------------------------------------------
+-- Operations
+---------------------------------------------------------------------------
+
+-- The limit table at ARGV[at]: limits (each with its ALGORITHMS entry as .alg), their count, the next at.
+local function read_limits(at)
+  local count = tonumber(ARGV[at])
+  local limits, built = {}, {}
+  at = at + 1
+  for i = 1, count do
+    local code = ARGV[at]
+    local alg = built[code]
+    if not alg then
+      local build = ALGORITHMS[code]
+      if not build then error('openclaw.lua: unknown algorithm ' .. tostring(code)) end
+      alg = build()
+      built[code] = alg
+    end
+    local lim
+    lim, at = alg.limit(at + 1)
+    lim.alg = alg
+    limits[i] = lim
   end
-  if lim.alg == 'f' then
-    local count, start = current_window(lim, state)
-    if count + cost > lim.max then return false, state, 0 end
-    local after = count + cost
-    if after == 0 then return true, false, 0 end
-    return true, { after, start }, start + lim.window - now
+  return limits, count, at
+end
+
+-- The keys of a take at ARGV[at] (read groups): keys by index, their states
+-- (key -> state or false), the keys this node does not serve, the next at.
+-- One MGET per group; a group whose MGET fails (a slot moving) is read key
+-- by key, so only the keys that moved are marked.
+local function read_keys(at)
+  local groups = tonumber(ARGV[at])
+  at = at + 1
+  local keys, states, moved = {}, {}, {}
+  for _ = 1, groups do
+    local n = tonumber(ARGV[at])
+    local first = at + 1
+    local values = redis.pcall('MGET', unpack(ARGV, first, first + n - 1))
+    if values.err then values = nil end
+    for i = 1, n do
+      local key = ARGV[first + i - 1]
+      keys[#keys + 1] = key
+      if values then
+        states[key] = parse(values[i])
+      else
+        local s = read_one(key)
+        if s == nil then moved[key] = true end
+        states[key] = s or false
+      end
+    end
+    at = first + n
   end
-  if lim.alg == 'l' then
-    -- A region's lease of a global limit: tokens until it expires (region clock).
-    -- Kept while it lasts, even empty: what was spent is reported with the next request.
-    local tokens = 0
-    if state and now < state[2] then tokens = state[1] end
-    if cost > tokens then return false, state, 0 end
-    return true, { tokens - cost, state[2], lease = true, gen = state.gen, spent = state.spent + cost }, state[2] - now
-  end
-  if lim.refill == 0 then return cost == 0, state, 0 end -- requests_per_unit 0: always over
-  local level, ts = refilled(lim, state)
-  local need = cost * lim.per
-  if need > level then return false, state, 0 end
-  local after = level - need
-  local progress = 0
-  if now > ts then progress = now - ts end
-  if state and state.out and state.out > 0 then
-    -- A home bucket is kept while leases are out, and lives until it would be full once they end.
-    return true, { after, ts, out = state.out, horizon = state.horizon },
-      ceil_div(lim.cap - after, lim.refill) * lim.tick - progress + state.horizon
-  end
-  if after >= lim.cap then return true, false, 0 end
-  return true, { after, ts }, ceil_div(lim.cap - after, lim.refill) * lim.tick - progress
+  return keys, states, moved, at
 end
 
 local function take()
-  local limits, at = read_limits(2)
-  local batches = tonumber(ARGV[at])
-  local counts = at + 1
-  local op = at + 1 + batches
+  local limits, count, at = read_limits(2)
+  local keys, states, moved, op = read_keys(at)
+  local base = count + 1
+  local last = #ARGV
+  local completed = {} -- keys whose entry's `read` ran
+  local dirty = {}     -- key -> ttl of its last committed state (the state is in `states`)
+  local order = {}     -- dirty keys, first written first
+  -- The current batch's allowed takes, 5 slots each (key, next state, ttl,
+  -- quota group, shadow): reused from batch to batch, so a batch allocates
+  -- nothing of its own; an op reads its key's tentative state from here.
+  local takes, n = {}, 0
   local out = { now }
-  local stored = {}  -- key -> state committed so far in this call (false = none)
-  for b = 1, batches do
-    local count = tonumber(ARGV[counts + b - 1])
+  while op <= last do
     local status_at = #out + 1
     out[status_at] = 0
-    local committed = true
-    local moved = false
-    local tentative = {} -- key -> state within this batch
-    local takes = {}     -- { key, next state, ttl, quota group, shadow } of each allowed take, in order
-    local groups = {}    -- quota group -> every op of it allowed
-    local has_groups = false
-    for i = 1, count do
-      local key = ARGV[op]
-      local lim = limits[tonumber(ARGV[op + 1])]
+    local committed, is_moved = true, false
+    local groups -- quota group -> every op of it allowed; created when needed
+    n = 0
+    local first = true
+    while op <= last do
+      local word = tonumber(ARGV[op + 1])
+      local index = word % base
+      local flags = (word - index) / base
+      if flags % 2 == 0 and not first then break end -- the next batch starts
+      first = false
+      local key = keys[tonumber(ARGV[op])]
       local cost = tonumber(ARGV[op + 2])
-      local flags = tonumber(ARGV[op + 3])
-      local shadow = flags % 2 == 1
-      local group = math.floor(flags / 2)
-      op = op + 4
-      local start = stored[key]
-      if start == nil then
-        start = read_state(key)
-        if start == nil then
-          moved = true
-          start = false
-        elseif lim.alg == 'h' then
-          start = with_leases(lim, start, key)
-        end
-        stored[key] = start
+      local shadow = flags % 4 >= 2
+      local group = math.floor(flags / 4)
+      op = op + 3
+      local lim = limits[index]
+      local alg = lim.alg
+      if moved[key] then is_moved = true end
+      if alg.read and not completed[key] then
+        completed[key] = true
+        states[key] = alg.read(lim, key, states[key])
       end
-      local n = #out
-      if start then
-        local extra = start.out or start[3] or 0
-        if lim.alg == 'l' or lim.alg == 't' or lim.alg == 'f' then extra = start.out or 0 end
-        out[n + 1], out[n + 2], out[n + 3] = start[1], start[2], extra
+      local s = states[key]
+      local k = #out
+      if s then
+        out[k + 1], out[k + 2], out[k + 3] = alg.report(s)
       else
-        out[n + 1], out[n + 2], out[n + 3] = -1, 0, 0
+        out[k + 1], out[k + 2], out[k + 3] = -1, 0, 0
       end
-      local state = tentative[key]
-      if state == nil then state = start end
-      local allowed, nxt, ttl = decide(lim, state, cost)
+      for i = n - 4, 1, -5 do -- the latest tentative take on this key in this batch, if any
+        if takes[i] == key then
+          s = takes[i + 1]
+          break
+        end
+      end
+      local allowed, nxt, ttl = alg.take(lim, s, cost)
       if allowed and cost > 0 then -- a check-only op changes nothing (refilling twice is refilling once)
-        takes[#takes + 1] = { key, nxt, ttl, group, shadow }
-        tentative[key] = nxt
+        takes[n + 1], takes[n + 2], takes[n + 3], takes[n + 4], takes[n + 5] = key, nxt, ttl, group, shadow
+        n = n + 5
       end
       if not shadow then
         if group == 0 then
           if not allowed then committed = false end
         else
+          groups = groups or {}
           local whole = groups[group]
           if whole == nil then whole = true end
           groups[group] = whole and allowed
-          has_groups = true
         end
       end
     end
-    if committed and has_groups then
+    if committed and groups then
       local any = false
       for _, whole in pairs(groups) do any = any or whole end
       committed = any
     end
-    if moved then
+    if is_moved then
       out[status_at] = 2
     elseif committed then
       out[status_at] = 1
-      -- The last take on each key (whose quota group, if any, is wholly allowed) is its new state.
-      local writes, order = {}, {}
-      for _, w in ipairs(takes) do
-        if w[5] or w[4] == 0 or groups[w[4]] then
-          if writes[w[1]] == nil then order[#order + 1] = w[1] end
-          writes[w[1]] = w
+      -- Each take whose quota group (if any) is wholly allowed sets its key's state; the last one stands.
+      for i = 1, n, 5 do
+        local group = takes[i + 3]
+        if takes[i + 4] or group == 0 or groups[group] then
+          local key = takes[i]
+          states[key] = takes[i + 1]
+          if dirty[key] == nil then order[#order + 1] = key end
+          dirty[key] = takes[i + 2]
         end
       end
-      for _, key in ipairs(order) do
-        local w = writes[key]
-        stored[key] = w[2]
-        write_state(key, w[2], w[3])
-      end
     end
+  end
+  for i = 1, #order do
+    local key = order[i]
+    write(key, states[key], dirty[key])
   end
   return out
 end
 
-local function refund()
-  local limits, at = read_limits(2)
+-- refund and debit: one op at a time (rare paths: a denial across masters, a write-back after a failure).
+local function adjust(stride, change)
+  local limits, _, at = read_limits(2)
   local changed = 0
-  for op = at, #ARGV, 4 do
+  for op = at, #ARGV, stride do
     local key = ARGV[op]
     local lim = limits[tonumber(ARGV[op + 1])]
     local cost = tonumber(ARGV[op + 2])
-    local state = read_state(key)
-    if state and cost > 0 then
-      if lim.alg == 's' then
-        if state[2] == tonumber(ARGV[op + 3]) then
-          local left = math.max(0, state[1] - cost)
-          if left == 0 and (state[3] or 0) == 0 then
-            redis.call('DEL', key)
-          else
-            redis.call('SET', key, string.format('%.0f:%.0f:%.0f', left, state[2], state[3] or 0), 'KEEPTTL')
-          end
-          changed = changed + 1
-        end
-      elseif lim.alg == 'f' then
-        if state[2] == tonumber(ARGV[op + 3]) then
-          local left = state[1] - cost
-          if left <= 0 then
-            redis.call('DEL', key)
-          else
-            redis.call('SET', key, string.format('%.0f:%.0f', left, state[2]), 'KEEPTTL')
-          end
-          changed = changed + 1
-        end
-      elseif lim.alg == 'l' then
-        -- Only what is still counted as spent here comes back: tokens already
-        -- reported spent (lease_claim) were released at home, so they are gone.
-        local back = math.min(cost, state.spent)
-        if now < state[2] and back > 0 then
-          redis.call('SET', key, string.format('%.0f:%.0f:%.0f:%.0f', state[1] + back, state[2], state.gen,
-            state.spent - back), 'KEEPTTL')
-          changed = changed + 1
-        end
-      elseif lim.refill > 0 then
-        if lim.alg == 'h' then state = with_leases(lim, state, key) end
-        local level, ts = refilled(lim, state)
-        level = math.min(capacity(lim, state), level + cost * lim.per)
-        write_bucket(lim, key, state, level, ts)
+    local s = read_one(key)
+    if s ~= nil and cost > 0 then
+      local nxt, ttl = change(lim, key, s, cost, ARGV[op + 3])
+      if nxt ~= nil then
+        write(key, nxt, ttl)
         changed = changed + 1
       end
     end
   end
-  return changed
+  return { now, changed }
 end
 
--- debit: records takes that this cluster did not see (the local failure policy
--- admitted them while their master was down), so the promoted replica does not
--- grant them again. After the limit table, 3 values per op: key, limit, cost.
--- Unconditional: a token bucket's level goes down by cost (not below 0), a
--- fixed window's count up by cost (not above its maximum). Returns the number of keys changed.
+local function refund()
+  return adjust(4, function(lim, key, s, cost, charged)
+    if not s then return nil end -- nothing taken is stored
+    if lim.alg.read then s = lim.alg.read(lim, key, s) end
+    return lim.alg.refund(lim, s, cost, tonumber(charged))
+  end)
+end
+
 local function debit()
-  local limits, at = read_limits(2)
-  local changed = 0
-  for op = at, #ARGV, 3 do
-    local key = ARGV[op]
-    local lim = limits[tonumber(ARGV[op + 1])]
-    local cost = tonumber(ARGV[op + 2])
-    local state = read_state(key)
-    if state ~= nil and cost > 0 then
-      if lim.alg == 's' then
-        local cur, prev, start = sliding(lim, state)
-        write_state(key, { math.min(lim.max, cur + cost), start, prev }, start + 2 * lim.window - now)
-        changed = changed + 1
-      elseif lim.alg == 'f' then
-        local count, start = current_window(lim, state)
-        local after = math.min(lim.max, count + cost)
-        write_state(key, { after, start }, start + lim.window - now)
-        changed = changed + 1
-      elseif lim.alg == 'l' then
-        if state and now < state[2] then
-          local taken = math.min(cost, state[1])
-          write_state(key, { state[1] - taken, state[2], lease = true, gen = state.gen, spent = state.spent + taken }, state[2] - now)
-          changed = changed + 1
-        end
-      elseif lim.refill > 0 then
-        if lim.alg == 'h' then state = with_leases(lim, state, key) end
-        local level, ts = refilled(lim, state)
-        write_bucket(lim, key, state, math.max(0, level - cost * lim.per), ts)
-        changed = changed + 1
-      end
-    end
-  end
-  return changed
+  return adjust(3, function(lim, key, s, cost)
+    if lim.alg.read then s = lim.alg.read(lim, key, s) end
+    return lim.alg.debit(lim, s, cost)
+  end)
 end
 
 -- presence: counts the sidecars deciding against this Redis, for the local
@@ -434,12 +539,12 @@ local function lease_claim()
     local claimed = redis.call('SET', key .. ':p', '1', 'NX', 'PX', ttl) and 1 or 0
     local spent, gen = 0, 0
     if claimed == 1 then
-      local state = read_state(key)
-      if state and state.spent > 0 then
-        spent, gen = state.spent, state.gen
-        redis.call('SET', key, string.format('%.0f:%.0f:%.0f:0', state[1], state[2], state.gen), 'KEEPTTL')
-      elseif state then
-        gen = state.gen
+      local s = read_one(key)
+      if s and (s[4] or 0) > 0 then
+        spent, gen = s[4], s[3] or 0
+        write(key, { s[1], s[2], gen, 0 })
+      elseif s then
+        gen = s[3] or 0
       end
     end
     out[#out + 1] = claimed
@@ -469,7 +574,7 @@ end
 -- to now + ttlUs), or a new lease of the next generation.
 -- Returns { nowUs, then per key: granted tokens, generation }.
 local function lease_grant()
-  local limits, at = read_limits(2)
+  local limits, _, at = read_limits(2)
   local region = ARGV[at]
   local ttl = tonumber(ARGV[at + 1])
   local out = { now }
@@ -489,12 +594,12 @@ local function lease_grant()
     else
       next_gen = (mine and mine[3] or gen) + 1
     end
-    local state = read_state(key)
+    local state = read_one(key)
     if state ~= nil and lim.refill > 0 then
       if mine and mine[2] > now and held ~= mine[1] then
         redis.call('HSET', leases, region, string.format('%.0f:%.0f:%.0f', held, mine[2], mine[3]))
       end
-      state = with_leases(lim, state, key) or { lim.cap, now, out = 0, horizon = 0 }
+      state = with_leases(lim, key, state) or { lim.cap, now, out = 0, horizon = 0 }
       local level, ts = refilled(lim, state)
       granted = math.min(wanted, math.floor(level / lim.per))
       if granted > 0 then
@@ -511,7 +616,7 @@ local function lease_grant()
         local after = level - granted * lim.per
         state.out = state.out + granted * lim.per
         state.horizon = math.max(state.horizon, ttl)
-        write_bucket(lim, key, state, after, ts)
+        write(key, bucket_at(lim, state, after, ts))
       end
     end
     out[#out + 1] = granted
@@ -531,23 +636,21 @@ local function lease_deposit()
     local tokens = tonumber(ARGV[op + 1])
     local ttl = tonumber(ARGV[op + 2])
     local gen = tonumber(ARGV[op + 3])
-    local state = read_state(key)
-    if state ~= nil and ttl > 0 and tokens > 0 then
+    local s = read_one(key)
+    if s ~= nil and ttl > 0 and tokens > 0 then
       local held, spent = 0, 0
-      if state and now < state[2] and state.gen == gen then held, spent = state[1], state.spent end
-      write_state(key, { held + tokens, now + ttl, lease = true, gen = gen, spent = spent }, ttl)
+      if s and now < s[2] and (s[3] or 0) == gen then held, spent = s[1], s[4] or 0 end
+      write(key, { held + tokens, now + ttl, gen, spent }, ttl)
     end
     redis.pcall('DEL', key .. ':p')
   end
   return 1
 end
 
-local operation = ARGV[1]
-if operation == 'take' then return take() end
-if operation == 'refund' then return refund() end
-if operation == 'debit' then return debit() end
-if operation == 'presence' then return presence() end
-if operation == 'lease_claim' then return lease_claim() end
-if operation == 'lease_grant' then return lease_grant() end
-if operation == 'lease_deposit' then return lease_deposit() end
-return redis.error_reply('openclaw.lua: unknown operation ' .. tostring(operation))
+local OPERATIONS = {
+  take = take, refund = refund, debit = debit, presence = presence,
+  lease_claim = lease_claim, lease_grant = lease_grant, lease_deposit = lease_deposit,
+}
+local operation = OPERATIONS[ARGV[1]]
+if not operation then return redis.error_reply('openclaw.lua: unknown operation ' .. tostring(ARGV[1])) end
+return operation()

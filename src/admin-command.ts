@@ -11,7 +11,6 @@ import { DEFAULT_REQUEST_BOUNDS } from './core/request-bounds.js';
 import type { Descriptor, Entry } from './core/types.js';
 import { LimiterDecisionService } from './decision-service.js';
 import { ConfigError, InvalidRequestError, RateLimitError, StoreUnavailableError, errorMessage } from './errors.js';
-import { loadOptionsOf } from './load-options.js';
 import type { Settings } from './settings.js';
 import { MemoryStore } from './store/memory-store.js';
 import { createRedisStore, type RedisStore } from './store/redis/redis-store.js';
@@ -50,7 +49,7 @@ export async function runAdminCommand(command: AdminCommand, settings: Settings,
   let config: CompiledConfig;
   let descriptors: Descriptor[];
   try {
-    config = loadConfig(settings.config, loadOptionsOf(settings));
+    config = loadConfig(settings.config, { mergeDomains: settings.mergeDomains });
     if (args.length === 0) throw new InvalidRequestError('descriptors', 'give one key=value[,key=value...] argument per descriptor');
     descriptors = args.map((arg, i) => ({ entries: parseDescriptorArgument(arg, i) }));
   } catch (error: unknown) {

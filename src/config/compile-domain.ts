@@ -12,18 +12,10 @@ import { compileRuleLimit, exactKey, type CompiledRule, type RuleLimit, type Rul
 import type { Algorithm } from '../core/types.js';
 import { compositeKey, describeComposite, type ConfigFile, type DescriptorNodeConfig, type HttpActionConfig, type RateLimitConfig } from './schema.js';
 
-/** What the store in use can decide; a limit it cannot is a config problem (never a silent misbehaviour). */
-export interface StoreSupport {
-  /** For messages: "the Redis store". */
-  name: string;
-  algorithms: readonly Algorithm[];
-}
-
 interface FileContext {
   file: string;
   domain: string;
   algorithm: Algorithm;
-  store: StoreSupport | undefined;
   problems: ConfigProblem[];
 }
 
@@ -33,11 +25,6 @@ export interface ValidatedFile {
   config: ConfigFile;
   /** The parsed file as JSON, frozen (GET /v1/config). */
   document: unknown;
-}
-
-function unsupported(store: StoreSupport, algorithm: Algorithm): string {
-  return `${algorithm} is not supported by ${store.name} yet (it supports ${store.algorithms.join(', ')}); `
-    + 'use the memory store or another algorithm';
 }
 
 function report(ctx: FileContext, path: string, problem: string): void {
@@ -59,11 +46,6 @@ function compileOneLimit(ctx: FileContext, config: RateLimitConfig, path: string
   if (config.scope === 'global' && algorithm !== 'token_bucket') {
     // Leases move tokens of a bucket between regions; a window's count has no such tokens to move.
     report(ctx, `${path}.scope`, `global applies only to token_bucket limits (this limit uses ${algorithm})`);
-    return undefined;
-  }
-  if (ctx.store !== undefined && !ctx.store.algorithms.includes(algorithm)) {
-    // An inherited default is reported once, at the file's `algorithm`.
-    if (config.algorithm !== undefined) report(ctx, `${path}.algorithm`, unsupported(ctx.store, algorithm));
     return undefined;
   }
   try {
@@ -219,21 +201,19 @@ function compileAction(action: HttpActionConfig): HttpAction {
  * in file order. Each file's `algorithm` is the default of its own limits;
  * RLS limit overrides use the first file's. Returns the domain, or undefined
  * when `problems` received what only compiling reveals (burst on a window,
- * unrepresentable numbers, algorithms the store lacks, duplicates).
+ * unrepresentable numbers, duplicates).
  */
 export function compileDomain(
   files: readonly ValidatedFile[],
   problems: ConfigProblem[],
-  store?: StoreSupport,
 ): CompiledDomain | undefined {
-  return runToEnd(compileDomainSteps(files, problems, store));
+  return runToEnd(compileDomainSteps(files, problems));
 }
 
 /** compileDomain in steps, pausing after each descriptor node. */
 export function* compileDomainSteps(
   files: readonly ValidatedFile[],
   problems: ConfigProblem[],
-  store?: StoreSupport,
 ): CompileSteps<CompiledDomain | undefined> {
   const first = files[0];
   if (first === undefined) throw new InternalError('compileDomain needs at least one file');
@@ -244,11 +224,7 @@ export function* compileDomainSteps(
   const keyOnly = new Map<string, RuleNode>();
   const topLevel = new Map<string, { file: string; index: number }>();
   for (const { file, config } of files) {
-    const ctx: FileContext = { file, domain: name, algorithm: config.algorithm ?? 'token_bucket', store, problems };
-    if (store !== undefined && config.algorithm !== undefined && !store.algorithms.includes(config.algorithm)) {
-      // Also the algorithm of the domain's RLS limit overrides, even with no descriptors.
-      report(ctx, 'algorithm', unsupported(store, config.algorithm));
-    }
+    const ctx: FileContext = { file, domain: name, algorithm: config.algorithm ?? 'token_bucket', problems };
     const nodes = config.descriptors ?? [];
     // Duplicates within one file are the schema's; across merged files, ours.
     const kept = nodes.filter((node, index) => {

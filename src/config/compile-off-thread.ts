@@ -120,10 +120,10 @@ export class OffThreadCompiler {
       case 'checked':
         break;
     }
-    const { path, options } = request;
+    const { path } = request;
     try {
       const config = await runInSlices((function* build(): CompileSteps<CompiledConfig> {
-        return yield* compileValidatedSteps(path, yield* unpackValidatedSteps(reply.domains), options);
+        return yield* compileValidatedSteps(path, yield* unpackValidatedSteps(reply.domains));
       })(), signal);
       return config === undefined ? { kind: 'cancelled' } : { kind: 'compiled', signature: reply.signature, config };
     } catch (error: unknown) {

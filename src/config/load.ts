@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { isMap, isPair, isScalar, isSeq, LineCounter, parseAllDocuments, type Node as YamlNode } from 'yaml';
 import { ConfigError, InternalError, errorMessage, type ConfigProblem } from '../errors.js';
 import type { CompiledConfig, CompiledDomain } from '../core/config-model.js';
-import { compileDomain, compileDomainSteps, type CompileSteps, type StoreSupport, type ValidatedFile } from './compile-domain.js';
+import { compileDomain, compileDomainSteps, type CompileSteps, type ValidatedFile } from './compile-domain.js';
 import { describeAllIssues } from './describe-issue.js';
 import { locate, type Position } from './locate.js';
 import { BOOLEAN_FIELDS, configFileSchema } from './schema.js';
@@ -136,8 +136,6 @@ export interface LoadOptions {
    * it a domain defined twice is an error.
    */
   mergeDomains?: boolean;
-  /** The store that will decide: a limit it cannot decide is a problem of its file. */
-  store?: StoreSupport;
 }
 
 /** One file parsed and checked: the validated file or its problems, and where a path of it is written. */
@@ -152,7 +150,7 @@ interface CheckedSource {
  * schema problem; of YAML syntax errors only the first, as later ones are
  * mostly its echoes).
  */
-function validateSource(source: ConfigSource, store: StoreSupport | undefined): CheckedSource {
+function validateSource(source: ConfigSource): CheckedSource {
   const { file, text } = source;
   const lineCounter = new LineCounter();
   const nowhere = (): undefined => undefined;
@@ -188,7 +186,7 @@ function validateSource(source: ConfigSource, store: StoreSupport | undefined): 
   if (!parsed.success) {
     const problems = [
       ...describeAllIssues(parsed.error.issues).map(({ path, problem: what }) => ({ file, path, problem: what })),
-      ...problemsBeyondSchema(file, plain, parsed.error.issues, store),
+      ...problemsBeyondSchema(file, plain, parsed.error.issues),
     ];
     return { validated: undefined, problems, where };
   }
@@ -206,7 +204,7 @@ function compileChecked(path: string, sources: readonly ConfigSource[], options:
   const byDomain = new Map<string, ValidatedFile[]>();
   const whereIn = new Map<string, CheckedSource['where']>();
   for (const source of sources) {
-    const { validated, problems: found, where } = validateSource(source, options.store);
+    const { validated, problems: found, where } = validateSource(source);
     whereIn.set(source.file, where);
     problems.push(...found);
     if (validated === undefined) continue;
@@ -224,7 +222,7 @@ function compileChecked(path: string, sources: readonly ConfigSource[], options:
   }
   const domains = new Map<string, CompiledDomain>();
   for (const [name, files] of byDomain) {
-    const domain = compileDomain(files, problems, options.store);
+    const domain = compileDomain(files, problems);
     if (domain !== undefined) domains.set(name, domain);
   }
   if (problems.length > 0) {
@@ -254,18 +252,18 @@ export function validateSources(path: string, sources: readonly ConfigSource[], 
 
 /**
  * Compiles what validateSources returned, in steps (see CompileSteps): the
- * config compileSources would have returned. With other load options than
- * the check used, a problem it finds is an InternalError.
+ * config compileSources would have returned (the files are already grouped
+ * by domain as the load options said). A problem it finds is an
+ * InternalError: validation should have found it.
  */
 export function* compileValidatedSteps(
   path: string,
   validated: readonly (readonly ValidatedFile[])[],
-  options: LoadOptions = {},
 ): CompileSteps<CompiledConfig> {
   const problems: ConfigProblem[] = [];
   const domains = new Map<string, CompiledDomain>();
   for (const files of validated) {
-    const domain = yield* compileDomainSteps(files, problems, options.store);
+    const domain = yield* compileDomainSteps(files, problems);
     if (domain !== undefined) domains.set(domain.name, domain);
   }
   if (problems.length > 0) throw new InternalError(`a checked config failed to compile: ${new ConfigError(problems).message}`);

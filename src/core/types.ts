@@ -3,10 +3,12 @@
 export type Unit = 'second' | 'minute' | 'hour' | 'day' | 'week' | 'month' | 'year';
 export type Algorithm = 'token_bucket' | 'fixed_window' | 'sliding_window';
 /**
- * What a store op decides: a configured algorithm, or `lease`: spending the
- * tokens a region holds of a global limit (see core/bucket.ts, store/redis/global-limits.ts).
+ * What a store op decides: a configured algorithm, or one of a global
+ * limit's buckets (store/redis/global-limits.ts): `home_bucket`, its bucket in
+ * its home region, or `lease`, the tokens a region holds of it. Each is one
+ * module of core/algorithms/.
  */
-type BucketAlgorithm = Algorithm | 'lease';
+type BucketAlgorithm = Algorithm | 'home_bucket' | 'lease';
 /** region: one budget per region's Redis; global: one budget across every region (SPEC §11). */
 export type Scope = 'region' | 'global';
 
@@ -48,7 +50,7 @@ export interface DecisionRequest {
  * Windows (fixed_window, sliding_window) are `unitUs` long and aligned to the
  * Unix epoch. A sliding window measures time into its window in whole ticks
  * of `tickUs` (1 µs, 1 ms or 1 s: the finest that keeps its products below
- * 2^53); `windowTicks` = unitUs / tickUs. See core/bucket.ts.
+ * 2^53); `windowTicks` = unitUs / tickUs. See core/algorithms/.
  */
 export interface LimitSpec {
   name: string | undefined;

@@ -33,7 +33,7 @@ function drain<T>(steps: CompileSteps<T>): { value: T; pauses: number } {
 function viaReload(path: string, options: LoadOptions = {}): { config: CompiledConfig; pauses: number } {
   const packed = structuredClone(packValidated(validateSources(path, readConfigSources(path), options)));
   const unpacked = drain(unpackValidatedSteps(packed));
-  const compiled = drain(compileValidatedSteps(path, unpacked.value, options));
+  const compiled = drain(compileValidatedSteps(path, unpacked.value));
   return { config: compiled.value, pauses: unpacked.pauses + compiled.pauses };
 }
 

@@ -7,7 +7,7 @@
 import { Redis } from 'ioredis';
 import t from 'tap';
 import { compileLimit } from '../../src/core/limit.js';
-import type { BucketOp } from '../../src/core/types.js';
+import type { BucketOp, LimitSpec } from '../../src/core/types.js';
 import { RedisLibrary } from '../../src/store/redis/library.js';
 import { startRedis } from '../helpers/redis.js';
 import { uniquePrefix } from './contract.js';
@@ -19,7 +19,8 @@ t.teardown(() => client.quit());
 const library = new RedisLibrary(client);
 
 // 10 per hour, burst 10: nothing refills noticeably during a test.
-const limit = compileLimit({ requestsPerUnit: 10, unit: 'hour', scope: 'global' });
+// The home bucket's spec, as global-limits.ts routes a global op in its home region.
+const limit = { ...compileLimit({ requestsPerUnit: 10, unit: 'hour', scope: 'global' }), algorithm: 'home_bucket' as const };
 const lease = { ...limit, algorithm: 'lease' as const };
 const TTL_US = 5_000_000;
 
@@ -28,7 +29,7 @@ function keys() {
   return { home: `${base}:g`, lease: `${base}:lease:b` };
 }
 
-const take = (key: string, cost: number, spec = limit): BucketOp => ({ key, slotTag: 'tag', limit: spec, cost, shadow: false });
+const take = (key: string, cost: number, spec: LimitSpec = limit): BucketOp => ({ key, slotTag: 'tag', limit: spec, cost, shadow: false });
 
 async function decide(op: BucketOp): Promise<boolean> {
   const [result] = await library.take(op.key, [[op]]);
@@ -65,7 +66,7 @@ t.test('a deposit makes a lease; spending it takes tokens and records what was s
 t.test('a spend report releases the spent tokens: the home bucket may refill into that room again', async (t) => {
   const k = keys();
   // The bucket refills quickly here: 100/second.
-  const fast = compileLimit({ requestsPerUnit: 100, unit: 'second', burst: 10, scope: 'global' });
+  const fast = { ...compileLimit({ requestsPerUnit: 100, unit: 'second', burst: 10, scope: 'global' }), algorithm: 'home_bucket' as const };
   await library.leaseGrant(k.home, 'b', TTL_US, [{ key: k.home, limit: fast, wanted: 10, spent: 0, gen: 0 }]);
   await new Promise((resolve) => setTimeout(resolve, 150)); // 15 tokens' worth of refill time
   const blocked = await library.leaseGrant(k.home, 'c', TTL_US, [{ key: k.home, limit: fast, wanted: 10, spent: 0, gen: 0 }]);

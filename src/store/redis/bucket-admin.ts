@@ -9,7 +9,8 @@ import { StoreUnavailableError } from '../../errors.js';
 import type { RedisConnection } from './connection.js';
 import { withRedisDeadline } from './deadline.js';
 import { redisErrorWords } from './error-words.js';
-import { decodeStoredState, outstandingLeases } from './stored-state.js';
+import { storedState } from '../../core/algorithms/table.js';
+import { outstandingLeases } from './stored-state.js';
 import type { Topology } from './topology.js';
 
 /**
@@ -111,11 +112,11 @@ export class RedisBucketAdmin {
 
 /** A global limit's home bucket (the layer around the store names its key `<key>:g`). */
 function isHomeBucket(op: BucketOp): boolean {
-  return op.limit.scope === 'global' && op.limit.algorithm === 'token_bucket';
+  return op.limit.algorithm === 'home_bucket';
 }
 
 function stateOf(op: BucketOp, text: string | null, leases: Record<string, string> | undefined, nowUs: number): BucketState | null {
-  const state = decodeStoredState(text, op.limit);
+  const state = storedState(op.limit, text);
   if (leases === undefined) return state;
   const outstanding = outstandingLeases(leases, op.limit, nowUs);
   if (outstanding === 0) return state;

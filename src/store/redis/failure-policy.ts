@@ -112,7 +112,7 @@ export class FailurePolicy {
 
   /** How many of the global bucket's tokens one request costs here: the divisor, at most the capacity. */
   private shareOf(op: BucketOp): number {
-    const capacity = op.limit.algorithm === 'token_bucket' ? op.limit.burst : op.limit.requestsPerUnit;
-    return Math.max(1, Math.min(this.divisor, capacity));
+    // A window's burst is its requests_per_unit (config refuses a burst on windows).
+    return Math.max(1, Math.min(this.divisor, op.limit.burst));
   }
 }

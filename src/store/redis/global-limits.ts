@@ -134,7 +134,7 @@ interface Deposit {
 export class GlobalLimits {
   private readonly keys = new Map<string, KeyState>();
   private readonly remote = new Map<string, Region>();
-  private readonly leaseSpecs = new WeakMap<LimitSpec, LimitSpec>();
+  private readonly variants = { home_bucket: new WeakMap<LimitSpec, LimitSpec>(), lease: new WeakMap<LimitSpec, LimitSpec>() };
   private readonly shareSpecs = new WeakMap<LimitSpec, LimitSpec>();
   private readonly timer: NodeJS.Timeout;
   private closed = false;
@@ -203,7 +203,7 @@ export class GlobalLimits {
     const home = homeRegion(this.options.regions, op.key);
     const share = this.shareOp(op);
     // This region's Redis failing: the static share decides, home bucket or lease alike (failure-policy.ts).
-    if (home === this.options.region) return { ...op, key: `${op.key}:g`, fallback: share };
+    if (home === this.options.region) return { ...op, key: `${op.key}:g`, limit: this.homeSpec(op.limit), fallback: share };
     const lease = { ...op, key: `${op.key}:lease:${this.options.region}`, limit: this.leaseSpec(op.limit) };
     const state = this.follow(lease, op.limit, home);
     state.asked += op.cost;
@@ -235,11 +235,22 @@ export class GlobalLimits {
     return state;
   }
 
+  /** The limit as its home bucket decides it (core/algorithms/home-bucket.ts). */
+  private homeSpec(limit: LimitSpec): LimitSpec {
+    return this.variant(limit, 'home_bucket', 'H');
+  }
+
+  /** The limit as a region's lease decides it (core/algorithms/lease.ts). */
   private leaseSpec(limit: LimitSpec): LimitSpec {
-    let spec = this.leaseSpecs.get(limit);
+    return this.variant(limit, 'lease', 'L');
+  }
+
+  private variant(limit: LimitSpec, algorithm: 'home_bucket' | 'lease', mark: string): LimitSpec {
+    const specs = this.variants[algorithm];
+    let spec = specs.get(limit);
     if (spec === undefined) {
-      spec = Object.freeze({ ...limit, algorithm: 'lease' as const, fingerprint: `${limit.fingerprint}L` });
-      this.leaseSpecs.set(limit, spec);
+      spec = Object.freeze({ ...limit, algorithm, fingerprint: `${limit.fingerprint}${mark}` });
+      specs.set(limit, spec);
     }
     return spec;
   }
@@ -324,7 +335,7 @@ export class GlobalLimits {
       const grants = group.indices.map((i) => {
         const { state, tokens, spent, gen } = items[i]!;
         this.options.events.leaseRequested?.(home, tokens);
-        return { key: homeOps[i]!.key, limit: state.base, wanted: tokens, spent, gen };
+        return { key: homeOps[i]!.key, limit: this.homeSpec(state.base), wanted: tokens, spent, gen };
       });
       const sentAtMs = performance.now();
       try {

@@ -1,6 +1,7 @@
 // The typed face of lua/openclaw.lua: loading, argument encoding, reply decoding.
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import { algorithmOf } from '../../core/algorithms/table.js';
 import type { BucketState } from '../../core/bucket.js';
 import type { BucketOp, LimitSpec } from '../../core/types.js';
 import { InternalError, StoreCallError } from '../../errors.js';
@@ -20,17 +21,10 @@ export const LIBRARY_LUA = readLibrary();
 export const LIBRARY_SHA = createHash('sha1').update(LIBRARY_LUA).digest('hex');
 const COMMAND = 'openclawRl';
 
-const ALGORITHM_CODE: Readonly<Record<LimitSpec['algorithm'], string>> = {
-  token_bucket: 't', fixed_window: 'f', sliding_window: 's', lease: 'l',
-};
-
-/** The script's name for a limit: a global token bucket (its home bucket) is 'h'. */
-function algorithmCode(limit: LimitSpec): string {
-  return limit.scope === 'global' && limit.algorithm === 'token_bucket' ? 'h' : ALGORITHM_CODE[limit.algorithm];
-}
-
 /** Integers per op in a `take` reply: the op key's state (level, tsUs, extra) when its batch began. */
 const STATE_FIELDS = 3;
+/** Most keys in one MGET (Lua's unpack has a stack limit near 8000). */
+const MAX_KEYS_PER_READ = 1_000;
 
 type BatchStatus = 'denied' | 'committed' | 'moved';
 const STATUS: readonly BatchStatus[] = ['denied', 'committed', 'moved'];
@@ -46,20 +40,24 @@ export interface TakeResult {
 
 type ScriptCall = (numKeys: number, routingKey: string, ...argv: string[]) => Promise<unknown>;
 
-/** Builds the limit table of one call: each distinct limit once, ops refer to it by index. */
+/** The limit table of one call: each distinct limit once (its algorithm's code and arguments), ops refer to it by index. */
 class LimitTable {
   readonly argv: string[] = ['0'];
-  private readonly index = new Map<LimitSpec, string>();
+  private readonly index = new Map<LimitSpec, number>();
 
-  indexOf(limit: LimitSpec): string {
+  indexOf(limit: LimitSpec): number {
     let at = this.index.get(limit);
     if (at === undefined) {
-      at = String(this.index.size + 1);
+      at = this.index.size + 1;
       this.index.set(limit, at);
       this.argv.push(...limitValues(limit));
-      this.argv[0] = at;
+      this.argv[0] = String(at);
     }
     return at;
+  }
+
+  get size(): number {
+    return this.index.size;
   }
 }
 
@@ -68,28 +66,74 @@ const limitValueCache = new WeakMap<LimitSpec, readonly string[]>();
 function limitValues(limit: LimitSpec): readonly string[] {
   let values = limitValueCache.get(limit);
   if (values === undefined) {
-    values = Object.freeze([
-      algorithmCode(limit), String(limit.tickUs), String(limit.refillPerTick), String(limit.levelPerToken),
-      String(limit.capacityLevel), String(limit.unitUs), String(limit.requestsPerUnit),
-      String(limit.algorithm === 'sliding_window' ? limit.windowTicks : 0),
-    ]);
+    const algorithm = algorithmOf(limit);
+    values = Object.freeze([algorithm.code, ...algorithm.limitArgs(limit)]);
     limitValueCache.set(limit, values);
   }
   return values;
 }
 
-/** shadow (1) + 2 × (quota group + 1), as lua/openclaw.lua `take` reads it. */
-function opFlags(op: BucketOp): string {
+/**
+ * The keys of one call, each once, in read groups (lua/openclaw.lua reads a
+ * group with one MGET): on a Cluster the keys of one hash tag (one slot), on
+ * one node every key.
+ */
+class KeyTable {
+  private readonly groups: string[][] = [];
+  /** The group still taking keys, per read group id (hash tag, or '' on one node). */
+  private readonly open = new Map<string, number>();
+  /** Each key's group and place in it. */
+  private readonly places = new Map<string, { group: number; at: number }>();
+
+  constructor(private readonly bySlot: boolean) {}
+
+  add(op: BucketOp): void {
+    if (this.places.has(op.key)) return;
+    const id = this.bySlot ? op.slotTag : '';
+    let group = this.open.get(id);
+    if (group === undefined || this.groups[group]!.length >= MAX_KEYS_PER_READ) {
+      group = this.groups.push([]) - 1;
+      this.open.set(id, group);
+    }
+    this.places.set(op.key, { group, at: this.groups[group]!.length });
+    this.groups[group]!.push(op.key);
+  }
+
+  /** G, then each group's size and keys; and each key's 1-based index among all keys. */
+  encode(): { argv: string[]; indexOf: (key: string) => number } {
+    const argv = [String(this.groups.length)];
+    const offsets: number[] = [];
+    let count = 0;
+    for (const group of this.groups) {
+      offsets.push(count);
+      argv.push(String(group.length), ...group);
+      count += group.length;
+    }
+    return {
+      argv,
+      indexOf: (key) => {
+        const place = this.places.get(key)!;
+        return offsets[place.group]! + place.at + 1;
+      },
+    };
+  }
+}
+
+/** An op's word: limit index + (L + 1) × flags, flags = joins the previous op's batch + 2 × shadow + 4 × quota group (0: none). */
+function opWord(op: BucketOp, limitIndex: number, limits: number, joins: boolean): string {
   const group = op.quotaGroup === undefined ? 0 : op.quotaGroup + 1;
-  if (group === 0) return op.shadow ? '1' : '0';
-  return String((op.shadow ? 1 : 0) + 2 * group);
+  const flags = (joins ? 1 : 0) + (op.shadow ? 2 : 0) + 4 * group;
+  return String(limitIndex + (limits + 1) * flags);
 }
 
 /** lua/openclaw.lua on one client, by EVALSHA with EVAL on NOSCRIPT (ioredis defineCommand). */
 export class RedisLibrary {
   private readonly call: ScriptCall;
+  /** A Cluster: keys are read one slot (hash tag) at a time. */
+  private readonly cluster: boolean;
 
   constructor(client: RedisClient) {
+    this.cluster = 'nodes' in client && typeof client.nodes === 'function';
     client.defineCommand(COMMAND, { lua: LIBRARY_LUA });
     this.call = (client as unknown as Record<typeof COMMAND, ScriptCall>)[COMMAND].bind(client);
   }
@@ -110,25 +154,37 @@ export class RedisLibrary {
    * reply is a StoreCallError.
    */
   async take(routingKey: string, batches: readonly (readonly BucketOp[])[]): Promise<TakeResult[]> {
-    const table = new LimitTable();
-    const counts: string[] = [];
-    const opValues: string[] = [];
+    const limits = new LimitTable();
+    const keys = new KeyTable(this.cluster);
     let opCount = 0;
     for (const ops of batches) {
-      counts.push(String(ops.length));
       opCount += ops.length;
-      for (const op of ops) opValues.push(op.key, table.indexOf(op.limit), String(op.cost), opFlags(op));
+      for (const op of ops) {
+        limits.indexOf(op.limit);
+        keys.add(op);
+      }
     }
-    const reply = await this.call(1, routingKey, 'take', ...table.argv, String(batches.length), ...counts, ...opValues);
+    const { argv: keyValues, indexOf } = keys.encode();
+    const opValues: string[] = new Array(3 * opCount);
+    let at = 0;
+    for (const ops of batches) {
+      for (let i = 0; i < ops.length; i++) {
+        const op = ops[i]!;
+        opValues[at++] = String(indexOf(op.key));
+        opValues[at++] = opWord(op, limits.indexOf(op.limit), limits.size, i > 0);
+        opValues[at++] = String(op.cost);
+      }
+    }
+    const reply = await this.call(1, routingKey, 'take', ...limits.argv, ...keyValues, ...opValues);
     return decodeTake(reply, batches, opCount);
   }
 
-  /** Takes `cost` of each op unconditionally (see lua/openclaw.lua `debit`): admissions Redis did not see. */
-  async debit(routingKey: string, ops: readonly BucketOp[]): Promise<void> {
+  /** Takes `cost` of each op unconditionally (see lua/openclaw.lua `debit`): admissions Redis did not see. Resolves with Redis's time, µs. */
+  async debit(routingKey: string, ops: readonly BucketOp[]): Promise<number> {
     const table = new LimitTable();
     const values: string[] = [];
-    for (const op of ops) values.push(op.key, table.indexOf(op.limit), String(op.cost));
-    await this.call(1, routingKey, 'debit', ...table.argv, ...values);
+    for (const op of ops) values.push(op.key, String(table.indexOf(op.limit)), String(op.cost));
+    return redisTime(await this.call(1, routingKey, 'debit', ...table.argv, ...values), 'debit');
   }
 
   /** Marks `member` present in the sorted set `key` for `ttlUs`; resolves with how many members are present. */
@@ -160,7 +216,7 @@ export class RedisLibrary {
     items: readonly { key: string; limit: LimitSpec; wanted: number; spent: number; gen: number }[]): Promise<{ nowUs: number; granted: number[]; gens: number[] }> {
     const table = new LimitTable();
     const values: string[] = [];
-    for (const item of items) values.push(item.key, table.indexOf(item.limit), String(item.wanted), String(item.spent), String(item.gen));
+    for (const item of items) values.push(item.key, String(table.indexOf(item.limit)), String(item.wanted), String(item.spent), String(item.gen));
     const reply = await this.call(1, routingKey, 'lease_grant', ...table.argv, region, String(ttlUs), ...values);
     if (!Array.isArray(reply) || reply.length !== 1 + 2 * items.length || !reply.every((v) => typeof v === 'number')) {
       throw new StoreCallError('redis: unexpected reply from lua/openclaw.lua lease_grant');
@@ -180,13 +236,19 @@ export class RedisLibrary {
     await this.call(1, routingKey, 'lease_deposit', ...values);
   }
 
-  /** Gives back `cost` of each op (see lua/openclaw.lua `refund`); `chargedStartUs` per op for fixed windows. */
-  async refund(routingKey: string, ops: readonly BucketOp[], chargedStartUs: readonly number[]): Promise<void> {
+  /** Gives back `cost` of each op (see lua/openclaw.lua `refund`); `chargedStartUs` per op for windows. Resolves with Redis's time, µs. */
+  async refund(routingKey: string, ops: readonly BucketOp[], chargedStartUs: readonly number[]): Promise<number> {
     const table = new LimitTable();
     const values: string[] = [];
-    ops.forEach((op, i) => values.push(op.key, table.indexOf(op.limit), String(op.cost), String(chargedStartUs[i] ?? 0)));
-    await this.call(1, routingKey, 'refund', ...table.argv, ...values);
+    ops.forEach((op, i) => values.push(op.key, String(table.indexOf(op.limit)), String(op.cost), String(chargedStartUs[i] ?? 0)));
+    return redisTime(await this.call(1, routingKey, 'refund', ...table.argv, ...values), 'refund');
   }
+}
+
+/** The time of a refund or debit reply ({ nowUs, changed }). */
+function redisTime(reply: unknown, operation: string): number {
+  if (!Array.isArray(reply) || typeof reply[0] !== 'number') throw new StoreCallError(`redis: unexpected reply from lua/openclaw.lua ${operation}`);
+  return reply[0];
 }
 
 function decodeTake(reply: unknown, batches: readonly (readonly BucketOp[])[], opCount: number): TakeResult[] {
@@ -207,13 +269,7 @@ function decodeTake(reply: unknown, batches: readonly (readonly BucketOp[])[], o
     const states: (BucketState | null)[] = new Array(count);
     for (let i = 0; i < count; i++, at += STATE_FIELDS) {
       const level = values[at] as number;
-      const limit = batches[b]![i]!.limit;
-      const tsUs = values[at + 1] as number;
-      const extra = values[at + 2] as number;
-      if (level < 0) states[i] = null;
-      else if (limit.algorithm === 'sliding_window') states[i] = { level, tsUs, prevLevel: extra };
-      else if (limit.scope === 'global' && limit.algorithm === 'token_bucket' && extra > 0) states[i] = { level, tsUs, outstanding: extra };
-      else states[i] = { level, tsUs };
+      states[i] = level < 0 ? null : algorithmOf(batches[b]![i]!.limit).fromReply(level, values[at + 1] as number, values[at + 2] as number);
     }
     results[b] = { status, nowUs, states };
   }

@@ -1,5 +1,6 @@
 // What a Redis reply means: the reference model's reading of it, and the local
 // mirror of what Redis last reported of each key, on the local clock.
+import { algorithmOf } from '../../core/algorithms/table.js';
 import { evaluate, evaluateBatch, takes, type BatchEvaluation, type BucketState } from '../../core/bucket.js';
 import type { StoreDecision } from '../../core/store.js';
 import type { BucketOp } from '../../core/types.js';
@@ -73,7 +74,7 @@ export class Mirror {
 
 /**
  * The outcomes of a batch Redis decided, computed by the reference model
- * (core/bucket.ts) from the states the script read, at Redis's time. The
+ * (core/algorithms/, core/bucket.ts) from the states the script read, at Redis's time. The
  * model's commit decision must be Redis's; when it is not (a bug in one of
  * the two), `onMismatch` is told and what Redis did stands — a denial wins:
  * nothing is reported taken that Redis did not take.
@@ -111,7 +112,7 @@ function rememberBatch(local: MemoryStore, ops: readonly BucketOp[], result: Tak
   const seen = ops.length > 1 ? new Set<string>() : undefined;
   for (let i = ops.length - 1; i >= 0; i--) {
     const op = ops[i]!;
-    if (op.limit.scope === 'global' || op.limit.algorithm === 'lease') continue; // changed by grants too: not mirrored
+    if (!algorithmOf(op.limit).mirrored) continue; // a global limit's buckets change by grants too
     if (seen !== undefined) {
       if (seen.has(op.key)) continue;
       seen.add(op.key);

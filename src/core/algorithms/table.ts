@@ -1,0 +1,38 @@
+// The one table of bucket algorithms: every store, the local mirror and the
+// Redis script's encoding find an algorithm's arithmetic here. Adding one is
+// a module beside these, its row here, its entry in lua/openclaw.lua's
+// ALGORITHMS and its name in the config schema.
+import type { BucketState } from '../bucket.js';
+import type { BucketOutcome, LimitSpec } from '../types.js';
+import { parseStoredState, type AlgorithmModule } from './algorithm.js';
+import { fixedWindow } from './fixed-window.js';
+import { homeBucket } from './home-bucket.js';
+import { lease } from './lease.js';
+import { slidingWindow } from './sliding-window.js';
+import { tokenBucket } from './token-bucket.js';
+
+const ALGORITHMS: Readonly<Record<LimitSpec['algorithm'], AlgorithmModule>> = Object.freeze({
+  token_bucket: tokenBucket,
+  fixed_window: fixedWindow,
+  sliding_window: slidingWindow,
+  home_bucket: homeBucket,
+  lease,
+});
+
+export function algorithmOf(limit: LimitSpec): AlgorithmModule {
+  return ALGORITHMS[limit.algorithm];
+}
+
+/**
+ * What a bucket holds at `nowUs`, from its stored text (null = no key: full),
+ * as a check-only request would report it. Pure; changes nothing.
+ */
+export function inspectStoredState(limit: LimitSpec, text: string | null, nowUs: number): BucketOutcome {
+  return algorithmOf(limit).evaluate(limit, storedState(limit, text), nowUs, 0).outcome;
+}
+
+/** The state a key's stored text stands for (null: no key, or text the script would not read: full). */
+export function storedState(limit: LimitSpec, text: string | null): BucketState | null {
+  const fields = parseStoredState(text);
+  return fields === null ? null : algorithmOf(limit).fromStored(fields);
+}
