@@ -85,14 +85,14 @@ export class LimiterDecisionService implements DecisionService {
     try {
       decided = this.options.limiter.decide(config, request);
     } catch (error: unknown) {
-      this.options.metrics.countDecision(domainLabel, api, 'store_failure', (performance.now() - started) / 1000);
+      this.options.metrics.countDecision(domainLabel, api, 'store_failure', 'policy', (performance.now() - started) / 1000);
       throw error;
     }
     if (!(decided instanceof Promise)) return this.counted(decided, request.domain, known, domainLabel, api, started);
     return decided.then(
       (decision) => this.counted(decision, request.domain, known, domainLabel, api, started),
       (error: unknown) => {
-        this.options.metrics.countDecision(domainLabel, api, 'store_failure', (performance.now() - started) / 1000);
+        this.options.metrics.countDecision(domainLabel, api, 'store_failure', 'policy', (performance.now() - started) / 1000);
         throw error;
       },
     );
@@ -101,7 +101,7 @@ export class LimiterDecisionService implements DecisionService {
   /** Counts a decision in the metrics and returns it. */
   private counted(decision: Decision, domain: string, known: boolean, domainLabel: string, api: Api, started: number): Decision {
     const { metrics } = this.options;
-    metrics.countDecision(domainLabel, api, outcomeOf(decision), (performance.now() - started) / 1000);
+    metrics.countDecision(domainLabel, api, outcomeOf(decision), decision.decidedBy, (performance.now() - started) / 1000);
     if (known) {
       for (const status of decision.statuses) {
         if (status.rule === undefined) continue;

@@ -61,6 +61,6 @@ export function decideHttpRequest(
   const domain = service.resolveDomain(requestedDomain, refuseUnknownAs);
   const descriptors = service.descriptorsFromHttp(domain, request);
   // No descriptor: allowed, nothing to report (and no store call, no metric).
-  if (descriptors.length === 0) return { overallCode: 'OK', statuses: [], storeFailure: undefined, shadowOverLimit: false };
+  if (descriptors.length === 0) return { overallCode: 'OK', statuses: [], decidedBy: 'store', storeFailure: undefined, shadowOverLimit: false };
   return service.decide({ domain, descriptors }, api);
 }

@@ -50,7 +50,7 @@ export class Limiter {
     const statuses: DescriptorStatus[] = new Array(descriptors.length);
     if (domain === undefined) {
       statuses.fill(NO_LIMIT_STATUS);
-      return { overallCode: 'OK', statuses, storeFailure: undefined, shadowOverLimit: false };
+      return { overallCode: 'OK', decidedBy: 'store', statuses, storeFailure: undefined, shadowOverLimit: false };
     }
     const rules = this.matchRules(domain, descriptors);
     const replaced = replacedNames(rules);
@@ -179,7 +179,8 @@ function finish(batch: Batch, result: StoreDecision): Decision {
   }
   // envoyproxy/ratelimit's quota_mode: over when every quota descriptor is.
   if (quotaDescriptors > 0 && quotaDescriptors === quotaDescriptorsOver) overallCode = 'OVER_LIMIT';
-  return { overallCode, statuses, storeFailure: result.fallback, shadowOverLimit };
+  const decidedBy = result.fallback !== undefined ? 'policy' : result.fromMirror === true ? 'mirror' : 'store';
+  return { overallCode, decidedBy, statuses, storeFailure: result.fallback, shadowOverLimit };
 }
 
 const OVERRIDE_RULE_ID = 'limit_override';

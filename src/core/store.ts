@@ -8,6 +8,8 @@ export interface StoreDecision {
   outcomes: BucketOutcome[];
   /** Set when the failure policy decided some ops (a Redis node failed), else undefined. */
   fallback: StoreFailurePolicy | undefined;
+  /** Set when the Redis store denied from its local mirror of what Redis last reported, without a call. */
+  fromMirror?: true;
 }
 
 export interface StoreHealth {

@@ -167,8 +167,16 @@ export interface DescriptorStatus {
   limitStatuses?: readonly DescriptorStatus[];
 }
 
+/**
+ * Who decided a request: the store (Redis, or the memory store), the Redis
+ * store's local mirror of what Redis last reported (a denial without a call),
+ * or the store-failure policy (it decided some or all of the request's limits).
+ */
+export type DecidedBy = 'store' | 'mirror' | 'policy';
+
 export interface Decision {
   overallCode: Code;
+  decidedBy: DecidedBy;
   statuses: DescriptorStatus[];
   /** Set when the store failed and the failure policy decided. */
   storeFailure: 'allow' | 'deny' | 'local' | undefined;

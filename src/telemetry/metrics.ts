@@ -1,4 +1,5 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { DecidedBy } from '../core/types.js';
 import type { Api } from '../service.js';
 
 export type Outcome = 'ok' | 'over_limit' | 'shadow_over_limit' | 'store_failure';
@@ -16,6 +17,16 @@ function cachedChild<K, C>(children: Map<K, C>, key: K, create: () => C): C {
 
 const APIS: readonly Api[] = ['http_check', 'http_auth', 'http_auth_nginx', 'grpc_rls', 'grpc_authz'];
 const OUTCOMES: readonly Outcome[] = ['ok', 'over_limit', 'shadow_over_limit', 'store_failure'];
+
+const DECIDERS: readonly DecidedBy[] = ['store', 'mirror', 'policy'];
+
+function deciderIndex(decidedBy: DecidedBy): number {
+  switch (decidedBy) {
+    case 'store': return 0;
+    case 'mirror': return 1;
+    case 'policy': return 2;
+  }
+}
 
 function apiIndex(api: Api): number {
   switch (api) {
@@ -178,10 +189,10 @@ const LINT_FAILING_DEFAULT_METRICS = ['nodejs_active_handles_total', 'nodejs_act
 /** Every metric of SPEC §7, in one registry per server. Labels come from config only. */
 export class Metrics {
   readonly registry = new Registry();
-  readonly decisions: Counter<'domain' | 'api' | 'outcome'> = new Counter({
+  readonly decisions: Counter<'domain' | 'api' | 'outcome' | 'decided_by'> = new Counter({
     name: 'ratelimit_decisions_total',
-    help: 'Rate-limit decisions by domain, API and outcome.',
-    labelNames: ['domain', 'api', 'outcome'] as const,
+    help: 'Rate-limit decisions by domain, API, outcome and who decided (store, mirror: denied from what Redis last reported, policy: the store-failure policy).',
+    labelNames: ['domain', 'api', 'outcome', 'decided_by'] as const,
     registers: [this.registry],
     collect: (): void => this.decisionTally.flush(),
   });
@@ -306,9 +317,9 @@ export class Metrics {
   text: () => Promise<string> = () => this.registry.metrics();
 
   // Per-decision counts in plain numbers (see CounterTally): per domain label,
-  // one count per api × outcome; per domain and rule, one per rule outcome.
+  // one count per api × outcome × decider; per domain and rule, one per rule outcome.
   private readonly decisionCounts = new Map<string, Float64Array>();
-  private readonly decisionTally: CounterTally<{ domain: string; api: Api; outcome: Outcome }> = new CounterTally(this.decisions);
+  private readonly decisionTally: CounterTally<{ domain: string; api: Api; outcome: Outcome; decided_by: DecidedBy }> = new CounterTally(this.decisions);
   private readonly ruleCounts = new Map<string, Map<string, Float64Array>>();
   private readonly ruleTally: CounterTally<{ domain: string; rule: string; outcome: RuleOutcome }> = new CounterTally(this.ruleDecisions);
 
@@ -348,16 +359,16 @@ export class Metrics {
   }
 
   /** Counts one decision: a few plain additions (label sets are built once per series, prom-client is fed at scrape). */
-  countDecision(domain: string, api: Api, outcome: Outcome, seconds: number): void {
+  countDecision(domain: string, api: Api, outcome: Outcome, decidedBy: DecidedBy, seconds: number): void {
     let counts = this.decisionCounts.get(domain);
     if (counts === undefined) {
-      counts = new Float64Array(APIS.length * OUTCOMES.length).fill(-1);
+      counts = new Float64Array(APIS.length * OUTCOMES.length * DECIDERS.length).fill(-1);
       this.decisionCounts.set(domain, counts);
     }
-    const index = apiIndex(api) * OUTCOMES.length + outcomeIndex(outcome);
+    const index = (apiIndex(api) * OUTCOMES.length + outcomeIndex(outcome)) * DECIDERS.length + deciderIndex(decidedBy);
     if (counts[index] === -1) {
       counts[index] = 0;
-      this.decisionTally.add({ domain, api, outcome }, counts, index);
+      this.decisionTally.add({ domain, api, outcome, decided_by: decidedBy }, counts, index);
     }
     counts[index]!++;
     this.decisionDuration.observeApi(api, seconds);

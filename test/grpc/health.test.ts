@@ -51,7 +51,7 @@ t.test('shutdown lets in-flight calls finish', async (t) => {
   const service = new FakeDecisionService();
   let release: () => void = () => {};
   service.answer = (request) => new Promise((resolve) => {
-    release = () => resolve({ overallCode: 'OK', statuses: request.descriptors.map(() => ({ code: 'OK', limit: null, limitRemaining: 0, durationUntilResetMs: 0, retryAfterS: 0, shadowOverLimit: false, shadow: false, rule: undefined })), storeFailure: undefined, shadowOverLimit: false });
+    release = () => resolve({ overallCode: 'OK', statuses: request.descriptors.map(() => ({ code: 'OK', limit: null, limitRemaining: 0, durationUntilResetMs: 0, retryAfterS: 0, shadowOverLimit: false, shadow: false, rule: undefined })), decidedBy: 'store', storeFailure: undefined, shadowOverLimit: false });
   });
   const h = await startHarness(service);
   const inFlight = call(h.rls, 'ShouldRateLimit', { domain: 'd', descriptors: [{ entries: [{ key: 'a', value: 'b' }] }] });

@@ -79,7 +79,7 @@ export function decision(statuses: DescriptorStatus[]): Decision {
   return {
     overallCode: statuses.some((s) => s.code === 'OVER_LIMIT') ? 'OVER_LIMIT' : 'OK',
     statuses,
-    storeFailure: undefined,
+    decidedBy: 'store', storeFailure: undefined,
     shadowOverLimit: false,
   };
 }

@@ -152,7 +152,7 @@ t.test('ShouldRateLimit', async (t) => {
   });
 
   t.test('unknown domain: OK, one bare OK status per descriptor', async (t) => {
-    service.answer = (request) => ({ overallCode: 'OK', statuses: request.descriptors.map(() => noLimitStatus()), storeFailure: undefined, shadowOverLimit: false });
+    service.answer = (request) => ({ overallCode: 'OK', statuses: request.descriptors.map(() => noLimitStatus()), decidedBy: 'store', storeFailure: undefined, shadowOverLimit: false });
     const { response } = await call(h.rls, SHOULD, rlsRequest('nope', [[['a', '1']], [['b', '2']]]));
     t.equal(response.overall_code, 1);
     t.same(response.statuses, [

@@ -98,7 +98,7 @@ t.test('the /v1/check body is byte for byte what the compiled schema serializer 
     for (let offset = 0; offset < 40; offset++) {
       const statuses = Array.from({ length: n }, (_, i) => status(i + offset));
       for (const overallCode of ['OK', 'OVER_LIMIT'] as const) {
-        const decision: Decision = { overallCode, statuses, storeFailure: undefined, shadowOverLimit: false };
+        const decision: Decision = { overallCode, statuses, decidedBy: 'store', storeFailure: undefined, shadowOverLimit: false };
         t.equal(checkResponseJson(decision), serialize(statusBody(decision)), `${n} statuses from ${offset}, ${overallCode}`);
         compared++;
       }
@@ -108,7 +108,7 @@ t.test('the /v1/check body is byte for byte what the compiled schema serializer 
 });
 
 t.test('the same limit written twice gives the same text (the per-limit cache)', async (t) => {
-  const decision: Decision = { overallCode: 'OK', statuses: [status(1), status(1)], storeFailure: undefined, shadowOverLimit: false };
+  const decision: Decision = { overallCode: 'OK', statuses: [status(1), status(1)], decidedBy: 'store', storeFailure: undefined, shadowOverLimit: false };
   t.equal(checkResponseJson(decision), checkResponseJson(decision));
   t.equal(checkResponseJson(decision), serialize(statusBody(decision)));
 });

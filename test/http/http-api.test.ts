@@ -142,7 +142,7 @@ t.test('/healthz, /readyz, /metrics, /v1/config', async (t) => {
   t.equal(ready.status, 200);
   t.match(await ready.json(), { status: 'ready' });
   const metrics = await (await fetch(`${server.url}/metrics`)).text();
-  t.match(metrics, /ratelimit_decisions_total\{domain="shop",api="http_check",outcome="over_limit"\} 1/);
+  t.match(metrics, /ratelimit_decisions_total\{domain="shop",api="http_check",outcome="over_limit",decided_by="store"\} 1/);
   t.match(metrics, /ratelimit_decision_duration_seconds_bucket/);
   t.match(metrics, /ratelimit_config_reloads_total\{result="failure"\} 0/);
   t.match(metrics, /process_cpu_user_seconds_total/);

@@ -16,7 +16,7 @@ class ScriptedService implements DecisionService {
   seen: HttpRequestInput[] = [];
   decided = 0;
   noDescriptors = false;
-  next: () => Promise<Decision> = async () => ({ overallCode: 'OK', statuses: [], storeFailure: undefined, shadowOverLimit: false });
+  next: () => Promise<Decision> = async () => ({ overallCode: 'OK', statuses: [], decidedBy: 'store', storeFailure: undefined, shadowOverLimit: false });
   resolveDomain(requested: string | undefined): string { return requested ?? 'd'; }
   descriptorsFromHttp(_domain: string, request: HttpRequestInput): Descriptor[] {
     this.seen.push(request);
@@ -56,7 +56,7 @@ t.test('an unexpected error is a 500 that leaks nothing, and the server keeps an
   const response = await app.inject({ method: 'POST', url: '/v1/check', payload: body });
   t.equal(response.statusCode, 500);
   t.same(response.json(), { error: { code: 'RL_ERR_INTERNAL', message: 'internal error' } });
-  service.next = async () => ({ overallCode: 'OK', statuses: [], storeFailure: undefined, shadowOverLimit: false });
+  service.next = async () => ({ overallCode: 'OK', statuses: [], decidedBy: 'store', storeFailure: undefined, shadowOverLimit: false });
   t.equal((await app.inject({ method: 'POST', url: '/v1/check', payload: body })).statusCode, 200);
 });
 

@@ -92,7 +92,10 @@ export class LateReplies {
     const held = ticket.held;
     ticket.held = undefined;
     if (fateUnknown(error)) this.options.events.uncertainCall?.();
-    if (held !== undefined) this.options.writeBack.debits.add(held);
+    if (held !== undefined) {
+      this.options.writeBack.debits.add(held);
+      this.options.mirror.release(held);
+    }
   }
 
   private judge(ticket: LateTicket, result: TakeResult): void {
@@ -105,7 +108,10 @@ export class LateReplies {
     // or it did not (write them back, as for a node that was down).
     const held = ticket.held;
     ticket.held = undefined;
-    if (held !== undefined && !evaluation.commits) this.options.writeBack.debits.add(held);
+    if (held !== undefined) {
+      if (!evaluation.commits) this.options.writeBack.debits.add(held);
+      this.options.mirror.release(held);
+    }
     if (!allowed) {
       const refund = refundOf(ticket.group, ops, evaluation);
       if (refund !== undefined) void this.options.writeBack.giveBack([refund]);

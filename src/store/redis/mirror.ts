@@ -17,25 +17,52 @@ import type { StoreLogger } from './options.js';
  * reply is still read by the model and nothing is recorded or denied.
  */
 export class Mirror {
+  /** Per key: policy admissions held for a late reply (see `hold`). */
+  private readonly held = new Map<string, number>();
+
   constructor(
     private readonly local: MemoryStore,
     private readonly enabled: boolean,
     private readonly logger: StoreLogger,
+    /** Whether a key has policy admissions owed to Redis as debits (written back, or on their way). */
+    private readonly owes: (key: string) => boolean = () => false,
   ) {}
+
+  /**
+   * The policy admitted `ops` while their call was still with Redis: until
+   * its fate is known (`release`), replies about these keys cannot raise the
+   * local state (see rememberBatch).
+   */
+  hold(ops: readonly BucketOp[]): void {
+    for (const op of ops) this.held.set(op.key, (this.held.get(op.key) ?? 0) + 1);
+  }
+
+  release(ops: readonly BucketOp[]): void {
+    for (const op of ops) {
+      const count = (this.held.get(op.key) ?? 0) - 1;
+      if (count > 0) this.held.set(op.key, count);
+      else this.held.delete(op.key);
+    }
+  }
+
+  /** A key the local policy admitted on that Redis has not confirmed yet. */
+  private unconfirmed(key: string): boolean {
+    return (this.held.size > 0 && this.held.has(key)) || this.owes(key);
+  }
 
   /** The decision at once when what Redis last reported already denies `ops`, else undefined (Redis must decide). */
   denial(ops: readonly BucketOp[]): StoreDecision | undefined {
     if (!this.enabled) return undefined;
     // What Redis last reported, refilled locally, can only have more tokens than Redis has now.
     const known = this.local.peek(ops);
-    return known.commits ? undefined : { outcomes: known.outcomes, fallback: undefined };
+    return known.commits ? undefined : { outcomes: known.outcomes, fallback: undefined, fromMirror: true };
   }
 
   /** Records the states a reply read (when enabled) and returns the model's reading of the batch. */
   record(ops: readonly BucketOp[], result: TakeResult): BatchEvaluation {
     const evaluation = modelOfReply(ops, result, (model) =>
       this.logger.error({ status: result.status, model }, 'lua/openclaw.lua and core/bucket.ts disagree'));
-    if (this.enabled) rememberBatch(this.local, ops, result, evaluation);
+    if (this.enabled) rememberBatch(this.local, ops, result, evaluation, (key) => this.unconfirmed(key));
     return evaluation;
   }
 }
@@ -66,8 +93,14 @@ function modelOfReply(ops: readonly BucketOp[], result: TakeResult, onMismatch: 
  * Redis time onto the local clock at the moment the reply is read — later
  * than Redis computed them, so the local copy refills a little less than
  * Redis: it can only under-estimate the tokens left, never over-estimate.
+ *
+ * A key with policy admissions Redis has not seen yet (`unconfirmed`: held for
+ * a late reply, or owed as debits) keeps its local state when that is lower:
+ * Redis's state lacks those admissions, and overwriting the local bucket with
+ * it would let the policy grant them a second time (measured: a Redis slower
+ * than the deadline admitted 260 where 200 were allowed, before this rule).
  */
-function rememberBatch(local: MemoryStore, ops: readonly BucketOp[], result: TakeResult, evaluation: BatchEvaluation): void {
+function rememberBatch(local: MemoryStore, ops: readonly BucketOp[], result: TakeResult, evaluation: BatchEvaluation, unconfirmed: (key: string) => boolean): void {
   const localNowUs = local.clock();
   const shiftUs = localNowUs - result.nowUs;
   const committed = result.status === 'committed';
@@ -87,8 +120,17 @@ function rememberBatch(local: MemoryStore, ops: readonly BucketOp[], result: Tak
     }
     // Every op on a key sees the same batch-start state.
     const after = last >= 0 ? evaluation.evaluations[last]! : evaluate(op.limit, result.states[i]!, result.nowUs, 0);
-    local.observe(op.key, shifted(after.next, shiftUs), after.ttlUs, localNowUs);
+    const next = shifted(after.next, shiftUs);
+    if (unconfirmed(op.key) && lowerHere(local, op, next, localNowUs)) continue;
+    local.observe(op.key, next, after.ttlUs, localNowUs);
   }
+}
+
+/** Whether the local bucket of `op` has fewer tokens left now than `reported` would give. */
+function lowerHere(local: MemoryStore, op: BucketOp, reported: BucketState | null, nowUs: number): boolean {
+  const probe = { ...op, cost: 0 };
+  const here = local.peek([probe]).evaluations[0]!.untaken.remaining;
+  return here < evaluate(op.limit, reported, nowUs, 0).untaken.remaining;
 }
 
 function shifted(state: BucketState | null, shiftUs: number): BucketState | null {

@@ -158,7 +158,7 @@ class RedisStoreImpl implements RegionalStore {
       onError: (error, message) => this.noteError(error, message),
       uncertain: () => this.events.uncertainCall?.(),
     });
-    this.mirror = new Mirror(options.local, options.mirror, this.logger);
+    this.mirror = new Mirror(options.local, options.mirror, this.logger, (key) => this.writeBack.owes(key));
     const noteError = (error: unknown, message: string): void => this.noteError(error, message);
     const closed = (): boolean => this.closed;
     this.path = new RequestPath({

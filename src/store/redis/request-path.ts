@@ -190,6 +190,7 @@ class RedisRequest {
       if (call.error instanceof StoreCallError && call.error.timedOut) {
         const mine = new Set(call.ops);
         call.held = rest.filter((op) => mine.has(op));
+        this.options.mirror.hold(call.held);
         rest = rest.filter((op) => !mine.has(op));
       } else if (fateUnknown(call.error)) {
         this.options.events.uncertainCall?.();

@@ -31,6 +31,10 @@ class LocalDebits {
     return this.pending.size;
   }
 
+  has(key: string): boolean {
+    return this.pending.size > 0 && this.pending.has(key);
+  }
+
   add(ops: readonly BucketOp[]): void {
     for (const op of ops) {
       if (op.cost <= 0) continue;
@@ -82,6 +86,8 @@ export interface WriteBackOptions {
  */
 export class WriteBack {
   readonly debits = new LocalDebits();
+  /** Keys with a debit call on its way (count of calls). */
+  private readonly sending = new Map<string, number>();
   private readonly timer: NodeJS.Timeout;
 
   constructor(private readonly options: WriteBackOptions) {
@@ -111,6 +117,11 @@ export class WriteBack {
     clearInterval(this.timer);
   }
 
+  /** Whether admissions on `key` are owed to Redis: pending, or on their way in a debit call. */
+  owes(key: string): boolean {
+    return this.debits.has(key) || (this.sending.size > 0 && this.sending.has(key));
+  }
+
   private async flush(): Promise<void> {
     if (this.debits.size === 0 || !this.options.usable()) return;
     const ops = this.debits.drain();
@@ -133,6 +144,9 @@ export class WriteBack {
    */
   private async send(group: OpGroup, ops: BucketOp[]): Promise<void> {
     const call = this.options.library.debit(group.routingKey, ops);
+    for (const op of ops) this.sending.set(op.key, (this.sending.get(op.key) ?? 0) + 1);
+    // Settled either way (applied, refused, or its fate decided below): no longer on its way.
+    void call.then(() => this.sent(ops), () => this.sent(ops));
     try {
       await withRedisDeadline(call, this.options.timeoutMs, 'debit');
     } catch (error: unknown) {
@@ -145,6 +159,14 @@ export class WriteBack {
         if (fateUnknown(lateError)) this.options.uncertain();
         this.debits.add(ops);
       });
+    }
+  }
+
+  private sent(ops: readonly BucketOp[]): void {
+    for (const op of ops) {
+      const count = (this.sending.get(op.key) ?? 0) - 1;
+      if (count > 0) this.sending.set(op.key, count);
+      else this.sending.delete(op.key);
     }
   }
 }
