@@ -2,7 +2,7 @@ import type { Decision, DecisionRequest, Descriptor } from './core/types.js';
 import type { HttpRequestInput } from './core/http-actions.js';
 
 /** Which API asked; a metric label. */
-export type Api = 'http_check' | 'http_auth' | 'http_auth_nginx' | 'grpc_rls' | 'grpc_authz';
+export type Api = 'http_check' | 'http_auth' | 'http_auth_nginx' | 'grpc_rls' | 'grpc_authz' | 'http_report';
 
 import type { RequestBounds } from './core/request-bounds.js';
 

@@ -59,6 +59,16 @@ function compileOneLimit(ctx: FileContext, config: RateLimitConfig, path: string
     report(ctx, `${path}.scope`, `global applies only to token_bucket limits (this limit uses ${algorithm})`);
     return undefined;
   }
+  if (config.overdraft === true) {
+    // A budget's balance goes below zero: only a token bucket has one.
+    const problem = algorithm !== 'token_bucket' ? `applies only to token_bucket limits (this limit uses ${algorithm})`
+      : config.requests_per_unit === 0 ? 'needs requests_per_unit above 0 (refills pay the debt)'
+        : config.scope === 'global' ? 'is not supported on scope: global limits' : undefined;
+    if (problem !== undefined) {
+      report(ctx, `${path}.overdraft`, problem);
+      return undefined;
+    }
+  }
   if (ctx.store !== undefined && !ctx.store.algorithms.includes(algorithm)) {
     // An inherited default is reported once, at the file's `algorithm`.
     if (config.algorithm !== undefined) report(ctx, `${path}.algorithm`, unsupported(ctx.store, algorithm));
@@ -75,6 +85,7 @@ function compileOneLimit(ctx: FileContext, config: RateLimitConfig, path: string
       algorithm,
       name,
       scope: config.scope,
+      overdraft: config.overdraft,
     });
     return compileRuleLimit(ctx.domain, spec, name ?? ruleId);
   } catch (error: unknown) {

@@ -1,6 +1,7 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { DecidedBy } from '../core/types.js';
 import type { Api } from '../service.js';
+import { BudgetMetrics } from './budget-metrics.js';
 
 export type Outcome = 'ok' | 'over_limit' | 'shadow_over_limit' | 'store_failure';
 type RuleOutcome = Exclude<Outcome, 'store_failure'>;
@@ -15,7 +16,7 @@ function cachedChild<K, C>(children: Map<K, C>, key: K, create: () => C): C {
   return child;
 }
 
-const APIS: readonly Api[] = ['http_check', 'http_auth', 'http_auth_nginx', 'grpc_rls', 'grpc_authz'];
+const APIS: readonly Api[] = ['http_check', 'http_auth', 'http_auth_nginx', 'grpc_rls', 'grpc_authz', 'http_report'];
 const OUTCOMES: readonly Outcome[] = ['ok', 'over_limit', 'shadow_over_limit', 'store_failure'];
 
 const DECIDERS: readonly DecidedBy[] = ['store', 'mirror', 'policy'];
@@ -35,6 +36,7 @@ function apiIndex(api: Api): number {
     case 'http_auth_nginx': return 2;
     case 'grpc_rls': return 3;
     case 'grpc_authz': return 4;
+    case 'http_report': return 5;
   }
 }
 
@@ -255,6 +257,7 @@ export class Metrics {
     'Requests the local failure policy admitted that Redis, answering late, had denied.');
   readonly uncertainCalls = this.plainCounter('ratelimit_redis_uncertain_calls_total',
     'Redis calls whose connection closed while they were in flight: whether Redis applied them cannot be known, so what the failure policy admitted for them is written back and may count twice.');
+  readonly budgets = new BudgetMetrics(this.registry);
   readonly localDenials = new Counter({
     name: 'ratelimit_local_denials_total',
     help: 'Requests denied from the last state Redis reported, without a Redis call.',

@@ -25,6 +25,7 @@ export interface LimitInput {
   unitMultiplier?: number;
   burst?: number;
   algorithm?: Algorithm;
+  overdraft?: boolean;
 }
 
 /** Builds BucketOps the way the limiter does (compileLimit + bucketKey). */
