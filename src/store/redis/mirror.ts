@@ -45,6 +45,11 @@ export class Mirror {
     }
   }
 
+  /** Whether admissions are held for calls whose late reply (or failure) has not come yet. */
+  get holding(): boolean {
+    return this.held.size > 0;
+  }
+
   /** A key the local policy admitted on that Redis has not confirmed yet. */
   private unconfirmed(key: string): boolean {
     return (this.held.size > 0 && this.held.has(key)) || this.owes(key);

@@ -51,6 +51,8 @@ import type { RedisStore, RedisStoreOptions, StoreEvents, StoreLogger } from './
 export type { RedisStore, RedisStoreEvents, RedisStoreOptions, StoreEvents } from './options.js';
 
 const CLOSE_TIMEOUT_MS = 1_000;
+/** At close, how long charges and admissions owed to Redis may take to be written back. */
+const FLUSH_ON_CLOSE_MS = 500;
 const ERROR_LOG_INTERVAL_MS = 10_000;
 
 const SILENT_LOGGER: StoreLogger = { info() {}, warn() {}, error() {} };
@@ -80,6 +82,8 @@ class RedisStoreImpl implements RegionalStore {
   private readonly logger: StoreLogger;
   private readonly events: Partial<StoreEvents>;
   private readonly presence: Presence | undefined;
+  /** Set at close: no new decisions; what is owed is still written back. */
+  private closing = false;
   private closed = false;
   private lastError = '';
   private lastErrorLogMs = -Infinity;
@@ -161,6 +165,7 @@ class RedisStoreImpl implements RegionalStore {
     this.mirror = new Mirror(options.local, options.mirror, this.logger, (key) => this.writeBack.owes(key));
     const noteError = (error: unknown, message: string): void => this.noteError(error, message);
     const closed = (): boolean => this.closed;
+    const closing = (): boolean => this.closing || this.closed;
     this.path = new RequestPath({
       topology: this.topology,
       health: this.health_,
@@ -170,7 +175,7 @@ class RedisStoreImpl implements RegionalStore {
       lateReplies: new LateReplies({ mirror: this.mirror, writeBack: this.writeBack, events: this.events, closed, noteError }),
       policy,
       events: this.events,
-      closed,
+      closed: closing,
       lastError: () => this.lastError,
       noteError,
     });
@@ -218,10 +223,18 @@ class RedisStoreImpl implements RegionalStore {
     return { ready: connected && unavailable.length === 0 && !this.closed, detail };
   }
 
+  /**
+   * Writes back what is owed (the failure policy's admissions, token-budget
+   * charges; late replies still being judged), within FLUSH_ON_CLOSE_MS,
+   * then closes the connection. What is still owed after that is logged.
+   */
   async close(): Promise<void> {
-    if (this.closed) return;
-    this.closed = true;
+    if (this.closing || this.closed) return;
+    this.closing = true;
     this.writeBack.stop();
+    const left = await this.writeBack.flushOnClose(FLUSH_ON_CLOSE_MS, () => this.mirror.holding);
+    if (left > 0) this.logger.warn({ mode: this.mode, keys: left }, 'redis store closed with admissions or charges still owed to Redis; they are lost');
+    this.closed = true;
     this.presence?.stop();
     this.health_.close();
     this.connection.stopWatching();
