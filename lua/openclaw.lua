@@ -124,7 +124,7 @@ local function write(key, s, ttl)
 end
 
 ---------------------------------------------------------------------------
--- ALGORITHMS. Each entry:
+-- ALGORITHMS: code -> a function that builds the entry. Each entry:
 --   limit(at): its limit's values from ARGV[at..]; returns lim, the next at
 --   take(lim, s, cost): allowed, next state (false = none), ttlUs, and
 --     true when the take is recorded whatever the batch decides (`always`)
@@ -172,55 +172,57 @@ local function bucket_at(lim, s, level, ts)
   return { level, ts }, ttl
 end
 
-local token_bucket = {
-  limit = bucket_limit,
-  take = function(lim, s, cost)
-    if lim.refill == 0 then return cost == 0, s, 0 end -- requests_per_unit 0: always over
-    local level, ts = refilled(lim, s)
-    local need = cost * lim.per
-    if need > level then return false, s, 0 end
-    local nxt, ttl = bucket_at(lim, s, level - need, ts)
-    return true, nxt, ttl
-  end,
-  -- Refilled to now, then cost back, never above the capacity.
-  refund = function(lim, s, cost)
-    if lim.refill == 0 then return nil end
-    local level, ts = refilled(lim, s)
-    return bucket_at(lim, s, math.min(capacity(lim, s), level + cost * lim.per), ts)
-  end,
-  -- Refilled to now, then cost taken, never below empty.
-  debit = function(lim, s, cost)
-    if lim.refill == 0 then return nil end
-    local level, ts = refilled(lim, s)
-    return bucket_at(lim, s, math.max(0, level - cost * lim.per), ts)
-  end,
-  report = function(s) return s[1], s[2], 0 end,
-}
+local function token_bucket()
+  return {
+    limit = bucket_limit,
+    take = function(lim, s, cost)
+      if lim.refill == 0 then return cost == 0, s, 0 end -- requests_per_unit 0: always over
+      local level, ts = refilled(lim, s)
+      local need = cost * lim.per
+      if need > level then return false, s, 0 end
+      local nxt, ttl = bucket_at(lim, s, level - need, ts)
+      return true, nxt, ttl
+    end,
+    -- Refilled to now, then cost back, never above the capacity.
+    refund = function(lim, s, cost)
+      if lim.refill == 0 then return nil end
+      local level, ts = refilled(lim, s)
+      return bucket_at(lim, s, math.min(capacity(lim, s), level + cost * lim.per), ts)
+    end,
+    -- Refilled to now, then cost taken, never below empty.
+    debit = function(lim, s, cost)
+      if lim.refill == 0 then return nil end
+      local level, ts = refilled(lim, s)
+      return bucket_at(lim, s, math.max(0, level - cost * lim.per), ts)
+    end,
+    report = function(s) return s[1], s[2], 0 end,
+  }
+end
 
 -- A token budget (overdraft): a check passes while the level is above zero;
 -- a charge is always recorded (`always`), down to the debt floor; refills
 -- pay the debt first (core/algorithms/overdraft-bucket.ts).
-local overdraft_bucket = {
-  limit = function(at)
+local function overdraft_bucket()
+  local entry = token_bucket()
+  entry.limit = function(at)
     local lim
     lim, at = bucket_limit(at)
     lim.floor = tonumber(ARGV[at])
     return lim, at + 1
-  end,
-  take = function(lim, s, cost)
+  end
+  entry.take = function(lim, s, cost)
     local level, ts = refilled(lim, s)
     if cost == 0 then return level > 0, s, 0 end
     local nxt, ttl = bucket_at(lim, s, math.max(lim.floor, level - cost * lim.per), ts)
     return level > 0, nxt, ttl, true
-  end,
-  refund = token_bucket.refund,
+  end
   -- Refilled to now, then cost taken, below zero too.
-  debit = function(lim, s, cost)
+  entry.debit = function(lim, s, cost)
     local level, ts = refilled(lim, s)
     return bucket_at(lim, s, math.max(lim.floor, level - cost * lim.per), ts)
-  end,
-  report = token_bucket.report,
-}
+  end
+  return entry
+end
 
 -- A global limit's home bucket: a token bucket that holds back what its
 -- regions hold in leases, kept in the hash <key>:l (region ->
@@ -245,14 +247,12 @@ local function with_leases(lim, key, s)
   return { s[1], s[2], out = out, horizon = horizon }
 end
 
-local home_bucket = {
-  limit = bucket_limit,
-  take = token_bucket.take,
-  refund = token_bucket.refund,
-  debit = token_bucket.debit,
-  report = function(s) return s[1], s[2], s.out or 0 end,
-  read = with_leases,
-}
+local function home_bucket()
+  local entry = token_bucket()
+  entry.report = function(s) return s[1], s[2], s.out or 0 end
+  entry.read = with_leases
+  return entry
+end
 
 -- A fixed window at now: count, window start (a state outside its window is an empty new window).
 local function current_window(lim, s)
@@ -260,30 +260,32 @@ local function current_window(lim, s)
   return 0, math.floor(now / lim.window) * lim.window
 end
 
-local fixed_window = {
-  limit = function(at)
-    return { window = tonumber(ARGV[at]), max = tonumber(ARGV[at + 1]) }, at + 2
-  end,
-  take = function(lim, s, cost)
-    local count, start = current_window(lim, s)
-    if count + cost > lim.max then return false, s, 0 end
-    local after = count + cost
-    if after == 0 then return true, false, 0 end
-    return true, { after, start }, start + lim.window - now
-  end,
-  -- Only while the charged window is the stored one.
-  refund = function(lim, s, cost, charged)
-    if s[2] ~= charged then return nil end
-    local left = s[1] - cost
-    if left <= 0 then return false end
-    return { left, s[2] }
-  end,
-  debit = function(lim, s, cost)
-    local count, start = current_window(lim, s)
-    return { math.min(lim.max, count + cost), start }, start + lim.window - now
-  end,
-  report = function(s) return s[1], s[2], 0 end,
-}
+local function fixed_window()
+  return {
+    limit = function(at)
+      return { window = tonumber(ARGV[at]), max = tonumber(ARGV[at + 1]) }, at + 2
+    end,
+    take = function(lim, s, cost)
+      local count, start = current_window(lim, s)
+      if count + cost > lim.max then return false, s, 0 end
+      local after = count + cost
+      if after == 0 then return true, false, 0 end
+      return true, { after, start }, start + lim.window - now
+    end,
+    -- Only while the charged window is the stored one.
+    refund = function(lim, s, cost, charged)
+      if s[2] ~= charged then return nil end
+      local left = s[1] - cost
+      if left <= 0 then return false end
+      return { left, s[2] }
+    end,
+    debit = function(lim, s, cost)
+      local count, start = current_window(lim, s)
+      return { math.min(lim.max, count + cost), start }, start + lim.window - now
+    end,
+    report = function(s) return s[1], s[2], 0 end,
+  }
+end
 
 -- A sliding window at now: count, previous count, window start (read by
 -- where now falls, as core/algorithms/sliding-window.ts).
@@ -295,63 +297,69 @@ local function sliding(lim, s)
   return 0, 0, math.floor(now / lim.window) * lim.window
 end
 
-local sliding_window = {
-  limit = function(at)
-    local window, tick = tonumber(ARGV[at]), tonumber(ARGV[at + 1])
-    return { window = window, tick = tick, max = tonumber(ARGV[at + 2]), wt = window / tick }, at + 3
-  end,
-  take = function(lim, s, cost)
-    local cur, prev, start = sliding(lim, s)
-    local et = 0
-    if now > start then et = math.floor((now - start) / lim.tick) end
-    local weighted = prev * (lim.wt - et)
-    if cur + cost > lim.max or weighted + (cur + cost) * lim.wt > lim.max * lim.wt then return false, s, 0 end
-    local after = cur + cost
-    if after == 0 and prev == 0 then return true, false, 0 end
-    local ttl = start + lim.window - now
-    if after > 0 then ttl = start + 2 * lim.window - now end
-    return true, { after, start, prev }, ttl
-  end,
-  -- Only while the charged window is the stored one; the previous count stays.
-  refund = function(lim, s, cost, charged)
-    if s[2] ~= charged then return nil end
-    local left, prev = math.max(0, s[1] - cost), s[3] or 0
-    if left == 0 and prev == 0 then return false end
-    return { left, s[2], prev }
-  end,
-  debit = function(lim, s, cost)
-    local cur, prev, start = sliding(lim, s)
-    return { math.min(lim.max, cur + cost), start, prev }, start + 2 * lim.window - now
-  end,
-  report = function(s) return s[1], s[2], s[3] or 0 end,
-}
+local function sliding_window()
+  return {
+    limit = function(at)
+      local window, tick = tonumber(ARGV[at]), tonumber(ARGV[at + 1])
+      return { window = window, tick = tick, max = tonumber(ARGV[at + 2]), wt = window / tick }, at + 3
+    end,
+    take = function(lim, s, cost)
+      local cur, prev, start = sliding(lim, s)
+      local et = 0
+      if now > start then et = math.floor((now - start) / lim.tick) end
+      local weighted = prev * (lim.wt - et)
+      if cur + cost > lim.max or weighted + (cur + cost) * lim.wt > lim.max * lim.wt then return false, s, 0 end
+      local after = cur + cost
+      if after == 0 and prev == 0 then return true, false, 0 end
+      local ttl = start + lim.window - now
+      if after > 0 then ttl = start + 2 * lim.window - now end
+      return true, { after, start, prev }, ttl
+    end,
+    -- Only while the charged window is the stored one; the previous count stays.
+    refund = function(lim, s, cost, charged)
+      if s[2] ~= charged then return nil end
+      local left, prev = math.max(0, s[1] - cost), s[3] or 0
+      if left == 0 and prev == 0 then return false end
+      return { left, s[2], prev }
+    end,
+    debit = function(lim, s, cost)
+      local cur, prev, start = sliding(lim, s)
+      return { math.min(lim.max, cur + cost), start, prev }, start + 2 * lim.window - now
+    end,
+    report = function(s) return s[1], s[2], s[3] or 0 end,
+  }
+end
 
 -- A region's lease of a global limit: tokens until it expires (region clock).
 -- Kept while it lasts, even empty: what was spent is reported with the next request.
-local lease = {
-  limit = function(at) return {}, at end,
-  take = function(lim, s, cost)
-    local tokens = 0
-    if s and now < s[2] then tokens = s[1] end
-    if cost > tokens then return false, s, 0 end
-    if cost == 0 then return true, s, 0 end
-    return true, { tokens - cost, s[2], s[3] or 0, (s[4] or 0) + cost }, s[2] - now
-  end,
-  -- Only what is still counted as spent here comes back: tokens already
-  -- reported spent (lease_claim) were released at home, so they are gone.
-  refund = function(lim, s, cost)
-    local back = math.min(cost, s[4] or 0)
-    if now >= s[2] or back <= 0 then return nil end
-    return { s[1] + back, s[2], s[3] or 0, (s[4] or 0) - back }
-  end,
-  debit = function(lim, s, cost)
-    if not s or now >= s[2] then return nil end
-    local taken = math.min(cost, s[1])
-    return { s[1] - taken, s[2], s[3] or 0, (s[4] or 0) + taken }, s[2] - now
-  end,
-  report = function(s) return s[1], s[2], s[4] or 0 end,
-}
+local function lease()
+  return {
+    limit = function(at) return {}, at end,
+    take = function(lim, s, cost)
+      local tokens = 0
+      if s and now < s[2] then tokens = s[1] end
+      if cost > tokens then return false, s, 0 end
+      if cost == 0 then return true, s, 0 end
+      return true, { tokens - cost, s[2], s[3] or 0, (s[4] or 0) + cost }, s[2] - now
+    end,
+    -- Only what is still counted as spent here comes back: tokens already
+    -- reported spent (lease_claim) were released at home, so they are gone.
+    refund = function(lim, s, cost)
+      local back = math.min(cost, s[4] or 0)
+      if now >= s[2] or back <= 0 then return nil end
+      return { s[1] + back, s[2], s[3] or 0, (s[4] or 0) - back }
+    end,
+    debit = function(lim, s, cost)
+      if not s or now >= s[2] then return nil end
+      local taken = math.min(cost, s[1])
+      return { s[1] - taken, s[2], s[3] or 0, (s[4] or 0) + taken }, s[2] - now
+    end,
+    report = function(s) return s[1], s[2], s[4] or 0 end,
+  }
+end
 
+-- Each entry is built when a call first names its code (scripts run from
+-- scratch every call: building only what a call uses keeps its fixed cost low).
 local ALGORITHMS = { t = token_bucket, o = overdraft_bucket, h = home_bucket, f = fixed_window, s = sliding_window, l = lease }
 
 ---------------------------------------------------------------------------
@@ -361,11 +369,17 @@ local ALGORITHMS = { t = token_bucket, o = overdraft_bucket, h = home_bucket, f 
 -- The limit table at ARGV[at]: limits (each with its ALGORITHMS entry as .alg), their count, the next at.
 local function read_limits(at)
   local count = tonumber(ARGV[at])
-  local limits = {}
+  local limits, built = {}, {}
   at = at + 1
   for i = 1, count do
-    local alg = ALGORITHMS[ARGV[at]]
-    if not alg then error('openclaw.lua: unknown algorithm ' .. tostring(ARGV[at])) end
+    local code = ARGV[at]
+    local alg = built[code]
+    if not alg then
+      local build = ALGORITHMS[code]
+      if not build then error('openclaw.lua: unknown algorithm ' .. tostring(code)) end
+      alg = build()
+      built[code] = alg
+    end
     local lim
     lim, at = alg.limit(at + 1)
     lim.alg = alg
@@ -411,12 +425,17 @@ local function take()
   local completed = {} -- keys whose entry's `read` ran
   local dirty = {}     -- key -> ttl of its last committed state (the state is in `states`)
   local order = {}     -- dirty keys, first written first
+  -- The current batch's takes, 6 slots each (key, next state, ttl, quota
+  -- group, shadow, always): reused from batch to batch, so a batch allocates
+  -- nothing of its own; an op reads its key's tentative state from here.
+  local takes, n = {}, 0
   local out = { now }
   while op <= last do
     local status_at = #out + 1
     out[status_at] = 0
     local committed, is_moved = true, false
-    local tentative, takes, groups -- created when needed: most batches are one op
+    local groups -- quota group -> every op of it allowed; created when needed
+    n = 0
     local first = true
     while op <= last do
       local word = tonumber(ARGV[op + 1])
@@ -426,8 +445,8 @@ local function take()
       first = false
       local key = keys[tonumber(ARGV[op])]
       local cost = tonumber(ARGV[op + 2])
-      local shadow = math.floor(flags / 2) % 2 == 1
-      local report = math.floor(flags / 4) % 2 == 1
+      local shadow = flags % 4 >= 2
+      local report = flags % 8 >= 4
       local group = math.floor(flags / 8)
       op = op + 3
       local lim = limits[index]
@@ -437,15 +456,19 @@ local function take()
         completed[key] = true
         states[key] = alg.read(lim, key, states[key])
       end
-      local start = states[key]
-      local n = #out
-      if start then
-        out[n + 1], out[n + 2], out[n + 3] = alg.report(start)
+      local s = states[key]
+      local k = #out
+      if s then
+        out[k + 1], out[k + 2], out[k + 3] = alg.report(s)
       else
-        out[n + 1], out[n + 2], out[n + 3] = 0, -1, 0
+        out[k + 1], out[k + 2], out[k + 3] = 0, -1, 0
       end
-      local s = start
-      if tentative and tentative[key] ~= nil then s = tentative[key] end
+      for i = n - 5, 1, -6 do -- the latest tentative take on this key in this batch, if any
+        if takes[i] == key then
+          s = takes[i + 1]
+          break
+        end
+      end
       local allowed, nxt, ttl, always = alg.take(lim, s, cost)
       if report and cost > 0 and not always then
         -- A report's charge: whole when it fits, else as far as the limit has tokens (its debit).
@@ -457,11 +480,8 @@ local function take()
         end
       end
       if (allowed or always) and cost > 0 then -- a check-only op changes nothing (refilling twice is refilling once)
-        takes = takes or {}
-        local k = #takes
-        takes[k + 1], takes[k + 2], takes[k + 3], takes[k + 4], takes[k + 5], takes[k + 6] = key, nxt, ttl, group, shadow, always
-        tentative = tentative or {}
-        tentative[key] = nxt
+        takes[n + 1], takes[n + 2], takes[n + 3], takes[n + 4], takes[n + 5], takes[n + 6] = key, nxt, ttl, group, shadow, always
+        n = n + 6
       end
       if not shadow then
         if group == 0 then
@@ -485,15 +505,13 @@ local function take()
       if committed then out[status_at] = 1 end
       -- Each take whose quota group (if any) is wholly allowed sets its key's state when the batch
       -- commits, an `always` take in any case; the last one stands.
-      if takes then
-        for i = 1, #takes, 6 do
-          local group = takes[i + 3]
-          if takes[i + 5] or (committed and (takes[i + 4] or group == 0 or groups[group])) then
-            local key = takes[i]
-            states[key] = takes[i + 1]
-            if dirty[key] == nil then order[#order + 1] = key end
-            dirty[key] = takes[i + 2]
-          end
+      for i = 1, n, 6 do
+        local group = takes[i + 3]
+        if takes[i + 5] or (committed and (takes[i + 4] or group == 0 or groups[group])) then
+          local key = takes[i]
+          states[key] = takes[i + 1]
+          if dirty[key] == nil then order[#order + 1] = key end
+          dirty[key] = takes[i + 2]
         end
       end
     end

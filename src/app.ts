@@ -5,7 +5,6 @@ import { encodeUtf8Lossless } from './core/lossless-text.js';
 import { DEFAULT_REQUEST_BOUNDS } from './core/request-bounds.js';
 import { ConfigWatcher } from './config/watch.js';
 import { LimiterDecisionService } from './decision-service.js';
-import { loadOptionsOf } from './load-options.js';
 import { ConfigError, errorMessage } from './errors.js';
 import type { Settings } from './settings.js';
 import { MemoryStore } from './store/memory-store.js';
@@ -66,7 +65,7 @@ export async function startApp(settings: Settings, logger: Logger): Promise<Runn
       metrics.configReloads.inc({ result: 'failure' });
       logger.error({ reason, error: errorMessage(error) }, 'config reload failed; the previous config stays in force');
     },
-  }, { load: loadOptionsOf(settings) });
+  }, { load: { mergeDomains: settings.mergeDomains } });
   const config = (): CompiledConfig => watcher.current();
   const initial = watcher.current();
   metrics.configDomains.set(initial.domains.size);

@@ -64,7 +64,7 @@ export function usage(): string {
     '',
     'Usage:',
     '  openclaw-ratelimit serve --config PATH [flags]',
-    '  openclaw-ratelimit check-config [--merge-domains] [--store S] PATH...',
+    '  openclaw-ratelimit check-config [--merge-domains] PATH...',
     '  openclaw-ratelimit check-config --help   (what check-config checks, its flags)',
     '',
     ...wrap('Flags of serve, each with its default and the environment variable it also reads (RL_ + its name in upper snake case); a flag wins over its variable.', WIDTH),
@@ -87,15 +87,12 @@ export function usage(): string {
 /** `check-config --help`. */
 export function checkConfigUsage(): string {
   return [
-    'Usage: openclaw-ratelimit check-config [--merge-domains] [--store memory|redis]',
-    '                                        PATH...',
+    'Usage: openclaw-ratelimit check-config [--merge-domains] PATH...',
     '',
     ...wrap('Validates rule files as serve would load them: each PATH is a file or a directory of *.yaml/*.yml (one domain per file). '
       + 'Prints "PATH: OK (...)" for each valid one; every problem of every file goes to stderr as file:line:column: path: problem.', WIDTH),
     '',
     ...entry('--merge-domains', `join files that name the same domain into one, as serve --merge-domains (${envName('merge-domains')})`),
-    ...entry('--store memory|redis',
-      'check that the store serve will use decides every limit (an algorithm it lacks is a problem); default: any store'),
     ...entry('-h, --help', 'this text'),
     '',
     ...wrap('Exit status: 0 all valid; 2 a problem in a file, or a usage error; 1 an unexpected failure.', WIDTH),

@@ -6,7 +6,6 @@ import { loadConfig } from './config/load.js';
 import { ConfigError, TlsConfigError, errorMessage } from './errors.js';
 import { checkConfigUsage, usage } from './help.js';
 import { FLAGS, SettingsError, resolveSettings } from './settings.js';
-import { STORE_CAPABILITIES } from './store/capabilities.js';
 import { createLogger } from './telemetry/logger.js';
 import { isWorker, runPrimary } from './workers.js';
 
@@ -27,7 +26,6 @@ const SERVE_OPTIONS: ParseArgsConfig['options'] = {
 const CHECK_CONFIG_OPTIONS: ParseArgsConfig['options'] = {
   help: { type: 'boolean', short: 'h' },
   'merge-domains': { type: 'boolean' },
-  store: { type: 'string' },
 };
 
 /** A command line that parseArgs refused, or a flag value we refuse: exit 2 with the reason and which --help to read. */
@@ -54,8 +52,8 @@ function parse(args: string[], options: ParseArgsConfig['options'], positionals:
 /**
  * Validates each path (file or directory); exit 0 when all are valid, else 2
  * with every problem of every file. `--merge-domains` (or RL_MERGE_DOMAINS)
- * checks as `serve --merge-domains` loads; `--store` checks against what that
- * store decides (today every store decides every algorithm).
+ * checks as `serve --merge-domains` loads. Every store decides every
+ * algorithm, so what is valid does not depend on the store.
  */
 function checkConfig(args: string[]): number {
   const help = 'openclaw-ratelimit check-config --help';
@@ -64,13 +62,9 @@ function checkConfig(args: string[]): number {
     process.stdout.write(`${checkConfigUsage()}\n`);
     return 0;
   }
-  const store = values.store;
-  if (store !== undefined && store !== 'memory' && store !== 'redis') {
-    throw new UsageError(`check-config: --store: expected memory | redis, got "${String(store)}"`, help);
-  }
   if (paths.length === 0) throw new UsageError('check-config: give one or more config files or directories', help);
   const mergeDomains = values['merge-domains'] === true || /^(true|1|yes|on)$/i.test(process.env['RL_MERGE_DOMAINS'] ?? '');
-  const options = { mergeDomains, ...(store === undefined ? {} : { store: STORE_CAPABILITIES[store] }) };
+  const options = { mergeDomains };
   let code = 0;
   for (const path of paths) {
     try {

@@ -2,7 +2,6 @@ import cluster, { type Worker } from 'node:cluster';
 import { AggregatorRegistry, type Registry } from 'prom-client';
 import { loadConfig } from './config/load.js';
 import { loadTlsMaterial } from './transport/tls-files.js';
-import { loadOptionsOf } from './load-options.js';
 import type { Settings } from './settings.js';
 import type { Logger } from './telemetry/logger.js';
 
@@ -26,7 +25,7 @@ interface MetricsMessage {
 
 /** Runs the primary: forks, restarts crashed workers, forwards SIGHUP, drains on SIGTERM. Resolves with the exit code. */
 export function runPrimary(settings: Settings, workers: number, logger: Logger): Promise<number> {
-  loadConfig(settings.config, loadOptionsOf(settings)); // a bad config is exit 2 here, not N crashing workers
+  loadConfig(settings.config, { mergeDomains: settings.mergeDomains }); // a bad config is exit 2 here, not N crashing workers
   if (settings.tlsCert !== undefined && settings.tlsKey !== undefined) {
     loadTlsMaterial({ cert: settings.tlsCert, key: settings.tlsKey, clientCa: settings.tlsClientCa }); // the same for TLS files
   }

@@ -10,18 +10,10 @@ import { compileRuleLimit, exactKey, type CompiledRule, type RuleLimit, type Rul
 import type { Algorithm } from '../core/types.js';
 import { compositeKey, describeComposite, type ConfigFile, type DescriptorNodeConfig, type HttpActionConfig, type RateLimitConfig } from './schema.js';
 
-/** What the store in use can decide; a limit it cannot is a config problem (never a silent misbehaviour). */
-export interface StoreSupport {
-  /** For messages: "the Redis store". */
-  name: string;
-  algorithms: readonly Algorithm[];
-}
-
 interface FileContext {
   file: string;
   domain: string;
   algorithm: Algorithm;
-  store: StoreSupport | undefined;
   problems: ConfigProblem[];
 }
 
@@ -31,11 +23,6 @@ export interface ValidatedFile {
   config: ConfigFile;
   /** The parsed file as JSON, frozen (GET /v1/config). */
   document: unknown;
-}
-
-function unsupported(store: StoreSupport, algorithm: Algorithm): string {
-  return `${algorithm} is not supported by ${store.name} yet (it supports ${store.algorithms.join(', ')}); `
-    + 'use the memory store or another algorithm';
 }
 
 function report(ctx: FileContext, path: string, problem: string): void {
@@ -68,11 +55,6 @@ function compileOneLimit(ctx: FileContext, config: RateLimitConfig, path: string
       report(ctx, `${path}.overdraft`, problem);
       return undefined;
     }
-  }
-  if (ctx.store !== undefined && !ctx.store.algorithms.includes(algorithm)) {
-    // An inherited default is reported once, at the file's `algorithm`.
-    if (config.algorithm !== undefined) report(ctx, `${path}.algorithm`, unsupported(ctx.store, algorithm));
-    return undefined;
   }
   try {
     const name = config.name === '' ? undefined : config.name;
@@ -211,12 +193,11 @@ function compileAction(action: HttpActionConfig): HttpAction {
  * in file order. Each file's `algorithm` is the default of its own limits;
  * RLS limit overrides use the first file's. Returns the domain, or undefined
  * when `problems` received what only compiling reveals (burst on a window,
- * unrepresentable numbers, algorithms the store lacks, duplicates).
+ * unrepresentable numbers, duplicates).
  */
 export function compileDomain(
   files: readonly ValidatedFile[],
   problems: ConfigProblem[],
-  store?: StoreSupport,
 ): CompiledDomain | undefined {
   const first = files[0];
   if (first === undefined) throw new InternalError('compileDomain needs at least one file');
@@ -227,11 +208,7 @@ export function compileDomain(
   const keyOnly = new Map<string, RuleNode>();
   const topLevel = new Map<string, { file: string; index: number }>();
   for (const { file, config } of files) {
-    const ctx: FileContext = { file, domain: name, algorithm: config.algorithm ?? 'token_bucket', store, problems };
-    if (store !== undefined && config.algorithm !== undefined && !store.algorithms.includes(config.algorithm)) {
-      // Also the algorithm of the domain's RLS limit overrides, even with no descriptors.
-      report(ctx, 'algorithm', unsupported(store, config.algorithm));
-    }
+    const ctx: FileContext = { file, domain: name, algorithm: config.algorithm ?? 'token_bucket', problems };
     const nodes = config.descriptors ?? [];
     // Duplicates within one file are the schema's; across merged files, ours.
     const kept = nodes.filter((node, index) => {

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { isMap, isPair, isScalar, isSeq, LineCounter, parseAllDocuments, type Node as YamlNode } from 'yaml';
 import { ConfigError, errorMessage, type ConfigProblem } from '../errors.js';
 import type { CompiledConfig, CompiledDomain } from '../core/config-model.js';
-import { compileDomain, type StoreSupport, type ValidatedFile } from './compile-domain.js';
+import { compileDomain, type ValidatedFile } from './compile-domain.js';
 import { describeAllIssues } from './describe-issue.js';
 import { locate, type Position } from './locate.js';
 import { BOOLEAN_FIELDS, configFileSchema } from './schema.js';
@@ -128,8 +128,6 @@ export interface LoadOptions {
    * it a domain defined twice is an error.
    */
   mergeDomains?: boolean;
-  /** The store that will decide: a limit it cannot decide is a problem of its file. */
-  store?: StoreSupport;
 }
 
 /** One file parsed and checked: the validated file or its problems, and where a path of it is written. */
@@ -144,7 +142,7 @@ interface CheckedSource {
  * schema problem; of YAML syntax errors only the first, as later ones are
  * mostly its echoes).
  */
-function validateSource(source: ConfigSource, store: StoreSupport | undefined): CheckedSource {
+function validateSource(source: ConfigSource): CheckedSource {
   const { file, text } = source;
   const lineCounter = new LineCounter();
   const nowhere = (): undefined => undefined;
@@ -180,7 +178,7 @@ function validateSource(source: ConfigSource, store: StoreSupport | undefined): 
   if (!parsed.success) {
     const problems = [
       ...describeAllIssues(parsed.error.issues).map(({ path, problem: what }) => ({ file, path, problem: what })),
-      ...problemsBeyondSchema(file, plain, parsed.error.issues, store),
+      ...problemsBeyondSchema(file, plain, parsed.error.issues),
     ];
     return { validated: undefined, problems, where };
   }
@@ -197,7 +195,7 @@ export function compileSources(path: string, sources: readonly ConfigSource[], o
   const byDomain = new Map<string, ValidatedFile[]>();
   const whereIn = new Map<string, CheckedSource['where']>();
   for (const source of sources) {
-    const { validated, problems: found, where } = validateSource(source, options.store);
+    const { validated, problems: found, where } = validateSource(source);
     whereIn.set(source.file, where);
     problems.push(...found);
     if (validated === undefined) continue;
@@ -215,7 +213,7 @@ export function compileSources(path: string, sources: readonly ConfigSource[], o
   }
   const domains = new Map<string, CompiledDomain>();
   for (const [name, files] of byDomain) {
-    const domain = compileDomain(files, problems, options.store);
+    const domain = compileDomain(files, problems);
     if (domain !== undefined) domains.set(name, domain);
   }
   if (problems.length > 0) {

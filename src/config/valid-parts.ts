@@ -6,7 +6,7 @@
 // path in the file as written, so check-config lists them all in one run.
 import type { z } from 'zod';
 import type { ConfigProblem } from '../errors.js';
-import { compileDomain, type StoreSupport } from './compile-domain.js';
+import { compileDomain } from './compile-domain.js';
 import { describeAllIssues, formatPath, parsePath } from './describe-issue.js';
 import { configFileSchema } from './schema.js';
 
@@ -96,7 +96,7 @@ function prune(original: unknown, dropped: ReadonlySet<string>): Pruned {
  * schema could not see: found in what is left after dropping what it refused.
  * Paths are those of the file as written; none repeats one of `issues`.
  */
-export function problemsBeyondSchema(file: string, plain: unknown, issues: readonly Issue[], store: StoreSupport | undefined): ConfigProblem[] {
+export function problemsBeyondSchema(file: string, plain: unknown, issues: readonly Issue[]): ConfigProblem[] {
   const dropped = new Set<string>();
   const found: ConfigProblem[] = [];
   const seen = new Set(describeAllIssues(issues).map(({ path, problem }) => `${path}\u0000${problem}`));
@@ -122,7 +122,7 @@ export function problemsBeyondSchema(file: string, plain: unknown, issues: reado
       continue;
     }
     const compileProblems: ConfigProblem[] = [];
-    compileDomain([{ file, config: parsed.data, document: pruned.value }], compileProblems, store);
+    compileDomain([{ file, config: parsed.data, document: pruned.value }], compileProblems);
     for (const { path, problem } of compileProblems) add(formatPath(pruned.toOriginal(parsePath(path))), problem);
     return found;
   }

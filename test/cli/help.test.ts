@@ -30,11 +30,10 @@ t.test('every flag has a group, and one only (a new flag must be placed)', async
   t.notMatch(usage(), '\nOther:\n', 'no "Other" group while every flag is placed');
 });
 
-t.test('check-config --help explains --merge-domains and --store, within 80 columns', async (t) => {
+t.test('check-config --help explains --merge-domains, within 80 columns', async (t) => {
   const text = checkConfigUsage();
   t.same(text.split('\n').filter((line) => line.length > WIDTH), []);
   t.match(text, /--merge-domains +join files that name the same domain/);
-  t.match(text, /--store memory\|redis +check that the store serve will use decides every\s+limit/);
   t.match(text, 'RL_MERGE_DOMAINS');
   t.match(text, /Exit status: 0/);
 });

@@ -40,7 +40,7 @@ function areaOf(file: string, specifier: string): string {
 
 /**
  * What each layer may import. Top-level files not listed here (app.ts,
- * main.ts, workers.ts, settings.ts, load-options.ts) compose the program and
+ * main.ts, workers.ts, settings.ts) compose the program and
  * may import anything; nothing listed may import them.
  */
 const ALLOWED: Record<string, readonly string[]> = {

@@ -285,26 +285,6 @@ t.test('--merge-domains: files of one domain are joined; a descriptor defined tw
   t.throws(() => loadConfig(dir), { message: /duplicate domain "shop"/ }, 'without the option a duplicate domain stays an error');
 });
 
-t.test('a limit the store cannot decide is a problem of its file, not a silent misbehaviour', async (t) => {
-  const dir = tempDir(t);
-  writeFileSync(join(dir, 'a.yaml'), [
-    'domain: shop', 'descriptors:',
-    '  - key: api_key', '    rate_limit: { unit: minute, requests_per_unit: 6, algorithm: sliding_window }',
-    '  - key: user', '    rate_limit: { unit: minute, requests_per_unit: 6 }', '',
-  ].join('\n'));
-  writeFileSync(join(dir, 'b.yaml'), 'domain: other\nalgorithm: sliding_window\ndescriptors:\n  - key: k\n    rate_limit: { unit: hour, requests_per_unit: 1 }\n  - key: j\n    rate_limit: { unit: hour, requests_per_unit: 1, algorithm: token_bucket }\n');
-  writeFileSync(join(dir, 'c.yaml'), 'domain: overrides-only\nalgorithm: sliding_window\n');
-  const store = { name: 'the Redis store', algorithms: ['token_bucket', 'fixed_window'] as const };
-  const error = t.throws(() => loadConfig(dir, { store })) as ConfigError;
-  const why = 'sliding_window is not supported by the Redis store yet (it supports token_bucket, fixed_window); use the memory store or another algorithm';
-  t.same(error.problems, [
-    { file: join(dir, 'a.yaml'), path: 'descriptors[0].rate_limit.algorithm', problem: why, line: 4, column: 55 },
-    { file: join(dir, 'b.yaml'), path: 'algorithm', problem: why, line: 2, column: 1 },
-    { file: join(dir, 'c.yaml'), path: 'algorithm', problem: why, line: 2, column: 1 },
-  ]);
-  t.same([...loadConfig(dir).domains.keys()], ['shop', 'other', 'overrides-only'], 'the memory store decides them all');
-});
-
 t.test('a directory without config files is an error', async (t) => {
   const dir = tempDir(t);
   writeFileSync(join(dir, 'notes.txt'), 'x');

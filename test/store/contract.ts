@@ -11,7 +11,6 @@ import { bucketKey, encodeEntries, slotTagFor } from '../../src/core/keys.js';
 import { compileLimit } from '../../src/core/limit.js';
 import type { Algorithm, BucketOp, BucketOutcome, Entry, LimitSpec, Unit } from '../../src/core/types.js';
 import type { Store } from '../../src/core/store.js';
-import { STORE_CAPABILITIES } from '../../src/store/capabilities.js';
 
 const SECOND_US = 1_000_000;
 /** Slack for time-dependent values: scheduling on a shared 2-core machine. */
@@ -280,10 +279,7 @@ export async function storeContract(t: Test, store: Store, options: ContractOpti
     t.ok(Math.min(phaseUs, 300 * SECOND_US - phaseUs) < SECOND_US, `the window ends on a 5-minute boundary (phase ${phaseUs} µs)`);
   });
 
-  const abilities = STORE_CAPABILITIES[store.kind];
-  const sliding = abilities.algorithms.includes('sliding_window');
-  await t.test('sliding window: counts in an epoch-aligned window, weighs the previous one, denials count nothing',
-    { skip: sliding ? false : `${abilities.name} does not decide sliding_window yet (store/capabilities.ts)` }, async (t) => {
+  await t.test('sliding window: counts in an epoch-aligned window, weighs the previous one, denials count nothing', async (t) => {
       const f = factory();
       const input = { requestsPerUnit: 10, unit: 'second' as const, algorithm: 'sliding_window' as const };
       const limit = f.limit(input);
