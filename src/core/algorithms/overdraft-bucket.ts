@@ -14,7 +14,7 @@ import { refilled, stateAt, tokenBucket } from './token-bucket.js';
  * (the debt, the time to refill it, a key's TTL) stays below 2^53. Far below
  * any real debt (for 1000 tokens/hour: some 2^52 µs of refill, 140 years).
  */
-export function debtFloor(limit: LimitSpec): number {
+function debtFloor(limit: LimitSpec): number {
   return -Math.min(Number.MAX_SAFE_INTEGER - limit.capacityLevel, Math.floor(2 ** 52 / limit.tickUs) * limit.refillPerTick);
 }
 
