@@ -114,7 +114,7 @@ export function limitSpecProblem(input: LimitInput): string | undefined {
 
 /**
  * Derives the integer scale of a limit: the token bucket's ticks and levels,
- * or the sliding window's tick (see core/bucket.ts).
+ * or the sliding window's tick (see core/algorithms/).
  * Throws LimitSpecError (with limitSpecProblem's text) when the numbers cannot
  * be represented exactly.
  */

@@ -55,7 +55,7 @@ export interface DecisionRequest {
  * Windows (fixed_window, sliding_window) are `unitUs` long and aligned to the
  * Unix epoch. A sliding window measures time into its window in whole ticks
  * of `tickUs` (1 µs, 1 ms or 1 s: the finest that keeps its products below
- * 2^53); `windowTicks` = unitUs / tickUs. See core/bucket.ts.
+ * 2^53); `windowTicks` = unitUs / tickUs. See core/algorithms/.
  */
 export interface LimitSpec {
   name: string | undefined;

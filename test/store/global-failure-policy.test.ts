@@ -22,7 +22,7 @@ const unavailable = new StoreCallError('redis 127.0.0.1:6379 unavailable (circui
 /** As store/redis/global-limits.ts routes it in the key's home region: the fallback is the op on the static share. */
 function homeOp(shadow = false): BucketOp {
   const op: BucketOp = { key: '{t}k', slotTag: 't', limit: global, cost: 1, shadow };
-  return { ...op, key: '{t}k:g', fallback: { ...op, key: '{t}k:share:a', limit: share } };
+  return { ...op, key: '{t}k:g', limit: { ...global, algorithm: 'home_bucket' }, fallback: { ...op, key: '{t}k:share:a', limit: share } };
 }
 const regionalOp: BucketOp = { key: '{t}r', slotTag: 't', limit: regional, cost: 1, shadow: false };
 

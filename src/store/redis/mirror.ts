@@ -76,7 +76,7 @@ export class Mirror {
 
 /**
  * The outcomes of a batch Redis decided, computed by the reference model
- * (core/bucket.ts) from the states the script read, at Redis's time. The
+ * (core/algorithms/, core/bucket.ts) from the states the script read, at Redis's time. The
  * model's commit decision must be Redis's; when it is not (a bug in one of
  * the two), `onMismatch` is told and what Redis did stands — a denial wins:
  * nothing is reported taken that Redis did not take.

@@ -6,7 +6,7 @@
  * a single node); each group is one all-or-nothing batch of lua/openclaw.lua
  * `take`, and concurrent requests' batches for one node travel in one script
  * call per event-loop turn (batcher.ts). The script returns the states it
- * read; the JavaScript reference model (core/bucket.ts) computes every
+ * read; the JavaScript reference model (core/algorithms/) computes every
  * reported number from them, and checks that it agrees with what Redis did.
  *
  * All-or-nothing across groups (Cluster): when one group denies while others
