@@ -134,3 +134,21 @@ await t.test('Redis Cluster, 3 masters + 3 replicas', async (t) => {
   const cluster = await startRedisCluster({ t, masters: 3, replicasPerMaster: 1 });
   await scenario(t, 'cl', { store: 'redis', 'redis-cluster': cluster.seeds }, cluster);
 });
+
+await t.test('POST /v1/report refuses bad input as /v1/check does, naming the field', async (t) => {
+  const app = await startAppHarness(configPath, { store: 'memory' });
+  t.teardown(() => app.close());
+  const url = `http://127.0.0.1:${app.app.httpPort}/v1/report`;
+  const send = async (body: string): Promise<{ status: number; field?: string }> => {
+    const response = await fetch(url, { method: 'POST', body });
+    const json = await response.json() as { error?: { field?: string } };
+    return json.error?.field === undefined ? { status: response.status } : { status: response.status, field: json.error.field };
+  };
+  t.same(await send('{"domain":"llm","descriptors":[]}'), { status: 400, field: 'descriptors' });
+  t.same(await send('{"domain":"llm","descriptors":[{"entries":[{"key":"tenant","value":"x"}],"hits_addend":-1}]}'),
+    { status: 400, field: 'descriptors[0].hits_addend' });
+  t.same(await send('{"domain":"nope","descriptors":[{"entries":[{"key":"tenant","value":"x"}]}]}'), { status: 400, field: 'domain' });
+  const get = await fetch(url);
+  t.equal(get.status, 405, 'GET is not allowed');
+  t.equal(get.headers.get('allow'), 'POST');
+});
