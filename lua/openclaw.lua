@@ -21,6 +21,7 @@ pair): ARGV[2] = L, then each limit: its algorithm's code, then the values
 that entry's `limit` reads:
   't' token bucket, 'h' a global limit's home bucket: tickUs, refillPerTick,
       levelPerToken, capacityLevel
+  'o' token budget (overdraft): as 't', then debtFloor (its lowest level, < 0)
   'f' fixed window: windowUs, requestsPerUnit
   's' sliding window: windowUs, tickUs, requestsPerUnit
   'l' a region's lease of a global limit: nothing
@@ -32,19 +33,24 @@ take: decides batches (each one request's ops), each atomically and
   then 3 values per op: key (1-based index into those keys), word, cost
   (0 = check only). word = limit index + (L + 1) × flags, flags = joins
   (1: the op belongs to the previous op's batch; 0: it starts a batch)
-  + 2 × shadow (never denies its batch) + 4 × quota group (0: none; g ≥ 1:
-  the op belongs to quota-mode descriptor g).
+  + 2 × shadow (never denies its batch) + 4 × report (a charge of
+  /v1/report) + 8 × quota group (0: none; g ≥ 1: the op belongs to
+  quota-mode descriptor g).
   A batch commits when every ordinary op (neither shadow nor quota) is
   allowed and, if it has quota ops, one quota group has all its ops allowed
   (envoyproxy/ratelimit's quota_mode; core/bucket.ts commitPlan). Then each
   allowed take whose group (if any) is wholly allowed sets its key's state.
+  An `always` take sets its key's state whether the batch commits or not:
+  a charge (cost > 0) on a token budget, and every charge of a report (an
+  ordinary limit's report charge that does not fit is its entry's debit).
   Batches are decided in order; a batch sees what earlier ones committed, and
   ops on one key within a batch see each other's tentative take. Each key
   changed is written once, after the last batch (SET .. PX ttl >= 1 ms, or
   DEL when full/empty).
   Returns { nowUs, then per batch: status (0 denied, 1 committed, 2 moved),
             then 3 integers per op: the op key's state when its batch began,
-            as its entry's `report` gives it; no state: -1, 0, 0 }
+            as its entry's `report` gives it; no state: 0, -1, 0 (a
+            budget's level may be negative; no state's time is) }
   The caller recomputes every outcome from these with the reference model.
 
 refund: gives back what a committed batch took when another batch of the same
@@ -57,7 +63,8 @@ refund: gives back what a committed batch took when another batch of the same
 debit: records takes that this cluster did not see (the local failure policy
   admitted them while their master was down), so the promoted replica does not
   grant them again. After the limit table, 3 values per op: key, limit, cost.
-  Unconditional, but never beyond empty (a window: never above its maximum).
+  Unconditional, but never beyond empty (a window: never above its maximum;
+  a token budget: down to its debt floor, below zero).
   Returns { nowUs, number of keys changed }.
 
 presence, lease_claim, lease_grant, lease_deposit: see below (the number of
@@ -65,7 +72,8 @@ sidecars sharing this Redis; global limits across regions, see
 docs/multi-region.md).
 
 State per key: integers joined by ':' (written with %.0f so large numbers
-never turn into 1.7e+15): token bucket "<level>:<tsUs>", fixed window
+never turn into 1.7e+15): token bucket "<level>:<tsUs>" (a token budget's
+level may be negative: "-<debt level>:<tsUs>"), fixed window
 "<count>:<windowStartUs>", sliding window "<count>:<windowStartUs>:<previousCount>",
 lease "<tokens>:<expiresAtUs>:<generation>:<spent since last report>".
 A missing key is a full bucket / an empty window.
@@ -82,7 +90,7 @@ end
 -- A stored state: { integers } or false (none, or not a state of ours).
 local function parse(v)
   if not v then return false end
-  local a, b, c, d = string.match(v, '^(%d+):(%d+):?(%d*):?(%d*)$')
+  local a, b, c, d = string.match(v, '^(%-?%d+):(%d+):?(%d*):?(%d*)$')
   if not a then return false end
   return { tonumber(a), tonumber(b), tonumber(c), tonumber(d) }
 end
@@ -118,7 +126,8 @@ end
 ---------------------------------------------------------------------------
 -- ALGORITHMS: code -> a function that builds the entry. Each entry:
 --   limit(at): its limit's values from ARGV[at..]; returns lim, the next at
---   take(lim, s, cost): allowed, next state (false = none), ttlUs
+--   take(lim, s, cost): allowed, next state (false = none), ttlUs, and
+--     true when the take is recorded whatever the batch decides (`always`)
 --   refund(lim, s, cost, chargedStartUs), debit(lim, s, cost): the new state
 --     (false = delete) and its ttlUs (nil = keep the key's expiry), or nil
 --     when nothing changes; s is the stored state (refund: never false)
@@ -188,6 +197,31 @@ local function token_bucket()
     end,
     report = function(s) return s[1], s[2], 0 end,
   }
+end
+
+-- A token budget (overdraft): a check passes while the level is above zero;
+-- a charge is always recorded (`always`), down to the debt floor; refills
+-- pay the debt first (core/algorithms/overdraft-bucket.ts).
+local function overdraft_bucket()
+  local entry = token_bucket()
+  entry.limit = function(at)
+    local lim
+    lim, at = bucket_limit(at)
+    lim.floor = tonumber(ARGV[at])
+    return lim, at + 1
+  end
+  entry.take = function(lim, s, cost)
+    local level, ts = refilled(lim, s)
+    if cost == 0 then return level > 0, s, 0 end
+    local nxt, ttl = bucket_at(lim, s, math.max(lim.floor, level - cost * lim.per), ts)
+    return level > 0, nxt, ttl, true
+  end
+  -- Refilled to now, then cost taken, below zero too.
+  entry.debit = function(lim, s, cost)
+    local level, ts = refilled(lim, s)
+    return bucket_at(lim, s, math.max(lim.floor, level - cost * lim.per), ts)
+  end
+  return entry
 end
 
 -- A global limit's home bucket: a token bucket that holds back what its
@@ -326,7 +360,7 @@ end
 
 -- Each entry is built when a call first names its code (scripts run from
 -- scratch every call: building only what a call uses keeps its fixed cost low).
-local ALGORITHMS = { t = token_bucket, h = home_bucket, f = fixed_window, s = sliding_window, l = lease }
+local ALGORITHMS = { t = token_bucket, o = overdraft_bucket, h = home_bucket, f = fixed_window, s = sliding_window, l = lease }
 
 ---------------------------------------------------------------------------
 -- Operations
@@ -391,8 +425,8 @@ local function take()
   local completed = {} -- keys whose entry's `read` ran
   local dirty = {}     -- key -> ttl of its last committed state (the state is in `states`)
   local order = {}     -- dirty keys, first written first
-  -- The current batch's allowed takes, 5 slots each (key, next state, ttl,
-  -- quota group, shadow): reused from batch to batch, so a batch allocates
+  -- The current batch's takes, 6 slots each (key, next state, ttl, quota
+  -- group, shadow, always): reused from batch to batch, so a batch allocates
   -- nothing of its own; an op reads its key's tentative state from here.
   local takes, n = {}, 0
   local out = { now }
@@ -412,7 +446,8 @@ local function take()
       local key = keys[tonumber(ARGV[op])]
       local cost = tonumber(ARGV[op + 2])
       local shadow = flags % 4 >= 2
-      local group = math.floor(flags / 4)
+      local report = flags % 8 >= 4
+      local group = math.floor(flags / 8)
       op = op + 3
       local lim = limits[index]
       local alg = lim.alg
@@ -426,18 +461,27 @@ local function take()
       if s then
         out[k + 1], out[k + 2], out[k + 3] = alg.report(s)
       else
-        out[k + 1], out[k + 2], out[k + 3] = -1, 0, 0
+        out[k + 1], out[k + 2], out[k + 3] = 0, -1, 0
       end
-      for i = n - 4, 1, -5 do -- the latest tentative take on this key in this batch, if any
+      for i = n - 5, 1, -6 do -- the latest tentative take on this key in this batch, if any
         if takes[i] == key then
           s = takes[i + 1]
           break
         end
       end
-      local allowed, nxt, ttl = alg.take(lim, s, cost)
-      if allowed and cost > 0 then -- a check-only op changes nothing (refilling twice is refilling once)
-        takes[n + 1], takes[n + 2], takes[n + 3], takes[n + 4], takes[n + 5] = key, nxt, ttl, group, shadow
-        n = n + 5
+      local allowed, nxt, ttl, always = alg.take(lim, s, cost)
+      if report and cost > 0 and not always then
+        -- A report's charge: whole when it fits, else as far as the limit has tokens (its debit).
+        if allowed then
+          always = true
+        else
+          local debited, debited_ttl = alg.debit(lim, s or false, cost)
+          if debited ~= nil then nxt, ttl, always = debited, debited_ttl, true end
+        end
+      end
+      if (allowed or always) and cost > 0 then -- a check-only op changes nothing (refilling twice is refilling once)
+        takes[n + 1], takes[n + 2], takes[n + 3], takes[n + 4], takes[n + 5], takes[n + 6] = key, nxt, ttl, group, shadow, always
+        n = n + 6
       end
       if not shadow then
         if group == 0 then
@@ -457,12 +501,13 @@ local function take()
     end
     if is_moved then
       out[status_at] = 2
-    elseif committed then
-      out[status_at] = 1
-      -- Each take whose quota group (if any) is wholly allowed sets its key's state; the last one stands.
-      for i = 1, n, 5 do
+    else
+      if committed then out[status_at] = 1 end
+      -- Each take whose quota group (if any) is wholly allowed sets its key's state when the batch
+      -- commits, an `always` take in any case; the last one stands.
+      for i = 1, n, 6 do
         local group = takes[i + 3]
-        if takes[i + 4] or group == 0 or groups[group] then
+        if takes[i + 5] or (committed and (takes[i + 4] or group == 0 or groups[group])) then
           local key = takes[i]
           states[key] = takes[i + 1]
           if dirty[key] == nil then order[#order + 1] = key end

@@ -75,7 +75,7 @@ export class LimiterDecisionService implements DecisionService {
   decide(asked: DecisionRequest, api: Api): Decision | Promise<Decision> {
     // /v1/check callers build descriptors on purpose: an over-long value is their
     // bug (400). Elsewhere a client chose it, and an error would fail open.
-    const request = api === 'http_check' ? asked : digestLongValues(asked, this.bounds.maxKeyOrValueBytes, this.options.digest);
+    const request = api === 'http_check' || api === 'http_report' ? asked : digestLongValues(asked, this.bounds.maxKeyOrValueBytes, this.options.digest);
     checkDecisionRequest(request, this.bounds);
     const started = performance.now();
     const config = this.options.config();
@@ -102,6 +102,7 @@ export class LimiterDecisionService implements DecisionService {
   private counted(decision: Decision, domain: string, known: boolean, domainLabel: string, api: Api, started: number): Decision {
     const { metrics } = this.options;
     metrics.countDecision(domainLabel, api, outcomeOf(decision), decision.decidedBy, (performance.now() - started) / 1000);
+    if (known && decision.charges !== undefined) metrics.budgets.count(domain, decision.charges);
     if (known) {
       for (const status of decision.statuses) {
         if (status.rule === undefined) continue;

@@ -9,7 +9,7 @@ import type { RequestBounds } from './core/request-bounds.js';
 import type { Decision, DecisionRequest, Descriptor, DescriptorStatus } from './core/types.js';
 
 /** Which API asked; a metric label. */
-export type Api = 'http_check' | 'http_auth' | 'http_auth_nginx' | 'grpc_rls' | 'grpc_authz';
+export type Api = 'http_check' | 'http_auth' | 'http_auth_nginx' | 'grpc_rls' | 'grpc_authz' | 'http_report';
 
 /**
  * What the transports (HTTP, gRPC) call. Transports only translate: decode the

@@ -48,6 +48,16 @@ function compileOneLimit(ctx: FileContext, config: RateLimitConfig, path: string
     report(ctx, `${path}.scope`, `global applies only to token_bucket limits (this limit uses ${algorithm})`);
     return undefined;
   }
+  if (config.overdraft === true) {
+    // A budget's balance goes below zero: only a token bucket has one.
+    const problem = algorithm !== 'token_bucket' ? `applies only to token_bucket limits (this limit uses ${algorithm})`
+      : config.requests_per_unit === 0 ? 'needs requests_per_unit above 0 (refills pay the debt)'
+        : config.scope === 'global' ? 'is not supported on scope: global limits' : undefined;
+    if (problem !== undefined) {
+      report(ctx, `${path}.overdraft`, problem);
+      return undefined;
+    }
+  }
   try {
     const name = config.name === '' ? undefined : config.name;
     const spec = compileLimit({
@@ -59,6 +69,7 @@ function compileOneLimit(ctx: FileContext, config: RateLimitConfig, path: string
       algorithm,
       name,
       scope: config.scope,
+      overdraft: config.overdraft,
     });
     return compileRuleLimit(ctx.domain, spec, name ?? ruleId);
   } catch (error: unknown) {

@@ -68,6 +68,8 @@ const rateLimitSchema = z
       .optional(),
     /** Ours: `region` (default) = one budget per region's Redis; `global` = one budget across --regions. */
     scope: z.enum(['region', 'global'], { error: (issue) => `expected region or global, got ${describeValue(issue.input)}` }).optional(),
+    /** Ours: a token budget: charges are always recorded, the balance may go below zero (docs/budgets.md). */
+    overdraft: flag.optional(),
   }, { error: expected('a mapping') })
   .superRefine((limit, ctx) => {
     if (limit.unlimited === true) {
@@ -86,6 +88,9 @@ const rateLimitSchema = z
       }
       if (limit.scope !== undefined) {
         ctx.addIssue({ code: 'custom', path: ['scope'], message: 'must not be set when unlimited is true' });
+      }
+      if (limit.overdraft !== undefined) {
+        ctx.addIssue({ code: 'custom', path: ['overdraft'], message: 'must not be set when unlimited is true' });
       }
     } else {
       if (limit.unit === undefined) {

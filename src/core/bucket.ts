@@ -14,6 +14,32 @@ export function evaluate(limit: LimitSpec, state: BucketState | null, nowUs: num
 }
 
 /**
+ * Whether `op` is recorded whatever its batch decides: a charge (cost > 0) on
+ * a token budget, or any charge of a report. Such a charge is never given
+ * back, and a store must send it to Redis even when it could deny locally.
+ */
+export function chargesAlways(op: BucketOp): boolean {
+  return op.cost > 0 && (op.limit.overdraft || op.report === true);
+}
+
+/**
+ * One op at `nowUs`. A report's charge on an ordinary limit is recorded as
+ * far as the limit has tokens: taken whole when it fits, else its
+ * algorithm's `debit` (never below empty, a window never above its maximum),
+ * reported as denied with the state it leaves.
+ */
+function evaluateOp(op: BucketOp, state: BucketState | null, nowUs: number): Evaluation {
+  const evaluation = evaluate(op.limit, state, nowUs, op.cost);
+  if (op.report !== true || op.cost <= 0 || evaluation.always === true) return evaluation;
+  if (evaluation.outcome.allowed) return { ...evaluation, untaken: evaluation.outcome, always: true };
+  const debited = algorithmOf(op.limit).debit(op.limit, state, nowUs, op.cost);
+  if (debited === undefined) return evaluation; // nothing to record (requests_per_unit 0)
+  const left = evaluate(op.limit, debited, nowUs, 0);
+  const outcome = { ...left.outcome, allowed: false, retryAfterUs: evaluation.outcome.retryAfterUs };
+  return { outcome, untaken: outcome, next: debited, ttlUs: left.ttlUs, always: true };
+}
+
+/**
  * What a batch commits: 'none' (nothing is taken anywhere), 'allowed' (every
  * op that is itself allowed takes its tokens), or, with quota groups, for
  * each op whether it takes.
@@ -52,15 +78,19 @@ function commitPlan(ops: readonly BucketOp[], outcomes: readonly BucketOutcome[]
 export interface BatchEvaluation {
   /** What the batch takes (`commitPlan`). */
   plan: CommitPlan;
-  /** Anything taken: every ordinary op allowed (and a quota group, if any, wholly). */
+  /**
+   * The batch is allowed: every ordinary op allowed (and a quota group, if
+   * any, wholly). Ops marked `always` are recorded even when it is not.
+   */
   commits: boolean;
   evaluations: Evaluation[];
   /** What each op reports: `outcome` when it takes or is denied, `untaken` when it was allowed but takes nothing. */
   outcomes: BucketOutcome[];
 }
 
-/** Whether op `index` takes its tokens under `plan` (an allowed op, and its quota group wholly allowed). */
+/** Whether op `index` takes its tokens under `plan` (an allowed op, and its quota group wholly allowed; an `always` op in any case). */
 export function takes(plan: CommitPlan, evaluations: readonly Evaluation[], index: number): boolean {
+  if (evaluations[index]!.always === true) return true;
   if (plan === 'none') return false;
   return plan === 'allowed' ? evaluations[index]!.outcome.allowed : plan[index]!;
 }
@@ -68,7 +98,9 @@ export function takes(plan: CommitPlan, evaluations: readonly Evaluation[], inde
 /**
  * Decides a batch at `nowUs`. `stateAt(i)` is the stored state of op i's key
  * when the batch begins; ops on one key see each other's tentative takes (a
- * check-only op changes nothing). The memory store, the local mirror and the
+ * check-only op changes nothing). An op whose evaluation is `always` (a
+ * budget's charge, a report's) takes whatever the plan says; its `allowed`
+ * still counts in the plan (a charge on a budget in debt denies the request). The memory store, the local mirror and the
  * Redis store (from the states lua/openclaw.lua returns) all decide with this.
  */
 export function evaluateBatch(ops: readonly BucketOp[], stateAt: (index: number) => BucketState | null, nowUs: number): BatchEvaluation {
@@ -78,10 +110,12 @@ export function evaluateBatch(ops: readonly BucketOp[], stateAt: (index: number)
   for (let i = 0; i < ops.length; i++) {
     const op = ops[i]!;
     const state = tentative !== undefined && tentative.has(op.key) ? tentative.get(op.key)! : stateAt(i);
-    const evaluation = evaluate(op.limit, state, nowUs, op.cost);
+    const evaluation = evaluateOp(op, state, nowUs);
     evaluations[i] = evaluation;
     outcomes[i] = evaluation.outcome;
-    if (evaluation.outcome.allowed && op.cost > 0 && ops.length > 1) (tentative ??= new Map()).set(op.key, evaluation.next);
+    if ((evaluation.outcome.allowed || evaluation.always === true) && op.cost > 0 && ops.length > 1) {
+      (tentative ??= new Map()).set(op.key, evaluation.next);
+    }
   }
   const plan = commitPlan(ops, outcomes);
   for (let i = 0; i < ops.length; i++) {

@@ -53,6 +53,8 @@ interface LimitInput {
   algorithm?: Algorithm | undefined;
   name?: string | undefined;
   scope?: Scope | undefined;
+  /** A token budget: charges are always recorded, the balance may go below zero. */
+  overdraft?: boolean | undefined;
 }
 
 interface BucketScale {
@@ -94,6 +96,11 @@ export function limitSpecProblem(input: LimitInput): string | undefined {
   if (!Number.isSafeInteger(burst) || burst < 0) return 'burst must be a non-negative integer';
   if (!Number.isSafeInteger(unitMultiplier) || unitMultiplier < 1) return 'unit_multiplier must be a whole number, 1 or more';
   if (UNIT_SECONDS[unit] * unitMultiplier > MAX_PERIOD_SECONDS) return `a period of ${unitMultiplier} × ${unit} is longer than 50 years`;
+  if (input.overdraft === true) {
+    if (algorithm !== 'token_bucket') return `overdraft applies only to token_bucket limits (this limit uses ${algorithm})`;
+    if (requestsPerUnit === 0) return 'overdraft needs requests_per_unit above 0 (refills pay the debt)';
+    if (input.scope === 'global') return 'overdraft is not supported on scope: global limits';
+  }
   const unitUs = UNIT_SECONDS[unit] * unitMultiplier * SECOND_US;
   if (algorithm === 'token_bucket' && requestsPerUnit > 0) {
     // The coarsest tick (1 s) needs the smallest level per token: if it fits, a scale exists.
@@ -129,7 +136,9 @@ export function compileLimit(input: LimitInput): LimitSpec {
   const rate = unitMultiplier === 1 ? `${requestsPerUnit}${period}` : `${requestsPerUnit}/${period}`;
   const scope = input.scope ?? 'region';
   // A global limit's buckets are other keys than a regional one's of the same numbers ("g" first).
-  const fingerprint = `${scope === 'global' ? 'g' : ''}${algorithm === 'token_bucket' ? `${prefix}${rate}b${burst}` : `${prefix}${rate}`}`;
+  const overdraft = input.overdraft === true;
+  // A budget's state may be negative: other keys than an ordinary bucket's of the same numbers ("od" last).
+  const fingerprint = `${scope === 'global' ? 'g' : ''}${algorithm === 'token_bucket' ? `${prefix}${rate}b${burst}` : `${prefix}${rate}`}${overdraft ? 'od' : ''}`;
   return Object.freeze({
     name: input.name,
     unit,
@@ -145,5 +154,6 @@ export function compileLimit(input: LimitInput): LimitSpec {
     capacityLevel,
     windowTicks: unitUs / tickUs,
     fingerprint,
+    overdraft,
   });
 }

@@ -3,8 +3,9 @@ import { bucketKey, encodeEntries, slotTagFor, type Digest } from './keys.js';
 import { compileLimit } from './limit.js';
 import { compileRuleLimit, matchRule, type CompiledRule, type RuleLimit } from './rules.js';
 import type { Store, StoreDecision } from './store.js';
+import { chargesAlways } from './bucket.js';
 import type {
-  BucketOp, BucketOutcome, Decision, DecisionRequest, Descriptor, DescriptorStatus, Entry, LimitOverride,
+  BucketOp, BucketOutcome, Decision, DecisionCharges, DecisionRequest, Descriptor, DescriptorStatus, Entry, LimitOverride,
 } from './types.js';
 
 /** envoyproxy/ratelimit's limit_remaining for unlimited descriptors. */
@@ -97,6 +98,7 @@ export class Limiter {
           key: bucketKey(this.options.keyPrefix, slotTag, limit.keyPrefix, encoded), slotTag, limit: limit.spec, cost, shadow,
         };
         if (quota) op.quotaGroup = i;
+        if (request.report === true) op.report = true;
         ops.push(op);
         opIndex.push(i);
         opLimits.push(limit);
@@ -164,6 +166,14 @@ export function decisionOf(plan: RequestPlan, result: StoreDecision): Decision {
   let shadowOverLimit = false;
   let quotaDescriptors = 0;
   let quotaDescriptorsOver = 0;
+  let charges: DecisionCharges | undefined;
+  for (let k = 0; k < ops.length; k++) {
+    const op = ops[k]!;
+    if (!chargesAlways(op)) continue;
+    charges ??= { tokens: 0, intoDebt: 0 };
+    charges.tokens += op.cost;
+    if (op.limit.overdraft && outcomes[k]!.debt !== undefined) charges.intoDebt++;
+  }
   for (let k = 0; k < ops.length;) {
     const i = opIndex[k]!;
     let end = k + 1;
@@ -192,7 +202,9 @@ export function decisionOf(plan: RequestPlan, result: StoreDecision): Decision {
   // envoyproxy/ratelimit's quota_mode: over when every quota descriptor is.
   if (quotaDescriptors > 0 && quotaDescriptors === quotaDescriptorsOver) overallCode = 'OVER_LIMIT';
   const decidedBy = result.fallback !== undefined ? 'policy' : result.fromMirror === true ? 'mirror' : 'store';
-  return { overallCode, decidedBy, statuses, storeFailure: result.fallback, shadowOverLimit };
+  const decision: Decision = { overallCode, decidedBy, statuses, storeFailure: result.fallback, shadowOverLimit };
+  if (charges !== undefined) decision.charges = charges;
+  return decision;
 }
 
 const OVERRIDE_RULE_ID = 'limit_override';
@@ -225,7 +237,8 @@ function sharedEntries(entries: readonly Entry[], shared: readonly (string | und
  */
 function limitStatus(op: BucketOp, outcome: BucketOutcome, limit: RuleLimit, rule: CompiledRule): DescriptorStatus {
   const denied = !outcome.allowed;
-  const unsatisfiable = denied && op.cost > op.limit.burst;
+  // A budget's charge and a report's are recorded anyway: their wait is the one computed, never "no wait helps".
+  const unsatisfiable = denied && op.cost > op.limit.burst && !op.limit.overdraft && op.report !== true;
   const status: DescriptorStatus = {
     code: denied && !op.shadow ? 'OVER_LIMIT' : 'OK',
     limit: limit.reported,
@@ -237,6 +250,7 @@ function limitStatus(op: BucketOp, outcome: BucketOutcome, limit: RuleLimit, rul
     rule: rule.id,
     policy: limit.policy,
   };
+  if (outcome.debt !== undefined) status.debt = outcome.debt;
   if (op.quotaGroup !== undefined) status.quota = true;
   if (unsatisfiable) status.unsatisfiable = true;
   return status;

@@ -37,6 +37,11 @@ export interface DecisionRequest {
   descriptors: Descriptor[];
   /** Request-level cost; 0 is treated as 1, as in envoyproxy/ratelimit. */
   hitsAddend?: number;
+  /**
+   * A report (POST /v1/report): every matched limit records its cost and
+   * nothing is denied; the statuses tell what is left (docs/budgets.md).
+   */
+  report?: boolean;
 }
 
 /**
@@ -71,6 +76,12 @@ export interface LimitSpec {
   windowTicks: number;
   /** Short, stable text naming the parameters; part of every store key. */
   fingerprint: string;
+  /**
+   * A token budget (`overdraft: true`, token buckets only): a check passes
+   * while the balance is above zero, and a charge is always recorded, also
+   * below zero; refills pay the debt first (core/algorithms/overdraft-bucket.ts).
+   */
+  overdraft: boolean;
 }
 
 /** One bucket operation of a batch sent to a store. */
@@ -97,6 +108,12 @@ export interface BucketOp {
    * denied op. Absent = an ordinary op. See core/bucket.ts `commitPlan`.
    */
   quotaGroup?: number;
+  /**
+   * A charge of /v1/report: recorded whatever the batch decides, on an
+   * ordinary limit as far as it has tokens (its algorithm's `debit`), on an
+   * overdraft limit in full. See core/bucket.ts `chargesAlways`.
+   */
+  report?: true;
 }
 
 export interface BucketOutcome {
@@ -108,6 +125,8 @@ export interface BucketOutcome {
   resetUs: number;
   /** Micro-seconds until `cost` tokens are available; 0 when allowed. */
   retryAfterUs: number;
+  /** An overdraft limit at or below zero: whole tokens owed, rounded up (see `debtOf`). */
+  debt?: number;
 }
 
 type Code = 'OK' | 'OVER_LIMIT';
@@ -165,6 +184,8 @@ export interface DescriptorStatus {
    * the fewest tokens left). Absent for a single limit.
    */
   limitStatuses?: readonly DescriptorStatus[];
+  /** An overdraft limit at or below zero: whole tokens owed, rounded up (HTTP statuses carry it as `debt`). */
+  debt?: number;
 }
 
 /**
@@ -182,4 +203,14 @@ export interface Decision {
   storeFailure: 'allow' | 'deny' | 'local' | undefined;
   /** Whether any status was only allowed because of shadow mode. */
   shadowOverLimit: boolean;
+  /** Charges recorded whatever the decision (token budgets, reports); absent when none. */
+  charges?: DecisionCharges;
+}
+
+/** What a decision charged that is recorded whatever it decided (metrics only). */
+export interface DecisionCharges {
+  /** Tokens asked by charges on budgets (overdraft limits) and by a report on any limit. */
+  tokens: number;
+  /** Charges that left a budget at or below zero. */
+  intoDebt: number;
 }

@@ -61,16 +61,15 @@ export class MemoryStore implements Store, BucketAdmin {
     return this.commit(ops).outcomes;
   }
 
-  /** Decides and, when the batch commits, writes its takes (the local failure policy uses it). */
+  /** Decides and writes what the batch takes (the local failure policy uses it). */
   commit(ops: readonly BucketOp[]): BatchEvaluation {
     const now = this.clock();
     const batch = this.peekAt(ops, now);
-    if (batch.commits) {
-      for (let i = 0; i < ops.length; i++) {
-        const op = ops[i]!;
-        const evaluation = batch.evaluations[i]!;
-        if (op.cost > 0 && takes(batch.plan, batch.evaluations, i)) this.observe(op.key, evaluation.next, evaluation.ttlUs, now);
-      }
+    // A denied batch takes nothing but its `always` charges (token budgets, reports).
+    for (let i = 0; i < ops.length; i++) {
+      const op = ops[i]!;
+      const evaluation = batch.evaluations[i]!;
+      if (op.cost > 0 && takes(batch.plan, batch.evaluations, i)) this.observe(op.key, evaluation.next, evaluation.ttlUs, now);
     }
     return batch;
   }

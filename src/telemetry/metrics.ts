@@ -1,12 +1,14 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { DecidedBy } from '../core/types.js';
 import type { Api } from '../service.js';
+import { BudgetMetrics } from './budget-metrics.js';
+import { CounterTally } from './counter-tally.js';
 import { RedisStoreMetrics } from './redis-metrics.js';
 
 export type Outcome = 'ok' | 'over_limit' | 'shadow_over_limit' | 'store_failure';
 type RuleOutcome = Exclude<Outcome, 'store_failure'>;
 
-const APIS: readonly Api[] = ['http_check', 'http_auth', 'http_auth_nginx', 'grpc_rls', 'grpc_authz'];
+const APIS: readonly Api[] = ['http_check', 'http_auth', 'http_auth_nginx', 'grpc_rls', 'grpc_authz', 'http_report'];
 const OUTCOMES: readonly Outcome[] = ['ok', 'over_limit', 'shadow_over_limit', 'store_failure'];
 
 const DECIDERS: readonly DecidedBy[] = ['store', 'mirror', 'policy'];
@@ -26,6 +28,7 @@ function apiIndex(api: Api): number {
     case 'http_auth_nginx': return 2;
     case 'grpc_rls': return 3;
     case 'grpc_authz': return 4;
+    case 'http_report': return 5;
   }
 }
 
@@ -35,48 +38,6 @@ function outcomeIndex(outcome: Outcome): number {
     case 'over_limit': return 1;
     case 'shadow_over_limit': return 2;
     case 'store_failure': return 3;
-  }
-}
-
-/** One labelled series of a tallied counter: its labels and where its pending count lives. */
-interface TallySeries<L> {
-  readonly labels: L;
-  readonly counts: Float64Array;
-  readonly index: number;
-}
-
-/**
- * A labelled prom-client counter whose increments are plain additions into
- * a Float64Array, added to the counter (`inc(labels, n)`) when it is
- * collected at scrape time: the hot path builds no label key and hashes no
- * labels. Series are flushed in the order they were first counted, so
- * /metrics lists them as prom-client's own per-call inc() would.
- */
-class CounterTally<L extends Partial<Record<string, string>>> {
-  private readonly series: TallySeries<L>[] = [];
-
-  constructor(private readonly counter: Counter<string>) {}
-
-  /** Starts a series; its counts live at `counts[index]`. */
-  add(labels: L, counts: Float64Array, index: number): void {
-    this.series.push({ labels: Object.freeze(labels), counts, index });
-  }
-
-  flush(): void {
-    for (const { labels, counts, index } of this.series) {
-      const n = counts[index]!;
-      if (n === 0) continue;
-      counts[index] = 0;
-      this.counter.inc(labels, n);
-    }
-  }
-
-  /** Flushes, then stops tracking the series `keep` rejects (their pending counts are 0). */
-  retain(keep: (labels: L) => boolean): void {
-    this.flush();
-    const kept = this.series.filter((one) => keep(one.labels));
-    this.series.length = 0;
-    this.series.push(...kept);
   }
 }
 
@@ -221,6 +182,7 @@ export class Metrics {
   });
   /** The Redis store's own metrics (telemetry/redis-metrics.ts). */
   readonly redis = new RedisStoreMetrics(this.registry);
+  readonly budgets = new BudgetMetrics(this.registry);
   readonly tlsReloads = new Counter({
     name: 'ratelimit_tls_reloads_total',
     help: 'Certificate rotations of the listeners (--tls-cert/--tls-key/--tls-client-ca changed) by result.',

@@ -13,6 +13,10 @@ const BAD = join(import.meta.dirname, 'fixtures', 'bad');
 const EXPECTED: Record<string, string | string[]> = {
   'burst-with-fixed-window.yaml': '5:57: descriptors[0].rate_limit.burst: applies only to token_bucket limits (this limit uses fixed_window)',
   'burst-with-sliding-window.yaml': '7:48: descriptors[0].rate_limits[1].burst: applies only to token_bucket limits (this limit uses sliding_window)',
+  'overdraft-not-a-flag.yaml': '4:55: descriptors[0].rate_limit.overdraft: expected true or false, got "yes"',
+  'overdraft-with-fixed-window.yaml': '4:82: descriptors[0].rate_limit.overdraft: applies only to token_bucket limits (this limit uses fixed_window)',
+  'overdraft-with-sliding-window.yaml': '7:48: descriptors[0].rate_limits[1].overdraft: applies only to token_bucket limits (this limit uses sliding_window)',
+  'overdraft-with-zero-rate.yaml': '4:53: descriptors[0].rate_limit.overdraft: needs requests_per_unit above 0 (refills pay the debt)',
   'burst-with-zero-rate.yaml': '4:55: descriptors[0].rate_limit.burst: must be 0 or absent when requests_per_unit is 0 (such a limit denies every request)',
   'descriptor-not-a-mapping.yaml': [
     '3:5: descriptors[0]: expected a mapping, got "api_key"',

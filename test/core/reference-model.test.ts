@@ -78,6 +78,93 @@ t.test('the memory store decides exactly as a simple reference model (random cos
 });
 
 /**
+ * A deliberately simple token budget (overdraft) and report, in the same
+ * BigInt terms: a check passes while the balance is above zero; a charge is
+ * always recorded and may take the balance below zero; refills pay the debt
+ * first. A report's charge on an ordinary bucket takes what is there.
+ */
+class ReferenceBudget {
+  private scaled: bigint; // tokens * unitUs, possibly negative
+  private lastUs: bigint | undefined;
+  constructor(private readonly rpu: bigint, private readonly burst: bigint, private readonly unitUs: bigint, private readonly overdraft: boolean) {
+    this.scaled = burst * unitUs;
+  }
+  hit(nowUs: number, cost: number) {
+    const now = BigInt(nowUs);
+    const cap = this.burst * this.unitUs;
+    if (this.lastUs !== undefined && now > this.lastUs) {
+      const refilled = this.scaled + (now - this.lastUs) * this.rpu;
+      this.scaled = refilled > cap ? cap : refilled;
+    }
+    this.lastUs = now;
+    const need = BigInt(cost) * this.unitUs;
+    const ceilDiv = (a: bigint, b: bigint) => (a + b - 1n) / b;
+    const before = this.scaled;
+    let allowed: boolean;
+    let retryAfterUs = 0n;
+    if (this.overdraft) {
+      allowed = before > 0n;
+      this.scaled -= need;
+      if (!allowed) retryAfterUs = -this.scaled / this.rpu + 1n;
+    } else {
+      // Only reports reach here: whole when it fits, else down to empty.
+      allowed = need <= before;
+      this.scaled = allowed ? before - need : 0n;
+      if (!allowed) retryAfterUs = ceilDiv((need > cap ? cap : need) - before, this.rpu);
+    }
+    const outcome: Record<string, unknown> = {
+      allowed,
+      remaining: Number(this.scaled > 0n ? this.scaled / this.unitUs : 0n),
+      resetUs: Number(ceilDiv(cap - this.scaled, this.rpu)),
+      retryAfterUs: Number(retryAfterUs),
+    };
+    if (this.overdraft && this.scaled <= 0n) outcome.debt = Number(ceilDiv(-this.scaled, this.unitUs));
+    return outcome;
+  }
+}
+
+t.test('token budgets and reports decide exactly as a simple reference model (random costs and time steps)', async (t) => {
+  let seed = 19;
+  const random = () => {
+    seed = (Math.imul(seed, 1_103_515_245) + 12_345) >>> 0;
+    return seed / 2 ** 32;
+  };
+  const shapes = [
+    { rpu: 10, unit: 'second', burst: 20, overdraft: true },
+    { rpu: 7, unit: 'minute', burst: 13, overdraft: true },
+    { rpu: 3600, unit: 'hour', burst: 3600, overdraft: true },
+    { rpu: 10, unit: 'second', burst: 20, overdraft: false },
+    { rpu: 7, unit: 'minute', burst: 13, overdraft: false },
+  ] as const;
+  let decisions = 0;
+  let mismatches = 0;
+  let inDebt = 0;
+  for (const shape of shapes) {
+    const limit = compileLimit({ requestsPerUnit: shape.rpu, unit: shape.unit, burst: shape.burst, overdraft: shape.overdraft });
+    t.equal(limit.tickUs, 1, 'these shapes run at micro-second resolution');
+    let now = 1_700_000_000_000_000;
+    const store = new MemoryStore({ maxKeys: 1_000_000, clock: () => now, sweep: false });
+    const reference = new ReferenceBudget(BigInt(shape.rpu), BigInt(shape.burst), BigInt(limit.unitUs), shape.overdraft);
+    for (let i = 0; i < 3000; i++) {
+      now += random() < 0.05 ? Math.floor(random() * limit.unitUs * 2) : Math.floor(random() * (limit.unitUs / shape.rpu) * 1.5);
+      // Budgets: checks (cost 0) and charges up to twice the burst, through the request path or a report.
+      const cost = shape.overdraft && random() < 0.4 ? 0 : Math.floor(random() * (2 * shape.burst + 3));
+      const report = !shape.overdraft || random() < 0.3;
+      const [actual] = store.applySync([{ ...op(limit, cost), ...(report ? { report: true as const } : {}) }]);
+      const expected = reference.hit(now, cost);
+      decisions++;
+      if (expected.debt !== undefined) inDebt++;
+      if (JSON.stringify(actual) !== JSON.stringify(expected)) {
+        mismatches++;
+        if (mismatches < 5) t.fail(`step ${i} of ${JSON.stringify(shape)} cost ${cost} report ${report}`, { found: actual, wanted: expected });
+      }
+    }
+  }
+  t.ok(inDebt > decisions / 10, `the sequences go into debt (${inDebt} of ${decisions})`);
+  t.equal(mismatches, 0, `${decisions} decisions identical`);
+});
+
+/**
  * A deliberately simple sliding window: BigInt, hits kept per window index,
  * weights in µs (time into the window rounded down to the limit's tick, as
  * specified), and retry-after found by bisection over time rather than by a

@@ -24,6 +24,7 @@ export interface LimitInput {
   unitMultiplier?: number;
   burst?: number;
   algorithm?: Algorithm;
+  overdraft?: boolean;
 }
 
 /** Builds BucketOps the way the limiter does (compileLimit + bucketKey). */
@@ -328,6 +329,67 @@ export async function storeContract(t: Test, store: Store, options: ContractOpti
       const blocked = f.op([['api_key', 'blocked']], { requestsPerUnit: 0, unit: 'hour' });
       t.match(await apply([blocked, teamC]), [{ allowed: false }, { allowed: true, remaining: 2 }], 'an ordinary denial denies whatever the quota groups');
     });
+
+  await t.test('a token budget: checks pass above zero, a charge is always recorded and goes below zero, refills pay the debt', async (t) => {
+    const f = factory();
+    const budget = { requestsPerUnit: 3600, unit: 'hour' as const, overdraft: true };
+    const check = f.op([['tenant', 't1']], budget, 0);
+    const charge = (cost: number): BucketOp => ({ ...check, cost });
+    t.match(await one(check), { allowed: true, remaining: 3600 });
+    t.match(await one(charge(5000)), { allowed: true, remaining: 0, debt: 1400 }, 'the charge was made while the balance was above zero: OK, now in debt');
+    const start = performance.now();
+    const denied = await one(check);
+    const slack = elapsedUs(start) + SLACK_US;
+    t.match(denied, { allowed: false, remaining: 0 });
+    t.ok(denied.debt! >= 1399 && denied.debt! <= 1400, `the debt is owed (${denied.debt})`);
+    near(t, denied.retryAfterUs, 1400 * SECOND_US, slack, 'Retry-After: until the balance is above zero again');
+    t.ok(denied.retryAfterUs > 1399 * SECOND_US - slack, 'the wait covers the debt');
+    const again = await one(charge(100));
+    t.match(again, { allowed: false, remaining: 0 }, 'a charge in debt is OVER_LIMIT');
+    t.ok(again.debt! >= 1499 && again.debt! <= 1500, `and recorded all the same (${again.debt})`);
+  });
+
+  for (const sameSlot of [true, false]) {
+    await t.test(`a budget's charge is recorded when another limit of the request denies (${sameSlot ? 'same slot' : 'different slots'})`, async (t) => {
+      const f = factory();
+      const budget = { requestsPerUnit: 100, unit: 'hour' as const, overdraft: true };
+      const narrow = { requestsPerUnit: 1, unit: 'hour' as const };
+      const charge = sameSlot ? f.op([['path', '/llm'], ['tenant', 't2']], budget, 30) : f.op([['model', 'm1']], budget, 30);
+      const other = f.op([['tenant', 't2']], narrow);
+      t.equal(charge.slotTag === other.slotTag, sameSlot, 'slot layout as intended');
+      t.match(await one(other), { allowed: true, remaining: 0 });
+      const [oc, oo] = await apply([charge, other]);
+      t.match(oo, { allowed: false }, 'the request is denied by the other limit');
+      t.match(oc, { allowed: true, remaining: 70 }, 'the charge is reported taken');
+      t.match(await one({ ...charge, cost: 0 }), { allowed: true, remaining: 70 }, 'and it was recorded (never given back)');
+      t.match(await one({ ...other, cost: 0 }), { remaining: 0 }, 'the other limit is as it was');
+    });
+  }
+
+  await t.test('a report records every charge: an ordinary limit as far as it has tokens, a budget in full', async (t) => {
+    const f = factory();
+    const report = (op: BucketOp): BucketOp => ({ ...op, report: true });
+    const ordinary = f.op([['api_key', 'rep']], { requestsPerUnit: 10, unit: 'hour' }, 4);
+    const budget = f.op([['tenant', 'rep']], { requestsPerUnit: 10, unit: 'hour', overdraft: true }, 25);
+    t.match(await apply([report(ordinary), report(budget)]), [{ allowed: true, remaining: 6 }, { allowed: true, remaining: 0, debt: 15 }]);
+    t.match(await apply([report({ ...ordinary, cost: 8 }), report(budget)]), [{ allowed: false, remaining: 0 }, { allowed: false, remaining: 0, debt: 40 }],
+      'over: the ordinary limit is emptied (never below zero), the budget goes deeper');
+    t.match(await one({ ...ordinary, cost: 0 }), { allowed: true, remaining: 0 });
+    t.match(await one({ ...budget, cost: 0 }), { allowed: false, debt: 40 });
+    const window = f.op([['api_key', 'rep']], { requestsPerUnit: 5, unit: 'hour', algorithm: 'fixed_window' }, 7);
+    t.match(await one(report(window)), { allowed: false, remaining: 0 }, 'a window is filled to its maximum');
+    t.match(await one({ ...window, cost: 1 }), { allowed: false, remaining: 0 });
+  });
+
+  await t.test('concurrent budget charges sum exactly', async (t) => {
+    const f = factory();
+    const charge = f.op([['tenant', 'crowd']], { requestsPerUnit: 1000, unit: 'day', overdraft: true }, 37);
+    await Promise.all(Array.from({ length: 60 }, () => one(charge)));
+    const after = await one({ ...charge, cost: 0 });
+    // 60 × 37 = 2220 charged on 1000: 1220 owed (a day's refill of the elapsed second is below one token).
+    t.match(after, { allowed: false, remaining: 0 });
+    t.ok(after.debt === 1220 || after.debt === 1219, `every charge counted once: debt ${after.debt}`);
+  });
 
   await t.test('concurrent requests never over-admit', async (t) => {
     const f = factory();

@@ -2,7 +2,8 @@
  * The JavaScript reference model (core/algorithms/, core/bucket.ts) and
  * lua/openclaw.lua decide identically: one random sequence of calls (one to
  * four batches each, as coalescing sends them; every algorithm, costs around
- * the capacity, shadow ops, quota groups, several ops on one key) runs
+ * the capacity, shadow ops, quota groups, several ops on one key, token
+ * budgets below zero, reports) runs
  * through Redis; for every batch the model, given the states Redis read and
  * Redis's own clock, must reach the same commit decision, a batch must read
  * what the batches before it in the call committed, and the state Redis
@@ -42,6 +43,9 @@ const LIMITS: LimitInput[] = [
   // Windows longer than the run: exact boundaries (count + cost = limit) are met in every run.
   { requestsPerUnit: 6, unit: 'minute', algorithm: 'sliding_window' },
   { requestsPerUnit: 6, unit: 'minute', algorithm: 'fixed_window' },
+  // Token budgets: charges recorded whatever the batch decides, balances below zero.
+  { requestsPerUnit: 10, unit: 'second', burst: 20, overdraft: true },
+  { requestsPerUnit: 7, unit: 'minute', burst: 13, overdraft: true },
 ];
 
 function storedState(op: BucketOp, text: string | null): BucketState | null {
@@ -49,14 +53,20 @@ function storedState(op: BucketOp, text: string | null): BucketState | null {
   return fields === null ? null : algorithmOf(op.limit).fromStored(fields);
 }
 
+/** A random request's batch; one in six is a report (every op a charge recorded whatever the batch decides). */
 function randomBatch(f: OpFactory, pool: readonly { entries: [string, string][]; limit: LimitInput }[]): BucketOp[] {
   const size = 1 + random(4);
+  const report = random(6) === 0;
   const ops: BucketOp[] = [];
   for (let i = 0; i < size; i++) {
     const { entries, limit } = pool[random(pool.length)]!;
     const capacity = limit.burst ?? limit.requestsPerUnit;
     const group = random(4) === 0 ? random(2) : undefined;
-    ops.push(f.op(entries, limit, random(capacity + 3), random(10) === 0, group));
+    // Budgets: checks and charges up to twice the burst.
+    const cost = limit.overdraft === true ? (random(3) === 0 ? 0 : random(2 * capacity + 3)) : random(capacity + 3);
+    const op = f.op(entries, limit, cost, random(10) === 0, group);
+    if (report) op.report = true;
+    ops.push(op);
   }
   return ops;
 }
@@ -68,6 +78,7 @@ t.test('3000 random calls: Redis and the reference model agree on every decision
   // A small pool of keys, each with its own limit, so batches keep meeting earlier state.
   const pool = Array.from({ length: 2 * LIMITS.length }, (_, i) => ({ entries: [['k', `key-${i}`]] as [string, string][], limit: LIMITS[i % LIMITS.length]! }));
   let decisions = 0;
+  let budgetsInDebt = 0;
   const mismatches: string[] = [];
   for (let step = 0; step < 3_000 && mismatches.length < 5; step++) {
     const batches = Array.from({ length: random(3) === 0 ? 2 + random(3) : 1 }, () => randomBatch(f, pool));
@@ -90,7 +101,8 @@ t.test('3000 random calls: Redis and the reference model agree on every decision
         if (!expected.has(op.key)) expected.set(op.key, result.states[i]!);
       });
       ops.forEach((op, i) => {
-        if (model.commits && op.cost > 0 && takes(model.plan, model.evaluations, i)) expected.set(op.key, model.evaluations[i]!.next);
+        // A denied batch takes nothing but its `always` charges (takes() says which).
+        if (op.cost > 0 && takes(model.plan, model.evaluations, i)) expected.set(op.key, model.evaluations[i]!.next);
       });
     });
     const keys = [...expected.keys()];
@@ -101,9 +113,11 @@ t.test('3000 random calls: Redis and the reference model agree on every decision
       // A state that expired in between (full again) is deleted by its TTL: only compare what is there.
       if (have === null && want !== null) return;
       if (!same(have, want)) mismatches.push(`step ${step} key ${key}: Redis ${stored[i]}, model ${JSON.stringify(want)}`);
+      if (have !== null && have.level < 0) budgetsInDebt++;
     });
   }
   t.same(mismatches, [], `${decisions} batches decided alike`);
+  t.ok(budgetsInDebt > 20, `budget states below zero met: ${budgetsInDebt}`);
 });
 
 t.test('500 random refunds and debits: Redis changes each state exactly as its algorithm refund and debit say', async (t) => {

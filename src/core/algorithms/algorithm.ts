@@ -39,6 +39,12 @@ export interface Evaluation {
   next: BucketState | null;
   /** How long `next` must live (µs) before the bucket would be full anyway. */
   ttlUs: number;
+  /**
+   * The op writes `next` whatever its batch decides: a charge on a token
+   * budget (overdraft-bucket.ts) or of a report (core/bucket.ts). Never
+   * given back when another part of the request denies.
+   */
+  always?: true;
 }
 
 export interface AlgorithmModule {
@@ -71,6 +77,7 @@ export function ceilDiv(a: number, b: number): number {
 
 /** The script's stored text of a state: integers joined by ':' (see lua/openclaw.lua "State per key"); null = none. */
 export function parseStoredState(text: string | null): number[] | null {
-  if (text === null || !/^\d+(:\d+)*$/.test(text)) return null;
+  // A token budget's level may be negative.
+  if (text === null || !/^-?\d+(:\d+)*$/.test(text)) return null;
   return text.split(':').map(Number);
 }

@@ -8,6 +8,7 @@ import { parseStoredState, type AlgorithmModule } from './algorithm.js';
 import { fixedWindow } from './fixed-window.js';
 import { homeBucket } from './home-bucket.js';
 import { lease } from './lease.js';
+import { overdraftBucket } from './overdraft-bucket.js';
 import { slidingWindow } from './sliding-window.js';
 import { tokenBucket } from './token-bucket.js';
 
@@ -19,8 +20,9 @@ const ALGORITHMS: Readonly<Record<LimitSpec['algorithm'], AlgorithmModule>> = Ob
   lease,
 });
 
+/** A limit's module: its algorithm's, or a token budget's (`overdraft: true` on a token bucket). */
 export function algorithmOf(limit: LimitSpec): AlgorithmModule {
-  return ALGORITHMS[limit.algorithm];
+  return limit.overdraft ? overdraftBucket : ALGORITHMS[limit.algorithm];
 }
 
 /**

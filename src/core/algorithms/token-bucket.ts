@@ -1,6 +1,7 @@
 // token_bucket (the default): a level refilled by whole ticks, capped at the
 // burst. Also the arithmetic of a global limit's home bucket (home-bucket.ts),
-// whose capacity is the burst less what regions hold in leases.
+// whose capacity is the burst less what regions hold in leases, and of a
+// token budget (overdraft-bucket.ts), whose level may go below zero.
 import type { LimitSpec } from '../types.js';
 import { ceilDiv, type AlgorithmModule, type BucketState, type Evaluation } from './algorithm.js';
 
@@ -10,7 +11,7 @@ function capacityOf(limit: LimitSpec, state: BucketState | null): number {
 }
 
 /** The state refilled to `nowUs` (a bucket with no state is full): level, and the time its last whole tick ended. */
-function refilled(limit: LimitSpec, state: BucketState | null, nowUs: number): { level: number; tsUs: number } {
+export function refilled(limit: LimitSpec, state: BucketState | null, nowUs: number): { level: number; tsUs: number } {
   const cap = capacityOf(limit, state);
   if (state === null) return { level: cap, tsUs: nowUs };
   const missing = cap - state.level;
@@ -20,7 +21,7 @@ function refilled(limit: LimitSpec, state: BucketState | null, nowUs: number): {
 }
 
 /** The state at `level`: none when full, unless leases are out (a home bucket outlives them). */
-function stateAt(limit: LimitSpec, state: BucketState | null, level: number, tsUs: number): BucketState | null {
+export function stateAt(limit: LimitSpec, state: BucketState | null, level: number, tsUs: number): BucketState | null {
   const outstanding = state?.outstanding ?? 0;
   if (outstanding > 0) return { level, tsUs, outstanding };
   return level < limit.capacityLevel ? { level, tsUs } : null;

@@ -8,6 +8,7 @@ import type { Mirror } from './mirror.js';
 import type { OpGroup } from './node-groups.js';
 import type { StoreEvents } from './options.js';
 import { refundOf } from './settlement.js';
+import { takes, type BatchEvaluation } from '../../core/bucket.js';
 import type { WriteBack } from './write-back.js';
 
 /** One group's call whose reply may come late; judged against what its request finally got. */
@@ -109,7 +110,8 @@ export class LateReplies {
     const held = ticket.held;
     ticket.held = undefined;
     if (held !== undefined) {
-      if (!evaluation.commits) this.options.writeBack.debits.add(held);
+      const missed = notApplied(ops, evaluation, held);
+      if (missed.length > 0) this.options.writeBack.debits.add(missed);
       this.options.mirror.release(held);
     }
     if (!allowed) {
@@ -117,4 +119,15 @@ export class LateReplies {
       if (refund !== undefined) void this.options.writeBack.giveBack([refund]);
     }
   }
+}
+
+/**
+ * The held admissions Redis did not apply: an op took in Redis when its
+ * batch committed and it took there, or (a budget's charge, a report's) in
+ * any case; the rest is owed.
+ */
+function notApplied(ops: readonly BucketOp[], evaluation: BatchEvaluation, held: readonly BucketOp[]): readonly BucketOp[] {
+  const applied = new Set<BucketOp>();
+  for (let k = 0; k < ops.length; k++) if (takes(evaluation.plan, evaluation.evaluations, k)) applied.add(ops[k]!);
+  return applied.size === 0 ? held : held.filter((op) => !applied.has(op));
 }

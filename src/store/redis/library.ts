@@ -119,10 +119,10 @@ class KeyTable {
   }
 }
 
-/** An op's word: limit index + (L + 1) × flags, flags = joins the previous op's batch + 2 × shadow + 4 × quota group (0: none). */
+/** An op's word: limit index + (L + 1) × flags, flags = joins the previous op's batch + 2 × shadow + 4 × report + 8 × quota group (0: none). */
 function opWord(op: BucketOp, limitIndex: number, limits: number, joins: boolean): string {
   const group = op.quotaGroup === undefined ? 0 : op.quotaGroup + 1;
-  const flags = (joins ? 1 : 0) + (op.shadow ? 2 : 0) + 4 * group;
+  const flags = (joins ? 1 : 0) + (op.shadow ? 2 : 0) + (op.report === true ? 4 : 0) + 8 * group;
   return String(limitIndex + (limits + 1) * flags);
 }
 
@@ -268,8 +268,9 @@ function decodeTake(reply: unknown, batches: readonly (readonly BucketOp[])[], o
     const count = batches[b]!.length;
     const states: (BucketState | null)[] = new Array(count);
     for (let i = 0; i < count; i++, at += STATE_FIELDS) {
-      const level = values[at] as number;
-      states[i] = level < 0 ? null : algorithmOf(batches[b]![i]!.limit).fromReply(level, values[at + 1] as number, values[at + 2] as number);
+      // No state: a time of -1 (a token budget's level may be negative, a state's time never is).
+      const tsUs = values[at + 1] as number;
+      states[i] = tsUs < 0 ? null : algorithmOf(batches[b]![i]!.limit).fromReply(values[at] as number, tsUs, values[at + 2] as number);
     }
     results[b] = { status, nowUs, states };
   }

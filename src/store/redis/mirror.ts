@@ -1,7 +1,7 @@
 // What a Redis reply means: the reference model's reading of it, and the local
 // mirror of what Redis last reported of each key, on the local clock.
 import { algorithmOf } from '../../core/algorithms/table.js';
-import { evaluate, evaluateBatch, takes, type BatchEvaluation, type BucketState } from '../../core/bucket.js';
+import { chargesAlways, evaluate, evaluateBatch, takes, type BatchEvaluation, type BucketState } from '../../core/bucket.js';
 import type { StoreDecision } from '../../core/store.js';
 import type { BucketOp } from '../../core/types.js';
 import type { MemoryStore } from '../memory-store.js';
@@ -45,6 +45,11 @@ export class Mirror {
     }
   }
 
+  /** Whether admissions are held for calls whose late reply (or failure) has not come yet. */
+  get holding(): boolean {
+    return this.held.size > 0;
+  }
+
   /** A key the local policy admitted on that Redis has not confirmed yet. */
   private unconfirmed(key: string): boolean {
     return (this.held.size > 0 && this.held.has(key)) || this.owes(key);
@@ -53,6 +58,8 @@ export class Mirror {
   /** The decision at once when what Redis last reported already denies `ops`, else undefined (Redis must decide). */
   denial(ops: readonly BucketOp[]): StoreDecision | undefined {
     if (!this.enabled) return undefined;
+    // A charge recorded whatever the decision (token budgets, reports) must reach Redis.
+    for (const op of ops) if (chargesAlways(op)) return undefined;
     // What Redis last reported, refilled locally, can only have more tokens than Redis has now.
     const known = this.local.peek(ops);
     return known.commits ? undefined : { outcomes: known.outcomes, fallback: undefined, fromMirror: true };
@@ -108,7 +115,6 @@ function modelOfReply(ops: readonly BucketOp[], result: TakeResult, onMismatch: 
 function rememberBatch(local: MemoryStore, ops: readonly BucketOp[], result: TakeResult, evaluation: BatchEvaluation, unconfirmed: (key: string) => boolean): void {
   const localNowUs = local.clock();
   const shiftUs = localNowUs - result.nowUs;
-  const committed = result.status === 'committed';
   const seen = ops.length > 1 ? new Set<string>() : undefined;
   for (let i = ops.length - 1; i >= 0; i--) {
     const op = ops[i]!;
@@ -117,11 +123,10 @@ function rememberBatch(local: MemoryStore, ops: readonly BucketOp[], result: Tak
       if (seen.has(op.key)) continue;
       seen.add(op.key);
     }
+    // The last take on the key (a denied batch's `always` charges take too).
     let last = -1;
-    if (committed) {
-      for (let k = i; k >= 0 && last < 0; k--) {
-        if (ops[k]!.key === op.key && ops[k]!.cost > 0 && takes(evaluation.plan, evaluation.evaluations, k)) last = k;
-      }
+    for (let k = i; k >= 0 && last < 0; k--) {
+      if (ops[k]!.key === op.key && ops[k]!.cost > 0 && takes(evaluation.plan, evaluation.evaluations, k)) last = k;
     }
     // Every op on a key sees the same batch-start state.
     const after = last >= 0 ? evaluation.evaluations[last]! : evaluate(op.limit, result.states[i]!, result.nowUs, 0);

@@ -57,6 +57,8 @@ export type { RedisStore, RedisStoreEvents, RedisStoreOptions, StoreEvents } fro
 const CLOSE_TIMEOUT_MS = 1_000;
 /** Errors that no node's down line already tells are logged at most this often (no per-request lines). */
 const ERROR_LOG_INTERVAL_MS = 60_000;
+/** At close, how long charges and admissions owed to Redis may take to be written back. */
+const FLUSH_ON_CLOSE_MS = 500;
 
 const SILENT_LOGGER: StoreLogger = { info() {}, warn() {}, error() {} };
 
@@ -88,6 +90,8 @@ class RedisStoreImpl implements RegionalStore {
   private readonly keyPrefix: string;
   private readonly eviction: EvictionWatch;
   private readonly admin: RedisBucketAdmin;
+  /** Set at close: no new decisions; what is owed is still written back. */
+  private closing = false;
   private closed = false;
   private lastError = '';
   private lastErrorLogMs = -Infinity;
@@ -208,6 +212,7 @@ class RedisStoreImpl implements RegionalStore {
     this.admin = new RedisBucketAdmin(this.connection, this.topology, this.timeoutMs);
     const noteError = (error: unknown, message: string): void => this.noteError(error, message);
     const closed = (): boolean => this.closed;
+    const closing = (): boolean => this.closing || this.closed;
     this.path = new RequestPath({
       topology: this.topology,
       health: this.health_,
@@ -217,7 +222,7 @@ class RedisStoreImpl implements RegionalStore {
       lateReplies: new LateReplies({ mirror: this.mirror, writeBack: this.writeBack, events: this.events, closed, noteError }),
       policy,
       events: this.events,
-      closed,
+      closed: closing,
       lastError: () => this.lastError,
       noteError,
     });
@@ -306,10 +311,18 @@ class RedisStoreImpl implements RegionalStore {
     };
   }
 
+  /**
+   * Writes back what is owed (the failure policy's admissions, token-budget
+   * charges; late replies still being judged), within FLUSH_ON_CLOSE_MS,
+   * then closes the connection. What is still owed after that is logged.
+   */
   async close(): Promise<void> {
-    if (this.closed) return;
-    this.closed = true;
+    if (this.closing || this.closed) return;
+    this.closing = true;
     this.writeBack.stop();
+    const left = await this.writeBack.flushOnClose(FLUSH_ON_CLOSE_MS, () => this.mirror.holding);
+    if (left > 0) this.logger.warn({ mode: this.mode, keys: left }, 'redis store closed with admissions or charges still owed to Redis; they are lost');
+    this.closed = true;
     this.presence?.stop();
     this.health_.close();
     this.eviction.stop();

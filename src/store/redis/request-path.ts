@@ -207,7 +207,7 @@ class RedisRequest {
   private carryOut(settled: Settled): void {
     const { writeBack, lateReplies } = this.options;
     const allowed = settled.kind === 'answered' && settled.allowed;
-    if (settled.kind === 'answered' && settled.debits.length > 0) writeBack.debits.add(this.holdDebits(settled.debits));
+    if (settled.debits.length > 0) writeBack.debits.add(this.holdDebits(settled.debits));
     if (this.failedCalls !== undefined) for (const call of this.failedCalls) lateReplies.settled(call, allowed);
     const answer = (): void => {
       if (settled.kind === 'answered') this.resolve(settled.decision);

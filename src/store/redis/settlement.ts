@@ -2,7 +2,7 @@
 // Redis masters, the failure policy's verdict for the groups whose node
 // failed, and what the store must still write (refunds, debits). Pure: no
 // Redis, no clock, no local buckets; the store carries out what it returns.
-import { takes, type BatchEvaluation } from '../../core/bucket.js';
+import { chargesAlways, takes, type BatchEvaluation } from '../../core/bucket.js';
 import type { StoreDecision, StoreFailurePolicy } from '../../core/store.js';
 import type { BucketOp, BucketOutcome } from '../../core/types.js';
 import type { OpGroup } from './node-groups.js';
@@ -52,10 +52,14 @@ export type Settled =
     readonly allowed: boolean;
     /** What committed groups took, when the request is denied. */
     readonly refunds: readonly Refund[];
-    /** What the `local` policy admitted, for Redis to learn when the node answers again. */
+    /**
+     * What the `local` policy admitted, and every charge that is recorded
+     * whatever the decision (token budgets, reports) of a failed group under
+     * any policy, for Redis to learn when the node answers again.
+     */
     readonly debits: readonly BucketOp[];
   }
-  | { readonly kind: 'refused'; readonly error: unknown; readonly refunds: readonly Refund[] };
+  | { readonly kind: 'refused'; readonly error: unknown; readonly refunds: readonly Refund[]; readonly debits: readonly BucketOp[] };
 
 const NONE: readonly never[] = Object.freeze([]);
 
@@ -84,7 +88,7 @@ export function failedShare(outcomes: readonly FinalOutcome[]): FailedShare | un
  * its untaken state.
  */
 export function settle(ops: readonly BucketOp[], outcomes: readonly FinalOutcome[], verdict: PolicyVerdict | undefined): Settled {
-  if (verdict?.kind === 'refused') return { kind: 'refused', error: verdict.error, refunds: refundsOf(outcomes) };
+  if (verdict?.kind === 'refused') return { kind: 'refused', error: verdict.error, refunds: refundsOf(outcomes), debits: alwaysCharges(outcomes) };
   const allowed = verdict?.kind === 'decided' ? verdict.commits : !outcomes.some((o) => o.kind === 'decided' && !o.evaluation.commits);
   const sole = outcomes.length === 1 ? outcomes[0]! : undefined;
   if (sole?.kind === 'decided' && sole.ops === ops) {
@@ -108,7 +112,8 @@ export function settle(ops: readonly BucketOp[], outcomes: readonly FinalOutcome
       const decided = verdict!.outcomes[at++]!;
       answer[indices[k]!] = decided;
       const op = outcome.ops[k]!;
-      if (localDebits && op.cost > 0 && decided.allowed) (debits ??= []).push(op);
+      // A charge that is always recorded is owed to Redis whatever the policy and the answer.
+      if ((localDebits && op.cost > 0 && decided.allowed) || chargesAlways(op)) (debits ??= []).push(op);
     }
   }
   return {
@@ -120,18 +125,31 @@ export function settle(ops: readonly BucketOp[], outcomes: readonly FinalOutcome
   };
 }
 
-/** What one committed batch took, or undefined when it took nothing. */
+/**
+ * What one committed batch took, or undefined when it took nothing to give
+ * back. A charge recorded whatever the decision (`always`: token budgets,
+ * reports) is never given back: the work it pays for was done.
+ */
 export function refundOf(group: OpGroup, ops: readonly BucketOp[], evaluation: BatchEvaluation): Refund | undefined {
   if (!evaluation.commits) return undefined;
   let refund: { routingKey: string; ops: BucketOp[]; chargedStartUs: number[] } | undefined;
   for (let k = 0; k < ops.length; k++) {
     const op = ops[k]!;
-    if (op.cost <= 0 || !takes(evaluation.plan, evaluation.evaluations, k)) continue;
+    if (op.cost <= 0 || evaluation.evaluations[k]!.always === true || !takes(evaluation.plan, evaluation.evaluations, k)) continue;
     refund ??= { routingKey: group.routingKey, ops: [], chargedStartUs: [] };
     refund.ops.push(op);
     refund.chargedStartUs.push(evaluation.evaluations[k]!.next?.tsUs ?? 0);
   }
   return refund;
+}
+
+/** The failed groups' charges that are recorded whatever the decision. */
+function alwaysCharges(outcomes: readonly FinalOutcome[]): BucketOp[] {
+  const charges: BucketOp[] = [];
+  for (const outcome of outcomes) {
+    if (outcome.kind === 'failed') for (const op of outcome.ops) if (chargesAlways(op)) charges.push(op);
+  }
+  return charges;
 }
 
 function refundsOf(outcomes: readonly FinalOutcome[]): Refund[] {

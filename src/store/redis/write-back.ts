@@ -14,6 +14,10 @@ import type { Topology } from './topology.js';
 const MAX_KEYS = 100_000;
 /** How often pending debits are tried on masters that answer again. */
 const INTERVAL_MS = 200;
+/** At shutdown: how long to wait before trying again (a late reply, a failed write-back). */
+const CLOSE_RETRY_MS = 10;
+
+const pause = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
 /**
  * Admissions Redis did not see, summed per key. When the shard returns (its
@@ -115,6 +119,30 @@ export class WriteBack {
 
   stop(): void {
     clearInterval(this.timer);
+  }
+
+  /**
+   * At shutdown: sends everything owed (whatever the breakers say: a node
+   * that is still down fails fast or at its deadline) until nothing is owed
+   * or on its way and `waiting()` (calls whose late reply may still add
+   * debits) is false, or `budgetMs` has passed. Resolves with the number of
+   * keys still owed (lost with this process; the caller logs them).
+   */
+  async flushOnClose(budgetMs: number, waiting: () => boolean): Promise<number> {
+    const end = performance.now() + budgetMs;
+    while (performance.now() < end) {
+      if (this.debits.size > 0) {
+        const ops = this.debits.drain();
+        const sent = this.options.topology.groups(ops).map((group) => this.send(group, group.indices.map((i) => ops[i]!)));
+        await Promise.race([Promise.all(sent), pause(Math.max(0, end - performance.now()))]);
+        if (this.debits.size > 0) await pause(Math.min(CLOSE_RETRY_MS, Math.max(0, end - performance.now())));
+      } else if (this.sending.size > 0 || waiting()) {
+        await pause(CLOSE_RETRY_MS);
+      } else {
+        return 0;
+      }
+    }
+    return this.debits.size + this.sending.size;
   }
 
   /** Whether admissions on `key` are owed to Redis: pending, or on their way in a debit call. */

@@ -42,10 +42,21 @@ function statusJson(status: DescriptorStatus): string {
   json += `,"limit_remaining":${integerJson(status.limitRemaining)},"duration_until_reset_ms":${integerJson(status.durationUntilResetMs)}`;
   if (over) json += `,"retry_after_s":${integerJson(status.retryAfterS)}`;
   if (status.unsatisfiable === true) json += ',"unsatisfiable":true';
+  json += debtJson(status);
   return `${json}}`;
 }
 
-/** `{ overall_code, statuses: [ { code, limit, limit_remaining, duration_until_reset_ms, retry_after_s?, unsatisfiable? } ] }`. */
+/**
+ * The `"debt"` member of a status for an overdraft limit at or below zero
+ * (`,"debt":<whole tokens owed, rounded up>`), else ''. Takes a status or a
+ * bucket outcome (core/algorithms/table.ts inspectStoredState gives one):
+ * every HTTP answer that reports a bucket writes its debt with this.
+ */
+export function debtJson(reported: { readonly debt?: number | undefined }): string {
+  return reported.debt === undefined ? '' : `,"debt":${integerJson(reported.debt)}`;
+}
+
+/** `{ overall_code, statuses: [ { code, limit, limit_remaining, duration_until_reset_ms, retry_after_s?, unsatisfiable?, debt? } ] }`. */
 export function checkResponseJson(decision: Decision): string {
   let json = decision.overallCode === 'OK' ? '{"overall_code":"OK","statuses":[' : `{"overall_code":${JSON.stringify(decision.overallCode)},"statuses":[`;
   const { statuses } = decision;

@@ -3,7 +3,7 @@ import type { CompiledConfig } from '../../core/config-model.js';
 import type { HttpRequestInput } from '../../core/http-actions.js';
 import { latin1ToLossless } from '../../core/lossless-text.js';
 import { writeRateLimitHeaders, type HeaderSink, type HeaderStyle } from '../../core/response-headers.js';
-import type { Decision } from '../../core/types.js';
+import type { Decision, DecisionRequest } from '../../core/types.js';
 import { InvalidRequestError, RateLimitError, StoreUnavailableError, type ErrorCode } from '../../errors.js';
 import type { Api, DecisionService } from '../../service.js';
 import type { Logger } from '../../telemetry/logger.js';
@@ -152,6 +152,7 @@ function forwardedRequest(request: FastifyRequest, clientAddress: ClientAddressR
 /** Routes that take only some methods (forward auth takes all): another method is a 405 with Allow, not a 404. */
 const METHODS_OF_ROUTE: ReadonlyMap<string, string> = new Map([
   ['/v1/check', 'POST'],
+  ['/v1/report', 'POST'],
   ...['/healthz', '/healthcheck', '/readyz', '/metrics', '/v1/config'].map((path) => [path, 'GET, HEAD'] as const),
 ]);
 
@@ -206,13 +207,29 @@ export function createHttpServer(options: HttpServerOptions): HttpServer {
     // answer written with the turn's others (turn-writer.ts; no promise); a
     // Redis decision is a promise.
     scope.post('/v1/check', (request, reply) => {
-      const body = decodeCheckRequest(request.headers['content-encoding'], request.body);
-      const decided = service.decide({ ...body, domain: service.resolveDomain(body.domain, 'domain') }, 'http_check');
+      const decided = service.decide(checkRequest(request), 'http_check');
       if (decided instanceof Promise) return decided.then((decision) => sendCheck(reply, decision));
       checkWriter.later(reply, decided);
       return undefined;
     });
+    // The stream-done charge over HTTP: same body, every cost recorded, never a denial (docs/budgets.md).
+    scope.post('/v1/report', (request, reply) => {
+      const decided = service.decide({ ...checkRequest(request), report: true }, 'http_report');
+      if (decided instanceof Promise) return decided.then((decision) => sendReport(reply, decision));
+      return sendReport(reply, decided);
+    });
   });
+
+  /** The decision request of a /v1/check or /v1/report body. Throws InvalidRequestError naming the field. */
+  function checkRequest(request: FastifyRequest): DecisionRequest {
+    const body = decodeCheckRequest(request.headers['content-encoding'], request.body);
+    return { ...body, domain: service.resolveDomain(body.domain, 'domain') };
+  }
+
+  /** A report's answer: 200 with the statuses, and no Retry-After (nothing was refused). */
+  function sendReport(reply: FastifyReply, decision: Decision): FastifyReply {
+    return reply.code(200).header('content-type', JSON_CONTENT_TYPE).send(checkResponseJson(decision));
+  }
 
   // An answer that cannot be written goes to the error handler, as a throw in the handler would.
   const sendError = (reply: FastifyReply, error: unknown): void => {

@@ -1,0 +1,45 @@
+// A labelled counter fed by plain additions on the hot path (metrics.ts uses it
+// for the per-decision counters).
+import type { Counter } from 'prom-client';
+
+/** One labelled series of a tallied counter: its labels and where its pending count lives. */
+interface TallySeries<L> {
+  readonly labels: L;
+  readonly counts: Float64Array;
+  readonly index: number;
+}
+
+/**
+ * A labelled prom-client counter whose increments are plain additions into
+ * a Float64Array, added to the counter (`inc(labels, n)`) when it is
+ * collected at scrape time: the hot path builds no label key and hashes no
+ * labels. Series are flushed in the order they were first counted, so
+ * /metrics lists them as prom-client's own per-call inc() would.
+ */
+export class CounterTally<L extends Partial<Record<string, string>>> {
+  private readonly series: TallySeries<L>[] = [];
+
+  constructor(private readonly counter: Counter<string>) {}
+
+  /** Starts a series; its counts live at `counts[index]`. */
+  add(labels: L, counts: Float64Array, index: number): void {
+    this.series.push({ labels: Object.freeze(labels), counts, index });
+  }
+
+  flush(): void {
+    for (const { labels, counts, index } of this.series) {
+      const n = counts[index]!;
+      if (n === 0) continue;
+      counts[index] = 0;
+      this.counter.inc(labels, n);
+    }
+  }
+
+  /** Flushes, then stops tracking the series `keep` rejects (their pending counts are 0). */
+  retain(keep: (labels: L) => boolean): void {
+    this.flush();
+    const kept = this.series.filter((one) => keep(one.labels));
+    this.series.length = 0;
+    this.series.push(...kept);
+  }
+}
