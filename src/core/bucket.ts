@@ -14,6 +14,16 @@ export function evaluate(limit: LimitSpec, state: BucketState | null, nowUs: num
 }
 
 /**
+ * What a bucket holds for `cost` at `nowUs`, nothing taken (the admin's
+ * inspect). A token budget is inspected as a check (cost 0): its charges are
+ * recorded whatever they answer, so its evaluation at a cost would report
+ * the balance after a charge that inspecting does not make.
+ */
+export function inspectBucket(limit: LimitSpec, state: BucketState | null, nowUs: number, cost: number): BucketOutcome {
+  return evaluate(limit, state, nowUs, limit.overdraft ? 0 : cost).untaken;
+}
+
+/**
  * Whether `op` is recorded whatever its batch decides: a charge (cost > 0) on
  * a token budget, or any charge of a report. Such a charge is never given
  * back, and a store must send it to Redis even when it could deny locally.

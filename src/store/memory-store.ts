@@ -1,4 +1,4 @@
-import { evaluate, evaluateBatch, takes, type BatchEvaluation, type BucketState } from '../core/bucket.js';
+import { evaluateBatch, inspectBucket, takes, type BatchEvaluation, type BucketState } from '../core/bucket.js';
 import type { BucketAdmin, Store, StoreDecision, StoreHealth } from '../core/store.js';
 import type { BucketOp, BucketOutcome } from '../core/types.js';
 import { monotonicClockUs, type ClockUs } from './clock.js';
@@ -98,7 +98,7 @@ export class MemoryStore implements Store, BucketAdmin {
   /** Each op's bucket now, for its cost, nothing taken (see BucketAdmin). */
   inspect(ops: readonly BucketOp[]): BucketOutcome[] {
     const now = this.clock();
-    return ops.map((op) => evaluate(op.limit, this.read(op.key, now), now, op.cost).untaken);
+    return ops.map((op) => inspectBucket(op.limit, this.read(op.key, now), now, op.cost));
   }
 
   /** Forgets each op's bucket (full again); returns how many held state. */

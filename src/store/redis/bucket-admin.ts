@@ -3,7 +3,7 @@
 // per master, never the script and never the local mirror. The reference
 // model (core/bucket.ts) evaluates what was read at the node's own TIME.
 import type { Cluster } from 'ioredis';
-import { evaluate, type BucketState } from '../../core/bucket.js';
+import { inspectBucket, type BucketState } from '../../core/bucket.js';
 import type { BucketOp, BucketOutcome } from '../../core/types.js';
 import { StoreUnavailableError } from '../../errors.js';
 import type { RedisConnection } from './connection.js';
@@ -48,7 +48,7 @@ export class RedisBucketAdmin {
     const reads = await this.read(ops);
     return ops.map((op, i) => {
       const { text, leases, nowUs } = reads[i]!;
-      return evaluate(op.limit, stateOf(op, text, leases, nowUs), nowUs, op.cost).untaken;
+      return inspectBucket(op.limit, stateOf(op, text, leases, nowUs), nowUs, op.cost);
     });
   }
 

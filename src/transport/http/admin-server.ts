@@ -7,7 +7,7 @@ import { StoreUnavailableError } from '../../errors.js';
 import type { AdminService, BucketStatus, DescriptorInspection, Inspection } from '../../service.js';
 import type { Logger } from '../../telemetry/logger.js';
 import { decodeCheckRequest } from './check-body.js';
-import { integerJson, limitJson } from './check-response.js';
+import { debtJson, integerJson, limitJson } from './check-response.js';
 import { writeClientError } from './node-server.js';
 import { httpError } from './server.js';
 
@@ -33,8 +33,8 @@ function bucketJson({ status, key }: BucketStatus): string {
   let json = `{"code":${JSON.stringify(status.code)},"limit":${status.limit === null ? 'null' : limitJson(status.limit)}`;
   if (key !== undefined) json += `,"key":${JSON.stringify(key)}`;
   json += `,"limit_remaining":${integerJson(status.limitRemaining)},"duration_until_reset_ms":${integerJson(status.durationUntilResetMs)}`;
-  // Overdraft limits (a balance below zero) will add "debt" here; no limit can owe yet.
-  return json;
+  // A token budget (overdraft limit) at or below zero: whole tokens owed.
+  return json + debtJson(status);
 }
 
 function descriptorJson(inspected: DescriptorInspection): string {
@@ -43,7 +43,7 @@ function descriptorJson(inspected: DescriptorInspection): string {
   return `${json}}`;
 }
 
-/** `{ domain, statuses: [ { code, limit, key?, limit_remaining, duration_until_reset_ms, limits? } ] }` (docs/api.md). */
+/** `{ domain, statuses: [ { code, limit, key?, limit_remaining, duration_until_reset_ms, debt?, limits? } ] }` (docs/api.md). */
 export function inspectionJson(inspection: Inspection): string {
   return `{"domain":${JSON.stringify(inspection.domain)},"statuses":[${inspection.statuses.map(descriptorJson).join(',')}]}`;
 }
