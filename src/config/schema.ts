@@ -1,4 +1,4 @@
-// The config file format (SPEC §3, §10): envoyproxy/ratelimit's format
+// The config file format (docs/configuration.md): envoyproxy/ratelimit's format
 // unchanged, plus our `burst`, `algorithm`, `unit_multiplier`, `rate_limits`
 // and `http` additions. Every object is strict so
 // a misspelled key is an error, not a silently ignored setting. Types are

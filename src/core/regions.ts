@@ -1,4 +1,4 @@
-// --region / --regions: where each region's Redis is, for limits with scope: global (SPEC §11).
+// --region / --regions: where each region's Redis is, for limits with scope: global (docs/multi-region.md).
 import { SettingsError } from '../errors.js';
 import { fnv1a32 } from './keys.js';
 

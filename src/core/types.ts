@@ -9,7 +9,7 @@ export type Algorithm = 'token_bucket' | 'fixed_window' | 'sliding_window';
  * module of core/algorithms/.
  */
 type BucketAlgorithm = Algorithm | 'home_bucket' | 'lease';
-/** region: one budget per region's Redis; global: one budget across every region (SPEC §11). */
+/** region: one budget per region's Redis; global: one budget across every region (docs/design.md#one-budget-across-regions). */
 export type Scope = 'region' | 'global';
 
 /** One `key`/`value` pair of a descriptor, as Envoy sends it. */

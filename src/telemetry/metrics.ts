@@ -135,7 +135,7 @@ const DURATION_BUCKETS_S = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01,
 /** prom-client's default gauges with a counter's `_total` suffix. */
 const LINT_FAILING_DEFAULT_METRICS = ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total'];
 
-/** Every metric of SPEC §7, in one registry per server. Labels come from config only. */
+/** Every metric of docs/metrics.md, in one registry per server. Labels come from config only (docs/design.md). */
 export class Metrics {
   readonly registry = new Registry();
   readonly decisions: Counter<'domain' | 'api' | 'outcome' | 'decided_by'> = new Counter({

@@ -132,7 +132,7 @@ function connectionOptions(): RedisOptions {
     // reconnect: it would take tokens nobody used (under-admission).
     maxRetriesPerRequest: 0,
     autoResendUnfulfilledCommands: false,
-    // Measured 20-40% slower than our own coalescing (NOTES.md); see batcher.ts.
+    // Measured 20-40% slower than our own coalescing (docs/redis.md); see batcher.ts.
     enableAutoPipelining: false,
     // Nothing waits through a reconnect: a call on a connection that is not
     // ready fails at once and the failure policy decides.

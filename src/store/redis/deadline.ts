@@ -1,4 +1,4 @@
-// A deadline that measures Redis, not this process's event loop (SPEC §9).
+// A deadline that measures Redis, not this process's event loop (docs/design.md#exactness-is-a-contract-also-under-load).
 import { ReplyError } from 'ioredis';
 import { RateLimitError, StoreCallError } from '../../errors.js';
 

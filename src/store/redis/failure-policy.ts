@@ -42,7 +42,7 @@ function alwaysOver(op: BucketOp): BucketOp {
  * ops are refused as under `deny`, whatever the policy, instead of being
  * admitted locally (or openly) by every sidecar for as long as it lasts.
  *
- * A global limit's op (SPEC §11; it carries `fallback`, its static share) is
+ * A global limit's op (docs/design.md#one-budget-across-regions; it carries `fallback`, its static share) is
  * never decided from a copy of its home bucket or lease: those tokens move
  * between regions, so no local copy can know them. Under `local`:
  * - its node is unavailable (errors, open breaker): the static share decides,

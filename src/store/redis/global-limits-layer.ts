@@ -1,4 +1,4 @@
-// Limits with `scope: global` (SPEC §11) as a layer around this region's
+// Limits with `scope: global` (docs/multi-region.md) as a layer around this region's
 // Redis store: ops are routed to the home bucket, the region's lease or the
 // static share before the store decides, and the lease learns from the
 // decision after it. The store itself knows nothing of regions.

@@ -1,6 +1,6 @@
 /**
  * Limits with `scope: global`: one budget across regions, each with its own
- * Redis (SPEC §11), by token leases.
+ * Redis (docs/multi-region.md), by token leases.
  *
  * Each global key has a home region (a stable hash over the sorted region
  * names, core/regions.ts). The home region's Redis holds the global bucket
