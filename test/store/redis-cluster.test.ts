@@ -78,10 +78,9 @@ await t.test('quota_mode in a Cluster: groups on one master decide exactly; grou
   t.match(await apply([{ ...far, cost: 0, quotaGroup: undefined }]), [{ remaining: 5 }], 'and took nothing: denied conservatively');
 });
 
-await t.test('live resharding under load: MOVED/ASK followed, every answer from Redis, the limit exact', async (t) => {
-  // What is under test is MOVED/ASK, not the deadline: 2 s, so that a starved CPU (Redis or this process
-  // descheduled for more than 50 ms) cannot send a decision to the policy. The deadline has its own tests.
-  const { store, counts } = redisStoreFor(t, { redisCluster: seeds, policy: 'local', redisTimeoutMs: 2_000 });
+await t.test('live resharding under load, default deadline: MOVED/ASK followed, every key allowed exactly its limit', async (t) => {
+  // Default settings: a starved CPU may send some decisions to the policy (printed), never past the limit.
+  const { store, counts } = redisStoreFor(t, { redisCluster: seeds, policy: 'local' });
   await waitFor('store ready', () => store.health().ready);
   const f = new OpFactory(uniquePrefix('reshard'));
   const limit = { requestsPerUnit: 20, unit: 'hour' } as const;
@@ -110,9 +109,13 @@ await t.test('live resharding under load: MOVED/ASK followed, every answer from 
   const after = await cluster.mastersOf(ops.map((op) => op.key));
   const moved = ops.filter((_, i) => before[i]!.id !== after[i]!.id).length;
   t.ok(moved > 0, `${moved} of ${ops.length} keys changed masters during the load`);
-  t.equal(fallbacks, 0, `all ${decisions} decisions came from Redis (none from the failure policy; ${counts['timeout'] ?? 0} deadlines missed)`);
-  const wrong = ops.filter((op) => (allowed.get(op.key) ?? 0) !== 20);
-  t.same(wrong.map((op) => `${op.key}: ${allowed.get(op.key) ?? 0}`), [], 'every key allowed exactly 20');
+  t.comment(`${decisions} decisions, ${fallbacks} by the failure policy (${counts['timeout'] ?? 0} deadlines missed)`);
+  const over = ops.filter((op) => (allowed.get(op.key) ?? 0) > 20);
+  t.same(over.map((op) => `${op.key}: ${allowed.get(op.key) ?? 0}`), [], 'no key allowed more than 20');
+  // Also where the policy decided: what it admitted is Redis's late take or is written back, what it
+  // denied while Redis took is given back.
+  const under = ops.filter((op) => (allowed.get(op.key) ?? 0) < 20);
+  t.same(under.map((op) => `${op.key}: ${allowed.get(op.key) ?? 0}`), [], 'every key allowed exactly 20');
   const left = await Promise.all(ops.map((op) => store.apply([{ ...op, cost: 0 }])));
   t.ok(left.every((d) => d.outcomes[0]!.remaining === 0), 'every bucket empty after the load, wherever it lives now');
 });
