@@ -193,7 +193,7 @@ t.test('the envoyproxy/ratelimit-style example loads', async (t) => {
 });
 
 t.test('the examples directory loads as one config', async (t) => {
-  t.same(checkConfig(join(ROOT, 'examples')).domains, ['edge-proxy', 'openclaw']);
+  t.same(checkConfig(join(ROOT, 'examples')).domains, ['edge-proxy', 'llm', 'openclaw']);
 });
 
 t.test('a file without descriptors is a domain with no limits', async (t) => {
