@@ -1,5 +1,6 @@
 // redis-server processes for the bench: one single node and one 3-master
 // cluster (no replicas), on free loopback ports in temp dirs, no persistence.
+import { redisCpuSeconds } from './cost.js';
 import { freePorts, makeTempDir, removeTempDir, runCommand, sleep, spawnChild, stopChild, waitForPort, type Child } from './procs.js';
 
 export interface RedisDeployment {
@@ -128,6 +129,15 @@ export function commandDelta(before: Map<string, number>, after: Map<string, num
     if (SCRIPT_COMMANDS.has(name)) scripts += delta;
   }
   return { total, scripts, perCommand };
+}
+
+/** used_cpu_user + used_cpu_sys (seconds) of each node, in the order given. */
+export async function redisCpuReadings(ports: readonly number[]): Promise<number[]> {
+  return Promise.all(ports.map(async (port) => {
+    const result = await runCommand('redis-cli', ['-p', String(port), 'info', 'cpu']);
+    if (result.code !== 0) throw new Error(`redis-cli -p ${port} info cpu failed: ${result.stderr}`);
+    return redisCpuSeconds(result.stdout);
+  }));
 }
 
 export async function redisVersion(): Promise<string> {
