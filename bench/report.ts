@@ -25,6 +25,8 @@ export interface Row {
   redis?: CommandDelta;
   /** Redis CPU seconds (INFO cpu used_cpu_user + used_cpu_sys) over the measured window, summed over every master. */
   redisCpuS?: number;
+  /** The same Redis's CPU seconds per second with no client (its floor), for reading redisCpuS at low rates. */
+  redisIdleCpuPerS?: number;
   cpu?: CpuShares;
   /** Why the row has no numbers (or why they are suspect). */
   error?: string;

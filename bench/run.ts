@@ -13,7 +13,7 @@ import { AUTOCANNON_CONNECTIONS, httpLoad } from './load-http.js';
 import { rateLoad } from './load-rate.js';
 import type { LoadResult } from './load-result.js';
 import { probeGrpc } from './probe.js';
-import { installCleanup, makeTempDir, removeTempDir, runCommand, stopAll } from './procs.js';
+import { installCleanup, makeTempDir, removeTempDir, runCommand, sleep, stopAll } from './procs.js';
 import { cpuDeltaSeconds } from './cost.js';
 import { clusterCommandStats, commandDelta, redisCpuReadings, redisVersion, startRedisCluster, startSingleRedis, type RedisDeployment } from './redis-procs.js';
 import { LATENCY_LOADS, checkLines, latencyTable, machineInfo, machineLines, table, targetChecks, writeBenchmarksMd, type Api, type Row, type Store } from './report.js';
@@ -30,6 +30,8 @@ const { values } = parseArgs({
 const quick = values.quick === true;
 const measureS = quick ? 1 : Number(process.env.BENCH_DURATION_S ?? '5');
 const warmS = quick ? 0.3 : Math.min(1, measureS);
+/** How long Redis is watched with no client, for its own CPU floor. */
+const idleS = quick ? 1 : 3;
 if (!Number.isFinite(measureS) || measureS <= 0) throw new Error(`BENCH_DURATION_S must be a positive number, not ${process.env.BENCH_DURATION_S}`);
 const only = values.only?.split(',').filter((s) => s !== '');
 const wanted = (id: string): boolean => only === undefined || only.some((s) => id.includes(s));
@@ -106,13 +108,17 @@ async function measure(r: Row, server: ServerUnderTest, redis: RedisDeployment |
     await load(server, r.api, r.shape, warmS, false);
     const countsBefore = server.kind === 'ours' && server.httpPort !== undefined ? await scrapeDecisions(server.httpPort) : undefined;
     const statsBefore = redis === undefined ? undefined : await clusterCommandStats(redis.masterPorts);
-    const redisCpuBefore = redis === undefined ? undefined : await redisCpuReadings(redis.masterPorts);
     let meter: CpuMeter | undefined;
+    let redisCpuBefore: Promise<number[]> | undefined;
     r.result = await load(server, r.api, r.shape, measureS, true, () => {
       meter = startCpuMeter(server.pid, redis?.pids ?? []);
+      if (redis !== undefined) redisCpuBefore = redisCpuReadings(redis.masterPorts);
     });
     r.cpu = meter?.stop();
-    if (redis !== undefined && redisCpuBefore !== undefined) r.redisCpuS = cpuDeltaSeconds(redisCpuBefore, await redisCpuReadings(redis.masterPorts));
+    if (redis !== undefined && redisCpuBefore !== undefined) {
+      r.redisCpuS = cpuDeltaSeconds(await redisCpuBefore, await redisCpuReadings(redis.masterPorts));
+      r.redisIdleCpuPerS = redis.idleCpuPerS;
+    }
     if (redis !== undefined && statsBefore !== undefined) r.redis = commandDelta(statsBefore, await clusterCommandStats(redis.masterPorts));
     if (countsBefore !== undefined && server.httpPort !== undefined) r.outcomes = outcomeDelta(countsBefore, await scrapeDecisions(server.httpPort));
     if (server.exited()) r.error = `${server.name} exited during the run:\n${server.output()}`;
@@ -189,6 +195,10 @@ async function withRedis(title: string, start: () => Promise<RedisDeployment>, b
     return;
   }
   try {
+    const before = await redisCpuReadings(redis.masterPorts);
+    await sleep(idleS * 1000);
+    redis.idleCpuPerS = cpuDeltaSeconds(before, await redisCpuReadings(redis.masterPorts)) / idleS;
+    log(`${title}: idle Redis CPU ${(redis.idleCpuPerS * 1000).toFixed(1)} ms per second over ${idleS} s (all masters, no client)`);
     await body(redis);
   } finally {
     await redis.stop();

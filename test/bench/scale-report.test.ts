@@ -3,7 +3,7 @@
 import { readFileSync } from 'node:fs';
 import t from 'tap';
 import type { Row } from '../../bench/report.js';
-import { costChart, costTable, redisMicros, scaleChecks, sidecarMicros } from '../../bench/scale-report.js';
+import { costChart, costTable, idleRedisMicros, redisMicros, scaleChecks, sidecarMicros } from '../../bench/scale-report.js';
 import { GLOBAL_CAP_KEY, GLOBAL_CAP_PER_S, type ScaleShape } from '../../bench/workload.js';
 
 /** A measured HTTP row: `decisions` answered in 5 s, `redisCpuS` and `serverCpuS` spent meanwhile. */
@@ -12,7 +12,7 @@ function measured(kind: 'ours' | 'peer', store: Row['store'], shape: ScaleShape,
     id: `${kind} ${store} ${shape}`, kind, api: 'http', store, shape,
     result: { generator: 'test', responses: decisions, rate: decisions / 5, p50Ms: 1, p99Ms: 2, errors: 0, statuses: { 200: decisions }, seconds: 5 },
     ...(kind === 'ours' ? { outcomes: new Map([['ok', decisions]]) } : {}),
-    ...(store === 'memory' ? {} : { redisCpuS }),
+    ...(store === 'memory' ? {} : { redisCpuS, redisIdleCpuPerS: 0.002 }),
     cpu: { server: 100, redis: 0, bench: 0, h2load: 0, other: 3, idle: 0, serverSeconds: serverCpuS },
   };
 }
@@ -31,6 +31,7 @@ t.test('Redis and sidecar CPU per decision come from the row\'s own window', asy
   t.equal(redisMicros(rows[1]), 5);
   t.equal(sidecarMicros(rows[2]), 40);
   t.ok(Number.isNaN(redisMicros(rows[0])), 'no Redis, no figure');
+  t.equal(idleRedisMicros(rows[1]), 0.1, '2 ms/s idle over 5 s = 10 ms for 100,000 decisions');
   t.ok(Number.isNaN(redisMicros({ ...rows[1]!, error: 'server died' })), 'a failed row has no figure');
 });
 
@@ -49,7 +50,7 @@ t.test('targets: ratios to the peer, the hot key against memory and its absolute
 
 t.test('the cost table has a line per workload and deployment measured, with decisions per Redis core', async (t) => {
   const table = costTable(rows);
-  t.match(table, /uniform keys \(a random one of 100k\) \| single \| 20,000 \| 20,000 \| 1\.00× \| 5\.00 \| 10\.00 \| 0\.50× \| ≤ 0\.6× \| 200,000 \| 100,000 \| 50\.0 \| 40\.0 \| 1\.25× \| 3, 3 \|/);
+  t.match(table, /uniform keys \(a random one of 100k\) \| single \| 20,000 \| 20,000 \| 1\.00× \| 5\.00 \| 10\.00 \| 0\.50× \| ≤ 0\.6× \| 0\.10, 0\.10 \| 200,000 \| 100,000 \| 50\.0 \| 40\.0 \| 1\.25× \| 3, 3 \|/);
   t.notMatch(table, /busy keys/, 'no Zipf rows measured');
   t.match(table, /hot key 40,000\/s/, 'the memory store reference');
 });
