@@ -19,7 +19,7 @@ import { clusterCommandStats, commandDelta, redisCpuReadings, redisVersion, star
 import { LATENCY_LOADS, checkLines, latencyTable, machineInfo, machineLines, table, targetChecks, writeBenchmarksMd, type Api, type Row, type Store } from './report.js';
 import { outcomeDelta, scrapeDecisions } from './server-metrics.js';
 import { EXTRA_SERVER_ARGS, startBareServer, startOurServer, type ServerUnderTest } from './servers.js';
-import { SCALE_LABEL, costChart, costTable, scaleChecks } from './scale-report.js';
+import { SCALE_LABEL, costChart, costTable, scaleChecks, sizingTable, writeSizingFigures } from './scale-report.js';
 import { SCALE_SHAPES, checkBody, clientKey, isScaleShape, type Shape } from './workload.js';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
@@ -299,7 +299,9 @@ async function main(): Promise<void> {
     '```',
   ].join('\n'));
   writeFileSync(join(ROOT, CHART_FILE), costChart(rows, `${machine.date}; ${machine.cpuModel}, ${machine.cores} cores; redis-server ${machine.redis}; ${measureS} s measured per row`));
-  log(`BENCHMARKS.md updated (generated section only); ${CHART_FILE} written.`);
+  const sizingWritten = writeSizingFigures(join(ROOT, 'docs', 'sizing.md'), sizingTable(rows,
+    `Measured ${machine.date.slice(0, 10)} (\`npm run bench\`, ${measureS} s per row; ${machine.cpuModel}, ${machine.cores} cores, shared by the server, Redis and the load generator; redis-server ${machine.redis}). Ratios within the run are the result; absolute figures move with the machine's load ("other procs" in BENCHMARKS.md).`));
+  log(`BENCHMARKS.md updated (generated section only); ${CHART_FILE} written${sizingWritten ? '; docs/sizing.md figures updated' : ''}.`);
 }
 
 try {

@@ -1,6 +1,7 @@
 // The scale workloads' report (issue 18): what a decision costs Redis and the
 // sidecar, ours beside the rate-limiter-flexible peer in the same run, the
 // targets, and the chart. Rows come from run.ts; the arithmetic is cost.ts.
+import { readFileSync, writeFileSync } from 'node:fs';
 import { barChartSvg, type ChartGroup } from './chart.js';
 import { decisionsPerCoreSecond, microsPerDecision } from './cost.js';
 import { decisionsFor, goodRate, rateCheck, type Row, type Store, type TargetCheck } from './report.js';
@@ -139,4 +140,36 @@ export function costChart(rows: readonly Row[], subtitle: string): string {
       { title: 'Sidecar CPU per decision (/proc), µs', unit: 'µs', groups: groups(sidecarMicros) },
     ],
   });
+}
+
+/** docs/sizing.md's figures: decisions per second per Redis core, each workload, ours and the peer. */
+export function sizingTable(rows: readonly Row[], runLine: string): string {
+  const lines = [
+    runLine,
+    '',
+    '| workload | Redis | ours: Redis CPU per decision | ours: decisions/s per Redis core | peer: Redis CPU per decision | peer: decisions/s per Redis core | ours: sidecar CPU per decision |',
+    '| --- | --- | ---: | ---: | ---: | ---: | ---: |',
+  ];
+  for (const shape of SCALE_SHAPES) {
+    for (const store of REDIS_STORES) {
+      const ours = redisMicros(scaleRow(rows, 'ours', store, shape));
+      const peer = redisMicros(scaleRow(rows, 'peer', store, shape));
+      lines.push(`| ${WORKLOAD_TEXT[shape]} | ${STORE_TEXT[store]} | ${f(ours, 2)} µs | ${rate(decisionsPerCoreSecond(ours))} | ${f(peer, 2)} µs | ${rate(decisionsPerCoreSecond(peer))} | `
+        + `${f(sidecarMicros(scaleRow(rows, 'ours', store, shape)), 1)} µs |`);
+    }
+  }
+  return lines.join('\n');
+}
+
+const SIZING_BEGIN = '<!-- sizing:figures -->';
+const SIZING_END = '<!-- /sizing:figures -->';
+
+/** Replaces the text between docs/sizing.md's figure markers; leaves the file alone when they are missing. */
+export function writeSizingFigures(path: string, text: string): boolean {
+  const doc = readFileSync(path, 'utf8');
+  const begin = doc.indexOf(SIZING_BEGIN);
+  const end = doc.indexOf(SIZING_END);
+  if (begin === -1 || end < begin) return false;
+  writeFileSync(path, `${doc.slice(0, begin + SIZING_BEGIN.length)}\n${text.trim()}\n${doc.slice(end)}`);
+  return true;
 }

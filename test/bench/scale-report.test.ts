@@ -3,7 +3,10 @@
 import { readFileSync } from 'node:fs';
 import t from 'tap';
 import type { Row } from '../../bench/report.js';
-import { costChart, costTable, idleRedisMicros, redisMicros, scaleChecks, sidecarMicros } from '../../bench/scale-report.js';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { costChart, costTable, idleRedisMicros, redisMicros, scaleChecks, sidecarMicros, sizingTable, writeSizingFigures } from '../../bench/scale-report.js';
 import { GLOBAL_CAP_KEY, GLOBAL_CAP_PER_S, type ScaleShape } from '../../bench/workload.js';
 
 /** A measured HTTP row: `decisions` answered in 5 s, `redisCpuS` and `serverCpuS` spent meanwhile. */
@@ -66,4 +69,21 @@ t.test('bench.yaml caps the hot key at the figure the peer uses', async (t) => {
   const yaml = readFileSync(new URL('../../bench/bench.yaml', import.meta.url), 'utf8');
   const rule = new RegExp(`value: ${GLOBAL_CAP_KEY}\\n\\s+rate_limit: \\{ unit: second, requests_per_unit: (\\d+) \\}`).exec(yaml);
   t.equal(Number(rule?.[1]), GLOBAL_CAP_PER_S);
+});
+
+t.test('sizing figures: decisions per Redis core per workload, written between the markers only', async (t) => {
+  const text = sizingTable(rows, 'run line');
+  t.match(text, /uniform keys \(a random one of 100k\) \| single \| 5\.00 µs \| 200,000 \| 10\.00 µs \| 100,000 \| 50\.0 µs \|/);
+  const dir = mkdtempSync(join(tmpdir(), 'sizing-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const path = join(dir, 'sizing.md');
+  writeFileSync(path, 'before\n<!-- sizing:figures -->\nold\n<!-- /sizing:figures -->\nafter\n');
+  t.equal(writeSizingFigures(path, text), true);
+  const doc = readFileSync(path, 'utf8');
+  t.match(doc, /^before\n<!-- sizing:figures -->\nrun line\n/);
+  t.match(doc, /\|\n<!-- \/sizing:figures -->\nafter\n$/);
+  t.notMatch(doc, /old/);
+  writeFileSync(path, 'no markers\n');
+  t.equal(writeSizingFigures(path, text), false);
+  t.equal(readFileSync(path, 'utf8'), 'no markers\n');
 });
