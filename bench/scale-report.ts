@@ -5,6 +5,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { barChartSvg, type ChartGroup } from './chart.js';
 import { decisionsPerCoreSecond, microsPerDecision } from './cost.js';
 import { decisionsFor, goodRate, rateCheck, type Row, type Store, type TargetCheck } from './report.js';
+import { STORE_ERRORS } from './server-metrics.js';
 import { SCALE_SHAPES, type ScaleShape } from './workload.js';
 
 export const SCALE_LABEL: Record<ScaleShape, string> = {
@@ -59,7 +60,12 @@ function overLimit(row: Row | undefined): string {
   if (outcomes === undefined) return '';
   const over = outcomes.get('over_limit') ?? 0;
   const decided = decisionsFor(row!);
-  return over > 0 && decided > 0 ? ` (${((100 * over) / decided).toFixed(1)}% denied)` : '';
+  const notes: string[] = [];
+  if (over > 0 && decided > 0) notes.push(`${((100 * over) / decided).toFixed(1)}% denied`);
+  // Decided locally after a failed call: they cost Redis nothing, so the row's Redis figure is low by their share.
+  const storeErrors = outcomes.get(STORE_ERRORS) ?? 0;
+  if (storeErrors > 0) notes.push(`**${storeErrors} Redis call errors**`);
+  return notes.length === 0 ? '' : ` (${notes.join('; ')})`;
 }
 
 function targetText(shape: ScaleShape): string {
