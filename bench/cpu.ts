@@ -81,6 +81,8 @@ export interface CpuShares {
   readonly other: number;
   /** Percent of the whole machine left idle. */
   readonly idle: number;
+  /** CPU seconds of the server (and its direct children) over the measured window (10 ms ticks). */
+  readonly serverSeconds: number;
 }
 
 export interface CpuMeter {
@@ -106,7 +108,8 @@ export function startCpuMeter(serverPid: number | undefined, redisPids: readonly
       for (const [pid, ticks] of h2last) h2 += ticks - (h2start.get(pid) ?? 0);
       const seconds = (performance.now() - started) / 1000;
       const pct = (ticks: number): number => (100 * ticks) / CLOCK_TICKS_PER_S / seconds;
-      const server = serverPid === undefined ? Number.NaN : pct(treeTicks(serverPid) - server0);
+      const serverTicks = serverPid === undefined ? Number.NaN : treeTicks(serverPid) - server0;
+      const server = pct(serverTicks);
       const redis = redisPids.reduce((sum, pid, i) => sum + processTicks(pid) - (redis0[i] ?? 0), 0);
       const benchUsage = process.cpuUsage(bench0);
       const machine = machineTicks();
@@ -121,6 +124,7 @@ export function startCpuMeter(serverPid: number | undefined, redisPids: readonly
         bench: (100 * (benchUsage.user + benchUsage.system)) / 1e6 / seconds,
         h2load: pct(h2),
         idle: (100 * idle) / (busy + idle),
+        serverSeconds: serverTicks / CLOCK_TICKS_PER_S,
       };
     },
   };

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { percentile, type LoadResult } from './load-result.js';
 import { runCommand, spawnChild } from './procs.js';
 import { startRotatingBodies } from './rotating-body.js';
-import type { Shape } from './workload.js';
+import type { RoundRobinShape } from './workload.js';
 import { grpcFrame } from './grpc-messages.js';
 
 export interface GrpcLoadOptions {
@@ -18,7 +18,7 @@ export interface GrpcLoadOptions {
   readonly path: string;
   /** Unframed protobuf request for one key. */
   readonly encode: (key: string) => Buffer;
-  readonly shape: Shape;
+  readonly shape: RoundRobinShape;
   readonly seconds: number;
   readonly tmpDir: string;
   /** Record per-request latencies (the measured run; not the warm-up). */

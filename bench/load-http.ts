@@ -2,7 +2,7 @@
 // under test is another process). Each request carries the next key's body.
 import autocannon from 'autocannon';
 import type { LoadResult } from './load-result.js';
-import { CLIENT_COUNT, checkBody, keySequence, type Shape } from './workload.js';
+import { CLIENT_COUNT, checkBody, isScaleShape, keySequence, scaleKeys, type ScaleShape, type Shape } from './workload.js';
 
 export const AUTOCANNON_CONNECTIONS = 32;
 
@@ -27,11 +27,48 @@ const requestLists = new Map<Shape, autocannon.Request[]>();
 function requestsFor(shape: Shape): autocannon.Request[] {
   let list = requestLists.get(shape);
   if (list === undefined) {
+    if (isScaleShape(shape)) throw new Error(`${shape}: one list per connection (scaleRequestsFor)`);
     const next = keySequence(shape);
     list = Array.from({ length: CLIENT_COUNT }, () => ({ body: checkBody(next()) }));
     requestLists.set(shape, list);
   }
   return list;
+}
+
+/**
+ * Scale workloads: each connection its own slice of the seeded key draws, so
+ * connections do not send the same key in step (a shared list would put the
+ * same key in flight on many connections at once, which coalescing would
+ * merge). Long enough not to wrap within a measured run: ~800 requests/s per
+ * connection at most here.
+ */
+const SCALE_REQUESTS_PER_CONNECTION = 4096;
+const scaleLists = new Map<ScaleShape, autocannon.Request[][]>();
+
+function scaleRequestsFor(shape: ScaleShape): autocannon.Request[][] {
+  let lists = scaleLists.get(shape);
+  if (lists === undefined) {
+    const keys = scaleKeys(shape, AUTOCANNON_CONNECTIONS * SCALE_REQUESTS_PER_CONNECTION);
+    lists = Array.from({ length: AUTOCANNON_CONNECTIONS }, (_, c) =>
+      keys.slice(c * SCALE_REQUESTS_PER_CONNECTION, (c + 1) * SCALE_REQUESTS_PER_CONNECTION).map((key) => ({ body: checkBody(key) })));
+    scaleLists.set(shape, lists);
+  }
+  return lists;
+}
+
+/** autocannon options that give each connection its requests. */
+function requestOptions(shape: Shape): Pick<autocannon.Options, 'requests' | 'setupClient'> {
+  if (!isScaleShape(shape)) return { requests: requestsFor(shape) };
+  const lists = scaleRequestsFor(shape);
+  let next = 0;
+  return {
+    // One request to build per connection at construction; setupClient swaps in the connection's own list.
+    requests: lists[0]?.slice(0, 1) ?? [],
+    setupClient: (client) => {
+      const list = lists[next++ % lists.length];
+      if (list !== undefined) client.setRequests(list);
+    },
+  };
 }
 
 export async function httpLoad(options: HttpLoadOptions): Promise<LoadResult> {
@@ -44,7 +81,7 @@ export async function httpLoad(options: HttpLoadOptions): Promise<LoadResult> {
       pipelining: 1,
       duration: options.seconds,
       timeout: 10,
-      requests: requestsFor(options.shape),
+      ...requestOptions(options.shape),
     }, (error, done) => (error ? reject(error instanceof Error ? error : new Error(String(error))) : resolve(done)));
     instance.on('start', () => options.onStart?.());
   });

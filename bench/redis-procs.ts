@@ -1,5 +1,7 @@
 // redis-server processes for the bench: one single node and one 3-master
 // cluster (no replicas), on free loopback ports in temp dirs, no persistence.
+import { connect } from 'node:net';
+import { redisCpuSeconds } from './cost.js';
 import { freePorts, makeTempDir, removeTempDir, runCommand, sleep, spawnChild, stopChild, waitForPort, type Child } from './procs.js';
 
 export interface RedisDeployment {
@@ -9,6 +11,8 @@ export interface RedisDeployment {
   readonly masterPorts: number[];
   /** redis-server process ids (for CPU accounting). */
   readonly pids: number[];
+  /** Redis CPU seconds per second with no client load, all masters (serverCron, cluster bus); run.ts measures it once. */
+  idleCpuPerS?: number;
   stop(): Promise<void>;
 }
 
@@ -128,6 +132,43 @@ export function commandDelta(before: Map<string, number>, after: Map<string, num
     if (SCRIPT_COMMANDS.has(name)) scripts += delta;
   }
   return { total, scripts, perCommand };
+}
+
+const INFO_CPU_TIMEOUT_MS = 5000;
+
+/**
+ * One INFO cpu over a fresh connection (no redis-cli process: the reading is
+ * taken as the load starts and should not lag it by a process spawn).
+ */
+function infoCpu(port: number): Promise<string> {
+  return new Promise((resolve, reject) => {
+    let reply = Buffer.alloc(0);
+    const socket = connect({ port, host: '127.0.0.1' }, () => socket.write('*2\r\n$4\r\nINFO\r\n$3\r\ncpu\r\n'));
+    const timer = setTimeout(() => fail(new Error(`INFO cpu on port ${port}: no reply in ${INFO_CPU_TIMEOUT_MS} ms`)), INFO_CPU_TIMEOUT_MS);
+    function fail(error: Error): void {
+      clearTimeout(timer);
+      socket.destroy();
+      reject(error);
+    }
+    socket.on('error', fail);
+    socket.on('data', (chunk: Buffer) => {
+      reply = Buffer.concat([reply, chunk]);
+      const headerEnd = reply.indexOf('\r\n');
+      if (headerEnd === -1) return;
+      const header = reply.subarray(0, headerEnd).toString();
+      if (!header.startsWith('$')) return fail(new Error(`INFO cpu on port ${port}: ${header}`));
+      const length = Number(header.slice(1));
+      if (reply.length < headerEnd + 2 + length) return;
+      clearTimeout(timer);
+      socket.end();
+      resolve(reply.subarray(headerEnd + 2, headerEnd + 2 + length).toString());
+    });
+  });
+}
+
+/** used_cpu_user + used_cpu_sys (seconds) of each node, in the order given. */
+export async function redisCpuReadings(ports: readonly number[]): Promise<number[]> {
+  return Promise.all(ports.map(async (port) => redisCpuSeconds(await infoCpu(port))));
 }
 
 export async function redisVersion(): Promise<string> {

@@ -7,7 +7,7 @@ import type { LoadResult } from './load-result.js';
 import type { RateLoadResult } from './load-rate.js';
 import type { CommandDelta } from './redis-procs.js';
 import { STORE_ERRORS, total } from './server-metrics.js';
-import type { Shape } from './workload.js';
+import { isScaleShape, type Shape } from './workload.js';
 
 export type Api = 'http' | 'rls' | 'authz';
 export type Store = 'none' | 'memory' | 'redis' | 'cluster';
@@ -23,6 +23,10 @@ export interface Row {
   /** Decisions our server counted (ratelimit_decisions_total delta), by outcome. */
   outcomes?: Map<string, number>;
   redis?: CommandDelta;
+  /** Redis CPU seconds (INFO cpu used_cpu_user + used_cpu_sys) over the measured window, summed over every master. */
+  redisCpuS?: number;
+  /** The same Redis's CPU seconds per second with no client (its floor), for reading redisCpuS at low rates. */
+  redisIdleCpuPerS?: number;
   cpu?: CpuShares;
   /** Why the row has no numbers (or why they are suspect). */
   error?: string;
@@ -50,7 +54,7 @@ function family(api: Api): 'http' | 'grpc' {
 }
 
 /** Decisions (or, for baselines, good responses) made per measured second. */
-function goodRate(row: Row): number {
+export function goodRate(row: Row): number {
   const r = row.result;
   if (r === undefined || row.error !== undefined) return Number.NaN;
   return Math.max(0, r.responses - errorCount(row)) / r.seconds;
@@ -70,7 +74,7 @@ function errorCount(row: Row): number {
   return errors;
 }
 
-function decisionsFor(row: Row): number {
+export function decisionsFor(row: Row): number {
   if (row.outcomes !== undefined) return total(row.outcomes);
   return (row.result?.responses ?? 0) - (row.result?.errors ?? 0);
 }
@@ -91,8 +95,10 @@ function baselineOf(rows: readonly Row[], row: Row): Row | undefined {
   return find(rows, (r) => r.kind === 'baseline' && r.informational !== true && family(r.api) === family(row.api));
 }
 
+/** Our memory-store row of the same API, and of the same workload for the scale workloads. */
 function memoryRowOf(rows: readonly Row[], row: Row): Row | undefined {
-  return find(rows, (r) => r.kind === 'ours' && r.store === 'memory' && r.shape === 'spread' && r.api === row.api);
+  const shape = isScaleShape(row.shape) ? row.shape : 'spread';
+  return find(rows, (r) => r.kind === 'ours' && r.store === 'memory' && r.shape === shape && r.api === row.api);
 }
 
 const fmt = (n: number, digits = 0): string => (Number.isFinite(n) ? n.toFixed(digits) : '—');
@@ -169,7 +175,7 @@ export interface TargetCheck {
   readonly detail: string;
 }
 
-function rateCheck(name: string, row: Row | undefined, reference: Row | undefined, factor: number): TargetCheck {
+export function rateCheck(name: string, row: Row | undefined, reference: Row | undefined, factor: number): TargetCheck {
   const a = row === undefined ? Number.NaN : goodRate(row);
   const b = reference === undefined ? Number.NaN : goodRate(reference);
   if (!Number.isFinite(a) || !Number.isFinite(b) || b <= 0) {
@@ -186,7 +192,7 @@ export function targetChecks(rows: readonly Row[]): TargetCheck[] {
   const ours = (api: Api, store: Store, shape: Shape = 'spread'): Row | undefined =>
     find(rows, (r) => r.kind === 'ours' && r.api === api && r.store === store && r.shape === shape);
   const base = (api: Api): Row | undefined => find(rows, (r) => r.kind === 'baseline' && r.informational !== true && family(r.api) === family(api));
-  const peer = (store: Store): Row | undefined => find(rows, (r) => r.kind === 'peer' && r.store === store);
+  const peer = (store: Store): Row | undefined => find(rows, (r) => r.kind === 'peer' && r.store === store && r.shape === 'spread');
   const checks: TargetCheck[] = [
     rateCheck('memory-store HTTP ≥ 0.8× bare fastify', ours('http', 'memory'), base('http'), 0.8),
     rateCheck(`memory-store gRPC RLS ≥ 0.8× ${base('rls')?.id ?? 'bare grpc-js'}`, ours('rls', 'memory'), base('rls'), 0.8),

@@ -7,7 +7,7 @@
 // keys (and cluster slots) are in flight at any moment.
 import { closeSync, openSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
-import { keySequence, type Shape } from './workload.js';
+import { keySequence, type RoundRobinShape } from './workload.js';
 
 export interface RotatingBodies {
   readonly paths: string[];
@@ -17,7 +17,7 @@ export interface RotatingBodies {
 const ROTATE_EVERY_MS = 1;
 
 /** Starts rewriting `count` files in `dir` with `encode(key)`; every encoding must have one length. */
-export function startRotatingBodies(dir: string, name: string, count: number, shape: Shape, encode: (key: string) => Buffer): RotatingBodies {
+export function startRotatingBodies(dir: string, name: string, count: number, shape: RoundRobinShape, encode: (key: string) => Buffer): RotatingBodies {
   const files = Array.from({ length: count }, (_, i) => {
     const path = join(dir, `${name}-${i}.bin`);
     const next = keySequence(shape, i * 5003);

@@ -2,6 +2,7 @@
 // Starts every server and Redis itself (loopback, free ports), measures each
 // row (warm-up, then a bounded measured run), prints the table and the
 // issue's target checks, and rewrites BENCHMARKS.md's generated section.
+import { writeFileSync } from 'node:fs';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -12,12 +13,14 @@ import { AUTOCANNON_CONNECTIONS, httpLoad } from './load-http.js';
 import { rateLoad } from './load-rate.js';
 import type { LoadResult } from './load-result.js';
 import { probeGrpc } from './probe.js';
-import { installCleanup, makeTempDir, removeTempDir, runCommand, stopAll } from './procs.js';
-import { clusterCommandStats, commandDelta, redisVersion, startRedisCluster, startSingleRedis, type RedisDeployment } from './redis-procs.js';
+import { installCleanup, makeTempDir, removeTempDir, runCommand, sleep, stopAll } from './procs.js';
+import { cpuDeltaSeconds } from './cost.js';
+import { clusterCommandStats, commandDelta, redisCpuReadings, redisVersion, startRedisCluster, startSingleRedis, type RedisDeployment } from './redis-procs.js';
 import { LATENCY_LOADS, checkLines, latencyTable, machineInfo, machineLines, table, targetChecks, writeBenchmarksMd, type Api, type Row, type Store } from './report.js';
 import { outcomeDelta, scrapeDecisions } from './server-metrics.js';
 import { EXTRA_SERVER_ARGS, startBareServer, startOurServer, type ServerUnderTest } from './servers.js';
-import { checkBody, clientKey, type Shape } from './workload.js';
+import { SCALE_LABEL, costChart, costTable, scaleChecks, sizingTable, writeSizingFigures } from './scale-report.js';
+import { SCALE_SHAPES, checkBody, clientKey, isScaleShape, type Shape } from './workload.js';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 
@@ -27,9 +30,14 @@ const { values } = parseArgs({
 const quick = values.quick === true;
 const measureS = quick ? 1 : Number(process.env.BENCH_DURATION_S ?? '5');
 const warmS = quick ? 0.3 : Math.min(1, measureS);
+/** How long Redis is watched with no client, for its own CPU floor. */
+const idleS = quick ? 1 : 3;
 if (!Number.isFinite(measureS) || measureS <= 0) throw new Error(`BENCH_DURATION_S must be a positive number, not ${process.env.BENCH_DURATION_S}`);
 const only = values.only?.split(',').filter((s) => s !== '');
 const wanted = (id: string): boolean => only === undefined || only.some((s) => id.includes(s));
+
+/** The CPU-per-decision chart, next to BENCHMARKS.md. */
+const CHART_FILE = 'BENCHMARKS-cpu.svg';
 
 const tmp = makeTempDir('rl-bench-');
 installCleanup(async () => {
@@ -81,6 +89,7 @@ async function load(server: ServerUnderTest, api: Api, shape: Shape, seconds: nu
     return httpLoad({ port: server.httpPort, path: '/v1/check', shape, seconds, ...(onStart ? { onStart } : {}) });
   }
   if (server.grpcPort === undefined) throw new Error('no gRPC port');
+  if (isScaleShape(shape)) throw new Error(`the ${shape} workload has an HTTP generator only`);
   return grpcLoad({
     port: server.grpcPort,
     path: api === 'authz' ? AUTHZ_PATH : RLS_PATH,
@@ -100,10 +109,16 @@ async function measure(r: Row, server: ServerUnderTest, redis: RedisDeployment |
     const countsBefore = server.kind === 'ours' && server.httpPort !== undefined ? await scrapeDecisions(server.httpPort) : undefined;
     const statsBefore = redis === undefined ? undefined : await clusterCommandStats(redis.masterPorts);
     let meter: CpuMeter | undefined;
+    let redisCpuBefore: Promise<number[]> | undefined;
     r.result = await load(server, r.api, r.shape, measureS, true, () => {
       meter = startCpuMeter(server.pid, redis?.pids ?? []);
+      if (redis !== undefined) redisCpuBefore = redisCpuReadings(redis.masterPorts);
     });
     r.cpu = meter?.stop();
+    if (redis !== undefined && redisCpuBefore !== undefined) {
+      r.redisCpuS = cpuDeltaSeconds(await redisCpuBefore, await redisCpuReadings(redis.masterPorts));
+      r.redisIdleCpuPerS = redis.idleCpuPerS;
+    }
     if (redis !== undefined && statsBefore !== undefined) r.redis = commandDelta(statsBefore, await clusterCommandStats(redis.masterPorts));
     if (countsBefore !== undefined && server.httpPort !== undefined) r.outcomes = outcomeDelta(countsBefore, await scrapeDecisions(server.httpPort));
     if (server.exited()) r.error = `${server.name} exited during the run:\n${server.output()}`;
@@ -180,6 +195,10 @@ async function withRedis(title: string, start: () => Promise<RedisDeployment>, b
     return;
   }
   try {
+    const before = await redisCpuReadings(redis.masterPorts);
+    await sleep(idleS * 1000);
+    redis.idleCpuPerS = cpuDeltaSeconds(before, await redisCpuReadings(redis.masterPorts)) / idleS;
+    log(`${title}: idle Redis CPU ${(redis.idleCpuPerS * 1000).toFixed(1)} ms per second over ${idleS} s (all masters, no client)`);
     await body(redis);
   } finally {
     await redis.stop();
@@ -207,27 +226,32 @@ async function main(): Promise<void> {
     ] : []),
   ];
 
-  await group('ours: memory store', oursRows('memory', 'memory', true), () => startOurServer(ROOT, []));
+  // Scale workloads (HTTP only): what a decision costs Redis and the sidecar, ours beside the peer.
+  const scaleRows = (kind: 'ours' | 'peer', store: Store, label: string): Row[] =>
+    SCALE_SHAPES.map((shape) => row(`${kind === 'ours' ? 'HTTP' : 'peer RLF'} ${label} ${SCALE_LABEL[shape]}`, kind, 'http', store, shape));
 
-  const redisOurs = oursRows('redis', 'redis', false);
-  const redisPeer = [row('peer RLF redis', 'peer', 'http', 'redis', 'spread')];
+  await group('ours: memory store', [...oursRows('memory', 'memory', true), ...scaleRows('ours', 'memory', 'memory')], () => startOurServer(ROOT, []));
+
+  const redisOurs = [...oursRows('redis', 'redis', false), ...scaleRows('ours', 'redis', 'redis')];
+  const redisPeer = [row('peer RLF redis', 'peer', 'http', 'redis', 'spread'), ...scaleRows('peer', 'redis', 'redis')];
   await withRedis('single Redis', startSingleRedis, async (redis) => {
     await group('ours: single Redis', redisOurs, () => startOurServer(ROOT, redis.serverArgs), redis);
     await group('peer: rate-limiter-flexible, single Redis', redisPeer, () => startBareServer('peer-rlf', 'http', redis.serverArgs), redis);
   }, [...redisOurs, ...redisPeer]);
 
-  const clusterOurs = oursRows('cluster', 'cluster', true);
-  const clusterPeer = [row('peer RLF cluster', 'peer', 'http', 'cluster', 'spread')];
+  const clusterOurs = [...oursRows('cluster', 'cluster', true), ...scaleRows('ours', 'cluster', 'cluster')];
+  const clusterPeer = [row('peer RLF cluster', 'peer', 'http', 'cluster', 'spread'), ...scaleRows('peer', 'cluster', 'cluster')];
   await withRedis('Redis Cluster (3 masters)', () => startRedisCluster(3), async (redis) => {
     await group('ours: Redis Cluster (3 masters)', clusterOurs, () => startOurServer(ROOT, redis.serverArgs), redis);
     await group('peer: rate-limiter-flexible, Redis Cluster', clusterPeer, () => startBareServer('peer-rlf', 'http', redis.serverArgs), redis);
   }, [...clusterOurs, ...clusterPeer]);
 
   const machine = machineInfo(await redisVersion(), h2version);
-  const checks = targetChecks(rows);
+  const checks = [...targetChecks(rows), ...scaleChecks(rows)];
   const tableText = table(rows);
   const latencyText = latencyTable(rows);
-  log(`\n${machineLines(machine)}\n\n${tableText}\n\n${latencyText}\n\n${checkLines(checks)}\n`);
+  const costText = costTable(rows);
+  log(`\n${machineLines(machine)}\n\n${tableText}\n\n${latencyText}\n\n${costText}\n\n${checkLines(checks)}\n`);
 
   if (quick || values['no-write'] === true || only !== undefined) {
     log('BENCHMARKS.md not written (quick, --no-write or --only run).');
@@ -256,13 +280,28 @@ async function main(): Promise<void> {
     '',
     latencyText,
     '',
+    '### What a decision costs Redis and the sidecar',
+    '',
+    'HTTP POST /v1/check under autocannon, our server and the rate-limiter-flexible peer (one EVALSHA per request) on the same',
+    'Redis in the same run. Redis CPU = `INFO cpu` used_cpu_user + used_cpu_sys over the measured run, summed over every',
+    'master, ÷ decisions answered; sidecar CPU = the server process\'s /proc ticks ÷ decisions. "Decisions/s per Redis core"',
+    '= 1 ÷ Redis CPU per decision: what one fully busy Redis core would carry. "Other procs" is the rest of the machine',
+    'during the row (other people\'s work on a shared box): a row with a lot of it is noise.',
+    '',
+    `![CPU per decision, ours and the peer](${CHART_FILE})`,
+    '',
+    costText,
+    '',
     '### Target checks',
     '',
     '```',
     checkLines(checks),
     '```',
   ].join('\n'));
-  log('BENCHMARKS.md updated (generated section only).');
+  writeFileSync(join(ROOT, CHART_FILE), costChart(rows, `${machine.date}; ${machine.cpuModel}, ${machine.cores} cores; redis-server ${machine.redis}; ${measureS} s measured per row`));
+  const sizingWritten = writeSizingFigures(join(ROOT, 'docs', 'sizing.md'), sizingTable(rows,
+    `Measured ${machine.date.slice(0, 10)} (\`npm run bench\`, ${measureS} s per row; ${machine.cpuModel}, ${machine.cores} cores, shared by the server, Redis and the load generator; redis-server ${machine.redis}). Ratios within the run are the result; absolute figures move with the machine's load ("other procs" in BENCHMARKS.md).`));
+  log(`BENCHMARKS.md updated (generated section only); ${CHART_FILE} written${sizingWritten ? '; docs/sizing.md figures updated' : ''}.`);
 }
 
 try {
