@@ -5,6 +5,7 @@ import { chargesAlways, evaluate, evaluateBatch, takes, type BatchEvaluation, ty
 import type { StoreDecision } from '../../core/store.js';
 import type { BucketOp } from '../../core/types.js';
 import type { MemoryStore } from '../memory-store.js';
+import { KeyCounts } from './key-counts.js';
 import type { TakeResult } from './library.js';
 import type { StoreLogger } from './options.js';
 
@@ -18,7 +19,7 @@ import type { StoreLogger } from './options.js';
  */
 export class Mirror {
   /** Per key: policy admissions held for a late reply (see `hold`). */
-  private readonly held = new Map<string, number>();
+  private readonly held = new KeyCounts();
 
   constructor(
     private readonly local: MemoryStore,
@@ -34,15 +35,11 @@ export class Mirror {
    * local state (see rememberBatch).
    */
   hold(ops: readonly BucketOp[]): void {
-    for (const op of ops) this.held.set(op.key, (this.held.get(op.key) ?? 0) + 1);
+    this.held.add(ops);
   }
 
   release(ops: readonly BucketOp[]): void {
-    for (const op of ops) {
-      const count = (this.held.get(op.key) ?? 0) - 1;
-      if (count > 0) this.held.set(op.key, count);
-      else this.held.delete(op.key);
-    }
+    this.held.remove(ops);
   }
 
   /** Whether admissions are held for calls whose late reply (or failure) has not come yet. */
@@ -52,7 +49,7 @@ export class Mirror {
 
   /** A key the local policy admitted on that Redis has not confirmed yet. */
   private unconfirmed(key: string): boolean {
-    return (this.held.size > 0 && this.held.has(key)) || this.owes(key);
+    return this.held.has(key) || this.owes(key);
   }
 
   /** The decision at once when what Redis last reported already denies `ops`, else undefined (Redis must decide). */

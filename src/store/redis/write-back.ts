@@ -8,6 +8,7 @@ import type { RedisLibrary } from './library.js';
 import type { OpGroup } from './node-groups.js';
 import type { NodeHealth } from './node-health.js';
 import type { Refund } from './settlement.js';
+import { KeyCounts } from './key-counts.js';
 import type { Topology } from './topology.js';
 
 /** Most keys remembered; beyond it the oldest are dropped (they only under-count what was admitted). */
@@ -91,7 +92,7 @@ export interface WriteBackOptions {
 export class WriteBack {
   readonly debits = new LocalDebits();
   /** Keys with a debit call on its way (count of calls). */
-  private readonly sending = new Map<string, number>();
+  private readonly sending = new KeyCounts();
   private readonly timer: NodeJS.Timeout;
 
   constructor(private readonly options: WriteBackOptions) {
@@ -147,7 +148,7 @@ export class WriteBack {
 
   /** Whether admissions on `key` are owed to Redis: pending, or on their way in a debit call. */
   owes(key: string): boolean {
-    return this.debits.has(key) || (this.sending.size > 0 && this.sending.has(key));
+    return this.debits.has(key) || this.sending.has(key);
   }
 
   private async flush(): Promise<void> {
@@ -172,9 +173,9 @@ export class WriteBack {
    */
   private async send(group: OpGroup, ops: BucketOp[]): Promise<void> {
     const call = this.options.library.debit(group.routingKey, ops);
-    for (const op of ops) this.sending.set(op.key, (this.sending.get(op.key) ?? 0) + 1);
+    this.sending.add(ops);
     // Settled either way (applied, refused, or its fate decided below): no longer on its way.
-    void call.then(() => this.sent(ops), () => this.sent(ops));
+    void call.then(() => this.sending.remove(ops), () => this.sending.remove(ops));
     try {
       await withRedisDeadline(call, this.options.timeoutMs, 'debit');
     } catch (error: unknown) {
@@ -187,14 +188,6 @@ export class WriteBack {
         if (fateUnknown(lateError)) this.options.uncertain();
         this.debits.add(ops);
       });
-    }
-  }
-
-  private sent(ops: readonly BucketOp[]): void {
-    for (const op of ops) {
-      const count = (this.sending.get(op.key) ?? 0) - 1;
-      if (count > 0) this.sending.set(op.key, count);
-      else this.sending.delete(op.key);
     }
   }
 }
