@@ -69,12 +69,14 @@ debit: records takes that this cluster did not see (the local failure policy
 
 presence, lease_claim, lease_grant, lease_deposit: see below (the number of
 sidecars sharing this Redis; global limits across regions, see
-docs/multi-region.md).
+docs/multi-region.md). lease_hold: a sidecar's local lease of a busy
+token bucket (docs/leases.md).
 
 State per key: integers joined by ':' (written with %.0f so large numbers
 never turn into 1.7e+15): token bucket "<level>:<tsUs>" (a token budget's
 level may be negative: "-<debt level>:<tsUs>"), fixed window
 "<count>:<windowStartUs>", sliding window "<count>:<windowStartUs>:<previousCount>",
+a token bucket with local leases out "<level>:<tsUs>:<held level>:<untilUs>",
 lease "<tokens>:<expiresAtUs>:<generation>:<spent since last report>".
 A missing key is a full bucket / an empty window.
 Time: Redis TIME only (scripts replicate by effects), read once per call.
@@ -141,7 +143,8 @@ local function bucket_limit(at)
 end
 
 -- The capacity a token bucket refills to: a home bucket holds back what its
--- regions hold in unexpired leases (s.out, level units).
+-- regions hold in unexpired leases, a bucket what sidecars hold in local
+-- leases (s.out, level units; see `read_held`).
 local function capacity(lim, s)
   if s and s.out then return lim.cap - s.out end
   return lim.cap
@@ -160,7 +163,8 @@ local function refilled(lim, s)
 end
 
 -- A token bucket at `level`: its state and ttl. None when full and no lease
--- is out; a home bucket is kept while leases are out, until it would be full once they end.
+-- is out; a bucket is kept while leases are out, until it would be full once
+-- they end. A bucket's local leases (s.held) are stored in its own text.
 local function bucket_at(lim, s, level, ts)
   local horizon = 0
   if s and s.out and s.out > 0 then horizon = s.horizon end
@@ -168,8 +172,20 @@ local function bucket_at(lim, s, level, ts)
   local progress = 0
   if now > ts then progress = now - ts end
   local ttl = ceil_div(math.max(0, lim.cap - level), lim.refill) * lim.tick - progress + horizon
-  if horizon > 0 then return { level, ts, out = s.out, horizon = horizon }, ttl end
+  if horizon > 0 then
+    if s.held then return { level, ts, s.out, now + horizon, out = s.out, horizon = horizon, held = true }, ttl end
+    return { level, ts, out = s.out, horizon = horizon }, ttl
+  end
   return { level, ts }, ttl
+end
+
+-- A token bucket's state as read: what sidecars hold in local leases
+-- (lease_hold) is kept in its text, "<level>:<tsUs>:<out>:<untilUs>": `out`
+-- level units held until `untilUs` (the last lease's end). Past that, none.
+local function read_held(_, _, s)
+  if not s or not s[4] then return s end
+  if s[4] > now and s[3] > 0 then return { s[1], s[2], out = s[3], horizon = s[4] - now, held = true } end
+  return { s[1], s[2] }
 end
 
 local function token_bucket()
@@ -195,7 +211,8 @@ local function token_bucket()
       local level, ts = refilled(lim, s)
       return bucket_at(lim, s, math.max(0, level - cost * lim.per), ts)
     end,
-    report = function(s) return s[1], s[2], 0 end,
+    report = function(s) return s[1], s[2], s.out or 0 end,
+    read = read_held,
   }
 end
 
@@ -692,9 +709,90 @@ local function lease_deposit()
   return 1
 end
 
+-- lease_hold: a sidecar's local lease of a token bucket (docs/leases.md).
+-- Moves tokens between a bucket and what one sidecar holds of it, kept per
+-- sidecar in the hash <key>:sl (member -> "<tokens>:<untilUs>"), summed into
+-- the bucket's text (read_held) so every take sees the bucket refill only
+-- up to the burst less what sidecars hold. After the limit table: member,
+-- ttlUs, share, minimum, then 5 values per key: key, limit, wanted, held
+-- (what the sidecar still holds and keeps), returned (what it gives back).
+-- `held` counts only while the sidecar's lease is live here (its tokens
+-- are never more than the lease), `returned` only up to the rest of it:
+-- a sidecar can never give back more than it took. Held tokens are kept for
+-- ttlUs from now; the grant is at most `wanted` and at most 1/share of what
+-- the bucket holds, and nothing below `minimum`: a nearly empty bucket
+-- leases nothing and is decided take by take.
+-- Returns { nowUs, then per key: granted, kept (1: `held` still counts),
+--           the bucket's tokens after, 0|1|2 (2: this node does not serve it) }.
+local function lease_hold()
+  local limits, _, at = read_limits(2)
+  local member = ARGV[at]
+  local ttl = tonumber(ARGV[at + 1])
+  local share = tonumber(ARGV[at + 2])
+  local minimum = tonumber(ARGV[at + 3])
+  local out = { now }
+  for op = at + 4, #ARGV, 5 do
+    local key = ARGV[op]
+    local lim = limits[tonumber(ARGV[op + 1])]
+    local wanted = tonumber(ARGV[op + 2])
+    local held = tonumber(ARGV[op + 3])
+    local returned = tonumber(ARGV[op + 4])
+    local s = read_one(key)
+    if s == nil or lim.refill == 0 then
+      out[#out + 1], out[#out + 2], out[#out + 3], out[#out + 4] = 0, 0, 0, s == nil and 2 or 0
+    else
+      s = read_held(lim, key, s)
+      local level, ts = refilled(lim, s)
+      local leases = key .. ':sl'
+      -- What the other sidecars hold, expired leases dropped; and this one's lease.
+      local others, horizon, mine = 0, 0, 0
+      local all = redis.call('HGETALL', leases)
+      for i = 1, #all, 2 do
+        local tokens, untilUs = string.match(all[i + 1], '^(%d+):(%d+)$')
+        tokens, untilUs = tonumber(tokens), tonumber(untilUs)
+        if not tokens or untilUs <= now then
+          redis.call('HDEL', leases, all[i])
+        elseif all[i] == member then
+          mine = tokens
+        else
+          others = others + tokens
+          horizon = math.max(horizon, untilUs)
+        end
+      end
+      local kept = 0
+      if mine > 0 then kept = 1 end
+      held = math.min(held, mine)
+      returned = math.min(returned, mine - held)
+      local cap = lim.cap - (others + held) * lim.per
+      level = math.min(cap, level + returned * lim.per)
+      local granted = math.min(wanted, math.floor(math.floor(level / lim.per) / share))
+      if granted < minimum then granted = 0 end
+      level = level - granted * lim.per
+      held = held + granted
+      if held > 0 then
+        redis.call('HSET', leases, member, string.format('%.0f:%.0f', held, now + ttl))
+        horizon = math.max(horizon, now + ttl)
+      elseif mine > 0 then
+        redis.call('HDEL', leases, member)
+      end
+      local outstanding = (others + held) * lim.per
+      if horizon > now then
+        redis.call('PEXPIRE', leases, string.format('%.0f', math.max(1, ceil_div(horizon - now, 1000))))
+      end
+      local state = { level, ts }
+      if outstanding > 0 then state = { level, ts, out = outstanding, horizon = horizon - now, held = true } end
+      local nxt, nxt_ttl = bucket_at(lim, state, level, ts)
+      write(key, nxt, nxt_ttl)
+      out[#out + 1], out[#out + 2], out[#out + 3], out[#out + 4] = granted, kept, math.floor(level / lim.per), 1
+    end
+  end
+  return out
+end
+
 local OPERATIONS = {
   take = take, refund = refund, debit = debit, presence = presence,
   lease_claim = lease_claim, lease_grant = lease_grant, lease_deposit = lease_deposit,
+  lease_hold = lease_hold,
 }
 local operation = OPERATIONS[ARGV[1]]
 if not operation then return redis.error_reply('openclaw.lua: unknown operation ' .. tostring(ARGV[1])) end

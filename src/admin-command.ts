@@ -94,6 +94,6 @@ function createStore(settings: Settings): MemoryStore | RedisStore {
     ...settings,
     local: new MemoryStore({ maxKeys: 1, sweep: false }),
     mirror: false,
-    sidecar: false,
+    sidecar: false, localLeases: false,
   });
 }

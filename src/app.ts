@@ -54,6 +54,8 @@ export async function startApp(settings: Settings, logger: Logger): Promise<Runn
     : { cert: settings.tlsCert, key: settings.tlsKey, clientCa: settings.tlsClientCa };
   const tlsMaterial = tlsFiles === undefined ? undefined : loadTlsMaterial(tlsFiles);
   const metrics = new Metrics();
+  /** Told of every reload once the store exists (local leases of the old limits go back). */
+  let configChanged: () => void = () => {};
   if (isWorker()) metrics.text = clusterMetricsText(metrics.registry);
   const watcher = new ConfigWatcher(settings.config, {
     onReload: (config: CompiledConfig, reason: string) => {
@@ -65,6 +67,7 @@ export async function startApp(settings: Settings, logger: Logger): Promise<Runn
       metrics.configDomains.set(config.domains.size);
       metrics.forgetDomainsExcept(new Set(config.domains.keys()));
       logger.info({ reason, domains: [...config.domains.keys()] }, 'config reloaded');
+      configChanged();
     },
     onReloadError: (error: unknown, reason: string) => {
       metrics.configReloads.inc({ result: 'failure' });
@@ -82,6 +85,7 @@ export async function startApp(settings: Settings, logger: Logger): Promise<Runn
   }
 
   const store = createStore(settings, metrics, logger);
+  if (store.kind === 'redis') configChanged = () => store.configChanged?.();
   metrics.watchFallback(() => !store.health().ready);
   if (store.kind === 'redis') {
     // Answering before Redis is connected would let the failure policy decide
@@ -207,6 +211,7 @@ function createStore(settings: Settings, metrics: Metrics, logger: Logger): Memo
     ...settings,
     local: new MemoryStore({ maxKeys: mirror ? settings.localCacheSize : settings.memoryMaxKeys }),
     mirror,
+    localLeases: settings.localLeases === 'on',
     logger,
     events,
   });

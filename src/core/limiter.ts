@@ -201,7 +201,7 @@ export function decisionOf(plan: RequestPlan, result: StoreDecision): Decision {
   }
   // envoyproxy/ratelimit's quota_mode: over when every quota descriptor is.
   if (quotaDescriptors > 0 && quotaDescriptors === quotaDescriptorsOver) overallCode = 'OVER_LIMIT';
-  const decidedBy = result.fallback !== undefined ? 'policy' : result.fromMirror === true ? 'mirror' : 'store';
+  const decidedBy = result.fallback !== undefined ? 'policy' : result.fromMirror === true ? 'mirror' : result.fromLease === true ? 'lease' : 'store';
   const decision: Decision = { overallCode, decidedBy, statuses, storeFailure: result.fallback, shadowOverLimit };
   if (charges !== undefined) decision.charges = charges;
   return decision;

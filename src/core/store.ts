@@ -10,6 +10,8 @@ export interface StoreDecision {
   fallback: StoreFailurePolicy | undefined;
   /** Set when the Redis store denied from its local mirror of what Redis last reported, without a call. */
   fromMirror?: true;
+  /** Set when the Redis store decided from this sidecar's local leases, without a call. */
+  fromLease?: true;
 }
 
 export interface StoreHealth {
@@ -44,6 +46,8 @@ export interface Store {
    */
   apply(ops: readonly BucketOp[]): StoreDecision | Promise<StoreDecision>;
   health(): StoreHealth;
+  /** The config was reloaded (limits may have changed): what the store holds ahead of need for the old limits goes back. */
+  configChanged?(): void;
   close(): Promise<void>;
 }
 

@@ -191,9 +191,10 @@ export interface DescriptorStatus {
 /**
  * Who decided a request: the store (Redis, or the memory store), the Redis
  * store's local mirror of what Redis last reported (a denial without a call),
- * or the store-failure policy (it decided some or all of the request's limits).
+ * this sidecar's local leases of busy buckets (docs/leases.md), or the
+ * store-failure policy (it decided some or all of the request's limits).
  */
-export type DecidedBy = 'store' | 'mirror' | 'policy';
+export type DecidedBy = 'store' | 'mirror' | 'lease' | 'policy';
 
 export interface Decision {
   overallCode: Code;

@@ -11,13 +11,14 @@ type RuleOutcome = Exclude<Outcome, 'store_failure'>;
 const APIS: readonly Api[] = ['http_check', 'http_auth', 'http_auth_nginx', 'grpc_rls', 'grpc_authz', 'http_report'];
 const OUTCOMES: readonly Outcome[] = ['ok', 'over_limit', 'shadow_over_limit', 'store_failure'];
 
-const DECIDERS: readonly DecidedBy[] = ['store', 'mirror', 'policy'];
+const DECIDERS: readonly DecidedBy[] = ['store', 'mirror', 'lease', 'policy'];
 
 function deciderIndex(decidedBy: DecidedBy): number {
   switch (decidedBy) {
     case 'store': return 0;
     case 'mirror': return 1;
-    case 'policy': return 2;
+    case 'lease': return 2;
+    case 'policy': return 3;
   }
 }
 

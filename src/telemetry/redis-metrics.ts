@@ -20,6 +20,8 @@ export class RedisStoreMetrics {
   readonly uncertainCalls: Counter;
   readonly localDenials: Counter;
   readonly sidecarsSeen: Gauge;
+  readonly localLeaseGrants: Counter;
+  readonly localLeaseTokens: Counter<'event'>;
   private readonly nodeLabels = new Set<string>();
   private readonly callChildren = new Map<string, Histogram.Internal<'node'>>();
 
@@ -78,7 +80,16 @@ export class RedisStoreMetrics {
       aggregator: 'max',
       registers,
     });
-    for (const zero of [this.deadlineExtensions, this.timeouts, this.lateReplies, this.fallbackOverAdmitted, this.uncertainCalls, this.localDenials]) zero.inc(0);
+    this.localLeaseGrants = counter('ratelimit_local_lease_grants_total',
+      'Grants of tokens from a Redis bucket into this sidecar\'s local lease of it (docs/leases.md).');
+    this.localLeaseTokens = new Counter({
+      name: 'ratelimit_local_lease_tokens_total',
+      help: 'Tokens of local leases by event: granted (moved from a bucket into this sidecar), returned (unspent, given back), stranded (neither this sidecar nor the bucket could use them until the lease ended in Redis: a failed call, a lease that ran out unspent).',
+      labelNames: ['event'] as const,
+      registers,
+    });
+    for (const event of ['granted', 'returned', 'stranded']) this.localLeaseTokens.inc({ event }, 0);
+    for (const zero of [this.localLeaseGrants, this.deadlineExtensions, this.timeouts, this.lateReplies, this.fallbackOverAdmitted, this.uncertainCalls, this.localDenials]) zero.inc(0);
   }
 
   /** The `node` label for a Redis master: bounded by MAX_NODE_LABELS (the cluster's size in practice). */

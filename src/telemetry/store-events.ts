@@ -64,5 +64,11 @@ export function storeEventsTelemetry(metrics: Metrics, logger: Logger, policy: S
       log({ region }, reachable ? `region ${region} reachable again: global limits lease from it` : `region ${region} unreachable: its global keys decide from leases, then static shares`);
     },
     staticShare: (): void => metrics.staticShareDecisions.inc(),
+    localLeaseGranted: (tokens: number): void => {
+      redis.localLeaseGrants.inc();
+      redis.localLeaseTokens.inc({ event: 'granted' }, tokens);
+    },
+    localLeaseReturned: (tokens: number): void => redis.localLeaseTokens.inc({ event: 'returned' }, tokens),
+    localLeaseStranded: (tokens: number): void => redis.localLeaseTokens.inc({ event: 'stranded' }, tokens),
   };
 }

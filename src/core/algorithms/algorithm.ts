@@ -22,6 +22,12 @@ export interface BucketState {
    * outstanding, so bucket plus leases never exceed the burst.
    */
   outstanding?: number;
+  /**
+   * A bucket with local leases out (store/redis/local-leases.ts): until when
+   * `outstanding` holds (the last lease's end); past it the bucket refills to
+   * the burst. Absent with `outstanding`: it holds while the state is used.
+   */
+  outstandingUntilUs?: number;
   /** A region's lease only: tokens spent from it since its last report to the home region. */
   spent?: number;
 }

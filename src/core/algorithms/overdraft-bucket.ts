@@ -37,7 +37,7 @@ function evaluate(limit: LimitSpec, state: BucketState | null, nowUs: number, co
   const outcome: BucketOutcome = { allowed, remaining: after > 0 ? Math.floor(after / perToken) : 0, resetUs, retryAfterUs };
   const debt = owed(limit, after);
   if (debt !== undefined) outcome.debt = debt;
-  const evaluation: Evaluation = { outcome, untaken: outcome, next: stateAt(limit, state, after, ts), ttlUs: resetUs };
+  const evaluation: Evaluation = { outcome, untaken: outcome, next: stateAt(limit, state, after, ts, nowUs), ttlUs: resetUs };
   // A charge is recorded whatever the batch decides; a check changes nothing.
   if (charged) evaluation.always = true;
   return evaluation;
@@ -52,7 +52,7 @@ export const overdraftBucket: AlgorithmModule = {
   debit(limit, state, nowUs, cost) {
     if (cost <= 0) return undefined;
     const { level, tsUs } = refilled(limit, state, nowUs);
-    return stateAt(limit, state, Math.max(debtFloor(limit), level - cost * limit.levelPerToken), tsUs);
+    return stateAt(limit, state, Math.max(debtFloor(limit), level - cost * limit.levelPerToken), tsUs, nowUs);
   },
   fromReply: tokenBucket.fromReply,
   fromStored: tokenBucket.fromStored,

@@ -38,6 +38,30 @@ export interface TakeResult {
   states: (BucketState | null)[];
 }
 
+/** How local leases are granted: their life in Redis, the largest share of a bucket one grant takes (1/share), the smallest grant. */
+export interface LeaseTerms {
+  ttlUs: number;
+  share: number;
+  minimum: number;
+}
+
+export interface LeaseHoldItem {
+  key: string;
+  limit: LimitSpec;
+  wanted: number;
+  held: number;
+  returned: number;
+}
+
+export interface LeaseHoldResult {
+  granted: number;
+  /** The lease was live in Redis, so `held` still counts (else those tokens are gone). */
+  kept: boolean;
+  bucketTokens: number;
+  /** false: the node does not serve the key (a resharding moved it); nothing changed. */
+  served: boolean;
+}
+
 type ScriptCall = (numKeys: number, routingKey: string, ...argv: string[]) => Promise<unknown>;
 
 /** The limit table of one call: each distinct limit once (its algorithm's code and arguments), ops refer to it by index. */
@@ -234,6 +258,34 @@ export class RedisLibrary {
     const values: string[] = [];
     for (const item of items) values.push(item.key, String(item.tokens), String(Math.max(0, Math.floor(item.ttlUs))), String(item.gen));
     await this.call(1, routingKey, 'lease_deposit', ...values);
+  }
+
+  /**
+   * Moves tokens between buckets and this sidecar's local leases of them
+   * (lua/openclaw.lua `lease_hold`): per item, what the sidecar still holds
+   * and keeps, what it gives back, and what more it wants. Resolves per item
+   * with the tokens granted, whether `held` still counted (the lease was
+   * live in Redis), the bucket's tokens after, and whether this node served
+   * the key.
+   */
+  async leaseHold(routingKey: string, member: string, terms: LeaseTerms, items: readonly LeaseHoldItem[]): Promise<LeaseHoldResult[]> {
+    const table = new LimitTable();
+    const values: string[] = [];
+    for (const item of items) {
+      values.push(item.key, String(table.indexOf(item.limit)), String(item.wanted), String(item.held), String(item.returned));
+    }
+    const reply = await this.call(1, routingKey, 'lease_hold', ...table.argv, member, String(terms.ttlUs), String(terms.share),
+      String(terms.minimum), ...values);
+    if (!Array.isArray(reply) || reply.length !== 1 + 4 * items.length || !reply.every((v) => typeof v === 'number')) {
+      throw new StoreCallError('redis: unexpected reply from lua/openclaw.lua lease_hold');
+    }
+    const numbers = reply as number[];
+    return items.map((_, i) => ({
+      granted: numbers[1 + 4 * i]!,
+      kept: numbers[2 + 4 * i] === 1,
+      bucketTokens: numbers[3 + 4 * i]!,
+      served: numbers[4 + 4 * i] !== 2,
+    }));
   }
 
   /** Gives back `cost` of each op (see lua/openclaw.lua `refund`); `chargedStartUs` per op for windows. Resolves with Redis's time, µs. */

@@ -5,6 +5,7 @@ import type { MemoryStore } from '../memory-store.js';
 import type { BreakerState } from './circuit-breaker.js';
 import type { RedisConnectionOptions } from './connection.js';
 import type { GlobalLimitEvents } from './global-limits.js';
+import type { LocalLeaseEvents } from './local-leases.js';
 
 /** Any pino-like logger. */
 export interface StoreLogger {
@@ -47,7 +48,7 @@ export interface RedisStoreEvents {
   sidecars(count: number): void;
 }
 
-export type StoreEvents = RedisStoreEvents & GlobalLimitEvents;
+export type StoreEvents = RedisStoreEvents & GlobalLimitEvents & LocalLeaseEvents;
 
 export interface RedisStoreOptions extends RedisConnectionOptions {
   /** Deadline of one script call, ms (counted from its write, loop lag excluded). */
@@ -61,6 +62,8 @@ export interface RedisStoreOptions extends RedisConnectionOptions {
   local: MemoryStore;
   /** Record Redis states in `local` (deny without a call, seed the fallback). */
   mirror: boolean;
+  /** Decide busy token buckets from local leases (local-leases.ts); default on. */
+  localLeases?: boolean | undefined;
   /** This sidecar's region and every region's Redis (limits with scope: global); absent = one region. */
   region?: string | undefined;
   regions?: readonly RegionAddress[] | undefined;

@@ -42,6 +42,7 @@ import { EvictionWatch } from './eviction-watch.js';
 import { FailurePolicy } from './failure-policy.js';
 import { withGlobalLimits, type RegionalStore } from './global-limits-layer.js';
 import { LateReplies } from './late-replies.js';
+import { withLocalLeases } from './local-leases.js';
 import { misconfigurationOf } from './misconfiguration.js';
 import { RedisLibrary } from './library.js';
 import { Mirror } from './mirror.js';
@@ -69,7 +70,17 @@ const SILENT_LOGGER: StoreLogger = { info() {}, warn() {}, error() {} };
  * Throws SettingsError on a bad address and the fs error for an unreadable TLS file.
  */
 export function createRedisStore(options: RedisStoreOptions): RedisStore {
-  return withGlobalLimits(new RedisStoreImpl(options), options);
+  const store = new RedisStoreImpl(options);
+  const outer = withGlobalLimits(store, options);
+  // Only a sidecar leases: the inspect and reset commands decide nothing.
+  if (options.localLeases === false || options.sidecar === false) return outer;
+  return withLocalLeases(outer, {
+    library: store.library,
+    topology: store.topology,
+    events: options.events ?? {},
+    onError: (error, message) => store.noteError(error, message),
+    usable: () => store.usable,
+  });
 }
 
 class RedisStoreImpl implements RegionalStore {
@@ -227,6 +238,11 @@ class RedisStoreImpl implements RegionalStore {
       noteError,
     });
     client.connect().catch((error: unknown) => this.noteError(error, 'redis initial connect failed'));
+  }
+
+  /** Connected and not closing: calls off the request path may be made. */
+  get usable(): boolean {
+    return !this.closing && !this.closed && this.client.status === 'ready';
   }
 
   private get client(): RedisConnection['client'] {
