@@ -12,8 +12,8 @@
  * never stops counting tokens a sidecar may still spend.
  *
  * Size follows demand: each key's rate at this sidecar is tracked, and its
- * lease is topped up to about HORIZON_S of it. One grant takes at most
- * 1/SHARE of what the bucket holds and nothing below MINIMUM, so a bucket
+ * lease is topped up to about HORIZON_S of it. One grant takes at most a
+ * quarter of what the bucket holds and nothing below MIN_TARGET, so a bucket
  * running empty stops being leased and is decided in Redis request by
  * request (exact, as without leases). Unspent tokens go back when the key's
  * demand goes away, at reload and at shutdown. A sidecar that dies holds its
@@ -34,20 +34,28 @@ import type { Topology } from './topology.js';
 
 /** How often leases are topped up, renewed or returned. */
 const TICK_MS = 50;
-/** Keys without a lease are counted over this window; one asked for at least MIN_TARGET tokens in it gets a lease. */
+/**
+ * Keys without a lease are counted over windows this long; one asked for
+ * MIN_TARGET tokens or more in two windows in a row gets a lease (a one-off
+ * burst does not).
+ */
 const CANDIDATE_WINDOW_MS = 500;
 /** A lease is sized for this much of the sidecar's demand for its key. */
 const HORIZON_S = 0.5;
-/** Smallest lease worth its call (tokens); a key whose demand asks for less is decided in Redis. */
-const MIN_TARGET = 4;
+/**
+ * Smallest lease worth its call, tokens (a lease call costs Redis about what
+ * three takes do); a key whose demand asks for less is decided in Redis, and
+ * so is a bucket holding less than 4 × this (32 tokens).
+ */
+const MIN_TARGET = 8;
 /** How long Redis counts a lease after each call. */
 const LEASE_TTL_US = 2_000_000;
 /** The sidecar stops spending a lease this long before Redis stops counting it (the call's latency, clock-rate drift). */
 const MARGIN_MS = 250;
 /** A lease is renewed (or its excess returned) when it ends within this. */
 const RENEW_BEFORE_MS = 1_000;
-/** Redis grants at most 1/SHARE of what the bucket holds, and nothing below MINIMUM. */
-const TERMS: LeaseTerms = { ttlUs: LEASE_TTL_US, share: 4, minimum: 2 };
+/** Redis grants at most 1/4 of what the bucket holds, and nothing below MIN_TARGET. */
+const TERMS: LeaseTerms = { ttlUs: LEASE_TTL_US, share: 4, minimum: MIN_TARGET };
 /** After a grant of nothing, the key is not asked again for this long. */
 const QUIET_AFTER_REFUSAL_MS = 500;
 /** A key not asked for this long gives its lease back. */
@@ -117,8 +125,9 @@ export function withLocalLeases(store: RedisStore, parts: LeaseParts): RedisStor
 class LocalLeasesLayer implements RedisStore {
   readonly kind = 'redis' as const;
   private readonly leases = new Map<string, Lease>();
-  /** Keys without a lease: tokens asked in the current candidate window, and their op. */
+  /** Keys without a lease: tokens asked in the current candidate window, and their op; and the busy keys of the window before. */
   private candidates = new Map<string, { op: BucketOp; asked: number }>();
+  private busyBefore = new Set<string>();
   private candidatesSinceMs = performance.now();
   private lastTickMs = performance.now();
   private readonly member = `${process.pid}-${Math.random().toString(36).slice(2, 10)}`;
@@ -206,15 +215,19 @@ class LocalLeasesLayer implements RedisStore {
     }
     if (nowMs - this.candidatesSinceMs >= CANDIDATE_WINDOW_MS) {
       const windowS = (nowMs - this.candidatesSinceMs) / 1000;
+      const busy = new Set<string>();
       for (const [key, { op, asked }] of this.candidates) {
         const rate = asked / windowS;
         const target = Math.ceil(rate * HORIZON_S);
-        if (target < MIN_TARGET || this.leases.size >= MAX_LEASES) continue;
+        if (target < MIN_TARGET) continue;
+        busy.add(key);
+        if (!this.busyBefore.has(key) || this.leases.size >= MAX_LEASES) continue;
         const lease: Lease = { op, tokens: 0, untilMs: 0, bucketTokens: 0, asked: 0, rate, seenMs: nowMs, busy: false, quietUntilMs: 0 };
         this.leases.set(key, lease);
         calls.push(this.callFor(lease, target, 0, 0));
       }
       this.candidates = new Map();
+      this.busyBefore = busy;
       this.candidatesSinceMs = nowMs;
     }
     if (calls.length > 0) void this.send(calls);
