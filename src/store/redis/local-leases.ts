@@ -86,6 +86,8 @@ export interface LeaseParts {
   onError(error: unknown, message: string): void;
   /** Whether calls can be made now (connected, not closed). */
   usable(): boolean;
+  /** A lease call found the bucket holding `tokens` (after its grant): the store's mirror learns it. */
+  observed(op: BucketOp, tokens: number): void;
 }
 
 interface Lease {
@@ -274,6 +276,7 @@ class LocalLeasesLayer implements RedisStore {
     if (result.granted > 0) this.parts.events.localLeaseGranted?.(result.granted);
     lease.tokens += result.granted;
     lease.bucketTokens = result.bucketTokens;
+    this.parts.observed(lease.op, result.bucketTokens);
     if (lease.tokens > 0) lease.untilMs = sentMs + LEASE_TTL_US / 1000 - MARGIN_MS;
     if (item.wanted > 0 && result.granted === 0) lease.quietUntilMs = performance.now() + QUIET_AFTER_REFUSAL_MS;
     if (item.wanted === 0 && item.held === 0 && lease.tokens === 0) this.leases.delete(item.key);

@@ -62,6 +62,19 @@ export class Mirror {
     return known.commits ? undefined : { outcomes: known.outcomes, fallback: undefined, fromMirror: true };
   }
 
+  /**
+   * Records what a local lease call found a bucket holding (`tokens`, after
+   * its grant): a leased key is rarely decided in Redis, so this keeps what
+   * the mirror knows of it (and what the `local` policy starts from) fresh.
+   * Not over a key with admissions Redis has not seen (see rememberBatch).
+   */
+  observeTokens(op: BucketOp, tokens: number): void {
+    if (!this.enabled || this.unconfirmed(op.key)) return;
+    const nowUs = this.local.clock();
+    const after = evaluate(op.limit, { level: tokens * op.limit.levelPerToken, tsUs: nowUs }, nowUs, 0);
+    this.local.observe(op.key, after.next, after.ttlUs, nowUs);
+  }
+
   /** Forgets what Redis last reported of these ops' keys (an operator reset them). */
   forget(ops: readonly BucketOp[]): void {
     this.local.reset(ops);

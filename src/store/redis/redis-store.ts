@@ -80,6 +80,7 @@ export function createRedisStore(options: RedisStoreOptions): RedisStore {
     events: options.events ?? {},
     onError: (error, message) => store.noteError(error, message),
     usable: () => store.usable,
+    observed: (op, tokens) => store.observeTokens(op, tokens),
   });
 }
 
@@ -238,6 +239,11 @@ class RedisStoreImpl implements RegionalStore {
       noteError,
     });
     client.connect().catch((error: unknown) => this.noteError(error, 'redis initial connect failed'));
+  }
+
+  /** What a local lease call found a bucket holding: the mirror learns it. */
+  observeTokens(op: BucketOp, tokens: number): void {
+    this.mirror.observeTokens(op, tokens);
   }
 
   /** Connected and not closing: calls off the request path may be made. */
