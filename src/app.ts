@@ -54,7 +54,7 @@ export async function startApp(settings: Settings, logger: Logger): Promise<Runn
     : { cert: settings.tlsCert, key: settings.tlsKey, clientCa: settings.tlsClientCa };
   const tlsMaterial = tlsFiles === undefined ? undefined : loadTlsMaterial(tlsFiles);
   const metrics = new Metrics();
-  if (isWorker()) metrics.text = clusterMetricsText(metrics.registry);
+  if (isWorker()) metrics.text = clusterMetricsText(metrics);
   const watcher = new ConfigWatcher(settings.config, {
     onReload: (config: CompiledConfig, reason: string) => {
       metrics.configReloads.inc({ result: 'success' });
