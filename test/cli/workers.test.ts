@@ -33,7 +33,24 @@ t.test('--workers 2 on Redis: one limit across workers, aggregated metrics, clea
     fetch(`${server.httpUrl}/v1/check`, { method: 'POST', body, headers: { connection: 'close' } }).then((r) => r.status)));
   t.equal(statuses.filter((s) => s === 200).length, 30, 'exactly the limit, whichever worker answered');
   t.equal(statuses.filter((s) => s === 429).length, 20);
-  const metrics = await (await fetch(`${server.httpUrl}/metrics`)).text();
+  // SIGHUP reaches both workers through the primary: each counts one reload, so the
+  // aggregate says 2 only if both workers' metrics are in it.
+  server.child.kill('SIGHUP');
+  await waitFor('both workers reloaded', () => (server.output().match(/"config reloaded"/g) ?? []).length === 2, 15_000);
+  // Each scrape on a new connection: whichever worker answers, the aggregate is the same.
+  const scrape = (): Promise<string> => fetch(`${server.httpUrl}/metrics`, { headers: { connection: 'close' } }).then((r) => r.text());
+  const metrics = await scrape();
+  const total = (text: string, name: string): number => [...text.matchAll(new RegExp(`^${name}(?:\\{[^}]*\\})? (\\d+)$`, 'gm'))]
+    .reduce((sum, match) => sum + Number(match[1]), 0);
+  t.equal(total(metrics, 'ratelimit_config_reloads_total\\{result="success"\\}'), 2, 'both workers\' metrics are in the aggregate');
+  t.equal(total(metrics, 'ratelimit_decisions_total'), 60, 'every decision counted once across workers (10 warm-up + 50)');
+  t.equal(total(metrics, 'ratelimit_decision_duration_seconds_count'), 60, 'the duration histogram counts each decision once across workers');
+  t.match(metrics, /^ratelimit_decision_duration_seconds_bucket\{le="\+Inf",api="http_check"\} 60$/m);
+  t.match(metrics, /^# TYPE ratelimit_decision_duration_seconds histogram$/m);
+  const again = await scrape();
+  for (const name of ['ratelimit_decisions_total', 'ratelimit_decision_duration_seconds_count', 'ratelimit_rule_decisions_total']) {
+    t.equal(total(again, name), total(metrics, name), `${name}: a second scrape, maybe by the other worker, says the same`);
+  }
   t.match(metrics, /ratelimit_store_errors_total 0/, 'every decision came from Redis');
   // Over-limit answers come from Redis or, once Redis reported the key spent, from the local mirror.
   const summed = (outcome: string): number => [...metrics.matchAll(new RegExp(`^ratelimit_decisions_total\\{domain="w",api="http_check",outcome="${outcome}",decided_by="(store|mirror)"\\} (\\d+)$`, 'gm'))]
