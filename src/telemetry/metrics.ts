@@ -97,6 +97,11 @@ export class Metrics {
   private readonly durationByApi: readonly HistogramSeries[] = APIS.map((api) => this.decisionDuration.series(api));
   readonly storeErrors = new Counter({
     name: 'ratelimit_store_errors_total',
+    help: 'Redis script calls that failed (an error reply, a closed connection) or missed their deadline (--redis-timeout-ms); nothing is called on a master whose circuit breaker is open.',
+    registers: [this.registry],
+  });
+  readonly storeFailureDecisions = new Counter({
+    name: 'ratelimit_store_failure_decisions_total',
     help: 'Decisions the store-failure policy took part in: a Redis master failed, timed out or had its circuit breaker open.',
     registers: [this.registry],
   });
@@ -194,6 +199,7 @@ export class Metrics {
     this.tlsReloads.inc({ result: 'success' }, 0);
     this.tlsReloads.inc({ result: 'failure' }, 0);
     this.storeErrors.inc(0);
+    this.storeFailureDecisions.inc(0);
     for (const counter of [this.leaseStranded, this.staticShareDecisions]) counter.inc(0);
   }
 

@@ -51,7 +51,8 @@ t.test('--workers 2 on Redis: one limit across workers, aggregated metrics, clea
   for (const name of ['ratelimit_decisions_total', 'ratelimit_decision_duration_seconds_count', 'ratelimit_rule_decisions_total']) {
     t.equal(total(again, name), total(metrics, name), `${name}: a second scrape, maybe by the other worker, says the same`);
   }
-  t.match(metrics, /ratelimit_store_errors_total 0/, 'every decision came from Redis');
+  t.match(metrics, /^ratelimit_store_failure_decisions_total 0$/m, 'every decision came from Redis');
+  t.match(metrics, /^ratelimit_store_errors_total 0$/m, 'no Redis call failed');
   // Over-limit answers come from Redis or, once Redis reported the key spent, from the local mirror.
   const summed = (outcome: string): number => [...metrics.matchAll(new RegExp(`^ratelimit_decisions_total\\{domain="w",api="http_check",outcome="${outcome}",decided_by="(store|mirror)"\\} (\\d+)$`, 'gm'))]
     .reduce((sum, match) => sum + Number(match[2]), 0);
