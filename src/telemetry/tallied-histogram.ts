@@ -46,13 +46,12 @@ export interface HistogramSnapshot {
 /** A histogram with one label: a series per label value, each made once and then only observed. */
 export class TalliedHistogram {
   private readonly bounds: readonly number[];
+  private readonly byLabel = new Map<string, HistogramSeries>();
   private readonly seriesInOrder: HistogramSeries[] = [];
 
   constructor(private readonly config: { name: string; help: string; labelName: string; buckets: readonly number[] }) {
     this.bounds = Object.freeze([...config.buckets]); // increasing, as written in metrics.ts
   }
-
-  private readonly byLabel = new Map<string, HistogramSeries>();
 
   /**
    * The series of `labelValue`, for the caller to keep and observe. It is
