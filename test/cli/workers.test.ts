@@ -6,6 +6,7 @@ import t from 'tap';
 import { MAIN, spawnServer, waitFor } from '../helpers/process.js';
 import { startRedis } from '../helpers/redis.js';
 
+const HANG_GUARD_MS = 60_000;
 const dir = mkdtempSync(join(tmpdir(), 'rl-workers-'));
 t.teardown(() => rmSync(dir, { recursive: true, force: true }));
 const config = join(dir, 'w.yaml');
@@ -20,9 +21,10 @@ t.test('--workers with the memory store is refused (each worker would have its o
 t.test('--workers 2 on Redis: one limit across workers, aggregated metrics, clean drain', async (t) => {
   const redis = await startRedis({ t });
   // Default settings: the 50 ms deadline measures Redis, not a cold worker's busy loop.
-  const server = await spawnServer(['--config', config, '--redis', redis.url, '--workers', '2']);
+  // Hang guards only (60 s): two workers starting on a loaded 2-core machine took over 15 s.
+  const server = await spawnServer(['--config', config, '--redis', redis.url, '--workers', '2'], {}, HANG_GUARD_MS);
   t.teardown(() => server.stop('SIGKILL'));
-  await waitFor('both workers', () => (server.output().match(/openclaw-ratelimit listening/g) ?? []).length === 2, 15_000);
+  await waitFor('both workers', () => (server.output().match(/openclaw-ratelimit listening/g) ?? []).length === 2, HANG_GUARD_MS);
   for (let i = 0; i < 10; i++) {
     const warm = JSON.stringify({ descriptors: [{ entries: [{ key: 'api_key', value: `warm-${i}` }] }] });
     await fetch(`${server.httpUrl}/v1/check`, { method: 'POST', body: warm, headers: { connection: 'close' } });
@@ -36,7 +38,7 @@ t.test('--workers 2 on Redis: one limit across workers, aggregated metrics, clea
   // SIGHUP reaches both workers through the primary: each counts one reload, so the
   // aggregate says 2 only if both workers' metrics are in it.
   server.child.kill('SIGHUP');
-  await waitFor('both workers reloaded', () => (server.output().match(/"config reloaded"/g) ?? []).length === 2, 15_000);
+  await waitFor('both workers reloaded', () => (server.output().match(/"config reloaded"/g) ?? []).length === 2, HANG_GUARD_MS);
   // Each scrape on a new connection: whichever worker answers, the aggregate is the same.
   const scrape = (): Promise<string> => fetch(`${server.httpUrl}/metrics`, { headers: { connection: 'close' } }).then((r) => r.text());
   const metrics = await scrape();
