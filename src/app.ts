@@ -56,7 +56,7 @@ export async function startApp(settings: Settings, logger: Logger): Promise<Runn
   const metrics = new Metrics();
   /** Told of every reload once the store exists (local leases of the old limits go back). */
   let configChanged: () => void = () => {};
-  if (isWorker()) metrics.text = clusterMetricsText(metrics.registry);
+  if (isWorker()) metrics.text = clusterMetricsText(metrics);
   const watcher = new ConfigWatcher(settings.config, {
     onReload: (config: CompiledConfig, reason: string) => {
       metrics.configReloads.inc({ result: 'success' });

@@ -1,9 +1,10 @@
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { AggregatorRegistry, Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import type { DecidedBy } from '../core/types.js';
 import type { Api } from '../service.js';
 import { BudgetMetrics } from './budget-metrics.js';
 import { CounterTally } from './counter-tally.js';
 import { RedisStoreMetrics } from './redis-metrics.js';
+import { TalliedHistogram, histogramText, mergeHistogramSnapshots, type HistogramSeries, type HistogramSnapshot } from './tallied-histogram.js';
 
 export type Outcome = 'ok' | 'over_limit' | 'shadow_over_limit' | 'store_failure';
 type RuleOutcome = Exclude<Outcome, 'store_failure'>;
@@ -42,89 +43,23 @@ function outcomeIndex(outcome: Outcome): number {
   }
 }
 
-/** A histogram series: per-bucket (not cumulative) counts, sum and count, in plain numbers. */
-interface HistogramSeries {
-  readonly labels: { api: Api };
-  readonly buckets: Float64Array;
-  sum: number;
-  count: number;
-}
-
-interface ExportedValue {
-  value: number;
-  metricName: string;
-  exemplar?: null;
-  labels: Record<string, string | number>;
-  sharedLabels?: Record<string, string | number>;
+/** One process's metrics in plain JSON (they cross the --workers IPC channel). */
+export interface MetricsSnapshot {
+  /** prom-client's `getMetricsAsJSON`, which `AggregatorRegistry.aggregate` adds up. */
+  readonly registry: readonly object[];
+  readonly decisionDuration: HistogramSnapshot;
 }
 
 /**
- * `ratelimit_decision_duration_seconds`: a prom-client Histogram (name,
- * help, buckets, registration as usual) whose values are kept here in plain
- * numbers, observed without label hashing, and exported in the very shape
- * prom-client 15's Histogram gives the registry (`getForPromString` for the
- * text, `get` for --workers aggregation). Series appear in the order they were
- * first observed. test/telemetry/metrics.test.ts compares the text with
- * prom-client's own Histogram fed the same values.
+ * The /metrics text of several processes as one server (--workers):
+ * prom-client's metrics aggregated by `AggregatorRegistry.aggregate`
+ * (counters summed, gauges by their `aggregator`), the decision durations
+ * summed series by series.
  */
-class DecisionDurationHistogram extends Histogram<'api'> {
-  private readonly bounds: readonly number[];
-  private readonly byApi: (HistogramSeries | undefined)[] = new Array(APIS.length).fill(undefined);
-  private readonly seriesInOrder: HistogramSeries[] = [];
-  private readonly metricName: string;
-
-  constructor(config: { name: string; help: string; buckets: number[]; registers: Registry[] }) {
-    super({ ...config, labelNames: ['api'] });
-    this.bounds = Object.freeze([...config.buckets]);
-    this.metricName = config.name;
-  }
-
-  observeApi(api: Api, seconds: number): void {
-    const i = apiIndex(api);
-    let series = this.byApi[i];
-    if (series === undefined) {
-      series = { labels: Object.freeze({ api }), buckets: new Float64Array(this.bounds.length), sum: 0, count: 0 };
-      this.byApi[i] = series;
-      this.seriesInOrder.push(series);
-    }
-    const { bounds } = this;
-    for (let b = 0; b < bounds.length; b++) {
-      if (seconds <= bounds[b]!) {
-        series.buckets[b]!++;
-        break;
-      }
-    }
-    series.sum += seconds;
-    series.count++;
-  }
-
-  /** prom-client's Histogram#getForPromString shape: `le` in labels, the series' labels shared. */
-  async getForPromString(): Promise<{ name: string; help: string; type: 'histogram'; values: ExportedValue[]; aggregator: string }> {
-    const values: ExportedValue[] = [];
-    const bucketName = `${this.metricName}_bucket`;
-    for (const series of this.seriesInOrder) {
-      let cumulative = 0;
-      for (let b = 0; b < this.bounds.length; b++) {
-        cumulative += series.buckets[b]!;
-        values.push({ labels: { le: this.bounds[b]! }, sharedLabels: series.labels, value: cumulative, metricName: bucketName, exemplar: null });
-      }
-      values.push(
-        { labels: { le: '+Inf' }, sharedLabels: series.labels, value: series.count, metricName: bucketName, exemplar: null },
-        { labels: {}, sharedLabels: series.labels, value: series.sum, metricName: `${this.metricName}_sum` },
-        { labels: {}, sharedLabels: series.labels, value: series.count, metricName: `${this.metricName}_count` },
-      );
-    }
-    const { help, aggregator } = this as unknown as { help: string; aggregator: string };
-    return { name: this.metricName, help, type: 'histogram', values, aggregator };
-  }
-
-  /** prom-client's Histogram#get shape (labels splayed), which AggregatorRegistry reads under --workers. */
-  override async get(): ReturnType<Histogram<'api'>['get']> {
-    const data = await this.getForPromString();
-    const values = data.values.map(({ sharedLabels, labels, ...rest }) => ({ ...rest, labels: { ...labels, ...sharedLabels } }));
-    return { ...data, values } as unknown as Awaited<ReturnType<Histogram<'api'>['get']>>;
-  }
-
+export async function aggregateMetricsText(snapshots: readonly MetricsSnapshot[]): Promise<string> {
+  const registryText = await AggregatorRegistry.aggregate(snapshots.map((one) => [...one.registry])).metrics();
+  const durations = mergeHistogramSnapshots(snapshots.map((one) => one.decisionDuration));
+  return durations === undefined ? registryText : `${registryText}\n${histogramText(durations)}\n`;
 }
 
 /** Label used for any domain that is not loaded, so request values never become labels. */
@@ -153,14 +88,21 @@ export class Metrics {
     registers: [this.registry],
     collect: (): void => this.ruleTally.flush(),
   });
-  readonly decisionDuration = new DecisionDurationHistogram({
+  /** Not in `registry`: written after it by `localText` (see tallied-histogram.ts). */
+  private readonly decisionDuration = new TalliedHistogram({
     name: 'ratelimit_decision_duration_seconds',
     help: 'Time to decide one request, store call included.',
+    labelName: 'api',
     buckets: DURATION_BUCKETS_S,
-    registers: [this.registry],
   });
+  private readonly durationByApi: readonly HistogramSeries[] = APIS.map((api) => this.decisionDuration.series(api));
   readonly storeErrors = new Counter({
     name: 'ratelimit_store_errors_total',
+    help: 'Redis script calls that failed (an error reply, a closed connection) or missed their deadline (--redis-timeout-ms); nothing is called on a master whose circuit breaker is open.',
+    registers: [this.registry],
+  });
+  readonly storeFailureDecisions = new Counter({
+    name: 'ratelimit_store_failure_decisions_total',
     help: 'Decisions the store-failure policy took part in: a Redis master failed, timed out or had its circuit breaker open.',
     registers: [this.registry],
   });
@@ -226,8 +168,18 @@ export class Metrics {
     registers: [this.registry],
   });
 
-  /** The /metrics text; with --workers, the primary's aggregate of every worker. */
-  text: () => Promise<string> = () => this.registry.metrics();
+  /** The /metrics text; with --workers, the primary's aggregate of every worker (workers.ts). */
+  text: () => Promise<string> = () => this.localText();
+
+  /** This process's metrics as Prometheus text. */
+  async localText(): Promise<string> {
+    return `${await this.registry.metrics()}\n${histogramText(this.decisionDuration.snapshot())}\n`;
+  }
+
+  /** This process's metrics as plain JSON, for the --workers primary to add up (`aggregateMetricsText`). */
+  async snapshot(): Promise<MetricsSnapshot> {
+    return { registry: await this.registry.getMetricsAsJSON(), decisionDuration: this.decisionDuration.snapshot() };
+  }
 
   // Per-decision counts in plain numbers (see CounterTally): per domain label,
   // one count per api × outcome × decider; per domain and rule, one per rule outcome.
@@ -248,6 +200,7 @@ export class Metrics {
     this.tlsReloads.inc({ result: 'success' }, 0);
     this.tlsReloads.inc({ result: 'failure' }, 0);
     this.storeErrors.inc(0);
+    this.storeFailureDecisions.inc(0);
     for (const counter of [this.leaseStranded, this.staticShareDecisions]) counter.inc(0);
   }
 
@@ -269,7 +222,7 @@ export class Metrics {
       this.decisionTally.add({ domain, api, outcome, decided_by: decidedBy }, counts, index);
     }
     counts[index]!++;
-    this.decisionDuration.observeApi(api, seconds);
+    this.durationByApi[apiIndex(api)]!.observe(seconds);
   }
 
   /** Counts one descriptor decision of a configured rule (labels from config only). */

@@ -17,7 +17,10 @@ export function storeEventsTelemetry(metrics: Metrics, logger: Logger, policy: S
   const redis = metrics.redis;
   const misconfiguredCauses = new Map<string, string>();
   return {
-    call: (node: string, seconds: number): void => redis.observeCall(node, seconds),
+    call: (node: string, seconds: number, ok: boolean): void => {
+      redis.observeCall(node, seconds);
+      if (!ok) metrics.storeErrors.inc();
+    },
     nodeState: (node: string, state: string, _previous: string, reason: string, misconfigured: boolean): void => {
       redis.nodeUnavailable.set({ node: redis.nodeLabel(node) }, state === 'closed' ? 0 : 1);
       if (state === 'closed') logger.info({ node, policy }, `redis circuit closed for ${node}: ${reason}; Redis decides its keys again`);
@@ -52,7 +55,7 @@ export function storeEventsTelemetry(metrics: Metrics, logger: Logger, policy: S
     lateReply: (): void => redis.lateReplies.inc(),
     fallbackOverAdmitted: (): void => redis.fallbackOverAdmitted.inc(),
     uncertainCall: (): void => redis.uncertainCalls.inc(),
-    fallbackDecision: (): void => metrics.storeErrors.inc(),
+    fallbackDecision: (): void => metrics.storeFailureDecisions.inc(),
     localDenial: (): void => redis.localDenials.inc(),
     sidecars: (count: number): void => redis.sidecarsSeen.set(count),
     leaseRequested: (home: string, tokens: number): void => metrics.leaseRequested.inc({ home }, tokens),

@@ -87,8 +87,8 @@ async function round(descriptorsOf: (client: number) => Descriptor[], clients: s
   return { answers, clients };
 }
 
-async function storeErrors(): Promise<number[]> {
-  return Promise.all(sidecars.map((s) => metric(s, 'ratelimit_store_errors_total')));
+async function policyDecisions(): Promise<number[]> {
+  return Promise.all(sidecars.map((s) => metric(s, 'ratelimit_store_failure_decisions_total')));
 }
 
 async function breakerOpenings(): Promise<number> {
@@ -112,13 +112,13 @@ function assertExact(t: Test, result: RoundResult, label: string): void {
 }
 
 await tap.test('A. 5 rounds of 20 clients × 15 simultaneous requests at default settings: exactly 200 each', async (t) => {
-  const errorsBefore = await storeErrors();
+  const errorsBefore = await policyDecisions();
   const extendedBefore = await extensions();
   for (let r = 0; r < 5; r++) {
     const clients = Array.from({ length: 20 }, (_, c) => `a${r}-client-${c}`);
     assertExact(t, await round((c) => [flat('api_key', clients[c]!)], clients), `round A${r + 1}`);
   }
-  t.same(await storeErrors(), errorsBefore, 'no decision came from the failure policy');
+  t.same(await policyDecisions(), errorsBefore, 'no decision came from the failure policy');
   t.equal(await breakerOpenings(), 0, 'no circuit breaker opened');
   t.comment(`deadlines extended for event-loop lag: ${(await extensions()) - extendedBefore}`);
 });
@@ -126,12 +126,12 @@ await tap.test('A. 5 rounds of 20 clients × 15 simultaneous requests at default
 await tap.test('B. the same with two CPU-burning processes on the 2-core machine', async (t) => {
   const stop = startBurners();
   try {
-    const errorsBefore = await storeErrors();
+    const errorsBefore = await policyDecisions();
     for (let r = 0; r < 5; r++) {
       const clients = Array.from({ length: 20 }, (_, c) => `b${r}-client-${c}`);
       assertExact(t, await round((c) => [flat('api_key', clients[c]!)], clients), `round B${r + 1} (2 burners)`);
     }
-    t.same(await storeErrors(), errorsBefore, 'no decision came from the failure policy');
+    t.same(await policyDecisions(), errorsBefore, 'no decision came from the failure policy');
     t.equal(await breakerOpenings(), 0, 'no circuit breaker opened');
   } finally {
     stop();
@@ -142,7 +142,7 @@ await tap.test('C. two descriptors on different masters per request (refund path
   const owner = await slotOwners();
   const stop = startBurners();
   try {
-    const errorsBefore = await storeErrors();
+    const errorsBefore = await policyDecisions();
     for (let r = 0; r < 5; r++) {
       const clients = Array.from({ length: 20 }, (_, c) => `c${r}-client-${c}`);
       const ips = clients.map((client, c) => ipOnAnotherMaster(client, r, c, owner));
@@ -153,7 +153,7 @@ await tap.test('C. two descriptors on different masters per request (refund path
       const wrong = left.map((a, c) => [ips[c], statuses(a)[0]?.limit_remaining]).filter(([, remaining]) => remaining !== 10);
       t.same(wrong, [], `round C${r + 1}: every client_ip bucket has exactly 20 − 10 = 10 left (refunds exact)`);
     }
-    t.same(await storeErrors(), errorsBefore, 'no decision came from the failure policy');
+    t.same(await policyDecisions(), errorsBefore, 'no decision came from the failure policy');
     t.equal(await breakerOpenings(), 0, 'no circuit breaker opened');
   } finally {
     stop();

@@ -51,11 +51,11 @@ await tap.test('a dead master of a Cluster without replicas is named at once, wi
   t.match(last, /"status":"ready".*deciding with: store-failure policy/, `local: still ready, the policy decides the dead master's keys: ${last}`);
   t.equal(await series(sidecar, 'ratelimit_redis_node_unavailable', `node="${node}"`), 1, 'ratelimit_redis_node_unavailable names it');
   const timeoutsBefore = await metric(sidecar, 'ratelimit_redis_timeouts_total');
-  const errorsBefore = await metric(sidecar, 'ratelimit_store_errors_total');
+  const errorsBefore = await metric(sidecar, 'ratelimit_store_failure_decisions_total');
   const answers: Answer[] = [];
   for (let i = 0; i < 30; i++) answers.push(await check(sidecar, [flat('api_key', `dead-master-${i}`)]));
   t.same(tally(answers), { 200: 30 }, 'every key answered: Redis or the local policy');
-  t.ok(await metric(sidecar, 'ratelimit_store_errors_total') > errorsBefore, 'some of the 30 keys live on the dead master: the policy decided them');
+  t.ok(await metric(sidecar, 'ratelimit_store_failure_decisions_total') > errorsBefore, 'some of the 30 keys live on the dead master: the policy decided them');
   t.equal(await metric(sidecar, 'ratelimit_redis_timeouts_total'), timeoutsBefore,
     'no decision waited for a Redis deadline: the dead master\'s keys went to the policy from the first request');
 });

@@ -7,7 +7,7 @@
  *   answers in < 50 ms once the breaker is open (measured after a warm-up);
  * - deny answers 503 with a JSON error; allow answers 200;
  * - /readyz: 200 for local and allow, 503 for deny;
- * - /metrics: ratelimit_store_fallback_active 1, ratelimit_store_errors_total > 0.
+ * - /metrics: ratelimit_store_fallback_active 1, ratelimit_store_failure_decisions_total > 0.
  * Then Redis comes back (same ports, same dirs: the cluster's nodes.conf brings
  * the cluster back) → shared enforcement resumes and the fallback gauge is 0.
  */
@@ -57,24 +57,24 @@ async function decidesWithStore(sidecar: Sidecar): Promise<boolean> {
 
 /**
  * A fresh 5/hour key, 8 requests at once across `sidecars` → exactly 5 allowed, on the first
- * attempt (within 5, 300 ms apart) in which no sidecar counted a store error: a decision whose
+ * attempt (within 5, 300 ms apart) in which no sidecar's failure policy decided: a decision whose
  * Redis call failed is made by the failure policy (local buckets) and says nothing about the
- * shared limit. Attempts with store errors are reported as comments.
+ * shared limit. Attempts with policy decisions are reported as comments.
  */
 async function sharedAgain(t: Test, sidecars: Sidecar[], prefix: string, what: string): Promise<void> {
   for (let attempt = 1; attempt <= 5; attempt++) {
-    const errorsBefore = await Promise.all(sidecars.map((s) => metric(s, 'ratelimit_store_errors_total')));
+    const errorsBefore = await Promise.all(sidecars.map((s) => metric(s, 'ratelimit_store_failure_decisions_total')));
     const answers = await burst(sidecars, [flat('small', `${prefix}-${attempt}`)], 8);
-    const errorsAfter = await Promise.all(sidecars.map((s) => metric(s, 'ratelimit_store_errors_total')));
+    const errorsAfter = await Promise.all(sidecars.map((s) => metric(s, 'ratelimit_store_failure_decisions_total')));
     if (errorsAfter.every((e, i) => e === errorsBefore[i])) {
       t.same(tally(answers), { 200: 5, 429: 3 }, `${what}: a fresh 5/hour key allows exactly 5 across ${sidecars.length} sidecars (attempt ${attempt})`);
       return;
     }
     const details = await Promise.all(sidecars.map(async (s) => `${s.name}: ${(await getText(s, '/readyz')).text}`));
-    t.comment(`${what}, attempt ${attempt}: store errors ${JSON.stringify(errorsBefore)} → ${JSON.stringify(errorsAfter)}, answers ${JSON.stringify(tally(answers))}; ${details.join(' | ')}`);
+    t.comment(`${what}, attempt ${attempt}: failure-policy decisions ${JSON.stringify(errorsBefore)} → ${JSON.stringify(errorsAfter)}, answers ${JSON.stringify(tally(answers))}; ${details.join(' | ')}`);
     await sleep(300);
   }
-  t.fail(`${what}: every attempt had store errors`);
+  t.fail(`${what}: every attempt had failure-policy decisions`);
 }
 
 for (const shape of shapes) {
@@ -133,8 +133,8 @@ for (const shape of shapes) {
     t.equal(await readyz(deny), 503, 'deny: /readyz 503');
     for (const sidecar of sidecars.values()) {
       t.equal(await metric(sidecar, 'ratelimit_store_fallback_active'), 1, `${sidecar.name}: ratelimit_store_fallback_active 1`);
-      const errors = await metric(sidecar, 'ratelimit_store_errors_total');
-      t.ok(errors > 0, `${sidecar.name}: ratelimit_store_errors_total ${errors} > 0`);
+      const errors = await metric(sidecar, 'ratelimit_store_failure_decisions_total');
+      t.ok(errors > 0, `${sidecar.name}: ratelimit_store_failure_decisions_total ${errors} > 0`);
     }
 
     // Redis back: same ports, same dirs.

@@ -74,13 +74,13 @@ await tap.test('3. a sidecar restart keeps state: 6 used via A, A stopped, a new
     return response.status === 200 && (await response.text()).includes('deciding with: store"');
   }, 15_000, 20);
   await warmUp([fresh], 's3-warm');
-  const errorsBefore = await metric(fresh, 'ratelimit_store_errors_total');
+  const errorsBefore = await metric(fresh, 'ratelimit_store_failure_decisions_total');
   const answers: Answer[] = [];
   for (let i = 0; i < 6; i++) answers.push(await check(fresh, [flat('api_key', key)]));
   t.same(answers.map((a) => a.status), [200, 200, 200, 200, 429, 429],
     `exactly 4 more allowed, then 429: ${JSON.stringify(answers.map((a) => [a.status, Math.round(a.ms), statuses(a)[0]?.limit_remaining]))}`);
   t.equal(statuses(answers[3]!)[0]?.limit_remaining, 0, 'the 10th request leaves 0');
-  t.equal(await metric(fresh, 'ratelimit_store_errors_total'), errorsBefore, 'every one of those decisions came from Redis');
+  t.equal(await metric(fresh, 'ratelimit_store_failure_decisions_total'), errorsBefore, 'every one of those decisions came from Redis');
 });
 
 await tap.test('4. keys disappear once buckets are full again', async (t) => {
@@ -107,7 +107,7 @@ await tap.test('7. NOSCRIPT after SCRIPT FLUSH on every master while a sidecar s
   // A deny-policy sidecar: a failed store call would show as 503 instead of a silent local decision.
   const strict = await startSidecar(t, { name: 'strict', config, cluster, policy: 'deny' });
   await warmUp([strict], 's7-warm');
-  const errorsBefore = await metric(strict, 'ratelimit_store_errors_total');
+  const errorsBefore = await metric(strict, 'ratelimit_store_failure_decisions_total');
   const answers: Answer[] = [];
   let stop = false;
   const loops = [0, 1].map(async (loop) => {
@@ -131,7 +131,7 @@ await tap.test('7. NOSCRIPT after SCRIPT FLUSH on every master while a sidecar s
   const counts = tally(answers);
   t.same(Object.keys(counts).filter((s) => s !== '200' && s !== '429'), [],
     `no failed decision: ${JSON.stringify(counts)} ${JSON.stringify(answers.filter((a) => a.status !== 200 && a.status !== 429))}`);
-  t.equal(await metric(strict, 'ratelimit_store_errors_total'), errorsBefore, 'no store error on the deny sidecar');
+  t.equal(await metric(strict, 'ratelimit_store_failure_decisions_total'), errorsBefore, 'no decision by the failure policy on the deny sidecar');
   // Flush again, then a fresh key: exact enforcement across two sidecars.
   for (const { node } of masters) await node.cli('SCRIPT', 'FLUSH');
   const fresh = await burst([strict, sidecars[2]!], [flat('api_key', 's7-fresh')], 14);

@@ -169,7 +169,7 @@ await t.test('a sidecar process: exact, then a SIGKILLed master under load answe
   }
   t.same([...statuses.keys()].filter((status) => status !== '200'), [], `every answer a decision: ${JSON.stringify([...statuses])}`);
   const metrics = await (await fetch(`${server.httpUrl}/metrics`)).text();
-  const policyDecisions = Number(/^ratelimit_store_errors_total (\d+)/m.exec(metrics)?.[1] ?? 0);
+  const policyDecisions = Number(/^ratelimit_store_failure_decisions_total (\d+)/m.exec(metrics)?.[1] ?? 0);
   t.ok(policyDecisions > 0, `the local policy decided ${policyDecisions} requests while no master served`);
   t.match(metrics, /ratelimit_redis_node_unavailable\{node="sentinel:rl-master"\} 0/, 'one breaker, named for the master role, closed again');
   t.notMatch(metrics, /ratelimit_redis_node_unavailable\{node="127\.0\.0\.1:/, 'no breaker named for an address');
