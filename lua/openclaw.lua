@@ -58,14 +58,16 @@ refund: gives back what a committed batch took when another batch of the same
   key, limit, cost, chargedStartUs (the state timestamp the take wrote).
   Nothing is added beyond what was taken: under-admission in the window
   between take and refund is possible, over-admission is not.
-  Returns { nowUs, number of keys changed }.
+  Returns { nowUs, number of keys changed, 0 }.
 
 debit: records takes that this cluster did not see (the local failure policy
   admitted them while their master was down), so the promoted replica does not
   grant them again. After the limit table, 3 values per op: key, limit, cost.
   Unconditional, but never beyond empty (a window: never above its maximum;
-  a token budget: down to its debt floor, below zero).
-  Returns { nowUs, number of keys changed }.
+  a token budget: down to its debt floor, below zero). What does not fit is
+  the shortfall: admissions beyond what the bucket held (over-admission the
+  failure policy made, seen now).
+  Returns { nowUs, number of keys changed, shortfall (tokens, summed) }.
 
 presence, lease_claim, lease_grant, lease_deposit: see below (the number of
 sidecars sharing this Redis; global limits across regions, see
@@ -131,7 +133,8 @@ end
 --   take(lim, s, cost): allowed, next state (false = none), ttlUs, and
 --     true when the take is recorded whatever the batch decides (`always`)
 --   refund(lim, s, cost, chargedStartUs), debit(lim, s, cost): the new state
---     (false = delete) and its ttlUs (nil = keep the key's expiry), or nil
+--     (false = delete) and its ttlUs (nil = keep the key's expiry), and for a
+--     debit the tokens that did not fit (its shortfall), or nil
 --     when nothing changes; s is the stored state (refund: never false)
 --   report(s): the three integers a take reply carries for state s
 --   read(lim, key, s) (optional): s completed when first read in a call
@@ -205,11 +208,13 @@ local function token_bucket()
       local level, ts = refilled(lim, s)
       return bucket_at(lim, s, math.min(capacity(lim, s), level + cost * lim.per), ts)
     end,
-    -- Refilled to now, then cost taken, never below empty.
+    -- Refilled to now, then cost taken, never below empty; what did not fit is the shortfall.
     debit = function(lim, s, cost)
       if lim.refill == 0 then return nil end
       local level, ts = refilled(lim, s)
-      return bucket_at(lim, s, math.max(0, level - cost * lim.per), ts)
+      local after = level - cost * lim.per
+      local nxt, ttl = bucket_at(lim, s, math.max(0, after), ts)
+      return nxt, ttl, ceil_div(math.max(0, -after), lim.per)
     end,
     report = function(s) return s[1], s[2], s.out or 0 end,
     read = read_held,
@@ -236,7 +241,9 @@ local function overdraft_bucket()
   -- Refilled to now, then cost taken, below zero too.
   entry.debit = function(lim, s, cost)
     local level, ts = refilled(lim, s)
-    return bucket_at(lim, s, math.max(lim.floor, level - cost * lim.per), ts)
+    local after = level - cost * lim.per
+    local nxt, ttl = bucket_at(lim, s, math.max(lim.floor, after), ts)
+    return nxt, ttl, ceil_div(math.max(0, lim.floor - after), lim.per)
   end
   return entry
 end
@@ -298,7 +305,7 @@ local function fixed_window()
     end,
     debit = function(lim, s, cost)
       local count, start = current_window(lim, s)
-      return { math.min(lim.max, count + cost), start }, start + lim.window - now
+      return { math.min(lim.max, count + cost), start }, start + lim.window - now, math.max(0, count + cost - lim.max)
     end,
     report = function(s) return s[1], s[2], 0 end,
   }
@@ -341,7 +348,7 @@ local function sliding_window()
     end,
     debit = function(lim, s, cost)
       local cur, prev, start = sliding(lim, s)
-      return { math.min(lim.max, cur + cost), start, prev }, start + 2 * lim.window - now
+      return { math.min(lim.max, cur + cost), start, prev }, start + 2 * lim.window - now, math.max(0, cur + cost - lim.max)
     end,
     report = function(s) return s[1], s[2], s[3] or 0 end,
   }
@@ -369,7 +376,7 @@ local function lease()
     debit = function(lim, s, cost)
       if not s or now >= s[2] then return nil end
       local taken = math.min(cost, s[1])
-      return { s[1] - taken, s[2], s[3] or 0, (s[4] or 0) + taken }, s[2] - now
+      return { s[1] - taken, s[2], s[3] or 0, (s[4] or 0) + taken }, s[2] - now, cost - taken
     end,
     report = function(s) return s[1], s[2], s[4] or 0 end,
   }
@@ -543,21 +550,22 @@ end
 -- refund and debit: one op at a time (rare paths: a denial across masters, a write-back after a failure).
 local function adjust(stride, change)
   local limits, _, at = read_limits(2)
-  local changed = 0
+  local changed, short = 0, 0
   for op = at, #ARGV, stride do
     local key = ARGV[op]
     local lim = limits[tonumber(ARGV[op + 1])]
     local cost = tonumber(ARGV[op + 2])
     local s = read_one(key)
     if s ~= nil and cost > 0 then
-      local nxt, ttl = change(lim, key, s, cost, ARGV[op + 3])
+      local nxt, ttl, missing = change(lim, key, s, cost, ARGV[op + 3])
       if nxt ~= nil then
         write(key, nxt, ttl)
         changed = changed + 1
       end
+      short = short + (missing or 0)
     end
   end
-  return { now, changed }
+  return { now, changed, short }
 end
 
 local function refund()

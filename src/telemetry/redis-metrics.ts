@@ -69,7 +69,7 @@ export class RedisStoreMetrics {
     this.lateReplies = counter('ratelimit_redis_late_replies_total',
       'Replies that arrived after their call\'s deadline; they still update the local state.');
     this.fallbackOverAdmitted = counter('ratelimit_fallback_overadmitted_total',
-      'Requests the local failure policy admitted that Redis, answering late, had denied.');
+      'Requests (tokens) the local failure policy admitted beyond what Redis held: denied by Redis in a late reply, or missing from the bucket when written back.');
     this.uncertainCalls = counter('ratelimit_redis_uncertain_calls_total',
       'Redis calls whose connection closed while they were in flight: whether Redis applied them cannot be known, so what the failure policy admitted for them is written back and may count twice.');
     this.localDenials = counter('ratelimit_local_denials_total',

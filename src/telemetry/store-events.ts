@@ -53,7 +53,7 @@ export function storeEventsTelemetry(metrics: Metrics, logger: Logger, policy: S
     deadlineExtended: (): void => redis.deadlineExtensions.inc(),
     timeout: (): void => redis.timeouts.inc(),
     lateReply: (): void => redis.lateReplies.inc(),
-    fallbackOverAdmitted: (): void => redis.fallbackOverAdmitted.inc(),
+    fallbackOverAdmitted: (count: number): void => redis.fallbackOverAdmitted.inc(count),
     uncertainCall: (): void => redis.uncertainCalls.inc(),
     fallbackDecision: (): void => metrics.storeFailureDecisions.inc(),
     localDenial: (): void => redis.localDenials.inc(),

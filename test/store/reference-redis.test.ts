@@ -140,7 +140,7 @@ t.test('500 random refunds and debits: Redis changes each state exactly as its a
     const chargedStartUs = refunding && random(4) > 0 ? (before?.tsUs ?? 0) : taken!.nowUs;
     const nowUs = refunding
       ? await library.refund(op.key, [op], [chargedStartUs])
-      : await library.debit(op.key, [op]);
+      : (await library.debit(op.key, [op])).nowUs;
     const algorithm = algorithmOf(op.limit);
     const change = refunding
       ? algorithm.refund(op.limit, before, nowUs, op.cost, chargedStartUs)

@@ -104,7 +104,7 @@ export class LateReplies {
     const { ops } = ticket;
     const evaluation = this.options.mirror.record(ops, result);
     const allowed = ticket.final === 'allowed';
-    if (allowed && !evaluation.commits) this.options.events.fallbackOverAdmitted?.();
+    if (allowed && !evaluation.commits) this.options.events.fallbackOverAdmitted?.(1);
     // The policy's admissions wait for this reply: Redis took them after all (nothing to write back),
     // or it did not (write them back, as for a node that was down).
     const held = ticket.held;

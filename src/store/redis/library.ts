@@ -204,11 +204,12 @@ export class RedisLibrary {
   }
 
   /** Takes `cost` of each op unconditionally (see lua/openclaw.lua `debit`): admissions Redis did not see. Resolves with Redis's time, µs. */
-  async debit(routingKey: string, ops: readonly BucketOp[]): Promise<number> {
+  async debit(routingKey: string, ops: readonly BucketOp[]): Promise<{ nowUs: number; shortfall: number }> {
     const table = new LimitTable();
     const values: string[] = [];
     for (const op of ops) values.push(op.key, String(table.indexOf(op.limit)), String(op.cost));
-    return redisTime(await this.call(1, routingKey, 'debit', ...table.argv, ...values), 'debit');
+    const reply = await this.call(1, routingKey, 'debit', ...table.argv, ...values);
+    return { nowUs: redisTime(reply, 'debit'), shortfall: Number((reply as unknown[])[2] ?? 0) };
   }
 
   /** Marks `member` present in the sorted set `key` for `ttlUs`; resolves with how many members are present. */

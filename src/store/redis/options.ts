@@ -36,8 +36,12 @@ export interface RedisStoreEvents {
   timeout(node: string): void;
   /** A reply came after its call's deadline (the failure policy had decided). */
   lateReply(node: string): void;
-  /** A late reply showed that the local policy admitted a request Redis denied. */
-  fallbackOverAdmitted(): void;
+  /**
+   * The local policy admitted `count` beyond what Redis held: a late reply
+   * denied a request it admitted (1), or a write-back found the buckets
+   * short of its admissions (the shortfall, in tokens).
+   */
+  fallbackOverAdmitted(count: number): void;
   /** A call abandoned at its deadline lost its connection before Redis answered: applied or not, unknown. */
   uncertainCall(): void;
   /** Some ops of a request were decided by the failure policy. */

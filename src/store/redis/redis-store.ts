@@ -219,6 +219,7 @@ class RedisStoreImpl implements RegionalStore {
       usable: () => !this.closed && client.status === 'ready',
       onError: (error, message) => this.noteError(error, message),
       uncertain: () => this.events.uncertainCall?.(),
+      overAdmitted: (tokens) => this.events.fallbackOverAdmitted?.(tokens),
     });
     this.mirror = new Mirror(options.local, options.mirror, this.logger, (key) => this.writeBack.owes(key));
     this.admin = new RedisBucketAdmin(this.connection, this.topology, this.timeoutMs);

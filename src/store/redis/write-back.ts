@@ -81,6 +81,8 @@ export interface WriteBackOptions {
   onError(error: unknown, message: string): void;
   /** A write-back call lost its connection in flight: it may have been applied. */
   uncertain(): void;
+  /** A debit found its buckets `tokens` short of what the failure policy admitted: over-admission, seen now. */
+  overAdmitted(tokens: number): void;
 }
 
 /**
@@ -175,7 +177,10 @@ export class WriteBack {
     const call = this.options.library.debit(group.routingKey, ops);
     this.sending.add(ops);
     // Settled either way (applied, refused, or its fate decided below): no longer on its way.
-    void call.then(() => this.sending.remove(ops), () => this.sending.remove(ops));
+    void call.then(({ shortfall }) => {
+      this.sending.remove(ops);
+      if (shortfall > 0) this.options.overAdmitted(shortfall);
+    }, () => this.sending.remove(ops));
     try {
       await withRedisDeadline(call, this.options.timeoutMs, 'debit');
     } catch (error: unknown) {
