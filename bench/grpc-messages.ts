@@ -52,6 +52,12 @@ export function authzRequest(apiKey: string): Buffer {
   });
 }
 
+/** The request decoder of the method at `path`: @grpc/proto-loader's generic objects, as a grpc-js service usually decodes. */
+export function requestDecoder(path: string): (bytes: Buffer) => object {
+  const [service, name] = path.slice(1).split('/');
+  return method(service ?? '', name ?? '').requestDeserialize;
+}
+
 /** Decodes a response with the method's own deserializer (for the probe call). */
 export function decodeResponse(path: string, bytes: Buffer): object {
   const [service, name] = path.slice(1).split('/');

@@ -14,11 +14,9 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
-import { compileLimit } from '../src/core/limit.js';
-import type { BucketOp, LimitSpec } from '../src/core/types.js';
-import { RedisLibrary } from '../src/store/redis/library.js';
 import { freePorts, makeTempDir, removeTempDir, runCommand, sleep, spawnChild, stopAll, stopChild, waitForPort } from './procs.js';
 import { startSingleRedis } from './redis-procs.js';
+import { scriptTake, tokenBucketValues, type Take } from './script-call.js';
 
 const INSTRUCTIONS = process.argv.includes('--instructions');
 const OPS_PER_ROW = Number(process.argv[process.argv.indexOf('--ops') + 1] ?? '') || (INSTRUCTIONS ? 5_000 : 200_000);
@@ -58,29 +56,23 @@ async function counters(client: Redis): Promise<{ usec: number; calls: number; c
   };
 }
 
-function opOn(key: string, limit: LimitSpec): BucketOp {
-  return { key, slotTag: key, limit, cost: 1, shadow: false };
-}
-
-async function row(client: Redis, library: RedisLibrary, meter: Meter, workload: 'uniform' | 'hot', opsPerCall: number): Promise<Row> {
-  const uniform = compileLimit({ requestsPerUnit: 1000, unit: 'second' });
-  const hot = compileLimit({ requestsPerUnit: 100_000_000, unit: 'second' });
+async function row(client: Redis, take: Take, meter: Meter, workload: 'uniform' | 'hot', opsPerCall: number): Promise<Row> {
+  const limit = tokenBucketValues(workload === 'hot' ? 100_000_000 : 1000);
   let next = 0;
-  const batches = (): BucketOp[][] => Array.from({ length: opsPerCall }, () => {
+  const keys = (): string[] => Array.from({ length: opsPerCall }, () => {
     next = (next + 7919) % KEYS;
-    return [workload === 'hot' ? opOn('rl:{hot}:k', hot) : opOn(`rl:{k${next}}:k`, uniform)];
+    return workload === 'hot' ? 'rl:{hot}:k' : `rl:{k${next}}:k`;
   });
   const calls = Math.ceil(OPS_PER_ROW / opsPerCall);
   // Warm-up: the script loaded, the keys written once.
-  await library.take('rl:{w}', batches());
+  await take(limit, keys());
   await meter.start();
   const before = await counters(client);
   let sent = 0;
   const worker = async (): Promise<void> => {
     while (sent < calls) {
       sent++;
-      const list = batches();
-      await library.take(list[0]![0]!.key, list);
+      await take(limit, keys());
     }
   };
   await Promise.all(Array.from({ length: IN_FLIGHT }, worker));
@@ -141,10 +133,10 @@ async function main(): Promise<void> {
   const client = new Redis({ host: '127.0.0.1', port, lazyConnect: true });
   try {
     await client.connect();
-    const library = new RedisLibrary(client);
+    const take = scriptTake(client);
     const rows: Row[] = [];
     for (const workload of ['uniform', 'hot'] as const) {
-      for (const size of CALL_SIZES) rows.push(await row(client, library, meter, workload, size));
+      for (const size of CALL_SIZES) rows.push(await row(client, take, meter, workload, size));
     }
     if (INSTRUCTIONS) {
       console.log('| workload | ops per call | calls | redis-server instructions per op (callgrind) |');

@@ -6,24 +6,15 @@
 // our server.
 import { parseArgs } from 'node:util';
 import * as grpc from '@grpc/grpc-js';
-import type { MethodDefinition as LoaderMethod } from '@grpc/proto-loader';
-import { loadPackageDefinition } from '../../src/transport/grpc/proto-root.js';
-import { AUTHZ_PATH, RLS_PATH } from '../grpc-messages.js';
+import { AUTHZ_PATH, RLS_PATH, requestDecoder } from '../grpc-messages.js';
 
 const { values } = parseArgs({ options: { port: { type: 'string' }, decode: { type: 'boolean' } } });
 // RateLimitResponse { overall_code: OK } — field 1, varint 1.
 const REPLY = Buffer.from([0x08, 0x01]);
 const identity = (b: Buffer): Buffer => b;
 
-const definitions = values.decode === true ? loadPackageDefinition() : undefined;
-/** The request decoder of `service`'s `name` (--decode), else none. */
-function decoderOf(service: string, name: string): ((b: Buffer) => unknown) | undefined {
-  const method = (definitions?.[service] as Record<string, LoaderMethod<object, object>> | undefined)?.[name];
-  return method?.requestDeserialize;
-}
-const RLS_DECODE = decoderOf('envoy.service.ratelimit.v3.RateLimitService', 'ShouldRateLimit');
-const AUTHZ_DECODE = decoderOf('envoy.service.auth.v3.Authorization', 'Check');
-if (values.decode === true && (RLS_DECODE === undefined || AUTHZ_DECODE === undefined)) throw new Error('no decoder in the package definition');
+const RLS_DECODE = values.decode === true ? requestDecoder(RLS_PATH) : undefined;
+const AUTHZ_DECODE = values.decode === true ? requestDecoder(AUTHZ_PATH) : undefined;
 
 const method = (path: string, decode: ((b: Buffer) => unknown) | undefined): grpc.MethodDefinition<unknown, Buffer> => ({
   path,
