@@ -3,6 +3,7 @@
 // row (warm-up, then a bounded measured run), prints the table and the
 // issue's target checks, and rewrites BENCHMARKS.md's generated section.
 import { writeFileSync } from 'node:fs';
+import { cappedKeyCheck, cappedKeyRun, type CappedResult } from './capped-key.js';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -246,8 +247,23 @@ async function main(): Promise<void> {
     await group('peer: rate-limiter-flexible, Redis Cluster', clusterPeer, () => startBareServer('peer-rlf', 'http', redis.serverArgs), redis);
   }, [...clusterOurs, ...clusterPeer]);
 
+  // The capped hot key through three sidecars on the Cluster (local leases at their default).
+  let capped: CappedResult | undefined;
+  if (wanted('capped')) {
+    log('capped hot key: 200/s, burst 200, through 3 sidecars on a Redis Cluster (3 masters)');
+    const cluster = await startRedisCluster(3);
+    try {
+      capped = await cappedKeyRun(ROOT, cluster.serverArgs, measureS);
+      log(`  ${cappedKeyCheck(capped).detail}`);
+    } catch (error: unknown) {
+      log(`  FAILED: ${error instanceof Error ? error.message : String(error)}`);
+    } finally {
+      await cluster.stop();
+    }
+  }
+
   const machine = machineInfo(await redisVersion(), h2version);
-  const checks = [...targetChecks(rows), ...scaleChecks(rows)];
+  const checks = [...targetChecks(rows), ...scaleChecks(rows), ...(wanted('capped') ? [cappedKeyCheck(capped)] : [])];
   const tableText = table(rows);
   const latencyText = latencyTable(rows);
   const costText = costTable(rows);
