@@ -36,12 +36,17 @@ import type { Topology } from './topology.js';
 const TICK_MS = 50;
 /**
  * Keys without a lease are counted over windows this long; one asked for
- * MIN_TARGET tokens or more in two windows in a row gets a lease (a one-off
- * burst does not).
+ * MIN_TARGET tokens or more a HORIZON_S in two windows in a row gets a lease
+ * (a one-off burst does not).
  */
-const CANDIDATE_WINDOW_MS = 500;
-/** A lease is sized for this much of the sidecar's demand for its key. */
-const HORIZON_S = 0.5;
+const CANDIDATE_WINDOW_MS = 250;
+/**
+ * A lease is sized for this much of the sidecar's demand for its key, and
+ * topped up when less than a quarter of it is left: a busy key costs Redis
+ * about 1.3 lease calls a second, whatever its rate.
+ */
+const HORIZON_S = 1;
+const TOP_UP_BELOW = 0.25;
 /**
  * Smallest lease worth its call, tokens (a lease call costs Redis about what
  * three takes do); a key whose demand asks for less is decided in Redis, and
@@ -210,7 +215,7 @@ class LocalLeasesLayer implements RedisStore {
       }
       if (lease.quietUntilMs > nowMs) continue;
       const ending = lease.untilMs - nowMs < RENEW_BEFORE_MS;
-      if (lease.tokens < target / 2 || ending) {
+      if (lease.tokens < target * TOP_UP_BELOW || ending) {
         const held = Math.min(lease.tokens, target);
         calls.push(this.callFor(lease, Math.max(0, target - held), held, lease.tokens - held));
       }
