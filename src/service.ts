@@ -3,7 +3,7 @@
 // and the API label. The interface lives apart from its implementation
 // (decision-service.ts, which builds on the limiter, the store and the
 // metrics) so that a transport depends on what it calls, not on how it is
-// done (test/code/architecture.test.ts keeps it that way).
+// done (test/unit/code/architecture.test.ts keeps it that way).
 import type { HttpRequestInput } from './core/http-actions.js';
 import type { RequestBounds } from './core/request-bounds.js';
 import type { Decision, DecisionRequest, Descriptor, DescriptorStatus } from './core/types.js';

@@ -150,7 +150,7 @@ type FlagName = keyof typeof FLAGS;
 
 /**
  * How `serve --help` groups the flags, in this order. A flag listed in no
- * group is still shown, under "Other" (test/cli/help.test.ts asks for every
+ * group is still shown, under "Other" (test/unit/cli/help.test.ts asks for every
  * flag to have a group).
  */
 export const FLAG_GROUPS: readonly { readonly title: string; readonly flags: readonly FlagName[] }[] = [

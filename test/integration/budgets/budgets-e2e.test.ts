@@ -12,10 +12,10 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t, { type Test } from 'tap';
-import { slotTagFor } from '../../src/core/keys.js';
+import { slotTagFor } from '../../../src/core/keys.js';
 import { startAppHarness, type AppHarness } from '../grpc/app-harness.js';
-import { call } from '../grpc/helpers.js';
-import { startRedis, startRedisCluster, type RedisClusterHandle } from '../helpers/redis.js';
+import { call } from '../../helpers/grpc.js';
+import { startRedis, startRedisCluster, type RedisClusterHandle } from '../../helpers/redis.js';
 
 t.setTimeout(240_000);
 

@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
 import { startAppHarness } from '../grpc/app-harness.js';
-import { startRedis } from '../helpers/redis.js';
+import { startRedis } from '../../helpers/redis.js';
 
 t.setTimeout(120_000);
 

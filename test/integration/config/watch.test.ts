@@ -4,11 +4,11 @@ import { spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, renameSync, rmSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { CompiledConfig } from '../../src/core/config-model.js';
-import { ConfigWatcher, type ConfigWatcherOptions, type ReloadReason } from '../../src/config/watch.js';
-import { exactKey } from '../../src/core/rules.js';
-import { ConfigError } from '../../src/errors.js';
-import { bigConfigYaml } from '../helpers/big-config.js';
+import type { CompiledConfig } from '../../../src/core/config-model.js';
+import { ConfigWatcher, type ConfigWatcherOptions, type ReloadReason } from '../../../src/config/watch.js';
+import { exactKey } from '../../../src/core/rules.js';
+import { ConfigError } from '../../../src/errors.js';
+import { bigConfigYaml } from '../../helpers/big-config.js';
 
 const DEADLINE_MS = 20_000;
 const FAST: ConfigWatcherOptions = { debounceMs: 20, pollIntervalMs: 0 };
@@ -219,7 +219,7 @@ t.test('a watcher never keeps the process alive', async (t) => {
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   const file = join(dir, 'shop.yaml');
   writeFileSync(file, config('shop', 1));
-  const module = join(import.meta.dirname, '..', '..', 'src', 'config', 'watch.ts');
+  const module = join(import.meta.dirname, '..', '..', '..', 'src', 'config', 'watch.ts');
   const script = `import(${JSON.stringify(module)}).then(({ ConfigWatcher }) => {
     const w = new ConfigWatcher(${JSON.stringify(file)}, { onReload() {}, onReloadError() {} }, { pollIntervalMs: 50 });
     w.start();

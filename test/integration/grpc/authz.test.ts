@@ -1,7 +1,7 @@
 import * as grpc from '@grpc/grpc-js';
 import t from 'tap';
-import { InvalidRequestError, StoreUnavailableError } from '../../src/errors.js';
-import { FakeDecisionService, call, decision, limitedStatus, startHarness } from './helpers.js';
+import { InvalidRequestError, StoreUnavailableError } from '../../../src/errors.js';
+import { FakeDecisionService, call, decision, limitedStatus, startHarness } from '../../helpers/grpc.js';
 
 /** A CheckRequest shaped as Envoy's HTTP ext_authz filter sends it. */
 function envoyCheckRequest(overrides: { path?: string; headers?: Record<string, string>; context?: Record<string, string> } = {}) {

@@ -6,11 +6,11 @@ import { fileURLToPath } from 'node:url';
 import { gzipSync } from 'node:zlib';
 import * as grpc from '@grpc/grpc-js';
 import t from 'tap';
-import { CHECK_PATH, SHOULD_RATE_LIMIT_PATH } from '../../src/transport/grpc/service-definitions.js';
+import { CHECK_PATH, SHOULD_RATE_LIMIT_PATH } from '../../../src/transport/grpc/service-definitions.js';
 import { startAppHarness } from './app-harness.js';
-import { call } from './helpers.js';
-import { connect, firstMessage, grpcFrame, rawGrpcCall } from './raw-http2.js';
-import { all, bytes, int, len, mapEntry, num, str } from './wire.js';
+import { call } from '../../helpers/grpc.js';
+import { connect, firstMessage, grpcFrame, rawGrpcCall } from '../../helpers/raw-http2.js';
+import { all, bytes, int, len, mapEntry, num, str } from '../../helpers/protobuf-wire.js';
 
 const FIXTURES = fileURLToPath(new URL('./fixtures/', import.meta.url));
 const YEAR = 6;

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
 import t from 'tap';
-import { call } from './helpers.js';
+import { call } from '../../helpers/grpc.js';
 import { startAppHarness } from './app-harness.js';
 
 const FIXTURES = fileURLToPath(new URL('./fixtures/', import.meta.url));

@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import t from 'tap';
-import { call, rlsRequest } from './helpers.js';
+import { call, rlsRequest } from '../../helpers/grpc.js';
 import { awayFromWindowEdge, startAppHarness } from './app-harness.js';
 
 const FIXTURES = fileURLToPath(new URL('./fixtures/', import.meta.url));

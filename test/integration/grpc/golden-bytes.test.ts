@@ -1,12 +1,12 @@
 // Field numbers pinned against Envoy's protos with hand-written bytes.
 import * as grpc from '@grpc/grpc-js';
 import t from 'tap';
-import { decodeCheckRequest, encodeCheckResponse } from '../../src/transport/grpc/authz-codec.js';
-import { loadPackageDefinition } from '../../src/transport/grpc/proto-root.js';
-import { decodeRateLimitRequest, encodeRateLimitResponse } from '../../src/transport/grpc/rls-codec.js';
-import { DEFAULT_REQUEST_BOUNDS } from '../../src/core/request-bounds.js';
-import { FakeDecisionService, decision, limitedStatus, noLimitStatus, startHarness } from './helpers.js';
-import { all, bytes, fieldNumbers, int, len, mapEntry, num, str, tag, varint } from './wire.js';
+import { decodeCheckRequest, encodeCheckResponse } from '../../../src/transport/grpc/authz-codec.js';
+import { loadPackageDefinition } from '../../../src/transport/grpc/proto-root.js';
+import { decodeRateLimitRequest, encodeRateLimitResponse } from '../../../src/transport/grpc/rls-codec.js';
+import { DEFAULT_REQUEST_BOUNDS } from '../../../src/core/request-bounds.js';
+import { FakeDecisionService, decision, limitedStatus, noLimitStatus, startHarness } from '../../helpers/grpc.js';
+import { all, bytes, fieldNumbers, int, len, mapEntry, num, str, tag, varint } from '../../helpers/protobuf-wire.js';
 
 type Method = { requestDeserialize(b: Buffer): any; responseSerialize(o: unknown): Buffer };
 const definition = loadPackageDefinition() as unknown as Record<string, Record<string, Method>>;

@@ -1,6 +1,6 @@
 import * as grpc from '@grpc/grpc-js';
 import t from 'tap';
-import { FakeDecisionService, call, startHarness } from './helpers.js';
+import { FakeDecisionService, call, startHarness } from '../../helpers/grpc.js';
 
 const SERVING = 1;
 const NOT_SERVING = 2;

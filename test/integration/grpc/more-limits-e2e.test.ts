@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { parseList } from 'structured-headers';
 import t from 'tap';
 import { startAppHarness } from './app-harness.js';
-import { call, rlsRequest } from './helpers.js';
+import { call, rlsRequest } from '../../helpers/grpc.js';
 
 const CONFIG = `
 domain: edge

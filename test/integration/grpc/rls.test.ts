@@ -1,9 +1,9 @@
 import * as grpc from '@grpc/grpc-js';
 import t from 'tap';
-import { InvalidRequestError, StoreUnavailableError } from '../../src/errors.js';
+import { InvalidRequestError, StoreUnavailableError } from '../../../src/errors.js';
 import {
   FakeDecisionService, call, decision, limitedStatus, noLimitStatus, recordingLogger, rlsRequest, startHarness,
-} from './helpers.js';
+} from '../../helpers/grpc.js';
 
 const SHOULD = 'ShouldRateLimit';
 

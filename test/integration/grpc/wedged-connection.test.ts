@@ -4,7 +4,7 @@
 // socket per such connection. The server's keepalive pings now close them.
 import * as net from 'node:net';
 import t from 'tap';
-import { FakeDecisionService, startHarness } from './helpers.js';
+import { FakeDecisionService, startHarness } from '../../helpers/grpc.js';
 
 const PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n');
 const EMPTY_SETTINGS = Buffer.from('000000040000000000', 'hex');

@@ -4,11 +4,11 @@
 // makes the test fail at the deadline.
 import t from 'tap';
 import { fileURLToPath } from 'node:url';
-import { connectionsCheckingIntervalMs } from '../../src/transport/http/node-server.js';
-import { RawHttpConnection, type RawClose, type RawResponse } from '../helpers/http1.js';
-import { startServer } from '../helpers/server.js';
+import { connectionsCheckingIntervalMs } from '../../../src/transport/http/node-server.js';
+import { RawHttpConnection, type RawClose, type RawResponse } from '../../helpers/http1.js';
+import { startServer } from '../../helpers/server.js';
 
-const config = fileURLToPath(new URL('../fixtures/shop.yaml', import.meta.url));
+const config = fileURLToPath(new URL('../../fixtures/shop.yaml', import.meta.url));
 const DEADLINE_MS = 15_000;
 
 const server = await startServer({ config, 'http-request-timeout-ms': '1000', 'http-keep-alive-timeout-ms': '1000' });

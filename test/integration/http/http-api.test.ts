@@ -1,10 +1,10 @@
 import { gzipSync } from 'node:zlib';
 import t from 'tap';
 import { fileURLToPath } from 'node:url';
-import { RawHttpConnection } from '../helpers/http1.js';
-import { startServer } from '../helpers/server.js';
+import { RawHttpConnection } from '../../helpers/http1.js';
+import { startServer } from '../../helpers/server.js';
 
-const config = fileURLToPath(new URL('../fixtures/shop.yaml', import.meta.url));
+const config = fileURLToPath(new URL('../../fixtures/shop.yaml', import.meta.url));
 const server = await startServer({ config });
 t.teardown(() => server.stop());
 
@@ -182,7 +182,7 @@ t.test('regression: big client headers on forward auth are decided, not refused 
 });
 
 t.test('regression: shadow-mode limits never set the headers clients see', async (t) => {
-  const exampleServer = await startServer({ config: fileURLToPath(new URL('../../examples/openclaw.yaml', import.meta.url)) });
+  const exampleServer = await startServer({ config: fileURLToPath(new URL('../../../examples/openclaw.yaml', import.meta.url)) });
   t.teardown(() => exampleServer.stop());
   const hit = () => fetch(`${exampleServer.url}/v1/auth/rating`, { headers: { 'x-api-key': 'shadow-k1', 'x-real-ip': '203.0.113.99' } });
   let last: Response | undefined;

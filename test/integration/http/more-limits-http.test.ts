@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseList } from 'structured-headers';
 import t from 'tap';
-import { startServer } from '../helpers/server.js';
+import { startServer } from '../../helpers/server.js';
 
 const CONFIG = `
 domain: web

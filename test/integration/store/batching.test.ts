@@ -1,9 +1,9 @@
 import t from 'tap';
-import { bucketKey, encodeEntries, slotTagFor } from '../../src/core/keys.js';
-import { compileLimit } from '../../src/core/limit.js';
-import type { BucketOp } from '../../src/core/types.js';
-import { clusterSlot } from '../../src/store/redis/cluster-slot.js';
-import { startRedis } from '../helpers/redis.js';
+import { bucketKey, encodeEntries, slotTagFor } from '../../../src/core/keys.js';
+import { compileLimit } from '../../../src/core/limit.js';
+import type { BucketOp } from '../../../src/core/types.js';
+import { clusterSlot } from '../../../src/store/redis/cluster-slot.js';
+import { startRedis } from '../../helpers/redis.js';
 import { redisStoreFor } from './redis-helper.js';
 
 const limit = compileLimit({ requestsPerUnit: 10, unit: 'minute' });

@@ -7,9 +7,9 @@
  */
 import { Redis } from 'ioredis';
 import t from 'tap';
-import { parseStoredState } from '../../src/core/algorithms/algorithm.js';
-import { startRedis, waitFor } from '../helpers/redis.js';
-import { OpFactory, uniquePrefix } from './contract.js';
+import { parseStoredState } from '../../../src/core/algorithms/algorithm.js';
+import { startRedis, waitFor } from '../../helpers/redis.js';
+import { OpFactory, uniquePrefix } from '../../helpers/store-contract.js';
 import { redisStoreFor } from './redis-helper.js';
 
 t.setTimeout(60_000);

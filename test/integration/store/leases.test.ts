@@ -6,11 +6,11 @@
  */
 import { Redis } from 'ioredis';
 import t from 'tap';
-import { compileLimit } from '../../src/core/limit.js';
-import type { BucketOp, LimitSpec } from '../../src/core/types.js';
-import { RedisLibrary } from '../../src/store/redis/library.js';
-import { startRedis } from '../helpers/redis.js';
-import { uniquePrefix } from './contract.js';
+import { compileLimit } from '../../../src/core/limit.js';
+import type { BucketOp, LimitSpec } from '../../../src/core/types.js';
+import { RedisLibrary } from '../../../src/store/redis/library.js';
+import { startRedis } from '../../helpers/redis.js';
+import { uniquePrefix } from '../../helpers/store-contract.js';
 
 const redis = await startRedis({ t });
 const client = new Redis({ host: redis.host, port: redis.port, lazyConnect: true });

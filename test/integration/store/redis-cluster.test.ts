@@ -1,8 +1,8 @@
 import t from 'tap';
-import { clusterSlot } from '../../src/store/redis/cluster-slot.js';
-import { LIBRARY_SHA } from '../../src/store/redis/library.js';
-import { sleep, startRedisCluster, unlessHung, waitFor } from '../helpers/redis.js';
-import { OpFactory, storeContract, uniquePrefix } from './contract.js';
+import { clusterSlot } from '../../../src/store/redis/cluster-slot.js';
+import { LIBRARY_SHA } from '../../../src/store/redis/library.js';
+import { sleep, startRedisCluster, unlessHung, waitFor } from '../../helpers/redis.js';
+import { OpFactory, storeContract, uniquePrefix } from '../../helpers/store-contract.js';
 import { redisStoreFor } from './redis-helper.js';
 
 // 3 masters + 3 replicas; cluster-node-timeout 1 s keeps the failover quick.

@@ -1,6 +1,6 @@
 import t from 'tap';
-import { startRedis, waitFor } from '../helpers/redis.js';
-import { storeContract } from './contract.js';
+import { startRedis, waitFor } from '../../helpers/redis.js';
+import { storeContract } from '../../helpers/store-contract.js';
 import { redisStoreFor } from './redis-helper.js';
 
 const redis = await startRedis({ t });

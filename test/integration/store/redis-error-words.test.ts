@@ -3,10 +3,10 @@
 // enableOfflineQueue options is false" in deny answers and /readyz).
 import { fileURLToPath } from 'node:url';
 import t from 'tap';
-import { StoreCallError } from '../../src/errors.js';
-import { redisErrorWords } from '../../src/store/redis/error-words.js';
-import { startRedis, waitFor } from '../helpers/redis.js';
-import { startServer } from '../helpers/server.js';
+import { StoreCallError } from '../../../src/errors.js';
+import { redisErrorWords } from '../../../src/store/redis/error-words.js';
+import { startRedis, waitFor } from '../../helpers/redis.js';
+import { startServer } from '../../helpers/server.js';
 
 /** Phrases of ioredis (and Node's socket errors) that must not reach a client. */
 const IOREDIS_WORDING = /Stream isn't writeable|enableOfflineQueue|Connection is closed|ECONNREFUSED|max retries|slots cache|startup nodes/i;
@@ -42,7 +42,7 @@ t.test('each kind of Redis failure has its own words', async (t) => {
 
 t.test('regression: a stopped Redis under --on-store-failure deny: the 503 and /readyz say so in our words', async (t) => {
   const redis = await startRedis({ t });
-  const config = fileURLToPath(new URL('../fixtures/shop.yaml', import.meta.url));
+  const config = fileURLToPath(new URL('../../fixtures/shop.yaml', import.meta.url));
   const app = await startServer({ config, redis: redis.url, 'on-store-failure': 'deny' });
   t.teardown(() => app.stop());
   const check = () => fetch(`${app.url}/v1/check`, {

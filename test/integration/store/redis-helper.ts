@@ -5,11 +5,11 @@
  * surfaces as StoreUnavailableError instead of a local decision).
  */
 import type { Test } from 'tap';
-import type { StoreFailurePolicy } from '../../src/core/store.js';
-import type { BucketOp, BucketOutcome } from '../../src/core/types.js';
-import { MemoryStore } from '../../src/store/memory-store.js';
-import type { BreakerState } from '../../src/store/redis/circuit-breaker.js';
-import { createRedisStore, type RedisStore, type RedisStoreEvents, type RedisStoreOptions } from '../../src/store/redis/redis-store.js';
+import type { StoreFailurePolicy } from '../../../src/core/store.js';
+import type { BucketOp, BucketOutcome } from '../../../src/core/types.js';
+import { MemoryStore } from '../../../src/store/memory-store.js';
+import type { BreakerState } from '../../../src/store/redis/circuit-breaker.js';
+import { createRedisStore, type RedisStore, type RedisStoreEvents, type RedisStoreOptions } from '../../../src/store/redis/redis-store.js';
 
 export interface TestStore {
   store: RedisStore;

@@ -1,12 +1,12 @@
 import t from 'tap';
 import type { Test } from 'tap';
-import { MemoryStore } from '../../src/store/memory-store.js';
-import { LIBRARY_LUA, LIBRARY_SHA } from '../../src/store/redis/library.js';
-import { SettingsError, StoreUnavailableError } from '../../src/errors.js';
-import { createRedisStore } from '../../src/store/redis/redis-store.js';
-import { freePort, startRedis, unlessHung, waitFor } from '../helpers/redis.js';
-import type { RedisNode } from '../helpers/redis.js';
-import { OpFactory, uniquePrefix } from './contract.js';
+import { MemoryStore } from '../../../src/store/memory-store.js';
+import { LIBRARY_LUA, LIBRARY_SHA } from '../../../src/store/redis/library.js';
+import { SettingsError, StoreUnavailableError } from '../../../src/errors.js';
+import { createRedisStore } from '../../../src/store/redis/redis-store.js';
+import { freePort, startRedis, unlessHung, waitFor } from '../../helpers/redis.js';
+import type { RedisNode } from '../../helpers/redis.js';
+import { OpFactory, uniquePrefix } from '../../helpers/store-contract.js';
 import { redisStoreFor } from './redis-helper.js';
 
 const redis = await startRedis({ t });

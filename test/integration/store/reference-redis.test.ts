@@ -12,13 +12,13 @@
  */
 import { Redis } from 'ioredis';
 import t from 'tap';
-import { parseStoredState } from '../../src/core/algorithms/algorithm.js';
-import { algorithmOf } from '../../src/core/algorithms/table.js';
-import { evaluateBatch, takes, type BucketState } from '../../src/core/bucket.js';
-import type { BucketOp } from '../../src/core/types.js';
-import { RedisLibrary } from '../../src/store/redis/library.js';
-import { startRedis } from '../helpers/redis.js';
-import { OpFactory, uniquePrefix, type LimitInput } from './contract.js';
+import { parseStoredState } from '../../../src/core/algorithms/algorithm.js';
+import { algorithmOf } from '../../../src/core/algorithms/table.js';
+import { evaluateBatch, takes, type BucketState } from '../../../src/core/bucket.js';
+import type { BucketOp } from '../../../src/core/types.js';
+import { RedisLibrary } from '../../../src/store/redis/library.js';
+import { startRedis } from '../../helpers/redis.js';
+import { OpFactory, uniquePrefix, type LimitInput } from '../../helpers/store-contract.js';
 
 const redis = await startRedis({ t });
 const client = new Redis({ host: redis.host, port: redis.port, lazyConnect: true });

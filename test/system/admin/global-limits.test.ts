@@ -5,8 +5,8 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
-import { homeRegion, parseRegions } from '../../src/core/regions.js';
-import { startRedis } from '../helpers/redis.js';
+import { homeRegion, parseRegions } from '../../../src/core/regions.js';
+import { startRedis } from '../../helpers/redis.js';
 import { post, startServer, type InspectAnswer } from './scenario.js';
 
 // A hang guard for the whole file (real servers, Redis and CLI processes on a shared machine), not a timing assertion.

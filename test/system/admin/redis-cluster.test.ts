@@ -2,7 +2,7 @@
 // processes): one request's buckets live on several masters; inspect reads
 // each at its own master, reset deletes on each.
 import t from 'tap';
-import { freePort, startRedisCluster } from '../helpers/redis.js';
+import { freePort, startRedisCluster } from '../../helpers/redis.js';
 import { badInput, inspectAndReset, unreachable } from './scenario.js';
 
 // A hang guard for the whole file (real servers, Redis and CLI processes on a shared machine), not a timing assertion.

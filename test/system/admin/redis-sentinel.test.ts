@@ -1,7 +1,7 @@
 // Inspect and reset through Redis Sentinels (real `redis-server --sentinel`
 // processes): both go to the master the Sentinels name, and follow a failover.
 import t from 'tap';
-import { freePort, startSentinelGroup } from '../helpers/redis.js';
+import { freePort, startSentinelGroup } from '../../helpers/redis.js';
 import { badInput, inspectAndReset, post, runCli, startServer, unreachable, writeConfig, type InspectAnswer } from './scenario.js';
 
 // A hang guard for the whole file (real servers, Redis and CLI processes on a shared machine), not a timing assertion.

@@ -3,7 +3,7 @@
 // resetting sidecar's mirror, while another sidecar's cached denial lasts at
 // most until the Retry-After it announced (docs/operations.md).
 import t from 'tap';
-import { freePort, startRedis } from '../helpers/redis.js';
+import { freePort, startRedis } from '../../helpers/redis.js';
 import { badInput, inspectAndReset, post, startServer, unreachable, writeConfig } from './scenario.js';
 
 // A hang guard for the whole file (real servers, Redis and CLI processes on a shared machine), not a timing assertion.

@@ -6,8 +6,8 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Test } from 'tap';
-import { MAIN, spawnServer, type ServerProcess } from '../helpers/process.js';
-import { freePort } from '../helpers/redis.js';
+import { MAIN, spawnServer, type ServerProcess } from '../../helpers/process.js';
+import { freePort } from '../../helpers/redis.js';
 
 /** api_key: 10/hour; user: 10/hour and 6/day sliding; ip: a fixed window of 8 per year (no boundary crossed in a test). */
 const CONFIG = `domain: admin

@@ -5,10 +5,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import t from 'tap';
-import { resolveSettings } from '../../src/settings.js';
-import { MAIN, spawnServer, waitFor } from '../helpers/process.js';
+import { resolveSettings } from '../../../src/settings.js';
+import { MAIN, spawnServer, waitFor } from '../../helpers/process.js';
 
-const example = fileURLToPath(new URL('../../examples/openclaw.yaml', import.meta.url));
+const example = fileURLToPath(new URL('../../../examples/openclaw.yaml', import.meta.url));
 const dir = mkdtempSync(join(tmpdir(), 'rl-cli-'));
 t.teardown(() => rmSync(dir, { recursive: true, force: true }));
 

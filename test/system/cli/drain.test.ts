@@ -3,11 +3,11 @@
 import * as grpc from '@grpc/grpc-js';
 import { fileURLToPath } from 'node:url';
 import t from 'tap';
-import { clientConstructor } from '../grpc/helpers.js';
-import { RawHttpConnection } from '../helpers/http1.js';
-import { spawnServer, waitFor } from '../helpers/process.js';
+import { clientConstructor } from '../../helpers/grpc.js';
+import { RawHttpConnection } from '../../helpers/http1.js';
+import { spawnServer, waitFor } from '../../helpers/process.js';
 
-const example = fileURLToPath(new URL('../../examples/openclaw.yaml', import.meta.url));
+const example = fileURLToPath(new URL('../../../examples/openclaw.yaml', import.meta.url));
 const CONNECTIONS = 8;
 
 t.test('regression: keep-alive requests are answered at shutdown, none is reset; HTTP and gRPC drain, exit 0', async (t) => {

@@ -3,8 +3,8 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
-import { MAIN, spawnServer, waitFor } from '../helpers/process.js';
-import { startRedis } from '../helpers/redis.js';
+import { MAIN, spawnServer, waitFor } from '../../helpers/process.js';
+import { startRedis } from '../../helpers/redis.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'rl-workers-'));
 t.teardown(() => rmSync(dir, { recursive: true, force: true }));

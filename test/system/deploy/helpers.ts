@@ -6,9 +6,9 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { findTool } from '../helpers/tools.js';
+import { findTool } from '../../helpers/tools.js';
 
-export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
+export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
 export const SERVER_ENTRY = join(REPO_ROOT, 'dist', 'main.js');
 
 /** Why a test cannot run, or undefined. Missing dist/main.js is a failure the caller reports. */
@@ -54,8 +54,8 @@ export async function freePort(): Promise<number> {
   });
 }
 
-export { waitFor } from '../helpers/wait.js';
-import { waitFor } from '../helpers/wait.js';
+export { waitFor } from '../../helpers/wait.js';
+import { waitFor } from '../../helpers/wait.js';
 
 /** fetch with a deadline, so no test hangs on a stuck peer. */
 export async function get(url: string, headers: Record<string, string> = {}, timeoutMs = 5_000): Promise<Response> {

@@ -4,7 +4,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
 import { parse, parseAllDocuments } from 'yaml';
-import { FLAGS, envName, resolveSettings } from '../../src/settings.js';
+import { FLAGS, envName, resolveSettings } from '../../../src/settings.js';
 import { REPO_ROOT, run, toolAvailability } from './helpers.js';
 
 const kubectl = toolAvailability('kubectl');
@@ -168,7 +168,7 @@ if (!kubectl.ok && !kubectl.fail) {
 }
 
 t.test('the Kubernetes rules are the example config (the copy cannot drift)', async (t) => {
-  const { loadConfig } = await import('../../src/config/load.js');
+  const { loadConfig } = await import('../../../src/config/load.js');
   const strip = (path: string) => readFileSync(join(REPO_ROOT, path), 'utf8').split('\n').filter((line) => !line.startsWith('#')).join('\n');
   t.equal(strip('deploy/k8s/base/rules/openclaw.yaml'), strip('examples/openclaw.yaml'), 'same rules, comments aside');
   const compiled = loadConfig(join(REPO_ROOT, 'deploy/k8s/base/rules/openclaw.yaml'));

@@ -1,6 +1,6 @@
 // gRPC interoperability checked by code we did not write: Python's grpcio (a
 // C-core gRPC implementation) and protobuf, with message types declared from
-// Envoy's published protos in test/grpc/fixtures/interop_client.py, call the
+// Envoy's published protos in test/system/grpc/fixtures/interop_client.py, call the
 // server process's RateLimitService, Authorization and Health.
 import { execFile, spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import t from 'tap';
-import { spawnServer } from '../helpers/process.js';
+import { spawnServer } from '../../helpers/process.js';
 
 /** Debian's interpreter, which python3-grpcio installs for (a pyenv python3 on PATH may lack grpc). */
 const PYTHON = '/usr/bin/python3';

@@ -4,10 +4,10 @@
 // are closed by the timeouts. Deadlines are generous and not under test.
 import { fileURLToPath } from 'node:url';
 import t from 'tap';
-import { RawHttpConnection, type RawClose } from '../helpers/http1.js';
-import { spawnServer } from '../helpers/process.js';
+import { RawHttpConnection, type RawClose } from '../../helpers/http1.js';
+import { spawnServer } from '../../helpers/process.js';
 
-const example = fileURLToPath(new URL('../../examples/openclaw.yaml', import.meta.url));
+const example = fileURLToPath(new URL('../../../examples/openclaw.yaml', import.meta.url));
 const SLOW_HEADERS = 200;
 const SLOW_BODIES = 200;
 const REQUEST_TIMEOUT_MS = 2_000;

@@ -7,8 +7,8 @@ import { randomBytes } from 'node:crypto';
 import { connect, createServer, type Server, type Socket } from 'node:net';
 import { Redis, type RedisOptions } from 'ioredis';
 import tap from 'tap';
-import { startDelayProxy, type DelayProxy } from '../helpers/delay-proxy.js';
-import { sleep, startRedis, waitFor, type Teardown } from '../helpers/redis.js';
+import { startDelayProxy, type DelayProxy } from '../../helpers/delay-proxy.js';
+import { sleep, startRedis, waitFor, type Teardown } from '../../helpers/redis.js';
 
 tap.setTimeout(60_000);
 

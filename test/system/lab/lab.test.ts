@@ -8,8 +8,8 @@
 import { createServer } from 'node:net';
 import { Redis, type Cluster } from 'ioredis';
 import tap from 'tap';
-import { clusterSlot } from '../../src/store/redis/cluster-slot.js';
-import { waitFor } from '../helpers/wait.js';
+import { clusterSlot } from '../../../src/store/redis/cluster-slot.js';
+import { waitFor } from '../../helpers/wait.js';
 import { formatRegionAddress, parseRegionAddress, parseRegions, startLab, type Lab } from './regions.js';
 
 tap.setTimeout(60_000);

@@ -29,9 +29,9 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Cluster, Redis } from 'ioredis';
-import { startDelayProxy, type DelayProxy, type DelayProxyStats, type HealOptions } from '../helpers/delay-proxy.js';
-import { spawnServer, type ServerProcess } from '../helpers/process.js';
-import { startRedis, startRedisCluster, type RedisClusterHandle, type RedisNode, type Teardown } from '../helpers/redis.js';
+import { startDelayProxy, type DelayProxy, type DelayProxyStats, type HealOptions } from '../../helpers/delay-proxy.js';
+import { spawnServer, type ServerProcess } from '../../helpers/process.js';
+import { startRedis, startRedisCluster, type RedisClusterHandle, type RedisNode, type Teardown } from '../../helpers/redis.js';
 import type { Descriptor } from '../scenarios/lib.js';
 import { LAB_DOMAIN, checkBody, postCheck, type CheckAnswer, type LoadTargets } from './load.js';
 

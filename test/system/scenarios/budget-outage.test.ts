@@ -5,7 +5,7 @@
  * real redis-server; a 3600/hour budget with `overdraft: true`.
  */
 import tap from 'tap';
-import { startRedis } from '../helpers/redis.js';
+import { startRedis } from '../../helpers/redis.js';
 import { metric, readyz, sleep, startSidecar, until, writeConfig, type Sidecar } from './lib.js';
 
 tap.setTimeout(180_000);
@@ -95,7 +95,7 @@ await tap.test('SIGTERM: a sidecar that owes charges to Redis writes them back b
   await redis.kill('SIGCONT');
   resumed = true;
   // At once. Whether a still owes anything by then depends on its breaker's probe and the HTTP drain;
-  // test/store/budget-close.test.ts holds close() to writing back with the breaker kept open.
+  // test/integration/store/budget-close.test.ts holds close() to writing back with the breaker kept open.
   const code = await a.proc.stop('SIGTERM');
   t.equal(code, 0, 'a exits cleanly');
 

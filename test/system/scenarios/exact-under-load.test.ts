@@ -18,9 +18,9 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import tap, { type Test } from 'tap';
-import { clusterSlot } from '../../src/store/redis/cluster-slot.js';
-import { slotTagFor } from '../../src/core/keys.js';
-import { startRedisCluster } from '../helpers/redis.js';
+import { clusterSlot } from '../../../src/store/redis/cluster-slot.js';
+import { slotTagFor } from '../../../src/core/keys.js';
+import { startRedisCluster } from '../../helpers/redis.js';
 import {
   check, flat, getText, metric, startSidecar, statuses, tally, warmUp, writeConfig,
   type Answer, type Descriptor, type Sidecar,

@@ -16,9 +16,9 @@
  * The measured over-admission is printed (docs/redis.md "Failures, resharding and failover" quotes it).
  */
 import tap, { type Test } from 'tap';
-import { clusterSlot } from '../../src/store/redis/cluster-slot.js';
-import { slotTagFor } from '../../src/core/keys.js';
-import { startRedisCluster } from '../helpers/redis.js';
+import { clusterSlot } from '../../../src/store/redis/cluster-slot.js';
+import { slotTagFor } from '../../../src/core/keys.js';
+import { startRedisCluster } from '../../helpers/redis.js';
 import { check, flat, sleep, startSidecar, tally, until, warmUp, writeConfig, type Answer, type Sidecar } from './lib.js';
 
 tap.setTimeout(300_000);

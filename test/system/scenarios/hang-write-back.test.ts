@@ -9,7 +9,7 @@
  * It read about 300 before the fix.
  */
 import tap from 'tap';
-import { startRedis } from '../helpers/redis.js';
+import { startRedis } from '../../helpers/redis.js';
 import { check, flat, metric, readyz, sleep, startSidecar, statuses, until, writeConfig } from './lib.js';
 
 tap.setTimeout(120_000);

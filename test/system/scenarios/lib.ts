@@ -6,8 +6,8 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { spawnServer, type ServerProcess } from '../helpers/process.js';
-import { sleep, type RedisClusterHandle, type RedisNode } from '../helpers/redis.js';
+import { spawnServer, type ServerProcess } from '../../helpers/process.js';
+import { sleep, type RedisClusterHandle, type RedisNode } from '../../helpers/redis.js';
 
 export { sleep };
 

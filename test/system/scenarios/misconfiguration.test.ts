@@ -9,9 +9,9 @@
  * 10/hour key admitted 30 with a wrong password under `local`.
  */
 import tap, { type Test } from 'tap';
-import { startRedis, type RedisNode } from '../helpers/redis.js';
+import { startRedis, type RedisNode } from '../../helpers/redis.js';
 import { check, flat, getText, tally, until, writeConfig, type Answer, type Policy, type Sidecar } from './lib.js';
-import { spawnServer } from '../helpers/process.js';
+import { spawnServer } from '../../helpers/process.js';
 
 tap.setTimeout(240_000);
 

@@ -10,7 +10,7 @@
  */
 import tap from 'tap';
 import { Redis } from 'ioredis';
-import { startRedis, startRedisCluster } from '../helpers/redis.js';
+import { startRedis, startRedisCluster } from '../../helpers/redis.js';
 import { check, flat, getText, metric, sleep, startSidecar, tally, until, writeConfig, type Answer, type Sidecar } from './lib.js';
 
 tap.setTimeout(200_000);

@@ -12,7 +12,7 @@
  * the cluster back) → shared enforcement resumes and the fallback gauge is 0.
  */
 import tap, { type Test } from 'tap';
-import { startRedis, startRedisCluster, type RedisClusterHandle, type RedisNode } from '../helpers/redis.js';
+import { startRedis, startRedisCluster, type RedisClusterHandle, type RedisNode } from '../../helpers/redis.js';
 import {
   burst, check, flat, getText, metric, percentile, readyz, sleep, startSidecar, tally, until, warmUp, writeConfig,
   type Policy, type Sidecar, type TestLike,

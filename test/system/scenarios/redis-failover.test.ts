@@ -6,8 +6,8 @@
  * failover and enforcement is shared again afterwards.
  */
 import tap from 'tap';
-import { slotTagFor } from '../../src/core/keys.js';
-import { startRedisCluster } from '../helpers/redis.js';
+import { slotTagFor } from '../../../src/core/keys.js';
+import { startRedisCluster } from '../../helpers/redis.js';
 import {
   burst, check, flat, metric, percentile, readyz, sleep, startSidecar, tally, until, warmUp, writeConfig,
   type Answer, type Sidecar,

@@ -10,7 +10,7 @@
  *  7. NOSCRIPT after SCRIPT FLUSH on every master: no failed decision, exact enforcement after.
  */
 import tap from 'tap';
-import { startRedisCluster, type RedisNode } from '../helpers/redis.js';
+import { startRedisCluster, type RedisNode } from '../../helpers/redis.js';
 import {
   burst, check, findKeys, flat, metric, sleep, startSidecar, statuses, tally, until, warmUp, writeConfig,
   type Answer, type Descriptor, type Sidecar,

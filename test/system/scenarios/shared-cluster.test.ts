@@ -8,9 +8,9 @@ import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
-import { freePort, sleep, startRedisCluster, waitFor } from '../helpers/redis.js';
+import { freePort, sleep, startRedisCluster, waitFor } from '../../helpers/redis.js';
 
-const MAIN = new URL('../../dist/main.js', import.meta.url).pathname;
+const MAIN = new URL('../../../dist/main.js', import.meta.url).pathname;
 if (!existsSync(MAIN)) {
   t.fail('dist/main.js is not built: run npm run build (npm test does) — nothing here could be checked');
 } else {

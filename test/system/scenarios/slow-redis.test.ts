@@ -17,8 +17,8 @@
  * The measured figures are printed (docs/redis.md "Sizing the deadline").
  */
 import tap from 'tap';
-import { startDelayProxy } from '../helpers/delay-proxy.js';
-import { startRedis } from '../helpers/redis.js';
+import { startDelayProxy } from '../../helpers/delay-proxy.js';
+import { startRedis } from '../../helpers/redis.js';
 import { burst, flat, getText, metric, startSidecar, tally, until, warmUp, writeConfig, type Sidecar } from './lib.js';
 
 tap.setTimeout(180_000);

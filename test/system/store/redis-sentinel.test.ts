@@ -8,10 +8,10 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
-import { spawnServer } from '../helpers/process.js';
-import { sleep, startSentinelGroup, waitFor, type RedisNode, type SentinelGroupHandle } from '../helpers/redis.js';
-import { OpFactory, uniquePrefix } from './contract.js';
-import { redisStoreFor } from './redis-helper.js';
+import { spawnServer } from '../../helpers/process.js';
+import { sleep, startSentinelGroup, waitFor, type RedisNode, type SentinelGroupHandle } from '../../helpers/redis.js';
+import { OpFactory, uniquePrefix } from '../../helpers/store-contract.js';
+import { redisStoreFor } from '../../integration/store/redis-helper.js';
 
 const HOUR_10 = { requestsPerUnit: 10, unit: 'hour' } as const;
 

@@ -1,7 +1,7 @@
 // The bench's SVG bar chart: one bar per measured value, heights to scale,
 // labels escaped, missing values drawn as a dash without a bar.
 import t from 'tap';
-import { barChartSvg, escapeXml, formatValue } from '../../bench/chart.js';
+import { barChartSvg, escapeXml, formatValue } from '../../../bench/chart.js';
 
 const chart = barChartSvg({
   title: 'CPU per decision <test> & co',

@@ -1,6 +1,6 @@
 // CPU per decision: Redis's INFO cpu counters and the arithmetic on them.
 import t from 'tap';
-import { cpuDeltaSeconds, decisionsPerCoreSecond, microsPerDecision, redisCpuSeconds } from '../../bench/cost.js';
+import { cpuDeltaSeconds, decisionsPerCoreSecond, microsPerDecision, redisCpuSeconds } from '../../../bench/cost.js';
 
 const INFO = [
   '# CPU',

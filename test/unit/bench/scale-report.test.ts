@@ -2,12 +2,12 @@
 // from the measured window, the ratios to the peer and the targets.
 import { readFileSync } from 'node:fs';
 import t from 'tap';
-import type { Row } from '../../bench/report.js';
+import type { Row } from '../../../bench/report.js';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { costChart, costTable, idleRedisMicros, redisMicros, scaleChecks, sidecarMicros, sizingTable, writeSizingFigures } from '../../bench/scale-report.js';
-import { GLOBAL_CAP_KEY, GLOBAL_CAP_PER_S, type ScaleShape } from '../../bench/workload.js';
+import { costChart, costTable, idleRedisMicros, redisMicros, scaleChecks, sidecarMicros, sizingTable, writeSizingFigures } from '../../../bench/scale-report.js';
+import { GLOBAL_CAP_KEY, GLOBAL_CAP_PER_S, type ScaleShape } from '../../../bench/workload.js';
 
 /** A measured HTTP row: `decisions` answered in 5 s, `redisCpuS` and `serverCpuS` spent meanwhile. */
 function measured(kind: 'ours' | 'peer', store: Row['store'], shape: ScaleShape, decisions: number, redisCpuS: number, serverCpuS: number): Row {
@@ -66,7 +66,7 @@ t.test('the chart has the Redis and sidecar panels', async (t) => {
 });
 
 t.test('bench.yaml caps the hot key at the figure the peer uses', async (t) => {
-  const yaml = readFileSync(new URL('../../bench/bench.yaml', import.meta.url), 'utf8');
+  const yaml = readFileSync(new URL('../../../bench/bench.yaml', import.meta.url), 'utf8');
   const rule = new RegExp(`value: ${GLOBAL_CAP_KEY}\\n\\s+rate_limit: \\{ unit: second, requests_per_unit: (\\d+) \\}`).exec(yaml);
   t.equal(Number(rule?.[1]), GLOBAL_CAP_PER_S);
 });

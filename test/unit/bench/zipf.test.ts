@@ -1,7 +1,7 @@
 // The scale workloads' key draws: seeded, in range, and distributed as claimed.
 import t from 'tap';
-import { harmonic, seededRandom, uniformSampler, zipfSampler } from '../../bench/zipf.js';
-import { GLOBAL_CAP_KEY, SCALE_KEY_COUNT, scaleKeys } from '../../bench/workload.js';
+import { harmonic, seededRandom, uniformSampler, zipfSampler } from '../../../bench/zipf.js';
+import { GLOBAL_CAP_KEY, SCALE_KEY_COUNT, scaleKeys } from '../../../bench/workload.js';
 
 t.test('the seeded generator repeats its sequence for a seed and stays in [0, 1)', async (t) => {
   const a = seededRandom(7);

@@ -6,7 +6,7 @@ import { join, relative, resolve, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import t from 'tap';
 
-const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
+const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
 const SRC = join(ROOT, 'src');
 const MAX_SOURCE_LINES = 400;
 
@@ -98,4 +98,25 @@ t.test('the import reader sees every form of import (so the rules above cannot p
   ].join('\n');
   t.same(importsOf(sample), ['tap', './a.js', '../b.js', './d.js', './e.js', 'side-effect', './f.js']);
   t.ok(files.length > 40, `found the sources (${files.length} files)`);
+});
+
+// The test tiers (docs/development.md, "Tests"): the folder a test is in says
+// what it may start, so `npm run test:unit` stays fast and needs nothing
+// installed, and `npm run test:integration` needs no build.
+const TEST = join(ROOT, 'test');
+const TIERS = ['unit', 'integration', 'system', 'fuzz'];
+const testFiles = sourceFiles(TEST).filter((file) => file.endsWith('.test.ts')).map((file) => relative(TEST, file));
+
+t.test('every test is in one tier and starts no more than its tier allows', async (t) => {
+  t.same(testFiles.filter((file) => !TIERS.includes(file.split('/')[0]!)), [], `every test is under test/{${TIERS.join(',')}}`);
+  const inTier = (tier: string, starts: (specifier: string) => boolean, calls: RegExp) => testFiles.filter((file) => {
+    const text = readFileSync(join(TEST, file), 'utf8');
+    return file.startsWith(`${tier}/`) && (importsOf(text).some(starts) || calls.test(text));
+  });
+  const SOCKET_OR_PROCESS = /^node:(child_process|net|http|http2|worker_threads)$|\/helpers\/(redis|process|server|delay-proxy|tls|http1|raw-http2)\.js$|\/app-harness\.js$/;
+  t.same(inTier('unit', (specifier) => SOCKET_OR_PROCESS.test(specifier), /\bstartHarness\(/), [],
+    'a unit test opens no socket and starts no process (no Redis, no server, no child)');
+  t.same(inTier('integration', (specifier) => specifier.endsWith('/helpers/process.js'), /dist\/main\.js/), [],
+    'an integration test starts no node dist/main.js (the system tier does)');
+  t.ok(testFiles.length > 90, `found the tests (${testFiles.length} files)`);
 });

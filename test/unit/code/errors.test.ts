@@ -6,12 +6,12 @@ import { join, relative, resolve, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { status } from '@grpc/grpc-js';
 import t from 'tap';
-import * as errors from '../../src/errors.js';
-import { ERROR_CODES, RateLimitError, type ErrorCode } from '../../src/errors.js';
-import { httpError } from '../../src/transport/http/server.js';
-import { toGrpcError } from '../../src/transport/grpc/grpc-errors.js';
+import * as errors from '../../../src/errors.js';
+import { ERROR_CODES, RateLimitError, type ErrorCode } from '../../../src/errors.js';
+import { httpError } from '../../../src/transport/http/server.js';
+import { toGrpcError } from '../../../src/transport/grpc/grpc-errors.js';
 
-const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
+const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
 const SRC = join(ROOT, 'src');
 
 function sourceFiles(dir: string): string[] {

@@ -5,8 +5,8 @@
 import t from 'tap';
 import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { loadConfig } from '../../src/config/load.js';
-import { ConfigError } from '../../src/errors.js';
+import { loadConfig } from '../../../src/config/load.js';
+import { ConfigError } from '../../../src/errors.js';
 
 const BAD = join(import.meta.dirname, 'fixtures', 'bad');
 
@@ -119,7 +119,7 @@ for (const [name, expected] of Object.entries(EXPECTED)) {
 }
 
 t.test('a misspelling is suggested even with swapped letters or other case', async (t) => {
-  const { closestKey } = await import('../../src/config/describe-issue.js');
+  const { closestKey } = await import('../../../src/config/describe-issue.js');
   t.equal(closestKey('unti', ['unit', 'name']), 'unit');
   t.equal(closestKey('Shadow-Mode', ['shadow_mode', 'key']), 'shadow_mode');
   t.equal(closestKey('colour', ['unit', 'name']), undefined);

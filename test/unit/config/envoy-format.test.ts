@@ -4,12 +4,12 @@
 // files is test/config/envoy-ratelimit-upstream.test.ts.
 import { join } from 'node:path';
 import t from 'tap';
-import { loadConfig } from '../../src/config/load.js';
-import { Limiter } from '../../src/core/limiter.js';
-import { matchRule } from '../../src/core/rules.js';
-import type { CompiledConfig } from '../../src/core/config-model.js';
-import type { Decision, Descriptor, Entry } from '../../src/core/types.js';
-import { MemoryStore } from '../../src/store/memory-store.js';
+import { loadConfig } from '../../../src/config/load.js';
+import { Limiter } from '../../../src/core/limiter.js';
+import { matchRule } from '../../../src/core/rules.js';
+import type { CompiledConfig } from '../../../src/core/config-model.js';
+import type { Decision, Descriptor, Entry } from '../../../src/core/types.js';
+import { MemoryStore } from '../../../src/store/memory-store.js';
 
 const FIXTURES = join(import.meta.dirname, 'fixtures', 'envoy-format');
 const entries = (...pairs: [string, string][]): Entry[] => pairs.map(([key, value]) => ({ key, value }));

@@ -8,8 +8,8 @@ import { copyFileSync, existsSync, mkdtempSync, readdirSync, rmSync, statSync } 
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import t from 'tap';
-import { loadConfig } from '../../src/config/load.js';
-import { ConfigError } from '../../src/errors.js';
+import { loadConfig } from '../../../src/config/load.js';
+import { ConfigError } from '../../../src/errors.js';
 
 const ROOT = process.env['RL_ENVOY_RATELIMIT_DIR'];
 

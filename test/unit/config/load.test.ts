@@ -2,12 +2,12 @@ import t, { type Test } from 'tap';
 import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { checkConfig, loadConfig } from '../../src/config/load.js';
-import { exactKey, type CompiledRule, type RuleNode } from '../../src/core/rules.js';
-import { compileLimit } from '../../src/core/limit.js';
-import { ConfigError } from '../../src/errors.js';
+import { checkConfig, loadConfig } from '../../../src/config/load.js';
+import { exactKey, type CompiledRule, type RuleNode } from '../../../src/core/rules.js';
+import { compileLimit } from '../../../src/core/limit.js';
+import { ConfigError } from '../../../src/errors.js';
 
-const ROOT = join(import.meta.dirname, '..', '..');
+const ROOT = join(import.meta.dirname, '..', '..', '..');
 const EXAMPLE = join(ROOT, 'examples', 'openclaw.yaml');
 const FULL = join(import.meta.dirname, 'fixtures', 'good', 'full-format.yaml');
 

@@ -1,9 +1,9 @@
 // envoyproxy/ratelimit's matching semantics, through the tree the loader builds.
 import t from 'tap';
 import { join } from 'node:path';
-import { loadConfig } from '../../src/config/load.js';
-import { matchRule } from '../../src/core/rules.js';
-import type { Entry } from '../../src/core/types.js';
+import { loadConfig } from '../../../src/config/load.js';
+import { matchRule } from '../../../src/core/rules.js';
+import type { Entry } from '../../../src/core/types.js';
 
 const root = loadConfig(join(import.meta.dirname, 'fixtures', 'good', 'matching.yaml')).domains.get('matching')!.root;
 

@@ -5,13 +5,13 @@ import t, { type Test } from 'tap';
 import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { CompileSteps } from '../../src/config/compile-domain.js';
-import { compileSources, compileValidatedSteps, readConfigSources, validateSources, type LoadOptions } from '../../src/config/load.js';
-import { packValidated, unpackValidatedSteps } from '../../src/config/transfer.js';
-import type { CompiledConfig } from '../../src/core/config-model.js';
-import { bigConfigYaml } from '../helpers/big-config.js';
+import type { CompileSteps } from '../../../src/config/compile-domain.js';
+import { compileSources, compileValidatedSteps, readConfigSources, validateSources, type LoadOptions } from '../../../src/config/load.js';
+import { packValidated, unpackValidatedSteps } from '../../../src/config/transfer.js';
+import type { CompiledConfig } from '../../../src/core/config-model.js';
+import { bigConfigYaml } from '../../helpers/big-config.js';
 
-const ROOT = join(import.meta.dirname, '..', '..');
+const ROOT = join(import.meta.dirname, '..', '..', '..');
 
 function tempDir(t: Test): string {
   const dir = mkdtempSync(join(tmpdir(), 'rl-transfer-'));

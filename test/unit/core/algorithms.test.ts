@@ -3,9 +3,9 @@
 // back the way a check-only request would report it.
 import { readFileSync } from 'node:fs';
 import t from 'tap';
-import { algorithmOf, inspectStoredState } from '../../src/core/algorithms/table.js';
-import { compileLimit } from '../../src/core/limit.js';
-import type { LimitSpec } from '../../src/core/types.js';
+import { algorithmOf, inspectStoredState } from '../../../src/core/algorithms/table.js';
+import { compileLimit } from '../../../src/core/limit.js';
+import type { LimitSpec } from '../../../src/core/types.js';
 
 const SECOND_US = 1_000_000;
 const NOW_US = 1_700_000_000 * SECOND_US;
@@ -18,7 +18,7 @@ const lease: LimitSpec = { ...global, algorithm: 'lease' };
 const budget = compileLimit({ requestsPerUnit: 3600, unit: 'hour', overdraft: true });
 
 t.test('every algorithm has one entry in the script, under the code the table sends', async (t) => {
-  const lua = readFileSync(new URL('../../lua/openclaw.lua', import.meta.url), 'utf8');
+  const lua = readFileSync(new URL('../../../lua/openclaw.lua', import.meta.url), 'utf8');
   const table = /local ALGORITHMS = \{([^}]*)\}/.exec(lua)?.[1] ?? '';
   const luaCodes = [...table.matchAll(/(\w+) = \w+/g)].map((m) => m[1]).sort();
   const codes = [bucket, fixed, sliding, home, lease, budget].map((limit) => algorithmOf(limit).code).sort();

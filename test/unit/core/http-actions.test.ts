@@ -1,7 +1,7 @@
 import t from 'tap';
-import type { HttpAction } from '../../src/core/config-model.js';
-import { descriptorsFromHttp, queryParameter, type HttpRequestInput } from '../../src/core/http-actions.js';
-import { maskedAddress } from '../../src/core/ip-address.js';
+import type { HttpAction } from '../../../src/core/config-model.js';
+import { descriptorsFromHttp, queryParameter, type HttpRequestInput } from '../../../src/core/http-actions.js';
+import { maskedAddress } from '../../../src/core/ip-address.js';
 
 function request(overrides: Partial<Omit<HttpRequestInput, 'header'>> & { headers?: Record<string, string> } = {}): HttpRequestInput {
   const headers = overrides.headers ?? {};

@@ -1,7 +1,7 @@
 import t from 'tap';
-import { bucketKey, encodeEntries, slotTagFor } from '../../src/core/keys.js';
-import { decodeUtf8Lossless, hasByteEscapes } from '../../src/core/lossless-text.js';
-import type { Entry } from '../../src/core/types.js';
+import { bucketKey, encodeEntries, slotTagFor } from '../../../src/core/keys.js';
+import { decodeUtf8Lossless, hasByteEscapes } from '../../../src/core/lossless-text.js';
+import type { Entry } from '../../../src/core/types.js';
 
 const identity = (text: string): string => `digest(${text})`;
 

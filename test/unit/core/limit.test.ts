@@ -1,7 +1,7 @@
 import t from 'tap';
-import { compileLimit, limitSpecProblem, UNITS } from '../../src/core/limit.js';
-import { LimitSpecError } from '../../src/errors.js';
-import type { Algorithm, Unit } from '../../src/core/types.js';
+import { compileLimit, limitSpecProblem, UNITS } from '../../../src/core/limit.js';
+import { LimitSpecError } from '../../../src/errors.js';
+import type { Algorithm, Unit } from '../../../src/core/types.js';
 
 t.test('limitSpecProblem names exactly the limits compileLimit refuses', async (t) => {
   let seed = 12345;

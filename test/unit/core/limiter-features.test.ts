@@ -2,11 +2,11 @@
 // several limits per descriptor, quota_mode, share_threshold, unit_multiplier,
 // sliding windows, and truthful answers for costs that can never fit.
 import t from 'tap';
-import { configFromYaml, d } from '../helpers/config.js';
-import { Limiter } from '../../src/core/limiter.js';
-import type { BucketOp, Decision, Descriptor } from '../../src/core/types.js';
-import type { StoreDecision } from '../../src/core/store.js';
-import { MemoryStore } from '../../src/store/memory-store.js';
+import { configFromYaml, d } from '../../helpers/config.js';
+import { Limiter } from '../../../src/core/limiter.js';
+import type { BucketOp, Decision, Descriptor } from '../../../src/core/types.js';
+import type { StoreDecision } from '../../../src/core/store.js';
+import { MemoryStore } from '../../../src/store/memory-store.js';
 
 const CONFIG = `
 domain: shop

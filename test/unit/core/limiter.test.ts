@@ -1,9 +1,9 @@
 import t from 'tap';
-import { configFromYaml, d } from '../helpers/config.js';
-import { Limiter, UNLIMITED_REMAINING } from '../../src/core/limiter.js';
-import type { Store, StoreDecision } from '../../src/core/store.js';
-import type { BucketOp, Decision, Descriptor } from '../../src/core/types.js';
-import { MemoryStore } from '../../src/store/memory-store.js';
+import { configFromYaml, d } from '../../helpers/config.js';
+import { Limiter, UNLIMITED_REMAINING } from '../../../src/core/limiter.js';
+import type { Store, StoreDecision } from '../../../src/core/store.js';
+import type { BucketOp, Decision, Descriptor } from '../../../src/core/types.js';
+import { MemoryStore } from '../../../src/store/memory-store.js';
 
 const CONFIG = `
 domain: shop

@@ -1,5 +1,5 @@
 import t from 'tap';
-import { decodeUtf8Lossless, encodeUtf8Lossless, hasByteEscapes, latin1ToLossless } from '../../src/core/lossless-text.js';
+import { decodeUtf8Lossless, encodeUtf8Lossless, hasByteEscapes, latin1ToLossless } from '../../../src/core/lossless-text.js';
 
 const bytes = (...values: number[]): Uint8Array => Uint8Array.from(values);
 const same = (a: Uint8Array, b: Uint8Array): boolean => Buffer.from(a).equals(Buffer.from(b));

@@ -1,7 +1,7 @@
 import t from 'tap';
-import { compileLimit } from '../../src/core/limit.js';
-import type { BucketOp, LimitSpec } from '../../src/core/types.js';
-import { MemoryStore } from '../../src/store/memory-store.js';
+import { compileLimit } from '../../../src/core/limit.js';
+import type { BucketOp, LimitSpec } from '../../../src/core/types.js';
+import { MemoryStore } from '../../../src/store/memory-store.js';
 
 /**
  * A deliberately simple token bucket: exact rationals with BigInt, tokens

@@ -3,12 +3,12 @@
 // parser (structured-headers), not by comparing strings only.
 import { parseList } from 'structured-headers';
 import t from 'tap';
-import { configFromYaml } from '../helpers/config.js';
-import { compileLimit } from '../../src/core/limit.js';
-import { Limiter } from '../../src/core/limiter.js';
-import { headerPolicy, rateLimitHeaders, sfString, type HeaderStyle } from '../../src/core/response-headers.js';
-import type { Decision, Descriptor } from '../../src/core/types.js';
-import { MemoryStore } from '../../src/store/memory-store.js';
+import { configFromYaml } from '../../helpers/config.js';
+import { compileLimit } from '../../../src/core/limit.js';
+import { Limiter } from '../../../src/core/limiter.js';
+import { headerPolicy, rateLimitHeaders, sfString, type HeaderStyle } from '../../../src/core/response-headers.js';
+import type { Decision, Descriptor } from '../../../src/core/types.js';
+import { MemoryStore } from '../../../src/store/memory-store.js';
 
 const CONFIG = `
 domain: shop

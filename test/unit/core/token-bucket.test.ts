@@ -1,7 +1,7 @@
 import t from 'tap';
-import { evaluate, type BucketState } from '../../src/core/bucket.js';
-import { compileLimit } from '../../src/core/limit.js';
-import type { LimitSpec } from '../../src/core/types.js';
+import { evaluate, type BucketState } from '../../../src/core/bucket.js';
+import { compileLimit } from '../../../src/core/limit.js';
+import type { LimitSpec } from '../../../src/core/types.js';
 
 const SECOND = 1_000_000;
 const T0 = 1_700_000_000 * SECOND; // a fixed epoch instant, µs

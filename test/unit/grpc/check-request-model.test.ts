@@ -3,11 +3,11 @@
 // codec (path/query split, pseudo-header fallbacks, header_map joins).
 // Random valid messages from the fuzz suite's generator, seeded.
 import t from 'tap';
-import { hasByteEscapes } from '../../src/core/lossless-text.js';
-import { decodeCheckRequest } from '../../src/transport/grpc/authz-codec.js';
-import { loadPackageDefinition } from '../../src/transport/grpc/proto-root.js';
-import { Random } from '../fuzz/fuzz-kit.js';
-import { validCheckRequest } from '../fuzz/proto-cases.js';
+import { hasByteEscapes } from '../../../src/core/lossless-text.js';
+import { decodeCheckRequest } from '../../../src/transport/grpc/authz-codec.js';
+import { loadPackageDefinition } from '../../../src/transport/grpc/proto-root.js';
+import { Random } from '../../fuzz/fuzz-kit.js';
+import { validCheckRequest } from '../../fuzz/proto-cases.js';
 
 type Method = { requestDeserialize(b: Buffer): any };
 const check = (loadPackageDefinition() as unknown as Record<string, Record<string, Method>>)['envoy.service.auth.v3.Authorization']!['Check']!;

@@ -1,14 +1,14 @@
 // The field tables and their decode/encode loops (message-table.ts), apart
 // from the codecs that use them.
 import t from 'tap';
-import { DEFAULT_REQUEST_BOUNDS } from '../../src/core/request-bounds.js';
-import { decodeCheckRequest, encodeCheckResponse } from '../../src/transport/grpc/authz-codec.js';
-import { decode, encode, messageReader, messageWriter, readMessage, writeMessage } from '../../src/transport/grpc/message-table.js';
-import { decodeRateLimitRequest, encodeRateLimitResponse } from '../../src/transport/grpc/rls-codec.js';
-import { WireReader, decodeFailure } from '../../src/transport/grpc/wire-reader.js';
-import { WireWriter } from '../../src/transport/grpc/wire-writer.js';
-import { decision, limitedStatus } from './helpers.js';
-import { len, mapEntry, num } from './wire.js';
+import { DEFAULT_REQUEST_BOUNDS } from '../../../src/core/request-bounds.js';
+import { decodeCheckRequest, encodeCheckResponse } from '../../../src/transport/grpc/authz-codec.js';
+import { decode, encode, messageReader, messageWriter, readMessage, writeMessage } from '../../../src/transport/grpc/message-table.js';
+import { decodeRateLimitRequest, encodeRateLimitResponse } from '../../../src/transport/grpc/rls-codec.js';
+import { WireReader, decodeFailure } from '../../../src/transport/grpc/wire-reader.js';
+import { WireWriter } from '../../../src/transport/grpc/wire-writer.js';
+import { decision, limitedStatus } from '../../helpers/grpc.js';
+import { len, mapEntry, num } from '../../helpers/protobuf-wire.js';
 
 interface Pair { a: string; items: string[] }
 

@@ -1,9 +1,9 @@
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import t from 'tap';
-import { findProtoDir, loadPackageDefinition } from '../../src/transport/grpc/proto-root.js';
+import { findProtoDir, loadPackageDefinition } from '../../../src/transport/grpc/proto-root.js';
 
-const ROOT = fileURLToPath(new URL('../../', import.meta.url));
+const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 
 t.test('proto/ is found from src/ (tsx) and from dist/ (compiled) alike', async (t) => {
   t.equal(findProtoDir(join(ROOT, 'src', 'transport', 'grpc')), join(ROOT, 'proto'));

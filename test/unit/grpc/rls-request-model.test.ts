@@ -3,13 +3,13 @@
 // codec. Random valid messages from the fuzz suite's generator, seeded.
 import { isDeepStrictEqual } from 'node:util';
 import t from 'tap';
-import { hasByteEscapes } from '../../src/core/lossless-text.js';
-import { DEFAULT_REQUEST_BOUNDS } from '../../src/core/request-bounds.js';
-import type { Descriptor } from '../../src/core/types.js';
-import { loadPackageDefinition } from '../../src/transport/grpc/proto-root.js';
-import { decodeRateLimitRequest } from '../../src/transport/grpc/rls-codec.js';
-import { Random } from '../fuzz/fuzz-kit.js';
-import { validRateLimitRequest } from '../fuzz/proto-cases.js';
+import { hasByteEscapes } from '../../../src/core/lossless-text.js';
+import { DEFAULT_REQUEST_BOUNDS } from '../../../src/core/request-bounds.js';
+import type { Descriptor } from '../../../src/core/types.js';
+import { loadPackageDefinition } from '../../../src/transport/grpc/proto-root.js';
+import { decodeRateLimitRequest } from '../../../src/transport/grpc/rls-codec.js';
+import { Random } from '../../fuzz/fuzz-kit.js';
+import { validRateLimitRequest } from '../../fuzz/proto-cases.js';
 
 type Method = { requestDeserialize(b: Buffer): any };
 const rls = (loadPackageDefinition() as unknown as Record<string, Record<string, Method>>)['envoy.service.ratelimit.v3.RateLimitService']!['ShouldRateLimit']!;

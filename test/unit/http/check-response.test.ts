@@ -1,7 +1,7 @@
 import t from 'tap';
 import fastJson from 'fast-json-stringify';
-import type { Decision, DescriptorStatus, ReportedLimit } from '../../src/core/types.js';
-import { checkResponseJson } from '../../src/transport/http/check-response.js';
+import type { Decision, DescriptorStatus, ReportedLimit } from '../../../src/core/types.js';
+import { checkResponseJson } from '../../../src/transport/http/check-response.js';
 
 // POST /v1/check bodies are written as text by checkResponseJson. Before,
 // fastify serialized this object with this schema (fast-json-stringify):

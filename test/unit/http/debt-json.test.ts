@@ -1,8 +1,8 @@
 import t from 'tap';
-import { compileLimit } from '../../src/core/limit.js';
-import { inspectStoredState } from '../../src/core/algorithms/table.js';
-import { checkResponseJson, debtJson } from '../../src/transport/http/check-response.js';
-import type { Decision, DescriptorStatus } from '../../src/core/types.js';
+import { compileLimit } from '../../../src/core/limit.js';
+import { inspectStoredState } from '../../../src/core/algorithms/table.js';
+import { checkResponseJson, debtJson } from '../../../src/transport/http/check-response.js';
+import type { Decision, DescriptorStatus } from '../../../src/core/types.js';
 
 t.test('a status in debt carries "debt" (whole tokens owed, rounded up); others carry none', async (t) => {
   const base: DescriptorStatus = {

@@ -1,14 +1,14 @@
 import t from 'tap';
-import type { CompiledConfig } from '../../src/core/config-model.js';
-import type { HttpRequestInput } from '../../src/core/http-actions.js';
-import { DEFAULT_REQUEST_BOUNDS, checkDecisionRequest } from '../../src/core/request-bounds.js';
-import type { Decision, DecisionRequest, Descriptor } from '../../src/core/types.js';
-import { StoreUnavailableError } from '../../src/errors.js';
-import { decideHttpRequest, type Api, type DecisionService } from '../../src/service.js';
-import { createLogger } from '../../src/telemetry/logger.js';
-import { Metrics } from '../../src/telemetry/metrics.js';
-import { ClientAddressResolver } from '../../src/transport/http/client-address.js';
-import { createHttpServer } from '../../src/transport/http/server.js';
+import type { CompiledConfig } from '../../../src/core/config-model.js';
+import type { HttpRequestInput } from '../../../src/core/http-actions.js';
+import { DEFAULT_REQUEST_BOUNDS, checkDecisionRequest } from '../../../src/core/request-bounds.js';
+import type { Decision, DecisionRequest, Descriptor } from '../../../src/core/types.js';
+import { StoreUnavailableError } from '../../../src/errors.js';
+import { decideHttpRequest, type Api, type DecisionService } from '../../../src/service.js';
+import { createLogger } from '../../../src/telemetry/logger.js';
+import { Metrics } from '../../../src/telemetry/metrics.js';
+import { ClientAddressResolver } from '../../../src/transport/http/client-address.js';
+import { createHttpServer } from '../../../src/transport/http/server.js';
 
 /** A DecisionService whose decide() the test scripts; it keeps the contract's input checks. */
 class ScriptedService implements DecisionService {

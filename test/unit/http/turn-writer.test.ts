@@ -1,5 +1,5 @@
 import t from 'tap';
-import { TurnWriter } from '../../src/transport/http/turn-writer.js';
+import { TurnWriter } from '../../../src/transport/http/turn-writer.js';
 
 t.test('answers of one turn are written together at its end, in order; a failed write does not stop the others', async (t) => {
   const written: string[] = [];

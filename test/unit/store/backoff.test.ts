@@ -1,5 +1,5 @@
 import t from 'tap';
-import { backoffDelayMs } from '../../src/store/redis/backoff.js';
+import { backoffDelayMs } from '../../../src/store/redis/backoff.js';
 
 const steps = { baseMs: 100, maxMs: 2_000 };
 

@@ -1,6 +1,6 @@
 import t from 'tap';
-import { CircuitBreaker } from '../../src/store/redis/circuit-breaker.js';
-import type { BreakerState } from '../../src/store/redis/circuit-breaker.js';
+import { CircuitBreaker } from '../../../src/store/redis/circuit-breaker.js';
+import type { BreakerState } from '../../../src/store/redis/circuit-breaker.js';
 
 function breaker() {
   const b = new CircuitBreaker({ failureThreshold: 3 });

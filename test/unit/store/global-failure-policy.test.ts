@@ -7,11 +7,11 @@
  * The regions together admitted 882 in 6 s on a limit of 100/s, burst 100.
  */
 import t from 'tap';
-import { compileLimit } from '../../src/core/limit.js';
-import type { BucketOp } from '../../src/core/types.js';
-import { StoreCallError } from '../../src/errors.js';
-import { MemoryStore } from '../../src/store/memory-store.js';
-import { FailurePolicy } from '../../src/store/redis/failure-policy.js';
+import { compileLimit } from '../../../src/core/limit.js';
+import type { BucketOp } from '../../../src/core/types.js';
+import { StoreCallError } from '../../../src/errors.js';
+import { MemoryStore } from '../../../src/store/memory-store.js';
+import { FailurePolicy } from '../../../src/store/redis/failure-policy.js';
 
 const global = compileLimit({ requestsPerUnit: 100, unit: 'second', burst: 100, scope: 'global' });
 const share = compileLimit({ requestsPerUnit: 33, unit: 'second', burst: 33 });

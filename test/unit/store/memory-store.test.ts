@@ -1,7 +1,7 @@
 import t from 'tap';
-import { compileLimit } from '../../src/core/limit.js';
-import type { BucketOp } from '../../src/core/types.js';
-import { MemoryStore } from '../../src/store/memory-store.js';
+import { compileLimit } from '../../../src/core/limit.js';
+import type { BucketOp } from '../../../src/core/types.js';
+import { MemoryStore } from '../../../src/store/memory-store.js';
 
 const perMinute = compileLimit({ requestsPerUnit: 10, unit: 'minute' });
 const perSecond = compileLimit({ requestsPerUnit: 2, unit: 'second' });

@@ -1,8 +1,8 @@
 // Node health without Redis: what opens a node's breaker, how it is probed back, and how few events it tells.
 import t from 'tap';
-import { StoreCallError } from '../../src/errors.js';
-import { NodeHealth } from '../../src/store/redis/node-health.js';
-import { waitFor } from '../helpers/wait.js';
+import { StoreCallError } from '../../../src/errors.js';
+import { NodeHealth } from '../../../src/store/redis/node-health.js';
+import { waitFor } from '../../helpers/wait.js';
 
 const HANG_GUARD_MS = 10_000;
 

@@ -1,11 +1,11 @@
 // Settlement without Redis: a request's answer from its groups' outcomes,
 // with the refunds and write-back debits the store is to carry out.
 import t from 'tap';
-import { evaluateBatch, type BucketState } from '../../src/core/bucket.js';
-import type { BucketOp, BucketOutcome } from '../../src/core/types.js';
-import type { OpGroup } from '../../src/store/redis/node-groups.js';
-import { failedShare, refundOf, settle, type FinalOutcome } from '../../src/store/redis/settlement.js';
-import { OpFactory } from './contract.js';
+import { evaluateBatch, type BucketState } from '../../../src/core/bucket.js';
+import type { BucketOp, BucketOutcome } from '../../../src/core/types.js';
+import type { OpGroup } from '../../../src/store/redis/node-groups.js';
+import { failedShare, refundOf, settle, type FinalOutcome } from '../../../src/store/redis/settlement.js';
+import { OpFactory } from '../../helpers/store-contract.js';
 
 const NOW_US = 1_700_000_000_000_000;
 const f = new OpFactory('settle:');
