@@ -2,20 +2,20 @@
 // key=value[,key=value...] ...`: the admin API from a shell, against the
 // store the serve command's flags (and RL_* variables) name. Prints the
 // admin API's JSON (docs/operations.md, "Inspect and reset a bucket").
-import { BucketAdminService } from './admin-service.js';
+import { BucketAdminService } from '../service/admin-service.js';
 import { sha256Digest } from './app.js';
-import { loadConfig } from './config/load.js';
-import type { CompiledConfig } from './core/config-model.js';
-import { Limiter } from './core/limiter.js';
-import { DEFAULT_REQUEST_BOUNDS } from './core/request-bounds.js';
-import type { Descriptor, Entry } from './core/types.js';
-import { LimiterDecisionService } from './decision-service.js';
-import { ConfigError, InvalidRequestError, RateLimitError, StoreUnavailableError, errorMessage } from './errors.js';
+import { loadConfig } from '../config/load.js';
+import type { CompiledConfig } from '../core/config-model.js';
+import { Limiter } from '../core/limiter.js';
+import { DEFAULT_REQUEST_BOUNDS } from '../core/request-bounds.js';
+import type { Descriptor, Entry } from '../core/types.js';
+import { LimiterDecisionService } from '../service/decision-service.js';
+import { ConfigError, InvalidRequestError, RateLimitError, StoreUnavailableError, errorMessage } from '../errors.js';
 import type { Settings } from './settings.js';
-import { MemoryStore } from './store/memory-store.js';
-import { createRedisStore, type RedisStore } from './store/redis/redis-store.js';
-import { Metrics } from './telemetry/metrics.js';
-import { inspectionJson, resetJson } from './transport/http/admin-server.js';
+import { MemoryStore } from '../store/memory-store.js';
+import { createRedisStore, type RedisStore } from '../store/redis/redis-store.js';
+import { Metrics } from '../telemetry/metrics.js';
+import { inspectionJson, resetJson } from '../transport/http/admin-server.js';
 
 /** Exit codes: 0 done, 1 the store could not be reached or did not answer, 2 bad input (flags, config, descriptors). */
 const EXIT_STORE = 1;

@@ -1,20 +1,21 @@
-#!/usr/bin/env node
+// The command line: serve, check-config, inspect, reset, version, help
+// (src/main.ts, the package's executable, runs it).
 import { readFileSync } from 'node:fs';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { runAdminCommand, type AdminCommand } from './admin-command.js';
 import { startApp, type RunningApp } from './app.js';
-import { loadConfig } from './config/load.js';
-import { ConfigError, TlsConfigError, errorMessage } from './errors.js';
+import { checkConfig } from '../config/load.js';
+import { ConfigError, TlsConfigError, errorMessage } from '../errors.js';
 import { adminUsage, checkConfigUsage, usage } from './help.js';
 import { FLAGS, SettingsError, resolveSettings, type Settings } from './settings.js';
-import { createLogger } from './telemetry/logger.js';
+import { createLogger } from '../telemetry/logger.js';
 import { isWorker, runPrimary } from './workers.js';
 
 /** Exit codes: 0 ok, 1 runtime failure, 2 bad usage or bad config. */
 const EXIT_USAGE = 2;
 
 function version(): string {
-  const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
+  const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
   return pkg.version;
 }
 
@@ -59,7 +60,7 @@ function parse(args: string[], options: ParseArgsConfig['options'], positionals:
  * checks as `serve --merge-domains` loads. Every store decides every
  * algorithm, so what is valid does not depend on the store.
  */
-function checkConfig(args: string[]): number {
+function runCheckConfig(args: string[]): number {
   const help = 'openclaw-ratelimit check-config --help';
   const { values, positionals: paths } = parse(args, CHECK_CONFIG_OPTIONS, true, help);
   if (values.help === true) {
@@ -72,8 +73,7 @@ function checkConfig(args: string[]): number {
   let code = 0;
   for (const path of paths) {
     try {
-      const config = loadConfig(path, options);
-      const domains = [...config.domains.keys()];
+      const { domains } = checkConfig(path, options);
       process.stdout.write(`${path}: OK (${domains.length} domain${domains.length === 1 ? '' : 's'}: ${domains.join(', ')})\n`);
     } catch (error: unknown) {
       process.stderr.write(`${errorMessage(error)}\n`);
@@ -172,7 +172,7 @@ async function main(argv: string[]): Promise<number> {
     case 'serve':
       return serve(rest);
     case 'check-config':
-      return checkConfig(rest);
+      return runCheckConfig(rest);
     case 'inspect':
     case 'reset':
       return admin(command, rest);
@@ -192,16 +192,19 @@ async function main(argv: string[]): Promise<number> {
   }
 }
 
-main(process.argv.slice(2)).then(
-  (code) => {
-    // Let pino flush, then exit (open handles of a stopped server must not keep us alive).
-    setImmediate(() => process.exit(code));
-  },
-  (error: unknown) => {
-    process.stderr.write(`${errorMessage(error)}\n`);
-    const helpCommand = error instanceof UsageError ? error.helpCommand
-      : error instanceof SettingsError ? 'openclaw-ratelimit serve --help' : undefined;
-    if (helpCommand !== undefined) process.stderr.write(`run "${helpCommand}" for the flags\n`);
-    process.exit(helpCommand === undefined ? 1 : EXIT_USAGE);
-  },
-);
+/** Runs the command `argv` names and exits the process with its code (0 ok, 1 runtime failure, 2 bad usage or config). */
+export function runCommandLine(argv: string[]): void {
+  main(argv).then(
+    (code) => {
+      // Let pino flush, then exit (open handles of a stopped server must not keep us alive).
+      setImmediate(() => process.exit(code));
+    },
+    (error: unknown) => {
+      process.stderr.write(`${errorMessage(error)}\n`);
+      const helpCommand = error instanceof UsageError ? error.helpCommand
+        : error instanceof SettingsError ? 'openclaw-ratelimit serve --help' : undefined;
+      if (helpCommand !== undefined) process.stderr.write(`run "${helpCommand}" for the flags\n`);
+      process.exit(helpCommand === undefined ? 1 : EXIT_USAGE);
+    },
+  );
+}

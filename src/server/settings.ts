@@ -3,11 +3,11 @@
 // declarations, so a flag, its env var (RL_<FLAG>), its default and its type
 // cannot drift apart. Flags win over the environment, the environment over defaults.
 import { z } from 'zod';
-import { DEFAULT_TRUSTED_PROXIES, parseTrustedProxies } from './core/ip-address.js';
-import { parseRegions } from './core/regions.js';
-import { HEADER_STYLES } from './core/response-headers.js';
-import { SettingsError } from './errors.js';
-import { LOG_LEVELS } from './telemetry/logger.js';
+import { DEFAULT_TRUSTED_PROXIES, parseTrustedProxies } from '../core/ip-address.js';
+import { parseRegions } from '../core/regions.js';
+import { HEADER_STYLES } from '../core/response-headers.js';
+import { SettingsError } from '../errors.js';
+import { LOG_LEVELS } from '../telemetry/logger.js';
 
 export { SettingsError };
 

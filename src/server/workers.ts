@@ -1,9 +1,9 @@
 import cluster, { type Worker } from 'node:cluster';
 import { AggregatorRegistry, type Registry } from 'prom-client';
-import { loadConfig } from './config/load.js';
-import { loadTlsMaterial } from './transport/tls-files.js';
+import { loadConfig } from '../config/load.js';
+import { loadTlsMaterial } from '../transport/tls-files.js';
 import type { Settings } from './settings.js';
-import type { Logger } from './telemetry/logger.js';
+import type { Logger } from '../telemetry/logger.js';
 
 // `--workers N`: a primary process forks N workers that share the listening
 // ports (node:cluster) and the Redis store. Only with Redis: with the memory

@@ -2,13 +2,51 @@
 // `reset` commands call (docs/operations.md, "Inspect and reset a bucket").
 // The request is matched as a decision would match it (Limiter.plan); the
 // store reads or deletes those buckets without deciding.
-import type { CompiledConfig } from './core/config-model.js';
-import type { Digest } from './core/keys.js';
-import { decisionOf, type Limiter, type RequestPlan } from './core/limiter.js';
-import { checkDecisionRequest, digestLongValues } from './core/request-bounds.js';
-import type { BucketAdmin } from './core/store.js';
-import type { DecisionRequest, DescriptorStatus } from './core/types.js';
-import type { AdminRequest, AdminService, DecisionService, DescriptorInspection, Inspection } from './service.js';
+import type { CompiledConfig } from '../core/config-model.js';
+import type { Digest } from '../core/keys.js';
+import { decisionOf, type Limiter, type RequestPlan } from '../core/limiter.js';
+import { checkDecisionRequest, digestLongValues } from '../core/request-bounds.js';
+import type { BucketAdmin } from '../core/store.js';
+import type { Descriptor, DecisionRequest, DescriptorStatus } from '../core/types.js';
+import type { DecisionService } from './decision-service.js';
+
+/** A request to the admin API: a /v1/check body, its domain not yet resolved. */
+export interface AdminRequest {
+  domain: string | undefined;
+  descriptors: Descriptor[];
+  hitsAddend?: number;
+}
+
+/** One limit's bucket as inspected: its status (nothing taken) and its store key. */
+export interface BucketStatus {
+  status: DescriptorStatus;
+  /** The bucket's store key; undefined when no limit matched (or the limit is unlimited). */
+  key: string | undefined;
+}
+
+/** One descriptor's buckets: the most restrictive one's, and each of them when it has several limits (`rate_limits`). */
+export interface DescriptorInspection extends BucketStatus {
+  limits?: BucketStatus[];
+}
+
+export interface Inspection {
+  domain: string;
+  /** One per descriptor, in order. */
+  statuses: DescriptorInspection[];
+}
+
+/**
+ * What the admin listener and the inspect/reset commands call. Both resolve
+ * the domain (an unknown one is an InvalidRequestError naming "domain") and
+ * check bounds as /v1/check does; both reject with StoreUnavailableError
+ * when the store cannot answer.
+ */
+export interface AdminService {
+  /** Each descriptor's bucket as the store holds it now, for the request's cost; takes nothing. */
+  inspect(request: AdminRequest): Promise<Inspection>;
+  /** Deletes the state of every bucket the request matches (each full again); resolves with how many had state. */
+  reset(request: AdminRequest): Promise<number>;
+}
 
 export interface BucketAdminServiceOptions {
   config: () => CompiledConfig;

@@ -1,13 +1,75 @@
-import type { CompiledConfig } from './core/config-model.js';
-import { descriptorsFromHttp, type HttpRequestInput } from './core/http-actions.js';
-import type { Limiter } from './core/limiter.js';
-import type { Digest } from './core/keys.js';
-import { checkDecisionRequest, digestLongValues, type RequestBounds } from './core/request-bounds.js';
-import type { Decision, DecisionRequest, Descriptor } from './core/types.js';
-import { InvalidRequestError } from './errors.js';
-import { decideHttpRequest, type Api, type DecisionService } from './service.js';
-import type { Store } from './core/store.js';
-import { UNKNOWN_DOMAIN_LABEL, type Metrics, type Outcome } from './telemetry/metrics.js';
+// What both transports call to decide: the DecisionService interface (a
+// transport depends on it, and translates only: wire format in, Decision
+// out), the one orchestration of an HTTP request's decision every
+// implementation shares (decideHttpRequest: test doubles use it too), and
+// LimiterDecisionService, the implementation the server runs: bounds, domain
+// choice, the limiter, metrics.
+import type { CompiledConfig } from '../core/config-model.js';
+import { descriptorsFromHttp, type HttpRequestInput } from '../core/http-actions.js';
+import type { Limiter } from '../core/limiter.js';
+import type { Digest } from '../core/keys.js';
+import { checkDecisionRequest, digestLongValues, type RequestBounds } from '../core/request-bounds.js';
+import type { Store } from '../core/store.js';
+import type { Api, Decision, DecisionRequest, Descriptor } from '../core/types.js';
+import { InvalidRequestError } from '../errors.js';
+import { UNKNOWN_DOMAIN_LABEL, type Metrics, type Outcome } from '../telemetry/metrics.js';
+
+/**
+ * What the transports (HTTP, gRPC) call. Transports only translate: decode the
+ * wire format into these types, call, encode the Decision.
+ */
+export interface DecisionService {
+  /** Bounds on one request; over them → 400 / INVALID_ARGUMENT (413 for a body). */
+  readonly bounds: RequestBounds;
+  /**
+   * The domain a request names, else --default-domain, else the only loaded
+   * domain. Throws InvalidRequestError (field "domain") when none can be chosen.
+   * A domain that is not loaded is returned as is (unknown domain → OK, as
+   * envoyproxy/ratelimit's RLS answers) unless `refuseUnknownAs` is given:
+   * then it throws InvalidRequestError naming that field (e.g. "domain",
+   * "X-RateLimit-Domain") and the loaded domains — our HTTP APIs' choice,
+   * so a mistyped domain is an error, not "no limit" (docs/api.md, `POST /v1/check`).
+   */
+  resolveDomain(requested: string | undefined, refuseUnknownAs?: string): string;
+  /** Descriptors an HTTP request produces under the domain's `http.descriptors`; [] for an unknown domain. */
+  descriptorsFromHttp(domain: string, request: HttpRequestInput): Descriptor[];
+  /**
+   * Checks bounds (throws InvalidRequestError naming the field), decides,
+   * records metrics. Returns the decision itself when the store decided at
+   * once (the memory store: no promise, no turn of the event loop), else a
+   * promise of it, which rejects with StoreUnavailableError when the store
+   * failed and the policy is `deny`.
+   */
+  decide(request: DecisionRequest, api: Api): Decision | Promise<Decision>;
+  /**
+   * Forward auth and ext_authz: resolves the domain (`requestedDomain`, else
+   * the default), builds the descriptors the domain's `http.descriptors`
+   * make of `request`, allows at once when there are none (no store call, no
+   * metric), else decides. Throws and returns as resolveDomain and decide do.
+   */
+  decideHttp(requestedDomain: string | undefined, request: HttpRequestInput, api: Api, refuseUnknownAs?: string): Decision | Promise<Decision>;
+  /** Config loaded and store usable (or fallback active). */
+  readiness(): { ready: boolean; detail: string };
+}
+
+/**
+ * DecisionService.decideHttp in terms of the other three methods: the one
+ * orchestration behind forward auth (HTTP) and ext_authz (gRPC), shared by
+ * every implementation (test doubles included) so the transports only translate.
+ */
+export function decideHttpRequest(
+  service: Pick<DecisionService, 'resolveDomain' | 'descriptorsFromHttp' | 'decide'>,
+  requestedDomain: string | undefined,
+  request: HttpRequestInput,
+  api: Api,
+  refuseUnknownAs?: string,
+): Decision | Promise<Decision> {
+  const domain = service.resolveDomain(requestedDomain, refuseUnknownAs);
+  const descriptors = service.descriptorsFromHttp(domain, request);
+  // No descriptor: allowed, nothing to report (and no store call, no metric).
+  if (descriptors.length === 0) return { overallCode: 'OK', statuses: [], decidedBy: 'store', storeFailure: undefined, shadowOverLimit: false };
+  return service.decide({ domain, descriptors }, api);
+}
 
 export interface DecisionServiceOptions {
   config: () => CompiledConfig;

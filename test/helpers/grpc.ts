@@ -1,10 +1,10 @@
 // Shared test scaffolding: a controllable DecisionService and real-socket clients.
 import * as grpc from '@grpc/grpc-js';
 import type { HttpRequestInput } from '../../src/core/http-actions.js';
-import type { Decision, DecisionRequest, Descriptor, DescriptorStatus } from '../../src/core/types.js';
+import type { Api, Decision, DecisionRequest, Descriptor, DescriptorStatus } from '../../src/core/types.js';
 import { InvalidRequestError } from '../../src/errors.js';
 import { DEFAULT_REQUEST_BOUNDS, checkDecisionRequest, digestLongValues, type RequestBounds } from '../../src/core/request-bounds.js';
-import { decideHttpRequest, type Api, type DecisionService } from '../../src/service.js';
+import { decideHttpRequest, type DecisionService } from '../../src/service/decision-service.js';
 import { createGrpcServer, type GrpcLogger, type GrpcServer } from '../../src/transport/grpc/server.js';
 import { loadPackageDefinition } from '../../src/transport/grpc/proto-root.js';
 

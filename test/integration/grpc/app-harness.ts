@@ -2,8 +2,8 @@
 // with gRPC clients on real sockets.
 import * as grpc from '@grpc/grpc-js';
 import { pino } from 'pino';
-import { startApp, type RunningApp } from '../../../src/app.js';
-import { resolveSettings } from '../../../src/settings.js';
+import { startApp, type RunningApp } from '../../../src/server/app.js';
+import { resolveSettings } from '../../../src/server/settings.js';
 import { clientConstructor } from '../../helpers/grpc.js';
 
 export interface AppHarness {

@@ -1,5 +1,5 @@
 /**
- * Redis stores for tests, built the way the server builds them (app.ts
+ * Redis stores for tests, built the way the server builds them (src/server/app.ts
  * createStore): real ioredis against real redis-server processes, a local
  * mirror, and the failure policy under test (default `deny`, so a failed call
  * surfaces as StoreUnavailableError instead of a local decision).

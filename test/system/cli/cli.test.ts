@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import t from 'tap';
-import { resolveSettings } from '../../../src/settings.js';
+import { resolveSettings } from '../../../src/server/settings.js';
 import { MAIN, spawnServer, waitFor } from '../../helpers/process.js';
 
 const example = fileURLToPath(new URL('../../../examples/openclaw.yaml', import.meta.url));

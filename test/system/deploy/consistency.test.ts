@@ -5,7 +5,7 @@ import { readFileSync, readdirSync, statSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import t from 'tap';
 import { parse } from 'yaml';
-import { resolveSettings } from '../../../src/settings.js';
+import { resolveSettings } from '../../../src/server/settings.js';
 import {
   REPO_ROOT, SERVER_ENTRY, get, makeTempDir, missingServerBuild, run, startRateLimitServer, type RunningServer,
 } from './helpers.js';

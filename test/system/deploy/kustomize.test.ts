@@ -4,7 +4,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
 import { parse, parseAllDocuments } from 'yaml';
-import { FLAGS, envName, resolveSettings } from '../../../src/settings.js';
+import { FLAGS, envName, resolveSettings } from '../../../src/server/settings.js';
 import { REPO_ROOT, run, toolAvailability } from './helpers.js';
 
 const kubectl = toolAvailability('kubectl');

@@ -1,8 +1,8 @@
 // `--help` is generated from the flag table: every flag shown once, in a
 // group, within 80 columns; `check-config --help` explains its own flags.
 import t from 'tap';
-import { adminUsage, checkConfigUsage, usage } from '../../../src/help.js';
-import { FLAG_GROUPS, FLAGS, envName } from '../../../src/settings.js';
+import { adminUsage, checkConfigUsage, usage } from '../../../src/server/help.js';
+import { FLAG_GROUPS, FLAGS, envName } from '../../../src/server/settings.js';
 
 const WIDTH = 80;
 

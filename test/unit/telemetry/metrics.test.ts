@@ -1,7 +1,6 @@
 import t from 'tap';
 import { AggregatorRegistry, Counter, Histogram, Registry } from 'prom-client';
-import type { DecidedBy } from '../../../src/core/types.js';
-import type { Api } from '../../../src/service.js';
+import type { Api, DecidedBy } from '../../../src/core/types.js';
 import { Metrics, type Outcome } from '../../../src/telemetry/metrics.js';
 
 // The decision metrics are tallied in plain numbers and handed to prom-client
