@@ -1,5 +1,6 @@
-// The shape of the code, checked: imports run one way (core ← store/config ←
-// transport ← app), the core is pure, and no source file outgrows one concern.
+// The shape of the code, checked: imports run one way (core ← store/config/
+// telemetry ← service ← transport ← server), the core is pure, no source file
+// outgrows one concern, and each test sits in the tier that says what it starts.
 // A new import that breaks a rule fails here with the file and the import.
 import { readFileSync, readdirSync } from 'node:fs';
 import { join, relative, resolve, dirname } from 'node:path';
