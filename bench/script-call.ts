@@ -5,7 +5,7 @@
 // the sidecar does (EVALSHA, EVAL on NOSCRIPT: ioredis defineCommand), without
 // importing the sidecar's code. Only the shape script-cost.ts sends: one
 // token-bucket limit per call, batches of one op each, every key on one node.
-// test/bench/script-call.test.ts checks the limit values against the
+// test/integration/bench/script-call.test.ts checks the limit values against the
 // sidecar's compiled limits and a call against a real redis-server.
 import { readFileSync } from 'node:fs';
 import type { Redis } from 'ioredis';

@@ -3,7 +3,7 @@
 // gRPC statuses in one function each (transport/http/server.ts httpError,
 // transport/grpc/grpc-errors.ts toGrpcError); the CLI maps them to exit codes.
 
-/** Every code, with what it means for the caller. test/code/errors.test.ts pins this list (docs/api.md "Error codes"). */
+/** Every code, with what it means for the caller. test/unit/code/errors.test.ts pins this list (docs/api.md "Error codes"). */
 export const ERROR_CODES = {
   RL_ERR_INVALID_REQUEST: 'a request field is invalid (HTTP 400, gRPC INVALID_ARGUMENT); the message names the field',
   RL_ERR_MALFORMED_MESSAGE: 'a gRPC request is not valid protobuf for its message type (gRPC INVALID_ARGUMENT); the message names the field and the byte',

@@ -215,3 +215,6 @@ export interface DecisionCharges {
   /** Charges that left a budget at or below zero. */
   intoDebt: number;
 }
+
+/** Which API asked: a metric label; /v1/check and /v1/report refuse over-long values, the proxy-facing APIs digest them. */
+export type Api = 'http_check' | 'http_auth' | 'http_auth_nginx' | 'grpc_rls' | 'grpc_authz' | 'http_report';

@@ -1,6 +1,6 @@
 import { AggregatorRegistry, Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import type { DecidedBy } from '../core/types.js';
-import type { Api } from '../service.js';
+import type { Api } from '../core/types.js';
 import { BudgetMetrics } from './budget-metrics.js';
 import { CounterTally } from './counter-tally.js';
 import { RedisStoreMetrics } from './redis-metrics.js';

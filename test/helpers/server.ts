@@ -1,5 +1,5 @@
-import { startApp, type RunningApp } from '../../src/app.js';
-import { resolveSettings } from '../../src/settings.js';
+import { startApp, type RunningApp } from '../../src/server/app.js';
+import { resolveSettings } from '../../src/server/settings.js';
 import { createLogger } from '../../src/telemetry/logger.js';
 
 /** Starts the real server in-process on free loopback ports; flags as on the command line. */

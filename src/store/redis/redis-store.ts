@@ -91,7 +91,7 @@ class RedisStoreImpl implements RegionalStore {
   readonly library: RedisLibrary;
   sidecars = 1;
   private readonly connection: RedisConnection;
-  private readonly health_: NodeHealth;
+  private readonly nodeHealth: NodeHealth;
   private readonly mirror: Mirror;
   private readonly writeBack: WriteBack;
   private readonly path: RequestPath;
@@ -119,7 +119,7 @@ class RedisStoreImpl implements RegionalStore {
     const policy = new FailurePolicy(options.onStoreFailure, options.local, options.fallbackDivisor === 'auto' ? 1 : options.fallbackDivisor);
     this.library = new RedisLibrary(client);
     this.keyPrefix = options.redisKeyPrefix;
-    this.health_ = new NodeHealth({
+    this.nodeHealth = new NodeHealth({
       probe: (node) => this.probe(node),
       // Only once connected: before that (at start, reconnecting) the connection's own events say a node is down.
       masters: () => (this.closed || client.status !== 'ready' ? [] : this.topology.masters()),
@@ -135,8 +135,8 @@ class RedisStoreImpl implements RegionalStore {
     });
     const batcher = new Batcher(this.library, this.timeoutMs, {
       call: (node, seconds, ok, error) => {
-        if (ok) this.health_.success(node);
-        else this.health_.failure(node, error);
+        if (ok) this.nodeHealth.success(node);
+        else this.nodeHealth.failure(node, error);
         this.events.call?.(node, seconds, ok);
       },
       timeout: (node) => this.events.timeout?.(node),
@@ -162,7 +162,7 @@ class RedisStoreImpl implements RegionalStore {
     watchConnection({
       connection: this.connection,
       topology: this.topology,
-      health: this.health_,
+      health: this.nodeHealth,
       // Twice: ioredis sends a socket's first script call as EVAL and the next ones as EVALSHA; both must be allowed.
       check: async (node) => {
         await this.probe(node);
@@ -187,7 +187,7 @@ class RedisStoreImpl implements RegionalStore {
         const current = masters.join(',');
         if (masters.length === 0 || current === known) return;
         known = current;
-        this.health_.retain(new Set(masters));
+        this.nodeHealth.retain(new Set(masters));
         void this.library.preload(client);
       });
     }
@@ -205,7 +205,7 @@ class RedisStoreImpl implements RegionalStore {
         (error) => {
           // Refused as a decision would be (a wrong password, an ACL): its node's misconfiguration, logged once there.
           const node = this.topology.nodeOf(presenceKey);
-          if (node !== undefined && misconfigurationOf(error) !== undefined) this.health_.failure(node, error);
+          if (node !== undefined && misconfigurationOf(error) !== undefined) this.nodeHealth.failure(node, error);
           this.noteError(error, 'redis presence heartbeat failed; the local policy keeps its last divisor');
         });
       client.on('ready', () => void presence.beat());
@@ -214,7 +214,7 @@ class RedisStoreImpl implements RegionalStore {
     this.writeBack = new WriteBack({
       library: this.library,
       topology: this.topology,
-      health: this.health_,
+      health: this.nodeHealth,
       timeoutMs: this.timeoutMs,
       usable: () => !this.closed && client.status === 'ready',
       onError: (error, message) => this.noteError(error, message),
@@ -228,7 +228,7 @@ class RedisStoreImpl implements RegionalStore {
     const closing = (): boolean => this.closing || this.closed;
     this.path = new RequestPath({
       topology: this.topology,
-      health: this.health_,
+      health: this.nodeHealth,
       batcher,
       writeBack: this.writeBack,
       mirror: this.mirror,
@@ -316,8 +316,8 @@ class RedisStoreImpl implements RegionalStore {
 
   health(): StoreHealth {
     const status = this.client.status;
-    const unavailable = this.health_.unavailable();
-    const misconfigured = this.health_.misconfigured();
+    const unavailable = this.nodeHealth.unavailable();
+    const misconfigured = this.nodeHealth.misconfigured();
     const connected = status === 'ready';
     let detail = `redis ${this.mode} ${status}`;
     const down = unavailable.filter((node) => !misconfigured.some((m) => m.node === node));
@@ -347,7 +347,7 @@ class RedisStoreImpl implements RegionalStore {
     if (left > 0) this.logger.warn({ mode: this.mode, keys: left }, 'redis store closed with admissions or charges still owed to Redis; they are lost');
     this.closed = true;
     this.presence?.stop();
-    this.health_.close();
+    this.nodeHealth.close();
     this.eviction.stop();
     this.connection.stopWatching();
     try {
@@ -368,7 +368,7 @@ class RedisStoreImpl implements RegionalStore {
     this.lastError = redisErrorWords(error); // /readyz and circuit-open answers show it: our words
     const now = performance.now();
     if (this.closed || now - this.lastErrorLogMs < ERROR_LOG_INTERVAL_MS) return;
-    if (this.health_.unavailable().length > 0 || this.health_.misconfigured().length > 0) return;
+    if (this.nodeHealth.unavailable().length > 0 || this.nodeHealth.misconfigured().length > 0) return;
     this.lastErrorLogMs = now;
     try {
       this.logger.warn({ mode: this.mode, err: this.lastError, cause: errorMessage(error) }, msg);

@@ -4,7 +4,7 @@
 // reads are in the tables; everything else (destination, time, body,
 // metadata, TLS, ...) is skipped by wire type. Field numbers as
 // proto/envoy/service/auth/v3/*.proto and proto/envoy/config/core/v3/*.proto
-// (pinned by test/grpc/golden-bytes.test.ts).
+// (pinned by test/integration/grpc/golden-bytes.test.ts).
 import { mostRestrictiveStatus, rateLimitHeaders, type HeaderStyle } from '../../core/response-headers.js';
 import type { Decision } from '../../core/types.js';
 import { CheckHttpRequest } from './check-http-request.js';

@@ -2,7 +2,7 @@
 // Decision -> RateLimitResponse bytes, each message a field table read by the
 // decode and encode loops of message-table.ts. Field numbers as proto/envoy/
 // service/ratelimit/v3/rls.proto and proto/envoy/extensions/common/ratelimit/
-// v3/ratelimit.proto (pinned by test/grpc/golden-bytes.test.ts).
+// v3/ratelimit.proto (pinned by test/integration/grpc/golden-bytes.test.ts).
 import { limitSpecProblem, periodText } from '../../core/limit.js';
 import { rateLimitHeaders, type HeaderStyle } from '../../core/response-headers.js';
 import type { RequestBounds } from '../../core/request-bounds.js';

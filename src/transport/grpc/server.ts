@@ -8,7 +8,7 @@ import {
 } from '@grpc/grpc-js';
 import type { HeaderStyle } from '../../core/response-headers.js';
 import type { Decision, DecisionRequest } from '../../core/types.js';
-import type { DecisionService } from '../../service.js';
+import type { DecisionService } from '../../service/decision-service.js';
 import { encodeCheckResponse } from './authz-codec.js';
 import type { CheckHttpRequest } from './check-http-request.js';
 import { toGrpcError, type GrpcError } from './grpc-errors.js';

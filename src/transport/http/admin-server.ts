@@ -4,7 +4,7 @@
 // HTTP port does not serve these routes.
 import Fastify, { type FastifyInstance, type FastifyReply } from 'fastify';
 import { StoreUnavailableError } from '../../errors.js';
-import type { AdminService, BucketStatus, DescriptorInspection, Inspection } from '../../service.js';
+import type { AdminService, BucketStatus, DescriptorInspection, Inspection } from '../../service/admin-service.js';
 import type { Logger } from '../../telemetry/logger.js';
 import { decodeCheckRequest } from './check-body.js';
 import { debtJson, integerJson, limitJson } from './check-response.js';

@@ -2,7 +2,7 @@
 // status of each descriptor from a few fixed fragments, and each limit's
 // object built once per compiled limit. Byte for byte what fastify's compiled
 // serializer (fast-json-stringify) made of CHECK_RESPONSE_SCHEMA before
-// (test/http/check-response.test.ts compares the two).
+// (test/unit/http/check-response.test.ts compares the two).
 import type { Decision, DescriptorStatus, ReportedLimit } from '../../core/types.js';
 import { InternalError } from '../../errors.js';
 

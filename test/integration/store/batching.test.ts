@@ -1,0 +1,49 @@
+import t from 'tap';
+import { bucketKey, encodeEntries, slotTagFor } from '../../../src/core/keys.js';
+import { compileLimit } from '../../../src/core/limit.js';
+import type { BucketOp } from '../../../src/core/types.js';
+import { clusterSlot } from '../../../src/store/redis/cluster-slot.js';
+import { startRedis } from '../../helpers/redis.js';
+import { redisStoreFor } from './redis-helper.js';
+
+const limit = compileLimit({ requestsPerUnit: 10, unit: 'minute' });
+function op(value: string, cost = 1): BucketOp {
+  const entries = [{ key: 'api_key', value }];
+  const slotTag = slotTagFor(entries);
+  return { key: bucketKey('rl:', slotTag, `1:d:${limit.fingerprint}`, encodeEntries(entries, (x) => x)), slotTag, limit, cost, shadow: false };
+}
+
+async function commandCalls(cli: (...args: string[]) => Promise<string>, command: string): Promise<number> {
+  const stats = await cli('INFO', 'commandstats');
+  return Number(new RegExp(`cmdstat_${command}:calls=(\\d+)`).exec(stats)?.[1] ?? 0);
+}
+
+t.test('clusterSlot agrees with CLUSTER KEYSLOT for every kind of key', async (t) => {
+  const redis = await startRedis({ t, args: ['--cluster-enabled', 'yes', '--cluster-config-file', 'nodes.conf'] });
+  const keys = ['foo', '123456789', '{user1000}.following', 'a{}b', '{}x{y}', 'x{y}z{w}', '{{a}}', 'ünïcødé{κλειδί}', 'é{ab}c', '{é}x', 'x{é', 'ä{}{b}', op('k1').key];
+  for (let i = 0; i < 200; i++) keys.push(op(`client-${i}-${'z'.repeat(i % 7)}`).key);
+  for (const key of keys) {
+    const expected = Number(await redis.cli('CLUSTER', 'KEYSLOT', key));
+    if (clusterSlot(key) !== expected) t.fail(`slot of ${JSON.stringify(key)}`, { found: clusterSlot(key), wanted: expected });
+  }
+  t.pass(`${keys.length} keys agree`);
+});
+
+t.test('concurrent decisions are coalesced into one script call, each decided on its own', async (t) => {
+  const redis = await startRedis({ t });
+  // mirror off: this counts script calls, and the mirror would answer the hot key's denials locally.
+  const { store, apply } = redisStoreFor(t, { redis: redis.url, mirror: false });
+  t.ok(await store.waitUntilConnected(5_000));
+  await apply([op('warm')]);
+  const before = await commandCalls(redis.cli.bind(redis), 'evalsha') + await commandCalls(redis.cli.bind(redis), 'eval');
+  // 60 requests at once: 30 on one key (limit 10), 30 on distinct keys; one denied batch in the middle.
+  const requests = Array.from({ length: 60 }, (_, i) => apply(i % 2 === 0 ? [op('hot')] : [op(`cold-${i}`), op('hot', 0)]));
+  const outcomes = await Promise.all(requests);
+  const after = await commandCalls(redis.cli.bind(redis), 'evalsha') + await commandCalls(redis.cli.bind(redis), 'eval');
+  t.equal(after - before, 1, '60 decisions, one script call');
+  const hotAllowed = outcomes.filter((o, i) => i % 2 === 0 && o[0]!.allowed).length;
+  t.equal(hotAllowed, 10, 'batches in one call still share the limit exactly');
+  t.ok(outcomes.every((o, i) => i % 2 === 0 || o[0]!.allowed), 'every cold key allowed');
+  const final = await apply([op('hot', 0)]);
+  t.equal(final[0]!.remaining, 0);
+});
