@@ -6,7 +6,7 @@ end). Each algorithm is one entry of ALGORITHMS: what it reads of its limit,
 its take, refund and debit, and what it reports. Each entry mirrors one
 module of src/core/algorithms/ (the JavaScript reference model, which also
 computes every reported number from the states this script returns); change
-both together. test/store/reference-redis.test.ts runs random sequences
+both together. test/integration/store/reference-redis.test.ts runs random sequences
 through both and demands identical decisions and states.
 
 Run by EVALSHA (EVAL on NOSCRIPT): one SHA for every operation. The flag
