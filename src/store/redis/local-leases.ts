@@ -24,7 +24,6 @@
  * this sidecar leases, with tokens enough (all-or-nothing as always); else
  * the store behind decides it, as without leases.
  */
-import { tokenBucket } from '../../core/algorithms/token-bucket.js';
 import type { StoreDecision, StoreHealth } from '../../core/store.js';
 import type { BucketOp, BucketOutcome, LimitSpec } from '../../core/types.js';
 import { withRedisDeadline } from './deadline.js';
@@ -162,6 +161,7 @@ class LocalLeasesLayer implements RedisStore {
     if (this.closed) return undefined;
     const nowMs = performance.now();
     let covered = ops.length > 0;
+    let only: Lease | undefined; // a one-op request's lease: no second lookup
     for (const op of ops) {
       if (!leasable(op)) {
         covered = false;
@@ -178,15 +178,20 @@ class LocalLeasesLayer implements RedisStore {
       lease.asked += op.cost;
       lease.seenMs = nowMs;
       lease.op = op;
+      only = lease;
       if (lease.untilMs <= nowMs || lease.tokens < (ops.length === 1 ? op.cost : needOf(ops, op.key))) covered = false;
     }
     if (!covered) return undefined;
+    if (ops.length === 1) {
+      only!.tokens -= ops[0]!.cost;
+      return { outcomes: [estimate(ops[0]!.limit, only!)], fallback: undefined, fromLease: true };
+    }
     const outcomes: BucketOutcome[] = new Array(ops.length);
     for (let i = 0; i < ops.length; i++) {
       const op = ops[i]!;
       const lease = this.leases.get(op.key)!;
       lease.tokens -= op.cost;
-      outcomes[i] = estimate(op.limit, lease, op.cost);
+      outcomes[i] = estimate(op.limit, lease);
     }
     return { outcomes, fallback: undefined, fromLease: true };
   }
@@ -343,8 +348,10 @@ function needOf(ops: readonly BucketOp[], key: string): number {
  * at the last call plus what the lease still holds (an estimate: other
  * sidecars take from the bucket meanwhile, and it refills).
  */
-function estimate(limit: LimitSpec, lease: Lease, cost: number): BucketOutcome {
+function estimate(limit: LimitSpec, lease: Lease): BucketOutcome {
   const remaining = Math.min(limit.burst, lease.bucketTokens + lease.tokens);
-  const level = Math.min(limit.capacityLevel, (remaining + cost) * limit.levelPerToken);
-  return tokenBucket.evaluate(limit, { level, tsUs: 0 }, 0, cost).outcome;
+  // When the bucket would be full again at its rate (token-bucket.ts's reset, from a whole tick).
+  const missing = limit.capacityLevel - remaining * limit.levelPerToken;
+  const resetUs = missing <= 0 ? 0 : Math.ceil(missing / limit.refillPerTick) * limit.tickUs;
+  return { allowed: true, remaining, resetUs, retryAfterUs: 0 };
 }
