@@ -1,7 +1,9 @@
 // token_bucket (the default): a level refilled by whole ticks, capped at the
-// burst less what sidecars hold of it in local leases (store/redis/local-leases.ts). Also the arithmetic of a global limit's home bucket (home-bucket.ts),
-// whose capacity is the burst less what regions hold in leases, and of a
-// token budget (overdraft-bucket.ts), whose level may go below zero.
+// burst less what sidecars hold of it in local leases, while they last
+// (docs/leases.md). Also the arithmetic of a global limit's home bucket
+// (home-bucket.ts), whose capacity is the burst less what regions hold in
+// leases, and of a token budget (overdraft-bucket.ts), whose level may go
+// below zero.
 import type { LimitSpec } from '../types.js';
 import { ceilDiv, type AlgorithmModule, type BucketState, type Evaluation } from './algorithm.js';
 
