@@ -5,6 +5,7 @@
 // (burst + rate × T) and, leases stranding little, at least 85 % of rate × T.
 import autocannon from 'autocannon';
 import type { TargetCheck } from './report.js';
+import { scrapeDecisions, type OutcomeCounts } from './server-metrics.js';
 import { startOurServer, type ServerUnderTest } from './servers.js';
 import { checkBody } from './workload.js';
 
@@ -23,17 +24,8 @@ export interface CappedResult {
   readonly requests: number;
   readonly admitted: number;
   readonly others: number;
-  /** Decisions by who decided (decided_by), summed over the sidecars. */
-  readonly deciders: Record<string, number>;
-}
-
-/** Sums one sidecar's ratelimit_decisions_total by decided_by into `into`. */
-async function addDeciders(httpPort: number | undefined, into: Record<string, number>): Promise<void> {
-  const text = await (await fetch(`http://127.0.0.1:${httpPort}/metrics`)).text();
-  for (const line of text.split('\n')) {
-    const match = /^ratelimit_decisions_total\{.*decided_by="([a-z]+)".*\} (\d+)/.exec(line);
-    if (match !== null) into[match[1]!] = (into[match[1]!] ?? 0) + Number(match[2]);
-  }
+  /** Decisions by who decided (decided_by), summed over the sidecars; STORE_ERRORS counts their failed Redis calls. */
+  readonly deciders: OutcomeCounts;
 }
 
 /** Saturates the capped key through three sidecars for `seconds`; counts what they admitted. */
@@ -54,8 +46,10 @@ export async function cappedKeyRun(root: string, serverArgs: string[], seconds: 
       }, (error, done) => (error ? reject(error instanceof Error ? error : new Error(String(error))) : resolve(done)));
     })));
     const elapsedS = (performance.now() - startedMs) / 1000;
-    const deciders: Record<string, number> = {};
-    for (const server of servers) await addDeciders(server.httpPort, deciders);
+    const deciders: OutcomeCounts = new Map();
+    for (const server of servers) {
+      for (const [by, count] of await scrapeDecisions(server.httpPort!, 'decided_by')) deciders.set(by, (deciders.get(by) ?? 0) + count);
+    }
     let admitted = 0;
     let requests = 0;
     let others = 0;
@@ -85,7 +79,7 @@ export function cappedKeyCheck(result: CappedResult | undefined): TargetCheck {
   if (result === undefined) return { name, pass: undefined, detail: 'no result' };
   const bound = BURST + RATE_PER_S * result.seconds;
   const floor = MIN_SHARE * RATE_PER_S * result.seconds;
-  const deciders = Object.entries(result.deciders).filter(([, n]) => n > 0).map(([by, n]) => `${by} ${n}`).join(', ');
+  const deciders = [...result.deciders].filter(([, n]) => n > 0).map(([by, n]) => `${by} ${n}`).join(', ');
   const detail = `${result.admitted} admitted of ${result.requests} in ${result.seconds.toFixed(2)} s (bound ${bound.toFixed(0)}, ${(100 * result.admitted / (RATE_PER_S * result.seconds)).toFixed(1)} % of rate × T); decided by: ${deciders}`
     + (result.others > 0 ? `; ${result.others} errors or other statuses` : '');
   return { name, pass: result.admitted <= bound && result.admitted >= floor && result.others === 0, detail };

@@ -7,8 +7,9 @@ export type OutcomeCounts = Map<string, number>;
 /** Pseudo-outcome carrying ratelimit_store_errors_total (failed Redis calls), not a decision. */
 export const STORE_ERRORS = '#store_errors';
 
-/** Sum of ratelimit_decisions_total by outcome, plus STORE_ERRORS; throws when /metrics is unreachable. */
-export async function scrapeDecisions(httpPort: number): Promise<OutcomeCounts> {
+/** Sum of ratelimit_decisions_total by `label` (outcome, or who decided), plus STORE_ERRORS; throws when /metrics is unreachable. */
+export async function scrapeDecisions(httpPort: number, label: 'outcome' | 'decided_by' = 'outcome'): Promise<OutcomeCounts> {
+  const labelValue = new RegExp(`${label}="([^"]*)"`);
   const response = await fetch(`http://127.0.0.1:${httpPort}/metrics`);
   const text = await response.text();
   const counts: OutcomeCounts = new Map();
@@ -19,7 +20,7 @@ export async function scrapeDecisions(httpPort: number): Promise<OutcomeCounts> 
       continue;
     }
     if (!line.startsWith('ratelimit_decisions_total{')) continue;
-    const outcome = /outcome="([^"]*)"/.exec(line)?.[1] ?? '?';
+    const outcome = labelValue.exec(line)?.[1] ?? '?';
     const value = Number(line.slice(line.lastIndexOf(' ') + 1));
     if (Number.isFinite(value)) counts.set(outcome, (counts.get(outcome) ?? 0) + value);
   }

@@ -24,6 +24,7 @@
  * this sidecar leases, with tokens enough (all-or-nothing as always); else
  * the store behind decides it, as without leases.
  */
+import { ceilDiv } from '../../core/algorithms/algorithm.js';
 import type { StoreDecision, StoreHealth } from '../../core/store.js';
 import type { BucketOp, BucketOutcome, LimitSpec } from '../../core/types.js';
 import { withRedisDeadline } from './deadline.js';
@@ -352,6 +353,6 @@ function estimate(limit: LimitSpec, lease: Lease): BucketOutcome {
   const remaining = Math.min(limit.burst, lease.bucketTokens + lease.tokens);
   // When the bucket would be full again at its rate (token-bucket.ts's reset, from a whole tick).
   const missing = limit.capacityLevel - remaining * limit.levelPerToken;
-  const resetUs = missing <= 0 ? 0 : Math.ceil(missing / limit.refillPerTick) * limit.tickUs;
+  const resetUs = missing <= 0 ? 0 : ceilDiv(missing, limit.refillPerTick) * limit.tickUs;
   return { allowed: true, remaining, resetUs, retryAfterUs: 0 };
 }
