@@ -161,6 +161,18 @@ export async function metric(sidecar: Sidecar, name: string): Promise<number> {
   return line === undefined ? Number.NaN : Number(line.slice(name.length + 1));
 }
 
+/** One labelled counter summed over `sidecars` and over its series whose line `match` matches (e.g. /decided_by="policy"/). */
+export async function labelledSum(sidecars: readonly Sidecar[], name: string, match: RegExp): Promise<number> {
+  let sum = 0;
+  for (const sidecar of sidecars) {
+    const { text } = await getText(sidecar, '/metrics');
+    for (const line of text.split('\n')) {
+      if (line.startsWith(`${name}{`) && match.test(line)) sum += Number(line.slice(line.lastIndexOf(' ') + 1));
+    }
+  }
+  return sum;
+}
+
 /** Polls until `condition` is true; throws after `timeoutMs` naming `what`. Returns the elapsed ms. */
 export async function until(what: string, condition: () => Promise<boolean> | boolean, timeoutMs: number, everyMs = 100): Promise<number> {
   const started = performance.now();

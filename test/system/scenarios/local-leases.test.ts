@@ -14,7 +14,7 @@
  */
 import tap from 'tap';
 import { startRedisCluster } from '../../helpers/redis.js';
-import { check, flat, getText, startSidecar, until, writeConfig, type Answer, type Sidecar } from './lib.js';
+import { check, flat, getText, labelledSum, startSidecar, until, writeConfig, type Answer, type Sidecar } from './lib.js';
 
 tap.setTimeout(240_000);
 
@@ -36,17 +36,6 @@ for (const sidecar of sidecars) {
   await until(`${sidecar.name} ready`, async () => (await getText(sidecar, '/readyz')).status === 200, 20_000);
 }
 
-/** The sum over the sidecars of one series of a labelled counter. */
-async function summed(name: string, match: RegExp): Promise<number> {
-  let sum = 0;
-  for (const sidecar of sidecars) {
-    for (const line of (await getText(sidecar, '/metrics')).text.split('\n')) {
-      if (line.startsWith(`${name}{`) && match.test(line)) sum += Number(line.slice(line.lastIndexOf(' ') + 1));
-    }
-  }
-  return sum;
-}
-
 /** `clients` concurrent loops per sidecar, each sending requests on `descriptor` until `ms` have passed. */
 async function saturate(descriptor: ReturnType<typeof flat>, ms: number, clients: number): Promise<{ answers: Answer[]; seconds: number }> {
   const answers: Answer[] = [];
@@ -59,14 +48,14 @@ async function saturate(descriptor: ReturnType<typeof flat>, ms: number, clients
 }
 
 await tap.test('a hot key far under its limit is decided from leases, exactly', async (t) => {
-  const before = await summed('ratelimit_decisions_total', /decided_by="lease"/);
+  const before = await labelledSum(sidecars, 'ratelimit_decisions_total', /decided_by="lease"/);
   const { answers } = await saturate(flat('global', 'api'), 4_000, 4);
   const statuses = new Set(answers.map((a) => a.status));
   t.same([...statuses], [200], `every one of ${answers.length} requests admitted`);
-  const fromLeases = (await summed('ratelimit_decisions_total', /decided_by="lease"/)) - before;
+  const fromLeases = (await labelledSum(sidecars, 'ratelimit_decisions_total', /decided_by="lease"/)) - before;
   t.comment(`${fromLeases} of ${answers.length} decisions from leases (${(100 * fromLeases / answers.length).toFixed(1)} %)`);
   t.ok(fromLeases > answers.length / 2, 'most decisions from leases');
-  t.ok(await summed('ratelimit_local_lease_tokens_total', /event="granted"/) > 0, 'grants counted');
+  t.ok(await labelledSum(sidecars, 'ratelimit_local_lease_tokens_total', /event="granted"/) > 0, 'grants counted');
 });
 
 await tap.test('a capped hot key saturated through three sidecars: never more than burst + rate × T', async (t) => {

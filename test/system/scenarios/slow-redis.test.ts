@@ -19,7 +19,7 @@
 import tap from 'tap';
 import { startDelayProxy } from '../../helpers/delay-proxy.js';
 import { startRedis } from '../../helpers/redis.js';
-import { burst, flat, getText, metric, startSidecar, tally, until, warmUp, writeConfig, type Sidecar } from './lib.js';
+import { burst, flat, labelledSum, metric, startSidecar, tally, until, warmUp, writeConfig, type Sidecar } from './lib.js';
 
 tap.setTimeout(180_000);
 
@@ -40,18 +40,6 @@ await warmUp(sidecars);
 // (heartbeats 1 s apart; until then a sidecar divides by the sidecars it has seen, docs/failure.md).
 for (const sidecar of sidecars) await until(`${sidecar.name} sees both sidecars`, async () => await metric(sidecar, 'ratelimit_sidecars_seen') === 2, 15_000);
 
-/** Sum of one labelled counter's series over every sidecar, filtered by a label matcher. */
-async function labelled(name: string, match: RegExp): Promise<number> {
-  let sum = 0;
-  for (const sidecar of sidecars) {
-    const { text } = await getText(sidecar, '/metrics');
-    for (const line of text.split('\n')) {
-      if (line.startsWith(`${name}{`) && match.test(line)) sum += Number(line.slice(line.lastIndexOf(' ') + 1));
-    }
-  }
-  return sum;
-}
-
 async function summed(name: string): Promise<number> {
   let sum = 0;
   for (const sidecar of sidecars) sum += await metric(sidecar, name);
@@ -59,7 +47,7 @@ async function summed(name: string): Promise<number> {
 }
 
 await tap.test(`${ROUNDS} bursts of ${KEYS_PER_ROUND} keys × ${REQUESTS_PER_KEY} on a ${LIMIT}/hour limit, Redis 60 ms away`, async (t) => {
-  const policyBefore = await labelled('ratelimit_decisions_total', /decided_by="policy"/);
+  const policyBefore = await labelledSum(sidecars, 'ratelimit_decisions_total', /decided_by="policy"/);
   let overAdmitted = 0;
   const perRound: number[] = [];
   for (let round = 0; round < ROUNDS; round++) {
@@ -74,7 +62,7 @@ await tap.test(`${ROUNDS} bursts of ${KEYS_PER_ROUND} keys × ${REQUESTS_PER_KEY
   // Late replies are read after the answers: wait until both sidecars have no call in flight.
   await new Promise((resolve) => setTimeout(resolve, 1_500));
   const counted = await summed('ratelimit_fallback_overadmitted_total') + await summed('ratelimit_redis_uncertain_calls_total');
-  const byPolicy = await labelled('ratelimit_decisions_total', /decided_by="policy"/) - policyBefore;
+  const byPolicy = await labelledSum(sidecars, 'ratelimit_decisions_total', /decided_by="policy"/) - policyBefore;
   t.comment(`allowed per round (limit ${KEYS_PER_ROUND * LIMIT}): ${perRound.join(' ')}; over-admitted ${overAdmitted}, counted by the sidecars ${counted}; decided by the policy: ${byPolicy}`);
   t.comment(`timeouts ${await summed('ratelimit_redis_timeouts_total')}, late replies ${await summed('ratelimit_redis_late_replies_total')}, sidecars seen ${await summed('ratelimit_sidecars_seen')} (sum over both)`);
   t.equal(overAdmitted, 0, 'no round admitted more than the limit');
