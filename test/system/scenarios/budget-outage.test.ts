@@ -6,7 +6,7 @@
  */
 import tap from 'tap';
 import { startRedis } from '../../helpers/redis.js';
-import { metric, readyz, sleep, startSidecar, until, writeConfig, type Sidecar } from './lib.js';
+import { hang, metric, sleep, startPair, until, writeConfig, type Sidecar } from './lib.js';
 
 tap.setTimeout(180_000);
 
@@ -45,22 +45,15 @@ async function balance(sidecar: Sidecar): Promise<number> {
 await tap.test('a hang: charges made under the local policy reach Redis once it answers, once', async (t) => {
   const redis = await startRedis({ t });
   const config = writeConfig(t, CONFIG);
-  const a = await startSidecar(t, { name: 'a', config, redis });
-  const b = await startSidecar(t, { name: 'b', config, redis });
-  await until('both sidecars ready', async () => (await readyz(a)) === 200 && (await readyz(b)) === 200, 15_000);
+  const { a, b } = await startPair(t, config, redis);
 
   const startedMs = performance.now();
   t.equal((await send(a, '/v1/report', 3000)).status, 200, '3000 charged in Redis');
-  await redis.kill('SIGSTOP');
-  let resumed = false;
-  t.teardown(async () => {
-    if (!resumed) await redis.kill('SIGCONT');
-  });
+  const resume = await hang(t, redis);
   const during = [];
   for (let i = 0; i < 10; i++) during.push((await send(a, '/v1/report', 100)).status);
   t.same(during, new Array(10).fill(200), '10 × 100 reported while Redis hangs (decided by the local policy)');
-  await redis.kill('SIGCONT');
-  resumed = true;
+  await resume();
 
   // 4000 charged on 3600: 400 owed, less one token a second of refill.
   const refilled = (): number => Math.ceil((performance.now() - startedMs) / 1_000) + 1;
@@ -78,22 +71,15 @@ await tap.test('a hang: charges made under the local policy reach Redis once it 
 await tap.test('SIGTERM: a sidecar that owes charges to Redis writes them back before it exits', async (t) => {
   const redis = await startRedis({ t });
   const config = writeConfig(t, CONFIG);
-  const a = await startSidecar(t, { name: 'a', config, redis });
-  const b = await startSidecar(t, { name: 'b', config, redis });
-  await until('both sidecars ready', async () => (await readyz(a)) === 200 && (await readyz(b)) === 200, 15_000);
+  const { a, b } = await startPair(t, config, redis);
   const startedMs = performance.now();
 
-  await redis.kill('SIGSTOP');
-  let resumed = false;
-  t.teardown(async () => {
-    if (!resumed) await redis.kill('SIGCONT');
-  });
+  const resume = await hang(t, redis);
   // Enough failed calls that a's circuit breaker opens: later charges are owed as debits, not held for late replies.
   const during = [];
   for (let i = 0; i < 20; i++) during.push((await send(a, '/v1/report', 250)).status);
   t.same(during, new Array(20).fill(200), '20 × 250 reported while Redis hangs');
-  await redis.kill('SIGCONT');
-  resumed = true;
+  await resume();
   // At once. Whether a still owes anything by then depends on its breaker's probe and the HTTP drain;
   // test/integration/store/budget-close.test.ts holds close() to writing back with the breaker kept open.
   const code = await a.proc.stop('SIGTERM');

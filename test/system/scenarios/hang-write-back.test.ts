@@ -10,7 +10,7 @@
  */
 import tap from 'tap';
 import { startRedis } from '../../helpers/redis.js';
-import { check, flat, metric, readyz, sleep, startSidecar, statuses, until, writeConfig } from './lib.js';
+import { check, flat, hang, metric, sleep, startPair, statuses, until, writeConfig } from './lib.js';
 
 tap.setTimeout(120_000);
 
@@ -25,24 +25,17 @@ const CONFIG = [
 await tap.test('a hang: what Redis applied late is not written back again, and the other sidecar reads it exactly', async (t) => {
   const redis = await startRedis({ t });
   const config = writeConfig(t, CONFIG);
-  const a = await startSidecar(t, { name: 'a', config, redis });
-  const b = await startSidecar(t, { name: 'b', config, redis });
-  await until('both sidecars ready', async () => (await readyz(a)) === 200 && (await readyz(b)) === 200, 15_000);
+  const { a, b } = await startPair(t, config, redis);
 
   const startedMs = performance.now();
   const first = await check(a, [flat('budget', 'tenant', 1000)]);
   t.equal(first.status, 200, 'the first 1000 are taken from Redis');
 
-  await redis.kill('SIGSTOP');
-  let resumed = false;
-  t.teardown(async () => {
-    if (!resumed) await redis.kill('SIGCONT');
-  });
+  const resume = await hang(t, redis);
   const during = [];
   for (let i = 0; i < 10; i++) during.push(await check(a, [flat('budget', 'tenant', 100)], 10_000));
   t.same(during.map((answer) => answer.status), new Array(10).fill(200), '10 × 100 admitted by the local policy while Redis hangs');
-  await redis.kill('SIGCONT');
-  resumed = true;
+  await resume();
 
   // Everything a owes has reached Redis once b reads at most 1600 plus the refill; then nothing more may arrive.
   const left = async (): Promise<number> => statuses(await check(b, [flat('budget', 'tenant', 0)]))[0]!.limit_remaining;

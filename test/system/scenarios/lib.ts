@@ -161,6 +161,31 @@ export async function metric(sidecar: Sidecar, name: string): Promise<number> {
   return line === undefined ? Number.NaN : Number(line.slice(name.length + 1));
 }
 
+/**
+ * Hangs `redis` (SIGSTOP: its sockets stay open, it answers nothing) and
+ * resolves with the function that resumes it (SIGCONT); teardown resumes it
+ * if the test did not.
+ */
+export async function hang(t: TestLike, redis: RedisNode): Promise<() => Promise<void>> {
+  await redis.kill('SIGSTOP');
+  let resumed = false;
+  t.teardown(async () => {
+    if (!resumed) await redis.kill('SIGCONT');
+  });
+  return async () => {
+    await redis.kill('SIGCONT');
+    resumed = true;
+  };
+}
+
+/** Two sidecars `a` and `b` on one Redis at the defaults, once both are ready. */
+export async function startPair(t: TestLike, config: string, redis: RedisNode): Promise<{ a: Sidecar; b: Sidecar }> {
+  const a = await startSidecar(t, { name: 'a', config, redis });
+  const b = await startSidecar(t, { name: 'b', config, redis });
+  await until('both sidecars ready', async () => (await readyz(a)) === 200 && (await readyz(b)) === 200, 15_000);
+  return { a, b };
+}
+
 /** One labelled counter summed over `sidecars` and over its series whose line `match` matches (e.g. /decided_by="policy"/). */
 export async function labelledSum(sidecars: readonly Sidecar[], name: string, match: RegExp): Promise<number> {
   let sum = 0;
