@@ -3,12 +3,13 @@
 // label are computed here once, so a request only looks things up. Problems
 // that only compiling reveals are collected, not thrown one by one, so
 // `check-config` can report them all. The walk is a generator that pauses
-// after each descriptor node: a reload compiles a large config on the event
+// after each descriptor node: a reload builds a large config on the event
 // loop in short slices (compile-off-thread.ts), start-up runs it to the end.
+// A reload's nodes compile on first use (CompileMode).
 import { InternalError, LimitSpecError, type ConfigProblem } from '../errors.js';
 import type { CompiledDomain, HttpAction } from '../core/config-model.js';
 import { compileLimit } from '../core/limit.js';
-import { compileRuleLimit, exactKey, type CompiledRule, type RuleLimit, type RuleNode, type WildcardChild } from '../core/rules.js';
+import { LazyRuleNode, compileRuleLimit, exactKey, type CompiledRule, type RuleLimit, type RuleNode, type WildcardChild } from '../core/rules.js';
 import type { Algorithm } from '../core/types.js';
 import { compositeKey, describeComposite, type ConfigFile, type DescriptorNodeConfig, type HttpActionConfig, type RateLimitConfig } from './schema.js';
 
@@ -23,8 +24,11 @@ interface FileContext {
 export interface ValidatedFile {
   file: string;
   config: ConfigFile;
-  /** The parsed file as JSON, frozen (GET /v1/config). */
-  document: unknown;
+  /**
+   * The parsed file as JSON, frozen (GET /v1/config). A function: after a
+   * reload the document is parsed only when first asked for (transfer.ts).
+   */
+  readDocument: () => unknown;
 }
 
 function report(ctx: FileContext, path: string, problem: string): void {
@@ -145,6 +149,15 @@ function runToEnd<T>(steps: CompileSteps<T>): T {
 const NO_CHILDREN: ReadonlyMap<string, RuleNode> = new Map();
 const NO_WILDCARDS: readonly WildcardChild[] = Object.freeze([]);
 
+/**
+ * How a level's children are compiled: 'eager' compiles the whole tree now
+ * (start-up, check-config, and the reload worker's check, which finds every
+ * problem); 'lazy' makes each child a LazyRuleNode that compiles itself, and
+ * its own children lazily, on first use. A reload's event-loop side is lazy:
+ * it has only the top level's small placeholders to build, between requests.
+ */
+export type CompileMode = 'eager' | 'lazy';
+
 function* compileLevel(
   ctx: FileContext,
   nodes: readonly DescriptorNodeConfig[],
@@ -152,26 +165,72 @@ function* compileLevel(
   parentPath: string,
   rule: CompiledRule | undefined,
   sharedValues: readonly (string | undefined)[],
+  mode: CompileMode,
 ): CompileSteps<RuleNode> {
   const exact = new Map<string, RuleNode>();
   const wildcards: WildcardChild[] = [];
   const keyOnly = new Map<string, RuleNode>();
   for (const [i, node] of nodes.entries()) {
-    const path = `${parentPath}descriptors[${i}]`;
-    const id = parentId === '' ? labelSegment(node) : `${parentId}.${labelSegment(node)}`;
+    const child = mode === 'eager'
+      ? yield* compileNode(ctx, node, i, parentId, parentPath, sharedValues, mode)
+      : new LazyDescriptorNode(ctx, node, i, parentId, parentPath, sharedValues);
     const value = node.value ?? '';
-    const wildcard = value.includes('*');
-    // share_threshold: this entry's value in bucket keys is the wildcard itself (one shared bucket).
-    const shared = [...sharedValues, wildcard && node.share_threshold === true ? value : undefined];
-    const child = yield* compileLevel(ctx, node.descriptors ?? [], id, `${path}.`, compileRule(ctx, node, id, path, shared), shared);
     // Sibling uniqueness is checked by the schema; these maps cannot collide.
     if (value === '') keyOnly.set(node.key, child);
-    else if (wildcard) wildcards.push(Object.freeze({ key: node.key, parts: Object.freeze(value.split('*')), node: child }));
+    else if (value.includes('*')) wildcards.push(Object.freeze({ key: node.key, parts: Object.freeze(value.split('*')), node: child }));
     else exact.set(exactKey(node.key, value), child);
     yield;
   }
   if (nodes.length === 0) return Object.freeze({ rule, exact: NO_CHILDREN, wildcards: NO_WILDCARDS, keyOnly: NO_CHILDREN });
   return Object.freeze({ rule, exact, wildcards: Object.freeze(wildcards), keyOnly });
+}
+
+/** One node (its rule and its children), the `index`-th child of the node at `parentId` / `parentPath`. */
+function* compileNode(
+  ctx: FileContext,
+  node: DescriptorNodeConfig,
+  index: number,
+  parentId: string,
+  parentPath: string,
+  sharedValues: readonly (string | undefined)[],
+  mode: CompileMode,
+): CompileSteps<RuleNode> {
+  const path = `${parentPath}descriptors[${index}]`;
+  const id = parentId === '' ? labelSegment(node) : `${parentId}.${labelSegment(node)}`;
+  const value = node.value ?? '';
+  // share_threshold: this entry's value in bucket keys is the wildcard itself (one shared bucket).
+  const shared = [...sharedValues, value.includes('*') && node.share_threshold === true ? value : undefined];
+  return yield* compileLevel(ctx, node.descriptors ?? [], id, `${path}.`, compileRule(ctx, node, id, path, shared), shared, mode);
+}
+
+/**
+ * compileNode on first use. The files were checked whole before (the reload
+ * worker compiled them eagerly), so a problem here is an InternalError, not
+ * a config error; it cannot arise from a checked file. One object per node
+ * holds what compiling needs (a closure would take two more).
+ */
+class LazyDescriptorNode extends LazyRuleNode {
+  constructor(
+    private readonly ctx: FileContext,
+    private config: DescriptorNodeConfig | undefined,
+    private readonly index: number,
+    private readonly parentId: string,
+    private readonly parentPath: string,
+    private readonly sharedValues: readonly (string | undefined)[],
+  ) {
+    super();
+  }
+
+  protected compile(): RuleNode {
+    const problems: ConfigProblem[] = [];
+    const compiled = runToEnd(compileNode({ ...this.ctx, problems }, this.config!, this.index, this.parentId, this.parentPath, this.sharedValues, 'lazy'));
+    if (problems.length > 0) {
+      throw new InternalError(`a checked config failed to compile: ${problems.map(({ path, problem }) => `${path}: ${problem}`).join('; ')}`);
+    }
+    // The node's config is not needed again.
+    this.config = undefined;
+    return compiled;
+  }
 }
 
 function compileAction(action: HttpActionConfig): HttpAction {
@@ -218,58 +277,83 @@ export function compileDomain(
   files: readonly ValidatedFile[],
   problems: ConfigProblem[],
 ): CompiledDomain | undefined {
-  return runToEnd(compileDomainSteps(files, problems));
+  return runToEnd(compileDomainSteps(files, problems, 'eager'));
 }
 
-/** compileDomain in steps, pausing after each descriptor node. */
+/** compileDomain in steps, pausing after each descriptor node it compiles (`mode`: see CompileMode). */
 export function* compileDomainSteps(
   files: readonly ValidatedFile[],
   problems: ConfigProblem[],
+  mode: CompileMode,
 ): CompileSteps<CompiledDomain | undefined> {
   const first = files[0];
   if (first === undefined) throw new InternalError('compileDomain needs at least one file');
   const name = first.config.domain;
   const before = problems.length;
+  const contextOf = ({ file, config }: ValidatedFile): FileContext =>
+    ({ file, domain: name, algorithm: config.algorithm ?? 'token_bucket', problems });
+  // One file (the usual case) has no duplicates across files: its top level is the domain's.
+  const root = files.length === 1
+    ? yield* compileLevel(contextOf(first), first.config.descriptors ?? [], '', '', undefined, [], mode)
+    : yield* mergedRoot(files, contextOf, mode);
+  if (problems.length > before) return undefined;
+  const httpDescriptors = files.flatMap(({ config }) => (config.http?.descriptors ?? []).map((actions) =>
+    Object.freeze(actions.map((action) => Object.freeze(compileAction(action))))));
+  // Only these are kept for the document, not the files' config trees.
+  const readers = files.map(({ file, readDocument }) => ({ file, readDocument }));
+  let document: unknown;
+  return Object.freeze({
+    name,
+    source: files.map(({ file }) => file).join(', '),
+    algorithm: first.config.algorithm ?? 'token_bucket',
+    root,
+    httpDescriptors: Object.freeze(httpDescriptors),
+    get document(): unknown {
+      document ??= readers.length === 1
+        ? readers[0]!.readDocument()
+        : Object.freeze({ domain: name, merged_from: Object.freeze(readers.map(({ file, readDocument }) => Object.freeze({ file, config: readDocument() }))) });
+      return document;
+    },
+  });
+}
+
+/** The top level of several files of one domain (--merge-domains): each descriptor from the first file that defines it. */
+function* mergedRoot(
+  files: readonly ValidatedFile[],
+  contextOf: (file: ValidatedFile) => FileContext,
+  mode: CompileMode,
+): CompileSteps<RuleNode> {
   const exact = new Map<string, RuleNode>();
   const wildcards: WildcardChild[] = [];
   const keyOnly = new Map<string, RuleNode>();
   const topLevel = new Map<string, { file: string; index: number }>();
-  for (const { file, config } of files) {
-    const ctx: FileContext = { file, domain: name, algorithm: config.algorithm ?? 'token_bucket', problems };
+  for (const validated of files) {
+    const { file, config } = validated;
+    const ctx = contextOf(validated);
     const nodes = config.descriptors ?? [];
     // Duplicates within one file are the schema's; across merged files, ours.
-    const kept = nodes.filter((node, index) => {
+    const kept: DescriptorNodeConfig[] = [];
+    for (const [index, node] of nodes.entries()) {
       const composite = compositeKey(node);
       const earlier = topLevel.get(composite);
       if (earlier !== undefined && earlier.file !== file) {
         report(ctx, `descriptors[${index}]`,
           `duplicate descriptor: ${describeComposite(node)} is already defined in ${earlier.file} at descriptors[${earlier.index}]`);
-        return false;
+        continue;
       }
       if (earlier === undefined) topLevel.set(composite, { file, index });
-      return true;
-    });
-    const root = yield* compileLevel(ctx, nodes, '', '', undefined, []);
+      kept.push(node);
+    }
+    const root = yield* compileLevel(ctx, nodes, '', '', undefined, [], mode);
     for (const node of kept) {
       const value = node.value ?? '';
       if (value === '') keyOnly.set(node.key, root.keyOnly.get(node.key)!);
       else if (!value.includes('*')) exact.set(exactKey(node.key, value), root.exact.get(exactKey(node.key, value))!);
+      yield;
     }
     for (const wildcard of root.wildcards) {
       if (kept.some((node) => node.key === wildcard.key && node.value === wildcard.parts.join('*'))) wildcards.push(wildcard);
     }
   }
-  if (problems.length > before) return undefined;
-  const httpDescriptors = files.flatMap(({ config }) => (config.http?.descriptors ?? []).map((actions) =>
-    Object.freeze(actions.map((action) => Object.freeze(compileAction(action))))));
-  return Object.freeze({
-    name,
-    source: files.map(({ file }) => file).join(', '),
-    algorithm: first.config.algorithm ?? 'token_bucket',
-    root: Object.freeze({ rule: undefined, exact, wildcards: Object.freeze(wildcards), keyOnly }),
-    httpDescriptors: Object.freeze(httpDescriptors),
-    document: files.length === 1
-      ? first.document
-      : Object.freeze({ domain: name, merged_from: Object.freeze(files.map(({ file, document }) => Object.freeze({ file, config: document }))) }),
-  });
+  return Object.freeze({ rule: undefined, exact, wildcards: Object.freeze(wildcards), keyOnly });
 }

@@ -190,7 +190,8 @@ function validateSource(source: ConfigSource): CheckedSource {
     ];
     return { validated: undefined, problems, where };
   }
-  return { validated: { file, config: parsed.data, document: deepFreeze(plain) }, problems: [], where };
+  const frozen = deepFreeze(plain);
+  return { validated: { file, config: parsed.data, readDocument: () => frozen }, problems: [], where };
 }
 
 /** A config that compiled, and the validated files of each domain it came from. */
@@ -253,8 +254,9 @@ export function validateSources(path: string, sources: readonly ConfigSource[], 
 /**
  * Compiles what validateSources returned, in steps (see CompileSteps): the
  * config compileSources would have returned (the files are already grouped
- * by domain as the load options said). A problem it finds is an
- * InternalError: validation should have found it.
+ * by domain as the load options said), its descriptor nodes compiled on
+ * first use (CompileMode 'lazy'). A problem it finds is an InternalError:
+ * validation should have found it.
  */
 export function* compileValidatedSteps(
   path: string,
@@ -263,7 +265,7 @@ export function* compileValidatedSteps(
   const problems: ConfigProblem[] = [];
   const domains = new Map<string, CompiledDomain>();
   for (const files of validated) {
-    const domain = yield* compileDomainSteps(files, problems);
+    const domain = yield* compileDomainSteps(files, problems, 'lazy');
     if (domain !== undefined) domains.set(domain.name, domain);
   }
   if (problems.length > 0) throw new InternalError(`a checked config failed to compile: ${new ConfigError(problems).message}`);

@@ -122,7 +122,7 @@ export function problemsBeyondSchema(file: string, plain: unknown, issues: reado
       continue;
     }
     const compileProblems: ConfigProblem[] = [];
-    compileDomain([{ file, config: parsed.data, document: pruned.value }], compileProblems);
+    compileDomain([{ file, config: parsed.data, readDocument: () => pruned.value }], compileProblems);
     for (const { path, problem } of compileProblems) add(formatPath(pruned.toOriginal(parsePath(path))), problem);
     return found;
   }

@@ -67,6 +67,47 @@ export interface RuleNode {
   keyOnly: ReadonlyMap<string, RuleNode>;
 }
 
+/**
+ * A node compiled on first use. A reload builds the new config's nodes this
+ * way (config/compile-domain.ts): the event loop then makes one small object
+ * per node instead of every limit's compiled form at once, which on large
+ * configs cost garbage-collection pauses of 10-20 ms while decisions waited
+ * (docs/configuration.md, "Hot reload"). Reads through it give what the
+ * compiled node holds; `compile` runs once.
+ */
+export abstract class LazyRuleNode implements RuleNode {
+  private compiled: RuleNode | undefined;
+
+  /** The node; called once. */
+  protected abstract compile(): RuleNode;
+
+  private get node(): RuleNode {
+    this.compiled ??= this.compile();
+    return this.compiled;
+  }
+
+  /** Whether the node has been compiled (tests). */
+  get isCompiled(): boolean {
+    return this.compiled !== undefined;
+  }
+
+  get rule(): CompiledRule | undefined {
+    return this.node.rule;
+  }
+
+  get exact(): ReadonlyMap<string, RuleNode> {
+    return this.node.exact;
+  }
+
+  get wildcards(): readonly WildcardChild[] {
+    return this.node.wildcards;
+  }
+
+  get keyOnly(): ReadonlyMap<string, RuleNode> {
+    return this.node.keyOnly;
+  }
+}
+
 export function exactKey(key: string, value: string): string {
   return `${key}\u0000${value}`;
 }
