@@ -6,10 +6,26 @@
 import { readlinkSync } from 'node:fs';
 import { setPriority } from 'node:os';
 import { parentPort } from 'node:worker_threads';
-import { ConfigError, errorMessage } from '../errors.js';
 import type { CompileRequest, CompileReply } from './compile-off-thread.js';
-import { readConfigSources, sourcesSignature, validateSources, type ConfigSource } from './load.js';
-import { packValidated } from './transfer.js';
+import type { ConfigSource } from './load.js';
+
+/**
+ * Decisions come first: on a busy machine the kernel should run the event
+ * loop before this thread. Linux keeps a nice value per thread
+ * (/proc/thread-self names this one); elsewhere the thread keeps the
+ * process's priority. Set before the parser and schema are loaded (below):
+ * loading them is a few hundred milliseconds of CPU at every worker start.
+ */
+const LOWER_PRIORITY = 10;
+try {
+  const threadId = Number(readlinkSync('/proc/thread-self').split('/').at(-1));
+  if (Number.isSafeInteger(threadId) && threadId > 0) setPriority(threadId, LOWER_PRIORITY);
+} catch {
+  // not Linux, or not allowed: the compile runs at the process's priority
+}
+
+const [{ ConfigError, errorMessage }, { readConfigSources, sourcesSignature, validateSources }, { packValidated }] =
+  await Promise.all([import('../errors.js'), import('./load.js'), import('./transfer.js')]);
 
 function answer(request: CompileRequest): CompileReply {
   let sources: ConfigSource[];
@@ -29,20 +45,6 @@ function answer(request: CompileRequest): CompileReply {
     if (error instanceof ConfigError) return { kind: 'invalid', signature, problems: [...error.problems] };
     return { kind: 'failed', message: errorMessage(error) };
   }
-}
-
-/**
- * Decisions come first: on a busy machine the kernel should run the event
- * loop before this thread. Linux keeps a nice value per thread
- * (/proc/thread-self names this one); elsewhere the thread keeps the
- * process's priority.
- */
-const LOWER_PRIORITY = 10;
-try {
-  const threadId = Number(readlinkSync('/proc/thread-self').split('/').at(-1));
-  if (Number.isSafeInteger(threadId) && threadId > 0) setPriority(threadId, LOWER_PRIORITY);
-} catch {
-  // not Linux, or not allowed: the compile runs at the process's priority
 }
 
 parentPort?.on('message', (request: CompileRequest) => parentPort?.postMessage(answer(request)));

@@ -107,6 +107,17 @@ t.test('reverting a broken edit to the config in force is reported as a reload',
   t.equal(rateOf(h.watcher.current()), 1);
 });
 
+t.test('after a reload the document (GET /v1/config) is the new file as written, read once and frozen', async (t) => {
+  const h = harness(t);
+  writeFileSync(h.file, `${config('shop', 3)}    metadata: { owner: team-a }\n`);
+  await until(() => h.reloads.length === 1, 'the reload');
+  const domain = h.watcher.current().domains.get('shop')!;
+  const document = domain.document;
+  t.same(document, { domain: 'shop', descriptors: [{ key: 'api_key', rate_limit: { unit: 'second', requests_per_unit: 3 }, metadata: { owner: 'team-a' } }] });
+  t.ok(Object.isFrozen(document) && Object.isFrozen((document as { descriptors: object[] }).descriptors[0]), 'frozen, as at start-up');
+  t.equal(domain.document, document, 'parsed once: the same object on the next read');
+});
+
 t.test('reload("signal") reloads at once, even when nothing changed', async (t) => {
   const h = harness(t, { ...FAST, fsWatch: false });
   const before = h.watcher.current();
