@@ -99,7 +99,8 @@ function withLazyDocument(file: string, config: ConfigFile, documentText: string
 
 /**
  * The event loop's side, in steps (one per piece): the validated files
- * packValidated was given. Each piece is let go once parsed.
+ * packValidated was given. Each piece is let go once parsed: the texts in
+ * `domains` are emptied as it goes, so a reply can be unpacked once.
  */
 export function* unpackValidatedSteps(domains: readonly (readonly TransferredFile[])[]): CompileSteps<ValidatedFile[][]> {
   const result: ValidatedFile[][] = [];
