@@ -137,6 +137,12 @@ export class NodeHealth {
    * (deadline misses, error replies) count towards the threshold.
    */
   failure(node: string, error: unknown): void {
+    // A late failure of a node that a failover replaced (a call sent before
+    // the new slot map, failing after it): that node is gone for good, and
+    // tracking it again would report it down, and the server not ready, until
+    // the masters change again. Before the first slot map every node counts.
+    const masters = this.options.masters();
+    if (!this.nodes.has(node) && masters.length > 0 && !masters.includes(node)) return;
     const state = this.node(node);
     const misconfiguration = misconfigurationOf(error);
     state.reason = misconfiguration?.words ?? redisErrorWords(error);

@@ -182,12 +182,15 @@ class RedisStoreImpl implements RegionalStore {
     if (this.mode === 'cluster') {
       let known = '';
       (client as Cluster).on('refresh', () => {
-        // ioredis refreshes the slot map every 2 s; act only when the masters changed (a failover).
+        // ioredis refreshes the slot map every 2 s. Node health forgets nodes that serve no
+        // slot on every refresh (a node a failover replaced is never reported down for good);
+        // the script is loaded again only when the masters changed.
         const masters = this.topology.masters();
-        const current = masters.join(',');
-        if (masters.length === 0 || current === known) return;
-        known = current;
+        if (masters.length === 0) return;
         this.nodeHealth.retain(new Set(masters));
+        const current = masters.join(',');
+        if (current === known) return;
+        known = current;
         void this.library.preload(client);
       });
     }

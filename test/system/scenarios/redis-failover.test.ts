@@ -9,7 +9,7 @@ import tap from 'tap';
 import { slotTagFor } from '../../../src/core/keys.js';
 import { startRedisCluster } from '../../helpers/redis.js';
 import {
-  burst, check, flat, metric, percentile, readyz, sleep, startSidecar, tally, until, warmUp, writeConfig,
+  burst, check, flat, getText, metric, percentile, readyz, sleep, startSidecar, tally, until, warmUp, writeConfig,
   type Answer, type Sidecar,
 } from './lib.js';
 
@@ -93,7 +93,12 @@ await tap.test('5. SIGKILL of the hot key\'s master under load: every answer 200
       if (await readyz(sidecar) !== 200 || !await decidesWithStore(sidecar)) return false;
     }
     return true;
-  }, 30_000, 100);
+  }, 30_000, 100).catch(async (error: unknown) => {
+    // Say what each sidecar reported, so a failure names the node it still counts as down.
+    const said = await Promise.all(sidecars.map(async (sidecar) =>
+      `${sidecar.name}: ${await getText(sidecar, '/readyz').then(({ status, text }) => `${status} ${text}`, (e: unknown) => String(e))}`));
+    throw new Error(`${error instanceof Error ? error.message : String(error)}; /readyz: ${said.join(' | ')}`);
+  });
   t.comment(`both sidecars ready and deciding with Redis ${readyMs.toFixed(0)} ms after the load ended`);
   for (const sidecar of sidecars) t.equal(await readyz(sidecar), 200, `${sidecar.name}: /readyz 200`);
   for (const sidecar of sidecars) t.equal(await metric(sidecar, 'ratelimit_store_fallback_active'), 0, `${sidecar.name}: fallback off`);

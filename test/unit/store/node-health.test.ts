@@ -6,12 +6,12 @@ import { waitFor } from '../../helpers/wait.js';
 
 const HANG_GUARD_MS = 10_000;
 
-function harness(probe: () => Promise<unknown>) {
+function harness(probe: () => Promise<unknown>, masters: () => readonly string[] = () => []) {
   let now = 0;
   const events: string[] = [];
   const health = new NodeHealth({
     probe: () => probe(),
-    masters: () => [],
+    masters,
     events: {
       state: (node, state, _previous, reason) => events.push(`${state} ${node}: ${reason}`),
       stillDown: (node, reason) => events.push(`still down ${node}: ${reason}`),
@@ -89,4 +89,27 @@ t.test('a misconfiguration opens at once, is told once, and clears with the firs
   t.same(events, ['misconfigured a: acl_scripting', 'open a: the redis ACL user may not run scripts: grant it EVALSHA and EVAL (+evalsha +eval, or +@scripting)',
     'misconfigured a: no more', 'closed a: answering again']);
   t.same(health.misconfigured(), []);
+});
+
+t.test('a failover: the replaced master is forgotten, and a late failure of it does not report it down again', async (t) => {
+  let masters = ['a', 'b'];
+  const { health, events } = harness(() => new Promise(() => {}), () => masters);
+  health.failure('a', closed);
+  t.same(health.unavailable(), ['a'], 'the dead master is down');
+  masters = ['c', 'b']; // its replica c took its slots
+  health.retain(new Set(masters));
+  t.same(health.unavailable(), [], 'forgotten once it serves no slot');
+  health.failure('a', closed); // a call sent to it before the new slot map, failing after it
+  health.failure('a', slow);
+  t.same(health.unavailable(), [], 'still forgotten: the server stays ready');
+  t.equal(health.tryAcquire('a'), true);
+  health.failure('c', closed);
+  t.same(health.unavailable(), ['c'], 'a current master is still reported down');
+  t.same(events, ['open a: redis unreachable (connection refused)', 'closed a: no longer a master', 'open c: redis unreachable (connection refused)']);
+});
+
+t.test('before the first slot map (no masters known) any node can be reported down', async (t) => {
+  const { health } = harness(() => new Promise(() => {}));
+  health.failure('a', closed);
+  t.same(health.unavailable(), ['a']);
 });
