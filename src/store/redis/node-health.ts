@@ -141,8 +141,7 @@ export class NodeHealth {
     // the new slot map, failing after it): that node is gone for good, and
     // tracking it again would report it down, and the server not ready, until
     // the masters change again. Before the first slot map every node counts.
-    const masters = this.options.masters();
-    if (!this.nodes.has(node) && masters.length > 0 && !masters.includes(node)) return;
+    if (!this.nodes.has(node) && !this.mayTrack(node)) return;
     const state = this.node(node);
     const misconfiguration = misconfigurationOf(error);
     state.reason = misconfiguration?.words ?? redisErrorWords(error);
@@ -162,6 +161,12 @@ export class NodeHealth {
     clearTimeout(state.timer);
     state.timer = undefined;
     this.probe(node, state);
+  }
+
+  /** Whether a node not tracked yet may be: a current master, or any node before the first slot map. */
+  private mayTrack(node: string): boolean {
+    const masters = this.options.masters();
+    return masters.length === 0 || masters.includes(node);
   }
 
   /** Nodes that are down. */
