@@ -121,7 +121,8 @@ function readScalarsAsEnvoyRatelimit(node: unknown): void {
   }
 }
 
-function deepFreeze<T>(value: T): T {
+/** Freezes `value` and everything in it (a file's document: GET /v1/config hands it out as it is). */
+export function deepFreeze<T>(value: T): T {
   if (value !== null && typeof value === 'object' && !Object.isFrozen(value)) {
     Object.freeze(value);
     for (const child of Object.values(value)) deepFreeze(child);

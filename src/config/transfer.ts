@@ -13,6 +13,7 @@
 //   event loop is copied by the garbage collector while decisions wait.
 import type { ConfigFile, DescriptorNodeConfig } from './schema.js';
 import type { CompileSteps, ValidatedFile } from './compile-domain.js';
+import { deepFreeze } from './load.js';
 
 /** One validated file: its top-level fields, its descriptor nodes in pieces, and its document. */
 export interface TransferredFile {
@@ -59,13 +60,6 @@ export function packValidated(domains: readonly (readonly ValidatedFile[])[]): T
   }));
 }
 
-function freezeDeep(value: unknown): void {
-  if (value !== null && typeof value === 'object' && !Object.isFrozen(value)) {
-    Object.freeze(value);
-    for (const child of Object.values(value)) freezeDeep(child);
-  }
-}
-
 /** A node whose children are still arriving: where they go and how many are left. */
 interface OpenList {
   nodes: Plain[];
@@ -88,10 +82,7 @@ function withLazyDocument(file: string, config: ConfigFile, documentText: string
     file,
     config,
     readDocument: () => {
-      if (document === undefined) {
-        document = JSON.parse(documentText);
-        freezeDeep(document);
-      }
+      document ??= deepFreeze(JSON.parse(documentText) as unknown);
       return document;
     },
   };
