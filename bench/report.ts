@@ -22,6 +22,8 @@ export interface Row {
   result?: LoadResult;
   /** Decisions our server counted (ratelimit_decisions_total delta), by outcome. */
   outcomes?: Map<string, number>;
+  /** The same decisions by who decided (decided_by: redis, lease, mirror, ...). */
+  deciders?: Map<string, number>;
   redis?: CommandDelta;
   /** Redis CPU seconds (INFO cpu used_cpu_user + used_cpu_sys) over the measured window, summed over every master. */
   redisCpuS?: number;
@@ -116,6 +118,12 @@ function notes(row: Row): string {
     if (failed > 0) parts.push(`${failed} store_failure`);
     const storeErrors = row.outcomes.get(STORE_ERRORS) ?? 0;
     if (storeErrors > 0) parts.push(`**${storeErrors} Redis call errors (deadline/breaker: local fallback decided)**`);
+  }
+  if (row.deciders !== undefined && row.store !== 'memory') {
+    const decided = Math.max(1, [...row.deciders.values()].reduce((a, b) => a + b, 0));
+    const shares = [...row.deciders.entries()].sort((a, b) => b[1] - a[1])
+      .map(([by, count]) => `${by} ${((100 * count) / decided).toFixed(0)}%`);
+    if (shares.length > 0) parts.push(`decided by ${shares.join(', ')}`);
   }
   const denied = row.result?.statuses['429'];
   if (row.kind === 'peer' && denied !== undefined && denied > 0) parts.push(`${denied} × 429`);

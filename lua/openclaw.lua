@@ -74,8 +74,9 @@ sidecars sharing this Redis; global limits across regions, see
 docs/multi-region.md). lease_hold: a sidecar's local lease of a busy
 token bucket (docs/leases.md).
 
-State per key: integers joined by ':' (written with %.0f so large numbers
-never turn into 1.7e+15): token bucket "<level>:<tsUs>" (a token budget's
+State per key: integers joined by ':' (written with %d, a C long, so large
+numbers never turn into 1.7e+15; every level and time is below 2^53, which
+src/core/limit.ts checks, and %d costs a fraction of %.0f): token bucket "<level>:<tsUs>" (a token budget's
 level may be negative: "-<debt level>:<tsUs>"), fixed window
 "<count>:<windowStartUs>", sliding window "<count>:<windowStartUs>:<previousCount>",
 a token bucket with local leases out "<level>:<tsUs>:<held level>:<untilUs>",
@@ -84,19 +85,26 @@ A missing key is a full bucket / an empty window.
 Time: Redis TIME only (scripts replicate by effects), read once per call.
 ]]
 
+-- Globals this script uses per op, as locals (a global is a table lookup each time).
+local ARGV, tonumber, unpack = ARGV, tonumber, unpack
+local floor, max, min = math.floor, math.max, math.min
+local format, match = string.format, string.match
+
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 
 local function ceil_div(a, b)
-  return math.floor((a + b - 1) / b)
+  return floor((a + b - 1) / b)
 end
 
 -- A stored state: { integers } or false (none, or not a state of ours).
 local function parse(v)
   if not v then return false end
-  local a, b, c, d = string.match(v, '^(%-?%d+):(%d+):?(%d*):?(%d*)$')
+  local a, b, c, d = match(v, '^(%-?%d+):(%d+):?(%d*):?(%d*)$')
   if not a then return false end
-  return { tonumber(a), tonumber(b), tonumber(c), tonumber(d) }
+  -- `x + 0` converts a string of digits once; tonumber would parse it twice.
+  if c == '' then return { a + 0, b + 0 } end
+  return { a + 0, b + 0, c + 0, d ~= '' and d + 0 or nil }
 end
 
 -- Reads one key: its state, false (none) or nil (not served by this node).
@@ -114,14 +122,14 @@ local function write(key, s, ttl)
   end
   local text
   if s[4] then
-    text = string.format('%.0f:%.0f:%.0f:%.0f', s[1], s[2], s[3], s[4])
+    text = format('%d:%d:%d:%d', s[1], s[2], s[3], s[4])
   elseif s[3] then
-    text = string.format('%.0f:%.0f:%.0f', s[1], s[2], s[3])
+    text = format('%d:%d:%d', s[1], s[2], s[3])
   else
-    text = string.format('%.0f:%.0f', s[1], s[2])
+    text = format('%d:%d', s[1], s[2])
   end
   if ttl then
-    redis.call('SET', key, text, 'PX', string.format('%.0f', math.max(1, ceil_div(ttl, 1000))))
+    redis.call('SET', key, text, 'PX', format('%d', max(1, ceil_div(ttl, 1000))))
   else
     redis.call('SET', key, text, 'KEEPTTL')
   end
@@ -160,7 +168,7 @@ local function refilled(lim, s)
   local level, ts = s[1], s[2]
   local missing = cap - level
   local ticks = 0
-  if now > ts then ticks = math.floor((now - ts) / lim.tick) end
+  if now > ts then ticks = floor((now - ts) / lim.tick) end
   if missing <= 0 or ticks >= ceil_div(missing, lim.refill) then return cap, now end
   return level + ticks * lim.refill, ts + ticks * lim.tick
 end
@@ -174,7 +182,7 @@ local function bucket_at(lim, s, level, ts)
   if level >= lim.cap and horizon == 0 then return false, 0 end
   local progress = 0
   if now > ts then progress = now - ts end
-  local ttl = ceil_div(math.max(0, lim.cap - level), lim.refill) * lim.tick - progress + horizon
+  local ttl = ceil_div(max(0, lim.cap - level), lim.refill) * lim.tick - progress + horizon
   if horizon > 0 then
     if s.held then return { level, ts, s.out, now + horizon, out = s.out, horizon = horizon, held = true }, ttl end
     return { level, ts, out = s.out, horizon = horizon }, ttl
@@ -206,15 +214,15 @@ local function token_bucket()
     refund = function(lim, s, cost)
       if lim.refill == 0 then return nil end
       local level, ts = refilled(lim, s)
-      return bucket_at(lim, s, math.min(capacity(lim, s), level + cost * lim.per), ts)
+      return bucket_at(lim, s, min(capacity(lim, s), level + cost * lim.per), ts)
     end,
     -- Refilled to now, then cost taken, never below empty; what did not fit is the shortfall.
     debit = function(lim, s, cost)
       if lim.refill == 0 then return nil end
       local level, ts = refilled(lim, s)
       local after = level - cost * lim.per
-      local nxt, ttl = bucket_at(lim, s, math.max(0, after), ts)
-      return nxt, ttl, ceil_div(math.max(0, -after), lim.per)
+      local nxt, ttl = bucket_at(lim, s, max(0, after), ts)
+      return nxt, ttl, ceil_div(max(0, -after), lim.per)
     end,
     report = function(s) return s[1], s[2], s.out or 0 end,
     read = read_held,
@@ -235,15 +243,15 @@ local function overdraft_bucket()
   entry.take = function(lim, s, cost)
     local level, ts = refilled(lim, s)
     if cost == 0 then return level > 0, s, 0 end
-    local nxt, ttl = bucket_at(lim, s, math.max(lim.floor, level - cost * lim.per), ts)
+    local nxt, ttl = bucket_at(lim, s, max(lim.floor, level - cost * lim.per), ts)
     return level > 0, nxt, ttl, true
   end
   -- Refilled to now, then cost taken, below zero too.
   entry.debit = function(lim, s, cost)
     local level, ts = refilled(lim, s)
     local after = level - cost * lim.per
-    local nxt, ttl = bucket_at(lim, s, math.max(lim.floor, after), ts)
-    return nxt, ttl, ceil_div(math.max(0, lim.floor - after), lim.per)
+    local nxt, ttl = bucket_at(lim, s, max(lim.floor, after), ts)
+    return nxt, ttl, ceil_div(max(0, lim.floor - after), lim.per)
   end
   return entry
 end
@@ -258,10 +266,10 @@ local function with_leases(lim, key, s)
   local out, horizon = 0, 0
   local leases = redis.call('HGETALL', key .. ':l')
   for i = 1, #leases, 2 do
-    local tokens, expires = string.match(leases[i + 1], '^(%d+):(%d+)')
+    local tokens, expires = match(leases[i + 1], '^(%d+):(%d+)')
     if tokens and tonumber(expires) > now then
       out = out + tonumber(tokens) * lim.per
-      horizon = math.max(horizon, tonumber(expires) - now)
+      horizon = max(horizon, tonumber(expires) - now)
     end
   end
   if not s then
@@ -281,7 +289,7 @@ end
 -- A fixed window at now: count, window start (a state outside its window is an empty new window).
 local function current_window(lim, s)
   if s and s[2] <= now and now < s[2] + lim.window then return s[1], s[2] end
-  return 0, math.floor(now / lim.window) * lim.window
+  return 0, floor(now / lim.window) * lim.window
 end
 
 local function fixed_window()
@@ -305,7 +313,7 @@ local function fixed_window()
     end,
     debit = function(lim, s, cost)
       local count, start = current_window(lim, s)
-      return { math.min(lim.max, count + cost), start }, start + lim.window - now, math.max(0, count + cost - lim.max)
+      return { min(lim.max, count + cost), start }, start + lim.window - now, max(0, count + cost - lim.max)
     end,
     report = function(s) return s[1], s[2], 0 end,
   }
@@ -318,7 +326,7 @@ local function sliding(lim, s)
     if now < s[2] + lim.window then return s[1], s[3] or 0, s[2] end
     if now < s[2] + 2 * lim.window then return 0, s[1], s[2] + lim.window end
   end
-  return 0, 0, math.floor(now / lim.window) * lim.window
+  return 0, 0, floor(now / lim.window) * lim.window
 end
 
 local function sliding_window()
@@ -330,7 +338,7 @@ local function sliding_window()
     take = function(lim, s, cost)
       local cur, prev, start = sliding(lim, s)
       local et = 0
-      if now > start then et = math.floor((now - start) / lim.tick) end
+      if now > start then et = floor((now - start) / lim.tick) end
       local weighted = prev * (lim.wt - et)
       if cur + cost > lim.max or weighted + (cur + cost) * lim.wt > lim.max * lim.wt then return false, s, 0 end
       local after = cur + cost
@@ -342,13 +350,13 @@ local function sliding_window()
     -- Only while the charged window is the stored one; the previous count stays.
     refund = function(lim, s, cost, charged)
       if s[2] ~= charged then return nil end
-      local left, prev = math.max(0, s[1] - cost), s[3] or 0
+      local left, prev = max(0, s[1] - cost), s[3] or 0
       if left == 0 and prev == 0 then return false end
       return { left, s[2], prev }
     end,
     debit = function(lim, s, cost)
       local cur, prev, start = sliding(lim, s)
-      return { math.min(lim.max, cur + cost), start, prev }, start + 2 * lim.window - now, math.max(0, cur + cost - lim.max)
+      return { min(lim.max, cur + cost), start, prev }, start + 2 * lim.window - now, max(0, cur + cost - lim.max)
     end,
     report = function(s) return s[1], s[2], s[3] or 0 end,
   }
@@ -369,13 +377,13 @@ local function lease()
     -- Only what is still counted as spent here comes back: tokens already
     -- reported spent (lease_claim) were released at home, so they are gone.
     refund = function(lim, s, cost)
-      local back = math.min(cost, s[4] or 0)
+      local back = min(cost, s[4] or 0)
       if now >= s[2] or back <= 0 then return nil end
       return { s[1] + back, s[2], s[3] or 0, (s[4] or 0) - back }
     end,
     debit = function(lim, s, cost)
       if not s or now >= s[2] then return nil end
-      local taken = math.min(cost, s[1])
+      local taken = min(cost, s[1])
       return { s[1] - taken, s[2], s[3] or 0, (s[4] or 0) + taken }, s[2] - now, cost - taken
     end,
     report = function(s) return s[1], s[2], s[4] or 0 end,
@@ -453,25 +461,29 @@ local function take()
   -- group, shadow, always): reused from batch to batch, so a batch allocates
   -- nothing of its own; an op reads its key's tentative state from here.
   local takes, n = {}, 0
-  local out = { now }
+  local out, k = { now }, 1 -- k: the reply's length so far
   while op <= last do
-    local status_at = #out + 1
+    local status_at = k + 1
     out[status_at] = 0
+    k = status_at
     local committed, is_moved = true, false
     local groups -- quota group -> every op of it allowed; created when needed
     n = 0
     local first = true
     while op <= last do
-      local word = tonumber(ARGV[op + 1])
+      local word = ARGV[op + 1] + 0 -- (as in parse: one conversion, not tonumber's two)
       local index = word % base
       local flags = (word - index) / base
+      local shadow, report, group = false, false, 0
+      if flags > 0 then -- (most ops have no flags)
+        shadow = flags % 4 >= 2
+        report = flags % 8 >= 4
+        group = (flags - flags % 8) / 8
+      end
       if flags % 2 == 0 and not first then break end -- the next batch starts
       first = false
-      local key = keys[tonumber(ARGV[op])]
-      local cost = tonumber(ARGV[op + 2])
-      local shadow = flags % 4 >= 2
-      local report = flags % 8 >= 4
-      local group = math.floor(flags / 8)
+      local key = keys[ARGV[op] + 0]
+      local cost = ARGV[op + 2] + 0
       op = op + 3
       local lim = limits[index]
       local alg = lim.alg
@@ -481,12 +493,12 @@ local function take()
         states[key] = alg.read(lim, key, states[key])
       end
       local s = states[key]
-      local k = #out
       if s then
         out[k + 1], out[k + 2], out[k + 3] = alg.report(s)
       else
         out[k + 1], out[k + 2], out[k + 3] = 0, -1, 0
       end
+      k = k + 3
       for i = n - 5, 1, -6 do -- the latest tentative take on this key in this batch, if any
         if takes[i] == key then
           s = takes[i + 1]
@@ -547,6 +559,11 @@ local function take()
   return out
 end
 
+-- take is nearly every call, so it runs before the script defines the other
+-- operations: a script runs from scratch on every call, and every function
+-- defined before a call's operation is paid for by that call.
+if ARGV[1] == 'take' then return take() end
+
 -- refund and debit: one op at a time (rare paths: a denial across masters, a write-back after a failure).
 local function adjust(stride, change)
   local limits, _, at = read_limits(2)
@@ -591,8 +608,8 @@ local function presence()
   local key = KEYS[1]
   local ttl = tonumber(ARGV[3])
   redis.call('ZADD', key, now, ARGV[2])
-  redis.call('ZREMRANGEBYSCORE', key, '-inf', string.format('(%.0f', now - ttl))
-  redis.call('PEXPIRE', key, string.format('%.0f', math.max(1, ceil_div(2 * ttl, 1000))))
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', format('(%d', now - ttl))
+  redis.call('PEXPIRE', key, format('%d', max(1, ceil_div(2 * ttl, 1000))))
   return redis.call('ZCARD', key)
 end
 
@@ -602,7 +619,7 @@ end
 -- the lease since its last report (they go to the home region with the
 -- request). Returns 3 integers per key: claimed (0|1), spent, generation.
 local function lease_claim()
-  local ttl = string.format('%.0f', math.max(1, ceil_div(tonumber(ARGV[2]), 1000)))
+  local ttl = format('%d', max(1, ceil_div(tonumber(ARGV[2]), 1000)))
   local out = {}
   for i = 3, #ARGV do
     local key = ARGV[i]
@@ -628,7 +645,7 @@ end
 local function home_lease(leases, region)
   local v = redis.call('HGET', leases, region)
   if not v then return nil end
-  local tokens, expires, gen = string.match(v, '^(%d+):(%d+):?(%d*)$')
+  local tokens, expires, gen = match(v, '^(%d+):(%d+):?(%d*)$')
   if not tokens then return nil end
   return { tonumber(tokens), tonumber(expires), tonumber(gen) or 0 }
 end
@@ -660,32 +677,32 @@ local function lease_grant()
     if mine and mine[2] > now then
       held = mine[1]
       next_gen = mine[3]
-      if mine[3] == gen then held = math.max(0, held - spent) end
+      if mine[3] == gen then held = max(0, held - spent) end
     else
       next_gen = (mine and mine[3] or gen) + 1
     end
     local state = read_one(key)
     if state ~= nil and lim.refill > 0 then
       if mine and mine[2] > now and held ~= mine[1] then
-        redis.call('HSET', leases, region, string.format('%.0f:%.0f:%.0f', held, mine[2], mine[3]))
+        redis.call('HSET', leases, region, format('%d:%d:%d', held, mine[2], mine[3]))
       end
       state = with_leases(lim, key, state) or { lim.cap, now, out = 0, horizon = 0 }
       local level, ts = refilled(lim, state)
-      granted = math.min(wanted, math.floor(level / lim.per))
+      granted = min(wanted, floor(level / lim.per))
       if granted > 0 then
-        redis.call('HSET', leases, region, string.format('%.0f:%.0f:%.0f', held + granted, now + ttl, next_gen))
+        redis.call('HSET', leases, region, format('%d:%d:%d', held + granted, now + ttl, next_gen))
         -- Expired leases go; the hash lives as long as its longest lease.
         local all = redis.call('HGETALL', leases)
         local horizon = ttl
         for i = 1, #all, 2 do
-          local _, expires = string.match(all[i + 1], '^(%d+):(%d+)')
+          local _, expires = match(all[i + 1], '^(%d+):(%d+)')
           if not expires or tonumber(expires) <= now then redis.call('HDEL', leases, all[i])
-          else horizon = math.max(horizon, tonumber(expires) - now) end
+          else horizon = max(horizon, tonumber(expires) - now) end
         end
-        redis.call('PEXPIRE', leases, string.format('%.0f', math.max(1, ceil_div(horizon, 1000))))
+        redis.call('PEXPIRE', leases, format('%d', max(1, ceil_div(horizon, 1000))))
         local after = level - granted * lim.per
         state.out = state.out + granted * lim.per
-        state.horizon = math.max(state.horizon, ttl)
+        state.horizon = max(state.horizon, ttl)
         write(key, bucket_at(lim, state, after, ts))
       end
     end
@@ -756,7 +773,7 @@ local function lease_hold()
       local others, horizon, mine = 0, 0, 0
       local all = redis.call('HGETALL', leases)
       for i = 1, #all, 2 do
-        local tokens, untilUs = string.match(all[i + 1], '^(%d+):(%d+)$')
+        local tokens, untilUs = match(all[i + 1], '^(%d+):(%d+)$')
         tokens, untilUs = tonumber(tokens), tonumber(untilUs)
         if not tokens or untilUs <= now then
           redis.call('HDEL', leases, all[i])
@@ -764,34 +781,34 @@ local function lease_hold()
           mine = tokens
         else
           others = others + tokens
-          horizon = math.max(horizon, untilUs)
+          horizon = max(horizon, untilUs)
         end
       end
       local kept = 0
       if mine > 0 then kept = 1 end
-      held = math.min(held, mine)
-      returned = math.min(returned, mine - held)
+      held = min(held, mine)
+      returned = min(returned, mine - held)
       local cap = lim.cap - (others + held) * lim.per
-      level = math.min(cap, level + returned * lim.per)
-      local granted = math.min(wanted, math.floor(math.floor(level / lim.per) / share))
+      level = min(cap, level + returned * lim.per)
+      local granted = min(wanted, floor(floor(level / lim.per) / share))
       if granted < minimum then granted = 0 end
       level = level - granted * lim.per
       held = held + granted
       if held > 0 then
-        redis.call('HSET', leases, member, string.format('%.0f:%.0f', held, now + ttl))
-        horizon = math.max(horizon, now + ttl)
+        redis.call('HSET', leases, member, format('%d:%d', held, now + ttl))
+        horizon = max(horizon, now + ttl)
       elseif mine > 0 then
         redis.call('HDEL', leases, member)
       end
       local outstanding = (others + held) * lim.per
       if horizon > now then
-        redis.call('PEXPIRE', leases, string.format('%.0f', math.max(1, ceil_div(horizon - now, 1000))))
+        redis.call('PEXPIRE', leases, format('%d', max(1, ceil_div(horizon - now, 1000))))
       end
       local state = { level, ts }
       if outstanding > 0 then state = { level, ts, out = outstanding, horizon = horizon - now, held = true } end
       local nxt, nxt_ttl = bucket_at(lim, state, level, ts)
       write(key, nxt, nxt_ttl)
-      out[#out + 1], out[#out + 2], out[#out + 3], out[#out + 4] = granted, kept, math.floor(level / lim.per), 1
+      out[#out + 1], out[#out + 2], out[#out + 3], out[#out + 4] = granted, kept, floor(level / lim.per), 1
     end
   end
   return out
