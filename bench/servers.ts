@@ -19,6 +19,8 @@ const START_TIMEOUT_MS = 20000;
 
 /** BENCH_SERVER_ARGS: extra flags for our server (e.g. "--workers 2"), split on spaces. */
 export const EXTRA_SERVER_ARGS = (process.env.BENCH_SERVER_ARGS ?? '').split(' ').filter((a) => a !== '');
+/** BENCH_SERVER_NODE_ARGS: flags for node itself when it runs our server (e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof"). */
+const SERVER_NODE_ARGS = (process.env.BENCH_SERVER_NODE_ARGS ?? '').split(' ').filter((a) => a !== '');
 
 function wrap(child: Child, kind: ServerUnderTest['kind'], ports: { httpPort?: number; grpcPort?: number }): ServerUnderTest {
   return {
@@ -37,7 +39,7 @@ export async function startOurServer(root: string, storeArgs: string[]): Promise
   const [httpPort, grpcPort] = await freePorts(2);
   if (httpPort === undefined || grpcPort === undefined) throw new Error('no free ports');
   const child = spawnChild('openclaw-ratelimit', process.execPath, [
-    join(root, 'dist', 'main.js'), 'serve',
+    ...SERVER_NODE_ARGS, join(root, 'dist', 'main.js'), 'serve',
     '--config', join(root, 'bench', 'bench.yaml'),
     '--host', '127.0.0.1', '--http-port', String(httpPort), '--grpc-port', String(grpcPort), '--admin-port', '0',
     '--log-level', 'warn',
