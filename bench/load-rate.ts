@@ -33,9 +33,13 @@ export interface RateLoadOptions {
   /** '/v1/check' (HTTP/1.1, JSON) or a gRPC method path (unframed protobuf from `encode`). */
   readonly path: string;
   readonly encode?: (key: string) => Buffer;
+  /** The keys the requests cycle through (default: the spread workload's client keys; workload.ts). */
+  readonly keys?: readonly string[];
   /** Total requests per second asked of the server. */
   readonly rate: number;
   readonly seconds: number;
+  /** Called just before the first measured request is due (after the workers' warm-up), e.g. to read counters. */
+  readonly onStart?: () => void;
 }
 
 interface GeneratorProcess {
@@ -53,6 +57,8 @@ export interface RateLoadResult {
   readonly askedRate: number;
   /** Good answers (HTTP 200/429, gRPC status 0) per second, from the first intended send to the last answer. */
   readonly rate: number;
+  /** Good answers, in all. */
+  readonly answered: number;
   /** From each request's intended send time. */
   readonly p50Ms: number;
   readonly p99Ms: number;
@@ -68,9 +74,8 @@ export interface RateLoadResult {
 /** Every key's request bytes in key order, concatenated, and where each ends. */
 function requestBytes(options: RateLoadOptions): { bytes: Buffer; ends: Uint32Array } {
   const { encode } = options;
-  const requests = Array.from({ length: CLIENT_COUNT }, (_, i) => encode === undefined
-    ? postRequest(options.path, checkBody(clientKey(i)))
-    : grpcFrame(encode(clientKey(i))));
+  const keys = options.keys ?? Array.from({ length: CLIENT_COUNT }, (_, i) => clientKey(i));
+  const requests = keys.map((key) => (encode === undefined ? postRequest(options.path, checkBody(key)) : grpcFrame(encode(key))));
   const ends = new Uint32Array(requests.length);
   let end = 0;
   requests.forEach((request, i) => {
@@ -126,6 +131,7 @@ export async function rateLoad(options: RateLoadOptions): Promise<RateLoadResult
     const startMs = Number(process.hrtime.bigint()) / 1e6 + START_LEAD_MS;
     const results = children.map((child) => nextMessage<PacedWorkerResult>(child, 'result', START_LEAD_MS + options.seconds * 1000 + REQUEST_TIMEOUT_MS * 2 + READY_TIMEOUT_MS));
     const start: PacedStart = { startMs };
+    options.onStart?.();
     for (const child of children) child.proc.send(start);
     const workers = await Promise.all(results);
 
@@ -143,6 +149,7 @@ export async function rateLoad(options: RateLoadOptions): Promise<RateLoadResult
       generator: `paced ${WORKERS}x(${http ? `http1 c=${HTTP_CONNECTIONS}` : `h2 c=${GRPC_SESSIONS}`})`,
       askedRate: (count * WORKERS) / options.seconds,
       rate: latencies.length / Math.max(options.seconds, spanMs / 1000),
+      answered: latencies.length,
       p50Ms: percentile(latencies, 50),
       p99Ms: percentile(latencies, 99),
       maxMs: latencies.at(-1) ?? Number.NaN,

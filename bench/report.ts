@@ -36,7 +36,23 @@ export interface Row {
   readonly informational?: boolean;
   /** Latency at constant rates, a share of this row's measured rate each (ours, spread rows). */
   latency?: LatencyPoint[];
+  /** Scale rows on Redis: the same workload at MATCHED_RATE, the same for ours and the peer (Redis's cost per call depends on its call rate). */
+  matched?: MatchedRun;
 }
+
+export interface MatchedRun {
+  /** Requests per second asked (open loop). */
+  readonly askedRate: number;
+  /** Good answers per second, and in all. */
+  readonly rate: number;
+  readonly answered: number;
+  readonly errors: number;
+  /** Redis CPU seconds over the run, every master. */
+  readonly redisCpuS: number;
+}
+
+/** The scale rows' common rate: below what every server sustained on the test machine (8,000-18,000/s), so ours and the peer are compared doing the same work per second. */
+export const MATCHED_RATE = 6000;
 
 interface LatencyPoint {
   /** Share of the row's saturated rate asked for, e.g. 0.5. */

@@ -17,11 +17,11 @@ import { probeGrpc } from './probe.js';
 import { installCleanup, makeTempDir, removeTempDir, runCommand, sleep, stopAll } from './procs.js';
 import { cpuDeltaSeconds } from './cost.js';
 import { clusterCommandStats, commandDelta, redisCpuReadings, redisVersion, startRedisCluster, startSingleRedis, type RedisDeployment } from './redis-procs.js';
-import { LATENCY_LOADS, checkLines, latencyTable, machineInfo, machineLines, table, targetChecks, writeBenchmarksMd, type Api, type Row, type Store } from './report.js';
+import { LATENCY_LOADS, MATCHED_RATE, checkLines, latencyTable, machineInfo, machineLines, table, targetChecks, writeBenchmarksMd, type Api, type Row, type Store } from './report.js';
 import { outcomeDelta, scrapeDecisions, STORE_ERRORS } from './server-metrics.js';
 import { EXTRA_SERVER_ARGS, startBareServer, startOurServer, type ServerUnderTest } from './servers.js';
 import { SCALE_LABEL, costChart, costTable, scaleChecks, sizingTable, writeSizingFigures } from './scale-report.js';
-import { SCALE_SHAPES, checkBody, clientKey, isScaleShape, type Shape } from './workload.js';
+import { SCALE_SHAPES, checkBody, clientKey, isScaleShape, scaleKeys, type ScaleShape, type Shape } from './workload.js';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 
@@ -139,6 +139,27 @@ async function measure(r: Row, server: ServerUnderTest, redis: RedisDeployment |
     || (r.kind === 'baseline' && r.informational !== true);
   if (latencyRow && r.error === undefined && r.result !== undefined) {
     await measureLatency(r, server, r.result.rate);
+  }
+  if (isScaleShape(r.shape) && redis !== undefined && r.error === undefined) await measureMatched(r, server, r.shape, redis);
+}
+
+/** Keys in a matched run's sequence (it cycles): more than the run asks for at MATCHED_RATE. */
+const MATCHED_KEYS = 40_000;
+
+/** A scale row again at MATCHED_RATE (open loop), with Redis's CPU over the measured part. */
+async function measureMatched(r: Row, server: ServerUnderTest, shape: ScaleShape, redis: RedisDeployment): Promise<void> {
+  try {
+    let before: Promise<number[]> | undefined;
+    const result = await rateLoad({
+      port: server.httpPort ?? 0, path: '/v1/check', keys: scaleKeys(shape, MATCHED_KEYS), rate: MATCHED_RATE, seconds: measureS,
+      onStart: () => { before = redisCpuReadings(redis.masterPorts); },
+    });
+    if (before === undefined) throw new Error('the paced run never started');
+    const redisCpuS = cpuDeltaSeconds(await before, await redisCpuReadings(redis.masterPorts));
+    r.matched = { askedRate: result.askedRate, rate: result.rate, answered: result.answered, errors: result.errors, redisCpuS };
+    log(`    at ${MATCHED_RATE}/s: ${Math.round(result.rate)}/s answered, errors ${result.errors}, Redis ${((redisCpuS * 1e6) / Math.max(1, result.answered)).toFixed(2)} µs/decision`);
+  } catch (error: unknown) {
+    log(`    at ${MATCHED_RATE}/s: FAILED: ${(error instanceof Error ? error.message : String(error)).split('\n')[0]}`);
   }
 }
 

@@ -4,7 +4,7 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { barChartSvg, type ChartGroup } from './chart.js';
 import { decisionsPerCoreSecond, microsPerDecision } from './cost.js';
-import { decisionsFor, goodRate, rateCheck, type Row, type Store, type TargetCheck } from './report.js';
+import { MATCHED_RATE, decisionsFor, goodRate, rateCheck, type Row, type Store, type TargetCheck } from './report.js';
 import { STORE_ERRORS } from './server-metrics.js';
 import { SCALE_SHAPES, type ScaleShape } from './workload.js';
 
@@ -94,12 +94,43 @@ export function costTable(rows: readonly Row[]): string {
         + `${f(oursSidecar, 1)} | ${f(peerSidecar, 1)} | ${times(oursSidecar, peerSidecar)} | ${other(ours)}, ${other(peer)} |`);
     }
   }
+  const matched = matchedTable(rows);
+  if (matched !== '') lines.push('', matched);
   const memory = SCALE_SHAPES.map((shape) => {
     const row = scaleRow(rows, 'ours', 'memory', shape);
     return row === undefined ? undefined : `${SCALE_LABEL[shape]} ${rate(goodRate(row))}/s (sidecar ${f(sidecarMicros(row), 1)} µs/decision, other procs ${other(row)}%)`;
   }).filter((s) => s !== undefined);
   if (memory.length > 0) lines.push('', `Our memory store, same workloads (the reference for the hot key's decisions/s): ${memory.join('; ')}.`);
   return lines.join('\n');
+}
+
+/** Redis CPU per decision of a row's run at MATCHED_RATE (NaN when it has none). */
+export function matchedRedisMicros(row: Row | undefined): number {
+  const run = row?.matched;
+  return run === undefined || run.errors > 0 ? Number.NaN : microsPerDecision(run.redisCpuS, run.answered);
+}
+
+/** The scale rows on Redis again at one rate for ours and the peer: what each decision costs Redis when both do the same work per second. */
+export function matchedTable(rows: readonly Row[]): string {
+  const lines = [
+    `Redis CPU per decision at the same rate for both (${rate(MATCHED_RATE)} requests/s, open loop, the same keys; a run with errors shows —):`,
+    '',
+    '| workload | Redis | ours µs/decision | peer µs/decision | ours ÷ peer | target | answered/s ours, peer |',
+    '| --- | --- | ---: | ---: | ---: | --- | ---: |',
+  ];
+  let any = false;
+  for (const shape of SCALE_SHAPES) {
+    for (const store of REDIS_STORES) {
+      const ours = scaleRow(rows, 'ours', store, shape);
+      const peer = scaleRow(rows, 'peer', store, shape);
+      if (ours?.matched === undefined && peer?.matched === undefined) continue;
+      any = true;
+      const answered = (r: Row | undefined): string => (r?.matched === undefined ? '—' : rate(r.matched.rate));
+      const [o, p] = [matchedRedisMicros(ours), matchedRedisMicros(peer)];
+      lines.push(`| ${WORKLOAD_TEXT[shape]} | ${STORE_TEXT[store]} | ${f(o, 2)} | ${f(p, 2)} | ${times(o, p)} | ${targetText(shape)} | ${answered(ours)}, ${answered(peer)} |`);
+    }
+  }
+  return any ? lines.join('\n') : '';
 }
 
 /** The issue's scale targets as PASS/FAIL/N/A checks. */
@@ -115,6 +146,12 @@ export function scaleChecks(rows: readonly Row[]): TargetCheck[] {
       checks.push(!Number.isFinite(ours) || !Number.isFinite(peer) || peer <= 0
         ? { name, pass: undefined, detail: 'no result' }
         : { name, pass: ours <= factor * peer, detail: `ours ${ours.toFixed(2)} µs, peer ${peer.toFixed(2)} µs = ${(ours / peer).toFixed(2)}×` });
+      const atName = `${name}, both at ${rate(MATCHED_RATE)}/s`;
+      const oursAt = matchedRedisMicros(scaleRow(rows, 'ours', store, shape));
+      const peerAt = matchedRedisMicros(scaleRow(rows, 'peer', store, shape));
+      checks.push(!Number.isFinite(oursAt) || !Number.isFinite(peerAt) || peerAt <= 0
+        ? { name: atName, pass: undefined, detail: 'no result' }
+        : { name: atName, pass: oursAt <= factor * peerAt, detail: `ours ${oursAt.toFixed(2)} µs, peer ${peerAt.toFixed(2)} µs = ${(oursAt / peerAt).toFixed(2)}×` });
     }
   }
   const hot = scaleRow(rows, 'ours', 'cluster', 'hot');

@@ -6,7 +6,7 @@ import type { Row } from '../../../bench/report.js';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { costChart, costTable, idleRedisMicros, redisMicros, scaleChecks, sidecarMicros, sizingTable, writeSizingFigures } from '../../../bench/scale-report.js';
+import { costChart, costTable, idleRedisMicros, matchedRedisMicros, matchedTable, redisMicros, scaleChecks, sidecarMicros, sizingTable, writeSizingFigures } from '../../../bench/scale-report.js';
 import { GLOBAL_CAP_KEY, GLOBAL_CAP_PER_S, type ScaleShape } from '../../../bench/workload.js';
 
 /** A measured HTTP row: `decisions` answered in 5 s, `redisCpuS` and `serverCpuS` spent meanwhile. */
@@ -56,6 +56,18 @@ t.test('the cost table has a line per workload and deployment measured, with dec
   t.match(table, /uniform keys \(a random one of 100k\) \| single \| 20,000 \| 20,000 \| 1\.00× \| 5\.00 \| 10\.00 \| 0\.50× \| ≤ 0\.6× \| 0\.10, 0\.10 \| 200,000 \| 100,000 \| 50\.0 \| 40\.0 \| 1\.25× \| 3, 3 \|/);
   t.notMatch(table, /busy keys/, 'no Zipf rows measured');
   t.match(table, /hot key 40,000\/s/, 'the memory store reference');
+});
+
+t.test('at the matched rate: Redis CPU per decision of the paced run, its own check, none from a run with errors', async (t) => {
+  const at = (row: Row, redisCpuS: number, errors = 0): Row => ({ ...row, matched: { askedRate: 6000, rate: 6000, answered: 30_000, errors, redisCpuS } });
+  const matchedRows = [rows[0]!, at(rows[1]!, 0.09), at(rows[2]!, 0.3), at(rows[3]!, 0.3, 2), at(rows[4]!, 0.3)];
+  t.equal(matchedRedisMicros(matchedRows[1]), 3, '0.09 s over 30,000 decisions');
+  t.ok(Number.isNaN(matchedRedisMicros(matchedRows[3])), 'errors: no figure');
+  t.ok(Number.isNaN(matchedRedisMicros(rows[1])), 'no matched run: no figure');
+  const checks = scaleChecks(matchedRows).filter((c) => c.name.includes('both at 6,000/s') && c.name.includes('uniform'));
+  t.same(checks.map((c) => [c.name.includes('single'), c.pass]), [[true, true], [false, undefined]], 'single: 3 µs ≤ 0.6 × 10 µs; Cluster: a run with errors is N/A');
+  t.match(matchedTable(matchedRows), /uniform keys \(a random one of 100k\) \| single \| 3\.00 \| 10\.00 \| 0\.30× \| ≤ 0\.6× \| 6,000, 6,000 \|/);
+  t.equal(matchedTable(rows), '', 'no matched runs, no table');
 });
 
 t.test('the chart has the Redis and sidecar panels', async (t) => {
