@@ -47,6 +47,9 @@ export interface MatchedRun {
   readonly rate: number;
   readonly answered: number;
   readonly errors: number;
+  /** Latency from each request's intended send time, ms. */
+  readonly p50Ms: number;
+  readonly p99Ms: number;
   /** Redis CPU seconds over the run, every master. */
   readonly redisCpuS: number;
 }

@@ -156,8 +156,8 @@ async function measureMatched(r: Row, server: ServerUnderTest, shape: ScaleShape
     });
     if (before === undefined) throw new Error('the paced run never started');
     const redisCpuS = cpuDeltaSeconds(await before, await redisCpuReadings(redis.masterPorts));
-    r.matched = { askedRate: result.askedRate, rate: result.rate, answered: result.answered, errors: result.errors, redisCpuS };
-    log(`    at ${MATCHED_RATE}/s: ${Math.round(result.rate)}/s answered, errors ${result.errors}, Redis ${((redisCpuS * 1e6) / Math.max(1, result.answered)).toFixed(2)} µs/decision`);
+    r.matched = { askedRate: result.askedRate, rate: result.rate, answered: result.answered, errors: result.errors, p50Ms: result.p50Ms, p99Ms: result.p99Ms, redisCpuS };
+    log(`    at ${MATCHED_RATE}/s: ${Math.round(result.rate)}/s answered, p50 ${result.p50Ms.toFixed(2)} ms p99 ${result.p99Ms.toFixed(2)} ms, errors ${result.errors}, Redis ${((redisCpuS * 1e6) / Math.max(1, result.answered)).toFixed(2)} µs/decision`);
   } catch (error: unknown) {
     log(`    at ${MATCHED_RATE}/s: FAILED: ${(error instanceof Error ? error.message : String(error)).split('\n')[0]}`);
   }

@@ -115,8 +115,8 @@ export function matchedTable(rows: readonly Row[]): string {
   const lines = [
     `Redis CPU per decision at the same rate for both (${rate(MATCHED_RATE)} requests/s, open loop, the same keys; a run with errors shows —):`,
     '',
-    '| workload | Redis | ours µs/decision | peer µs/decision | ours ÷ peer | target | answered/s ours, peer |',
-    '| --- | --- | ---: | ---: | ---: | --- | ---: |',
+    '| workload | Redis | ours µs/decision | peer µs/decision | ours ÷ peer | target | answered/s ours, peer | p50 / p99 ms ours, peer |',
+    '| --- | --- | ---: | ---: | ---: | --- | ---: | ---: |',
   ];
   let any = false;
   for (const shape of SCALE_SHAPES) {
@@ -127,7 +127,8 @@ export function matchedTable(rows: readonly Row[]): string {
       any = true;
       const answered = (r: Row | undefined): string => (r?.matched === undefined ? '—' : rate(r.matched.rate));
       const [o, p] = [matchedRedisMicros(ours), matchedRedisMicros(peer)];
-      lines.push(`| ${WORKLOAD_TEXT[shape]} | ${STORE_TEXT[store]} | ${f(o, 2)} | ${f(p, 2)} | ${times(o, p)} | ${targetText(shape)} | ${answered(ours)}, ${answered(peer)} |`);
+      const latency = (r: Row | undefined): string => (r?.matched === undefined ? '—' : `${f(r.matched.p50Ms, 2)} / ${f(r.matched.p99Ms, 2)}`);
+      lines.push(`| ${WORKLOAD_TEXT[shape]} | ${STORE_TEXT[store]} | ${f(o, 2)} | ${f(p, 2)} | ${times(o, p)} | ${targetText(shape)} | ${answered(ours)}, ${answered(peer)} | ${latency(ours)}, ${latency(peer)} |`);
     }
   }
   return any ? lines.join('\n') : '';

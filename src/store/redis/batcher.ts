@@ -36,7 +36,10 @@ export interface BatcherEvents extends DeadlineEvents {
  * own, in submission order). Node CPU per decision, not Redis, bounds a rate
  * limiter, and most of it is the client's per-command cost: paid once per turn
  * instead of once per request. The wait is one setImmediate: the requests that
- * arrived together. Each call's deadline starts when it is written.
+ * arrived together. With a batch window (`windowMs`), the first batch queued
+ * waits that long for others instead: fewer, larger calls when requests come
+ * spread out, for up to windowMs more latency. Each call's deadline starts
+ * when it is written.
  */
 export class Batcher {
   private queues = new Map<string, PendingBatch[]>();
@@ -46,6 +49,8 @@ export class Batcher {
     private readonly library: RedisLibrary,
     private readonly timeoutMs: number,
     private readonly events: BatcherEvents,
+    /** 0: a call per node per event-loop turn (setImmediate); N > 0: batches wait up to N ms for others (`--redis-batch-window-ms`). */
+    private readonly windowMs = 0,
     private readonly maxOpsPerCall = MAX_OPS_PER_CALL,
   ) {}
 
@@ -65,7 +70,8 @@ export class Batcher {
     queue.push(batch);
     if (!this.scheduled) {
       this.scheduled = true;
-      setImmediate(() => this.flush());
+      if (this.windowMs > 0) setTimeout(() => this.flush(), this.windowMs);
+      else setImmediate(() => this.flush());
     }
   }
 

@@ -57,6 +57,8 @@ export type StoreEvents = RedisStoreEvents & GlobalLimitEvents & LocalLeaseEvent
 export interface RedisStoreOptions extends RedisConnectionOptions {
   /** Deadline of one script call, ms (counted from its write, loop lag excluded). */
   redisTimeoutMs: number;
+  /** How long a decision may wait for others to share its script call, ms; 0 (default) = only those of the same event-loop turn (batcher.ts). */
+  redisBatchWindowMs?: number | undefined;
   onStoreFailure: StoreFailurePolicy;
   /** The local policy's divisor; 'auto' = the number of sidecars sharing this Redis. */
   fallbackDivisor: number | 'auto';

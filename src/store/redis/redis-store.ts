@@ -142,7 +142,7 @@ class RedisStoreImpl implements RegionalStore {
       timeout: (node) => this.events.timeout?.(node),
       lateReply: (node) => this.events.lateReply?.(node),
       extended: () => this.events.deadlineExtended?.(),
-    });
+    }, options.redisBatchWindowMs ?? 0);
     // Through Sentinels: one that is down or refuses us (the others may still answer).
     client.on('sentinelError', (error: unknown) =>
       this.noteError(new StoreCallError(`redis sentinel: ${redisErrorWords(error)}`, { cause: error }), 'redis sentinel error'));

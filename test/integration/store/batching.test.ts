@@ -47,3 +47,32 @@ t.test('concurrent decisions are coalesced into one script call, each decided on
   const final = await apply([op('hot', 0)]);
   t.equal(final[0]!.remaining, 0);
 });
+
+t.test('with a batch window, decisions that arrive in separate event-loop turns share script calls', async (t) => {
+  const redis = await startRedis({ t });
+  const calls = async (): Promise<number> =>
+    await commandCalls(redis.cli.bind(redis), 'evalsha') + await commandCalls(redis.cli.bind(redis), 'eval');
+  // Ten decisions, each in its own turn of the event loop (as requests spread out in time arrive).
+  const spread = async (apply: (ops: readonly BucketOp[]) => Promise<unknown>, label: string): Promise<number> => {
+    const before = await calls();
+    const decisions: Promise<unknown>[] = [];
+    for (let i = 0; i < 10; i++) {
+      decisions.push(apply([op(`${label}-${i}`)]));
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+    const outcomes = await Promise.all(decisions) as { allowed: boolean; remaining: number }[][];
+    t.ok(outcomes.every((o) => o[0]!.allowed && o[0]!.remaining === 9), `${label}: each decided on its own key`);
+    return await calls() - before;
+  };
+  const plain = redisStoreFor(t, { redis: redis.url, mirror: false });
+  const windowed = redisStoreFor(t, { redis: redis.url, mirror: false, redisBatchWindowMs: 20 });
+  t.ok(await plain.store.waitUntilConnected(5_000));
+  t.ok(await windowed.store.waitUntilConnected(5_000));
+  await plain.apply([op('warm')]);
+  const without = await spread(plain.apply, 'plain');
+  const within = await spread(windowed.apply, 'windowed');
+  t.comment(`script calls for 10 decisions in 10 turns: ${without} without a window, ${within} with 20 ms`);
+  t.ok(without >= 5, `without a window, a call per turn or nearly (${without})`);
+  // A stall of the test process longer than the window can split them; three stalls in ten quick turns cannot be load alone.
+  t.ok(within <= 3, `with a window, they share calls (${within})`);
+});

@@ -59,7 +59,7 @@ t.test('the cost table has a line per workload and deployment measured, with dec
 });
 
 t.test('at the matched rate: Redis CPU per decision of the paced run, its own check, none from a run with errors', async (t) => {
-  const at = (row: Row, redisCpuS: number, errors = 0): Row => ({ ...row, matched: { askedRate: 6000, rate: 6000, answered: 30_000, errors, redisCpuS } });
+  const at = (row: Row, redisCpuS: number, errors = 0): Row => ({ ...row, matched: { askedRate: 6000, rate: 6000, answered: 30_000, errors, p50Ms: 1, p99Ms: 2.5, redisCpuS } });
   const matchedRows = [rows[0]!, at(rows[1]!, 0.09), at(rows[2]!, 0.3), at(rows[3]!, 0.3, 2), at(rows[4]!, 0.3)];
   t.equal(matchedRedisMicros(matchedRows[1]), 3, '0.09 s over 30,000 decisions');
   t.ok(Number.isNaN(matchedRedisMicros(matchedRows[3])), 'errors: no figure');
@@ -67,6 +67,7 @@ t.test('at the matched rate: Redis CPU per decision of the paced run, its own ch
   const checks = scaleChecks(matchedRows).filter((c) => c.name.includes('both at 6,000/s') && c.name.includes('uniform'));
   t.same(checks.map((c) => [c.name.includes('single'), c.pass]), [[true, true], [false, undefined]], 'single: 3 µs ≤ 0.6 × 10 µs; Cluster: a run with errors is N/A');
   t.match(matchedTable(matchedRows), /uniform keys \(a random one of 100k\) \| single \| 3\.00 \| 10\.00 \| 0\.30× \| ≤ 0\.6× \| 6,000, 6,000 \|/);
+  t.match(matchedTable(matchedRows), /\| 1\.00 \/ 2\.50, 1\.00 \/ 2\.50 \|/, 'p50 / p99 of both runs');
   t.equal(matchedTable(rows), '', 'no matched runs, no table');
 });
 
