@@ -40,7 +40,7 @@ export interface Row {
   matched?: MatchedRun;
 }
 
-export interface MatchedRun {
+interface MatchedRun {
   /** Requests per second asked (open loop). */
   readonly askedRate: number;
   /** Good answers per second, and in all. */
