@@ -22,7 +22,7 @@ export interface Row {
   result?: LoadResult;
   /** Decisions our server counted (ratelimit_decisions_total delta), by outcome. */
   outcomes?: Map<string, number>;
-  /** The same decisions by who decided (decided_by: redis, lease, mirror, ...). */
+  /** The same decisions by who decided (decided_by: store, lease, mirror, ...). */
   deciders?: Map<string, number>;
   redis?: CommandDelta;
   /** Redis CPU seconds (INFO cpu used_cpu_user + used_cpu_sys) over the measured window, summed over every master. */
