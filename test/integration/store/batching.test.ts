@@ -73,6 +73,6 @@ t.test('with a batch window, decisions that arrive in separate event-loop turns 
   const within = await spread(windowed.apply, 'windowed');
   t.comment(`script calls for 10 decisions in 10 turns: ${without} without a window, ${within} with 20 ms`);
   t.ok(without >= 5, `without a window, a call per turn or nearly (${without})`);
-  // A stall of the test process longer than the window can split them; three stalls in ten quick turns cannot be load alone.
+  // Only a stall of this process longer than the 20 ms window splits them: four calls would take three such stalls within ten quick turns.
   t.ok(within <= 3, `with a window, they share calls (${within})`);
 });
