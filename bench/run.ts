@@ -18,7 +18,7 @@ import { installCleanup, makeTempDir, removeTempDir, runCommand, sleep, stopAll 
 import { cpuDeltaSeconds } from './cost.js';
 import { clusterCommandStats, commandDelta, redisCpuReadings, redisVersion, startRedisCluster, startSingleRedis, type RedisDeployment } from './redis-procs.js';
 import { LATENCY_LOADS, MATCHED_RATE, checkLines, latencyTable, machineInfo, machineLines, table, targetChecks, writeBenchmarksMd, type Api, type Row, type Store } from './report.js';
-import { outcomeDelta, scrapeDecisions, STORE_ERRORS } from './server-metrics.js';
+import { outcomeDelta, scrapeOutcomesAndDeciders, STORE_ERRORS } from './server-metrics.js';
 import { EXTRA_SERVER_ARGS, startBareServer, startOurServer, type ServerUnderTest } from './servers.js';
 import { SCALE_LABEL, costChart, costTable, scaleChecks, sizingTable, writeSizingFigures } from './scale-report.js';
 import { SCALE_SHAPES, checkBody, clientKey, isScaleShape, scaleKeys, type ScaleShape, type Shape } from './workload.js';
@@ -107,8 +107,7 @@ async function measure(r: Row, server: ServerUnderTest, redis: RedisDeployment |
     if (r.api === 'http') await probeHttp(server.httpPort ?? 0, 200);
     else await probeGrpcRow(server, r.api);
     await load(server, r.api, r.shape, warmS, false);
-    const countsBefore = server.kind === 'ours' && server.httpPort !== undefined ? await scrapeDecisions(server.httpPort) : undefined;
-    const decidersBefore = server.kind === 'ours' && server.httpPort !== undefined ? await scrapeDecisions(server.httpPort, 'decided_by') : undefined;
+    const countsBefore = server.kind === 'ours' && server.httpPort !== undefined ? await scrapeOutcomesAndDeciders(server.httpPort) : undefined;
     const statsBefore = redis === undefined ? undefined : await clusterCommandStats(redis.masterPorts);
     let meter: CpuMeter | undefined;
     let redisCpuBefore: Promise<number[]> | undefined;
@@ -122,9 +121,10 @@ async function measure(r: Row, server: ServerUnderTest, redis: RedisDeployment |
       r.redisIdleCpuPerS = redis.idleCpuPerS;
     }
     if (redis !== undefined && statsBefore !== undefined) r.redis = commandDelta(statsBefore, await clusterCommandStats(redis.masterPorts));
-    if (countsBefore !== undefined && server.httpPort !== undefined) r.outcomes = outcomeDelta(countsBefore, await scrapeDecisions(server.httpPort));
-    if (decidersBefore !== undefined && server.httpPort !== undefined) {
-      r.deciders = outcomeDelta(decidersBefore, await scrapeDecisions(server.httpPort, 'decided_by'));
+    if (countsBefore !== undefined && server.httpPort !== undefined) {
+      const countsAfter = await scrapeOutcomesAndDeciders(server.httpPort);
+      r.outcomes = outcomeDelta(countsBefore.outcomes, countsAfter.outcomes);
+      r.deciders = outcomeDelta(countsBefore.deciders, countsAfter.deciders);
       r.deciders.delete(STORE_ERRORS);
     }
     if (server.exited()) r.error = `${server.name} exited during the run:\n${server.output()}`;

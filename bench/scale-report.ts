@@ -118,6 +118,8 @@ export function matchedTable(rows: readonly Row[]): string {
     '| workload | Redis | ours µs/decision | peer µs/decision | ours ÷ peer | target | answered/s ours, peer | p50 / p99 ms ours, peer |',
     '| --- | --- | ---: | ---: | ---: | --- | ---: | ---: |',
   ];
+  const answered = (r: Row | undefined): string => (r?.matched === undefined ? '—' : rate(r.matched.rate));
+  const latency = (r: Row | undefined): string => (r?.matched === undefined ? '—' : `${f(r.matched.p50Ms, 2)} / ${f(r.matched.p99Ms, 2)}`);
   let any = false;
   for (const shape of SCALE_SHAPES) {
     for (const store of REDIS_STORES) {
@@ -125,13 +127,18 @@ export function matchedTable(rows: readonly Row[]): string {
       const peer = scaleRow(rows, 'peer', store, shape);
       if (ours?.matched === undefined && peer?.matched === undefined) continue;
       any = true;
-      const answered = (r: Row | undefined): string => (r?.matched === undefined ? '—' : rate(r.matched.rate));
       const [o, p] = [matchedRedisMicros(ours), matchedRedisMicros(peer)];
-      const latency = (r: Row | undefined): string => (r?.matched === undefined ? '—' : `${f(r.matched.p50Ms, 2)} / ${f(r.matched.p99Ms, 2)}`);
       lines.push(`| ${WORKLOAD_TEXT[shape]} | ${STORE_TEXT[store]} | ${f(o, 2)} | ${f(p, 2)} | ${times(o, p)} | ${targetText(shape)} | ${answered(ours)}, ${answered(peer)} | ${latency(ours)}, ${latency(peer)} |`);
     }
   }
   return any ? lines.join('\n') : '';
+}
+
+/** Ours ≤ factor × the peer's Redis CPU per decision; N/A without both figures. */
+function redisCpuCheck(name: string, ours: number, peer: number, factor: number): TargetCheck {
+  return !Number.isFinite(ours) || !Number.isFinite(peer) || peer <= 0
+    ? { name, pass: undefined, detail: 'no result' }
+    : { name, pass: ours <= factor * peer, detail: `ours ${ours.toFixed(2)} µs, peer ${peer.toFixed(2)} µs = ${(ours / peer).toFixed(2)}×` };
 }
 
 /** The issue's scale targets as PASS/FAIL/N/A checks. */
@@ -144,15 +151,9 @@ export function scaleChecks(rows: readonly Row[]): TargetCheck[] {
       const name = `Redis CPU per decision ≤ ${factor}× the peer's, ${WORKLOAD_TEXT[shape]}, ${STORE_TEXT[store]}`;
       const ours = redisMicros(scaleRow(rows, 'ours', store, shape));
       const peer = redisMicros(scaleRow(rows, 'peer', store, shape));
-      checks.push(!Number.isFinite(ours) || !Number.isFinite(peer) || peer <= 0
-        ? { name, pass: undefined, detail: 'no result' }
-        : { name, pass: ours <= factor * peer, detail: `ours ${ours.toFixed(2)} µs, peer ${peer.toFixed(2)} µs = ${(ours / peer).toFixed(2)}×` });
-      const atName = `${name}, both at ${rate(MATCHED_RATE)}/s`;
-      const oursAt = matchedRedisMicros(scaleRow(rows, 'ours', store, shape));
-      const peerAt = matchedRedisMicros(scaleRow(rows, 'peer', store, shape));
-      checks.push(!Number.isFinite(oursAt) || !Number.isFinite(peerAt) || peerAt <= 0
-        ? { name: atName, pass: undefined, detail: 'no result' }
-        : { name: atName, pass: oursAt <= factor * peerAt, detail: `ours ${oursAt.toFixed(2)} µs, peer ${peerAt.toFixed(2)} µs = ${(oursAt / peerAt).toFixed(2)}×` });
+      checks.push(redisCpuCheck(name, ours, peer, factor));
+      checks.push(redisCpuCheck(`${name}, both at ${rate(MATCHED_RATE)}/s`,
+        matchedRedisMicros(scaleRow(rows, 'ours', store, shape)), matchedRedisMicros(scaleRow(rows, 'peer', store, shape)), factor));
     }
   }
   const hot = scaleRow(rows, 'ours', 'cluster', 'hot');

@@ -7,11 +7,26 @@ export type OutcomeCounts = Map<string, number>;
 /** Pseudo-outcome carrying ratelimit_store_errors_total (failed Redis calls), not a decision. */
 export const STORE_ERRORS = '#store_errors';
 
+type DecisionLabel = 'outcome' | 'decided_by';
+
 /** Sum of ratelimit_decisions_total by `label` (outcome, or who decided), plus STORE_ERRORS; throws when /metrics is unreachable. */
-export async function scrapeDecisions(httpPort: number, label: 'outcome' | 'decided_by' = 'outcome'): Promise<OutcomeCounts> {
-  const labelValue = new RegExp(`${label}="([^"]*)"`);
+export async function scrapeDecisions(httpPort: number, label: DecisionLabel): Promise<OutcomeCounts> {
+  return countDecisions(await metricsText(httpPort), label);
+}
+
+/** Both sums of one scrape: by outcome and by who decided. */
+export async function scrapeOutcomesAndDeciders(httpPort: number): Promise<{ outcomes: OutcomeCounts; deciders: OutcomeCounts }> {
+  const text = await metricsText(httpPort);
+  return { outcomes: countDecisions(text, 'outcome'), deciders: countDecisions(text, 'decided_by') };
+}
+
+async function metricsText(httpPort: number): Promise<string> {
   const response = await fetch(`http://127.0.0.1:${httpPort}/metrics`);
-  const text = await response.text();
+  return response.text();
+}
+
+function countDecisions(text: string, label: DecisionLabel): OutcomeCounts {
+  const labelValue = new RegExp(`${label}="([^"]*)"`);
   const counts: OutcomeCounts = new Map();
   for (const line of text.split('\n')) {
     if (line.startsWith('ratelimit_store_errors_total')) {
