@@ -124,6 +124,11 @@ function rawHeaderLookup(rawHeaders: readonly string[]): (lowerCaseName: string)
 
 const AUTH_PREFIX = '/v1/auth';
 
+/** A path the forward-auth routes take: /v1/auth, /v1/auth?… or /v1/auth/…. */
+function isForwardAuthPath(url: string): boolean {
+  return url.startsWith(AUTH_PREFIX) && (url.length === AUTH_PREFIX.length || url[AUTH_PREFIX.length] === '/' || url[AUTH_PREFIX.length] === '?');
+}
+
 /**
  * The request a forward-auth call stands for: X-Original-URI/-Method (NGINX),
  * else X-Forwarded-Uri/-Method (Traefik, Caddy), else the call's own method and
@@ -169,6 +174,18 @@ export function createHttpServer(options: HttpServerOptions): HttpServer {
       return wire.server;
     },
     clientErrorHandler: writeClientError,
+    // The router could not percent-decode the path (`%ff`, `%zz`, a lone `%`).
+    // Forward auth does not need it decoded (it reads the raw target, invalid
+    // bytes kept as values), so such a path is still decided; anything else
+    // is a 400 in our own error shape, not the router's.
+    frameworkErrors: (error, request, reply) => {
+      if (error.code === 'FST_ERR_BAD_URL' && isForwardAuthPath(request.url)) {
+        const decided = forwardAuth(request, reply, 'http_auth', 429);
+        if (decided instanceof Promise) decided.catch((failure: unknown) => sendErrorBody(reply, failure));
+        return;
+      }
+      sendErrorBody(reply, new InvalidRequestError('path', 'invalid percent-encoding (each % takes two hex digits, and the bytes must be UTF-8)'));
+    },
   });
 
   // Only /v1/check reads a body (below). Forward auth never does: the request
@@ -232,6 +249,12 @@ export function createHttpServer(options: HttpServerOptions): HttpServer {
   }
 
   // An answer that cannot be written goes to the error handler, as a throw in the handler would.
+  /** An error answered directly (a request the router never routed has no error handler of its own). */
+  const sendErrorBody = (reply: FastifyReply, error: unknown): void => {
+    const { status, body } = httpError(error);
+    if (status >= 500 && !(error instanceof StoreUnavailableError)) logger.error({ err: error }, 'unexpected error in HTTP handler');
+    void reply.code(status).send(body);
+  };
   const sendError = (reply: FastifyReply, error: unknown): void => {
     try {
       void reply.send(error instanceof Error ? error : new Error(String(error)));

@@ -70,6 +70,29 @@ t.test('Envoy HTTP ext_authz with path_prefix /v1/auth: the path after the prefi
   t.match(service.seen[2], { path: '/t', query: 'x', method: 'PUT' }, 'Traefik/Caddy headers');
 });
 
+t.test('a path the router cannot percent-decode: forward auth still decides it, any other route is a 400 naming the path', async (t) => {
+  service.seen = [];
+  service.next = async () => ({ overallCode: 'OK', statuses: [], decidedBy: 'store', storeFailure: undefined, shadowOverLimit: false });
+  for (const url of ['/v1/auth/x%ff', '/v1/auth/%zz?q=%', '/v1/auth/a%', '/v1/auth?x=%ff']) {
+    const response = await app.inject({ method: 'GET', url });
+    t.equal(response.statusCode, 200, url);
+    t.same(response.json(), { overall_code: 'OK' }, url);
+  }
+  t.same(service.seen.map((r) => [r.path, r.query]), [['/x%ff', ''], ['/%zz', 'q=%'], ['/a%', ''], ['/', 'x=%ff']], 'the raw bytes are the descriptor value');
+  service.next = () => Promise.reject(new StoreUnavailableError('store unavailable: ECONNREFUSED'));
+  const failed = await app.inject({ method: 'GET', url: '/v1/auth/x%ff' });
+  t.equal(failed.statusCode, 503, 'a failure answered in our own error shape');
+  t.match(failed.json(), { error: { code: 'RL_ERR_STORE_UNAVAILABLE' } });
+  for (const [method, url] of [['POST', '/v1/check%zz'], ['GET', '/v1/auth%zz'], ['GET', '/nope%ff'], ['GET', '/metrics%']] as const) {
+    const response = await app.inject({ method, url, payload: method === 'POST' ? body : undefined });
+    t.equal(response.statusCode, 400, url);
+    t.same(response.json(), {
+      error: { code: 'RL_ERR_INVALID_REQUEST', message: 'path: invalid percent-encoding (each % takes two hex digits, and the bytes must be UTF-8)', field: 'path' },
+    }, url);
+  }
+  service.next = async () => ({ overallCode: 'OK', statuses: [], decidedBy: 'store', storeFailure: undefined, shadowOverLimit: false });
+});
+
 t.test('/readyz is 503 when the service cannot decide', async (t) => {
   const response = await app.inject({ method: 'GET', url: '/readyz' });
   t.equal(response.statusCode, 503);
