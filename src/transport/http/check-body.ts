@@ -63,15 +63,32 @@ export function decodeCheckRequest(contentEncoding: string | undefined, body: un
 }
 
 /**
+ * What is wrong with a body JSON.parse refused, in our words: where (line and
+ * column, when the parser says), or that it ends too soon. The parser's own
+ * message (V8's wording, with a quote of the body) does not reach the client.
+ */
+function invalidJson(raw: string, error: unknown): string {
+  const message = error instanceof Error ? error.message : '';
+  if (message.includes('Unexpected end')) return 'invalid JSON: the body ends before the JSON does';
+  const position = /position (\d+)/.exec(message);
+  if (position === null) return 'invalid JSON';
+  const before = raw.slice(0, Number(position[1]));
+  const line = before.split('\n').length;
+  const column = before.length - before.lastIndexOf('\n');
+  return `invalid JSON at line ${line}, column ${column}`;
+}
+
+/**
  * Decodes the JSON body of POST /v1/check into a request, naming the field of
  * the first problem. `domain` stays undefined when absent (resolved later).
  */
 export function decodeCheckBody(raw: string): Omit<DecisionRequest, 'domain'> & { domain: string | undefined } {
   let body: Json;
   try {
-    body = JSON.parse(raw) as Json;
+    // A UTF-8 byte order mark before the JSON is ignored (RFC 8259 §8.1 allows it).
+    body = JSON.parse(raw.charCodeAt(0) === 0xfeff ? raw.slice(1) : raw) as Json;
   } catch (error: unknown) {
-    throw new InvalidRequestError('body', `invalid JSON (${error instanceof Error ? error.message : 'parse error'})`);
+    throw new InvalidRequestError('body', invalidJson(raw, error));
   }
   if (!isObject(body)) throw new InvalidRequestError('body', 'must be a JSON object');
   // for-in: JSON.parse objects have no inherited enumerable keys, and no key array is made.

@@ -94,6 +94,22 @@ for (const [name, body, field] of badInputs) {
   });
 }
 
+t.test('a body that is not JSON is a 400 in our words (where, when known), never the parser\'s', async (t) => {
+  const cases: Array<[string, string]> = [
+    ['hello', 'body: invalid JSON'],
+    ['{', 'body: invalid JSON at line 1, column 2'],
+    ['{"descriptors": [', 'body: invalid JSON: the body ends before the JSON does'],
+    ['{\n  "descriptors": []\n}x', 'body: invalid JSON at line 3, column 2'],
+  ];
+  for (const [body, message] of cases) {
+    const response = await check(body);
+    t.equal(response.status, 400, JSON.stringify(body));
+    t.same(await response.json(), { error: { code: 'RL_ERR_INVALID_REQUEST', message, field: 'body' } }, JSON.stringify(body));
+  }
+  const bom = await check(`\ufeff${JSON.stringify(key('bom'))}`);
+  t.equal(bom.status, 200, 'a UTF-8 byte order mark before the JSON is ignored (RFC 8259 §8.1)');
+});
+
 t.test('a compressed body is a 400 naming content-encoding (was "must be UTF-8 text")', async (t) => {
   const response = await fetch(`${server.url}/v1/check`, {
     method: 'POST', headers: { 'content-type': 'application/json', 'content-encoding': 'gzip' }, body: gzipSync(JSON.stringify(key('gz'))),
