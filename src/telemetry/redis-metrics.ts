@@ -44,7 +44,7 @@ export class RedisStoreMetrics {
     });
     this.misconfigured = new Gauge({
       name: 'ratelimit_redis_misconfigured',
-      help: '1 while a Redis master refuses us for a reason no outage explains (cause: wrong_password, no_password, sentinel_auth, acl_scripting, acl_keys, acl_command, no_scripting): not ready, its keys refused.',
+      help: '1 while a Redis master refuses us for a reason no outage explains (cause: wrong_password, no_password, sentinel_auth, sentinel_master, acl_scripting, acl_keys, acl_command, no_scripting): not ready, its keys refused.',
       labelNames: ['node', 'cause'] as const,
       aggregator: 'max',
       registers,

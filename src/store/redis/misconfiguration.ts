@@ -6,13 +6,14 @@
 // (docs/failure.md "Misconfiguration is not an outage").
 import { errorMessage } from '../../errors.js';
 
-export type MisconfigurationCause = 'wrong_password' | 'no_password' | 'sentinel_auth' | 'acl_scripting' | 'acl_keys' | 'acl_command' | 'no_scripting';
+export type MisconfigurationCause = 'wrong_password' | 'no_password' | 'sentinel_auth' | 'sentinel_master' | 'acl_scripting' | 'acl_keys' | 'acl_command' | 'no_scripting';
 
 /** What an operator is told, per cause: our words, and what to change. */
 const WORDS: Readonly<Record<MisconfigurationCause, string>> = {
   wrong_password: 'redis rejected our credentials (wrong password, or an unknown or disabled ACL user): check --redis-password and --redis-username',
   no_password: 'redis requires a password and none was given (--redis-password)',
   sentinel_auth: 'the redis sentinels refused our credentials: check --redis-sentinel-password and --redis-sentinel-username',
+  sentinel_master: 'the redis sentinels answer but watch no master of that name: check --redis-sentinel-master (SENTINEL MASTERS on a sentinel lists the names it watches)',
   acl_scripting: 'the redis ACL user may not run scripts: grant it EVALSHA and EVAL (+evalsha +eval, or +@scripting)',
   acl_keys: 'the redis ACL user may not read and write the rate-limit keys: grant it the key pattern of --redis-key-prefix (e.g. ~rl:*)',
   acl_command: 'the redis ACL user may not run a command the rate-limit script needs (TIME, GET, SET, DEL, PEXPIRE, HGET, HSET, HDEL, HGETALL, ZADD, ZCARD, ZREMRANGEBYSCORE)',
@@ -35,6 +36,9 @@ const BY_CAUSE = new Map<MisconfigurationCause, Misconfiguration>(
 function classify(message: string): MisconfigurationCause | undefined {
   // ioredis: "All sentinels are unreachable. ... Last error: NOAUTH ..." — the Sentinels' own password.
   if (/sentinel/i.test(message) && /\bWRONGPASS\b|\bNOAUTH\b|invalid username-password pair/i.test(message)) return 'sentinel_auth';
+  // A Sentinel's answer for a name it does not watch (ioredis: "... Last error: ERR No such master with that name";
+  // an older Sentinel's null address: "... successfully, but got an invalid reply: null").
+  if (/No such master with that name|connected to sentinel \S+ successfully, but got an invalid reply: null/i.test(message)) return 'sentinel_master';
   if (/\bWRONGPASS\b|invalid username-password pair/i.test(message)) return 'wrong_password';
   if (/\bNOAUTH\b/.test(message)) return 'no_password';
   if (/\bNOPERM\b/.test(message)) {

@@ -322,7 +322,8 @@ class RedisStoreImpl implements RegionalStore {
     const unavailable = this.nodeHealth.unavailable();
     const misconfigured = this.nodeHealth.misconfigured();
     const connected = status === 'ready';
-    let detail = `redis ${this.mode} ${status}`;
+    // Through Sentinels the mode is single; the detail names the master role instead ("redis sentinel:NAME ready").
+    let detail = `redis ${this.connection.address.startsWith('sentinel:') ? this.connection.address : this.mode} ${status}`;
     const down = unavailable.filter((node) => !misconfigured.some((m) => m.node === node));
     if (down.length > 0) detail += `, unavailable: ${down.join(', ')}`;
     if (this.lastError !== '' && (!connected || down.length > 0) && misconfigured.length === 0) detail += ` (last error: ${this.lastError})`;

@@ -259,6 +259,6 @@ t.test('--redis-sentinel and --redis-sentinel-master: checked at start-up, read 
     { RL_REDIS_SENTINEL: '127.0.0.1:1', RL_REDIS_SENTINEL_MASTER: 'nowhere' });
   t.teardown(() => server.stop());
   const readyz = await (await fetch(`${server.httpUrl}/readyz`)).text();
-  t.match(readyz, /redis single .*deciding with: store-failure policy/, 'the Redis store, from RL_REDIS_SENTINEL*');
+  t.match(readyz, /redis sentinel:\S+ .*deciding with: store-failure policy/, 'the Redis store, from RL_REDIS_SENTINEL*');
   t.match(server.output(), /"store":"redis"/);
 });

@@ -53,6 +53,17 @@ await t.test('regression (envoyproxy/ratelimit #184): the data password reaches 
     { code: 'RL_ERR_STORE_UNAVAILABLE', message: /requires a password and none was given/ }, 'refused with the cause, although the policy is local');
 });
 
+await t.test('a master name the Sentinels do not watch is a misconfiguration named as such, not "unreachable"', async (t) => {
+  const group = await startSentinelGroup({ t, replicas: 0 });
+  const wrong = redisStoreFor(t, { redisSentinel: group.sentinelAddresses.split(','), redisSentinelMaster: `${group.name}-typo`, policy: 'local' });
+  t.equal(await wrong.store.waitUntilConnected(1_500), false, 'no master to connect to');
+  await waitFor('the cause is known', () => wrong.store.health().misconfigured !== undefined, 10_000);
+  t.match(wrong.store.health(), { ready: false, misconfigured: /watch no master of that name: check --redis-sentinel-master/ });
+  t.notMatch(wrong.store.health().detail, /unreachable/, 'the Sentinels answered: not called unreachable');
+  await t.rejects(Promise.resolve(wrong.store.apply([new OpFactory(uniquePrefix('name')).op([['api_key', 'k']], HOUR_10)])),
+    { code: 'RL_ERR_STORE_UNAVAILABLE', message: /watch no master of that name/ }, 'refused with the cause, although the policy is local');
+});
+
 await t.test('SENTINEL FAILOVER: the store follows the new master; replicated state is kept, a fresh key exact', async (t) => {
   const group = await startSentinelGroup({ t, replicas: 2 });
   const { store, apply } = redisStoreFor(t, { ...sentinelOptions(group), policy: 'local' });
