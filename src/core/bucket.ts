@@ -1,4 +1,5 @@
 import { algorithmOf } from './algorithms/table.js';
+import { heldAt } from './algorithms/token-bucket.js';
 import type { BucketState, Evaluation } from './algorithms/algorithm.js';
 import type { BucketOp, BucketOutcome, LimitSpec } from './types.js';
 
@@ -15,12 +16,15 @@ export function evaluate(limit: LimitSpec, state: BucketState | null, nowUs: num
 
 /**
  * What a bucket holds for `cost` at `nowUs`, nothing taken (the admin's
- * inspect). A token budget is inspected as a check (cost 0): its charges are
+ * inspect), and what leases hold of it (`leased`). A token budget is inspected as a check (cost 0): its charges are
  * recorded whatever they answer, so its evaluation at a cost would report
  * the balance after a charge that inspecting does not make.
  */
 export function inspectBucket(limit: LimitSpec, state: BucketState | null, nowUs: number, cost: number): BucketOutcome {
-  return evaluate(limit, state, nowUs, limit.overdraft ? 0 : cost).untaken;
+  const outcome = evaluate(limit, state, nowUs, limit.overdraft ? 0 : cost).untaken;
+  // Tokens moved out into leases are not in the bucket: said, so that remaining plus leased adds up to the burst.
+  const held = heldAt(state, nowUs);
+  return held > 0 ? { ...outcome, leased: Math.floor(held / limit.levelPerToken) } : outcome;
 }
 
 /**

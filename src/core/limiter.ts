@@ -251,6 +251,7 @@ function limitStatus(op: BucketOp, outcome: BucketOutcome, limit: RuleLimit, rul
     policy: limit.policy,
   };
   if (outcome.debt !== undefined) status.debt = outcome.debt;
+  if (outcome.leased !== undefined) status.leased = outcome.leased;
   if (op.quotaGroup !== undefined) status.quota = true;
   if (unsatisfiable) status.unsatisfiable = true;
   return status;

@@ -127,6 +127,12 @@ export interface BucketOutcome {
   retryAfterUs: number;
   /** An overdraft limit at or below zero: whole tokens owed, rounded up (see `debtOf`). */
   debt?: number;
+  /**
+   * Inspect only: whole tokens that leases held out of the bucket when it was
+   * read (sidecars' local leases; regions' leases of a global limit's home
+   * bucket), spent or not. Absent when none.
+   */
+  leased?: number;
 }
 
 type Code = 'OK' | 'OVER_LIMIT';
@@ -186,6 +192,8 @@ export interface DescriptorStatus {
   limitStatuses?: readonly DescriptorStatus[];
   /** An overdraft limit at or below zero: whole tokens owed, rounded up (HTTP statuses carry it as `debt`). */
   debt?: number;
+  /** Inspect only: whole tokens leases held out of the bucket (BucketOutcome.leased; the admin API's `leased`). */
+  leased?: number;
 }
 
 /**

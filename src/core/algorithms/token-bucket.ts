@@ -8,7 +8,7 @@ import type { LimitSpec } from '../types.js';
 import { ceilDiv, type AlgorithmModule, type BucketState, type Evaluation } from './algorithm.js';
 
 /** What leases hold of the bucket at `nowUs` (level units): a home bucket's regions, a bucket's sidecars. */
-function heldAt(state: BucketState | null, nowUs: number): number {
+export function heldAt(state: BucketState | null, nowUs: number): number {
   if (state?.outstanding === undefined) return 0;
   return state.outstandingUntilUs === undefined || nowUs < state.outstandingUntilUs ? state.outstanding : 0;
 }

@@ -33,7 +33,8 @@ function bucketJson({ status, key }: BucketStatus): string {
   let json = `{"code":${JSON.stringify(status.code)},"limit":${status.limit === null ? 'null' : limitJson(status.limit)}`;
   if (key !== undefined) json += `,"key":${JSON.stringify(key)}`;
   json += `,"limit_remaining":${integerJson(status.limitRemaining)},"duration_until_reset_ms":${integerJson(status.durationUntilResetMs)}`;
-  // A token budget (overdraft limit) at or below zero: whole tokens owed.
+  // Tokens leases hold out of the bucket; a token budget (overdraft limit) at or below zero: whole tokens owed.
+  if (status.leased !== undefined) json += `,"leased":${integerJson(status.leased)}`;
   return json + debtJson(status);
 }
 
@@ -43,7 +44,7 @@ function descriptorJson(inspected: DescriptorInspection): string {
   return `${json}}`;
 }
 
-/** `{ domain, statuses: [ { code, limit, key?, limit_remaining, duration_until_reset_ms, debt?, limits? } ] }` (docs/api.md). */
+/** `{ domain, statuses: [ { code, limit, key?, limit_remaining, duration_until_reset_ms, leased?, debt?, limits? } ] }` (docs/api.md). */
 export function inspectionJson(inspection: Inspection): string {
   return `{"domain":${JSON.stringify(inspection.domain)},"statuses":[${inspection.statuses.map(descriptorJson).join(',')}]}`;
 }

@@ -56,6 +56,20 @@ t.test('lease_hold moves tokens: at most a quarter of the bucket per grant, and 
   t.equal(more!.granted, 0, 'an empty bucket leases nothing');
 });
 
+t.test('inspect says what leases hold out of the bucket: remaining plus leased is the burst', async (t) => {
+  const k = key('inspect');
+  const { store } = redisStoreFor(t, { redis: url, policy: 'deny' });
+  t.ok(await store.waitUntilConnected(10_000), 'connected');
+  const [before] = await store.inspect([op(k, slow)]);
+  t.same(before, { allowed: true, remaining: 100, resetUs: 0, retryAfterUs: 0 }, 'a full bucket, no lease: no `leased`');
+  const [grant] = await library.leaseHold(k, 'a', TERMS, [{ key: k, limit: slow, wanted: 60, held: 0, returned: 0 }]);
+  t.equal(grant!.granted, 25);
+  const [during] = await store.inspect([op(k, slow)]);
+  t.match(during, { allowed: true, remaining: 75, leased: 25 }, 'the 25 leased are named beside the 75 left');
+  t.equal(during!.resetUs, 0, 'full as far as the leases leave room (the bucket refills to the burst less what they hold)');
+  await store.close();
+});
+
 t.test('the bucket refills only up to the burst less what sidecars hold', async (t) => {
   const k = key('cap');
   const [grant] = await library.leaseHold(k, 'a', TERMS, [{ key: k, limit: fast, wanted: 20, held: 0, returned: 0 }]);
