@@ -83,10 +83,13 @@ await tap.test('one region carrying all of a key\'s traffic gets ≥ 85 % of the
   for (const region of lab.regions) {
     const result = await constantLoad({ lab, perRegion: { [region]: 1 }, totalRps: 5 * RATE, durationMs: 5_000, descriptors: global(`solo-${region}`) });
     const steady = allowedBetween(result.records, 2_000, 5_000);
-    const firstSecond = allowedBetween(result.records, 0, 1_000);
-    t.comment(`${region}: steady ${steady} of ${RATE * 3} (${(steady / (RATE * 3) * 100).toFixed(0)} %), first second ${firstSecond}, per 500 ms ${JSON.stringify(allowedSeries(result.records, 500)[region])}`);
+    // The burst is there at once: counted from the region's first admission, not from the load's start, so a
+    // slow first answer on a busy machine (one took 1 s in a CI run) does not eat the second it is counted in.
+    const firstAdmission = Math.min(...result.records.filter((r) => r.status === 200).map((r) => r.answeredAt));
+    const firstSecond = allowedBetween(result.records, firstAdmission, firstAdmission + 1_000);
+    t.comment(`${region}: steady ${steady} of ${RATE * 3} (${(steady / (RATE * 3) * 100).toFixed(0)} %), first second after the first admission (at ${firstAdmission.toFixed(0)} ms) ${firstSecond}, per 500 ms ${JSON.stringify(allowedSeries(result.records, 500)[region])}`);
     t.ok(steady >= 0.85 * RATE * 3, `${region}: ${steady} ≥ 85 % of ${RATE * 3} in seconds 2-5`);
-    t.ok(firstSecond >= BURST / 2, `${region}: most of the burst in the first second (${firstSecond})`);
+    t.ok(firstSecond >= BURST / 2, `${region}: most of the burst in the first second after its first admission (${firstSecond})`);
     assertGlobalBound(t, result.records, `${region} alone`);
   }
 });
