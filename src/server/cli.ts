@@ -49,8 +49,30 @@ function parse(args: string[], options: ParseArgsConfig['options'], positionals:
     const { values, positionals: rest } = parseArgs({ args, options, strict: true, allowPositionals: positionals });
     return { values: values as Record<string, string | boolean | undefined>, positionals: rest };
   } catch (error: unknown) {
-    if ((error as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) throw new UsageError(errorMessage(error), helpCommand);
+    const code = (error as { code?: string }).code;
+    if (code?.startsWith('ERR_PARSE_ARGS')) throw new UsageError(parseArgsWords(code, errorMessage(error), helpCommand), helpCommand);
     throw error;
+  }
+}
+
+/** node:util parseArgs's refusal in our words (its own adds advice about `--` that misleads here). */
+function parseArgsWords(code: string, message: string, helpCommand: string): string {
+  const quoted = /'([^']*)'/.exec(message)?.[1] ?? '';
+  // "--http-port <value>", "-h, --help": the long name.
+  const names = quoted.split(/[ ,]+/);
+  const flag = names.find((name) => name.startsWith('--')) ?? names[0]!;
+  switch (code) {
+    case 'ERR_PARSE_ARGS_UNKNOWN_OPTION':
+      if (flag === '--config' && helpCommand.includes('check-config')) {
+        return 'check-config takes the config files or directories themselves, without --config: check-config PATH [PATH ...]';
+      }
+      return `unknown flag ${flag}`;
+    case 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE':
+      return message.includes('argument missing') ? `${flag} needs a value` : `${flag} takes no value`;
+    case 'ERR_PARSE_ARGS_UNEXPECTED_POSITIONAL':
+      return `unexpected argument "${quoted}": this command takes flags only`;
+    default:
+      return message;
   }
 }
 
@@ -187,7 +209,8 @@ async function main(argv: string[]): Promise<number> {
       process.stdout.write(`${usage()}\n`);
       return command === undefined ? EXIT_USAGE : 0;
     default:
-      process.stderr.write(`unknown command "${command}"\n\n${usage()}\n`);
+      process.stderr.write(`unknown command "${command}": the commands are serve, check-config, inspect, reset and version\n`
+        + 'run "openclaw-ratelimit help" for what each does\n');
       return EXIT_USAGE;
   }
 }

@@ -225,7 +225,7 @@ export async function badInput(t: Test, options: { storeArgs: string[] }): Promi
     ['a descriptor that is not key=value', ['inspect', '--config', config, ...options.storeArgs, 'api_key'], /"api_key" is not key=value/],
     ['no descriptor', ['reset', '--config', config, ...options.storeArgs], /give one key=value/],
     ['an unknown domain', ['inspect', '--config', config, ...options.storeArgs, '--domain', 'nope', 'api_key=k'], /"nope" is not a loaded domain/],
-    ['an unknown flag', ['inspect', '--config', config, '--nope', 'api_key=k'], /Unknown option '--nope'/],
+    ['an unknown flag', ['inspect', '--config', config, '--nope', 'api_key=k'], /unknown flag --nope/],
     ['a bad flag value', ['reset', '--config', config, '--redis-timeout-ms', 'soon', 'api_key=k'], /--redis-timeout-ms/],
     ['no config', ['inspect', ...options.storeArgs, 'api_key=k'], /--config/],
   ];

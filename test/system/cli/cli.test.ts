@@ -77,10 +77,22 @@ t.test('check-config --merge-domains checks as serve would load', async (t) => {
 });
 
 t.test('usage errors exit 2 and say why', async (t) => {
-  t.equal(run(['frobnicate']).code, 2);
-  const badFlag = run(['serve', '--config', example, '--nope']);
-  t.equal(badFlag.code, 2);
-  t.match(badFlag.stderr, /nope/);
+  const unknownCommand = run(['frobnicate']);
+  t.equal(unknownCommand.code, 2);
+  t.equal(unknownCommand.stderr, 'unknown command "frobnicate": the commands are serve, check-config, inspect, reset and version\n'
+    + 'run "openclaw-ratelimit help" for what each does\n', 'two lines, not the whole usage');
+  // The command line parser's refusals in our words (node's own add advice about `--` that misleads here).
+  for (const [args, words] of [
+    [['serve', '--config', example, '--nope'], 'unknown flag --nope'],
+    [['serve', '--config', example, '--http-port'], '--http-port needs a value'],
+    [['serve', '--help=yes'], '--help takes no value'],
+    [['serve', 'extra'], 'unexpected argument "extra": this command takes flags only'],
+    [['check-config', '--config', example], 'check-config takes the config files or directories themselves, without --config: check-config PATH [PATH ...]'],
+  ] as const) {
+    const refused = run([...args]);
+    t.equal(refused.code, 2, args.join(' '));
+    t.equal(refused.stderr.split('\n')[0], words, args.join(' '));
+  }
   const badPort = run(['serve', '--config', example, '--http-port', 'eighty']);
   t.equal(badPort.code, 2);
   t.match(badPort.stderr, /--http-port \(RL_HTTP_PORT\)/);
