@@ -16,10 +16,19 @@ function describeValue(value: unknown): string {
   return String(value);
 }
 
-/** An error callback for zod: "is required" when missing, else what was expected and what came. */
+/**
+ * An error callback for zod: "is required" when missing, else what was
+ * expected and what came. A whole number beyond 2^53 − 1 is named as such:
+ * YAML has already rounded it, so echoing it would show a number not written.
+ */
 function expected(what: string) {
-  return (issue: { input?: unknown }): string =>
-    issue.input === undefined ? 'is required' : `expected ${what}, got ${describeValue(issue.input)}`;
+  return (issue: { input?: unknown }): string => {
+    if (issue.input === undefined) return 'is required';
+    if (typeof issue.input === 'number' && Number.isInteger(issue.input) && !Number.isSafeInteger(issue.input)) {
+      return `expected ${what}, at most ${Number.MAX_SAFE_INTEGER} (2^53 − 1), got a larger number`;
+    }
+    return `expected ${what}, got ${describeValue(issue.input)}`;
+  };
 }
 
 function orList(words: readonly string[]): string {

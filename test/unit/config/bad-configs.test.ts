@@ -32,7 +32,7 @@ const EXPECTED: Record<string, string | string[]> = {
   'empty-value.yaml': '4:5: descriptors[0].value: expected a string, got nothing (null)',
   'envoy-actions-wrapper.yaml': '5:7: http.descriptors[0]: expected a list of actions (write the list itself, without "actions:")',
   'fractional-requests-per-unit.yaml': '4:33: descriptors[0].rate_limit.requests_per_unit: expected a whole number of requests, 0 or more, got 2.5',
-  'huge-requests-per-unit.yaml': '4:33: descriptors[0].rate_limit.requests_per_unit: expected a whole number of requests, 0 or more, got 100000000000000000000',
+  'huge-requests-per-unit.yaml': '4:33: descriptors[0].rate_limit.requests_per_unit: expected a whole number of requests, 0 or more, at most 9007199254740991 (2^53 − 1), got a larger number',
   'invalid-yaml.yaml': '3:1: invalid YAML: Missing closing "quote',
   'mask-too-long.yaml': '5:36: http.descriptors[0][0].masked_remote_address.v4_prefix_mask_len: expected a whole number from 0 to 32, got 33',
   'missing-domain.yaml': '1:1: domain: is required',
