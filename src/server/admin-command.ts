@@ -77,6 +77,10 @@ export async function runAdminCommand(command: AdminCommand, settings: Settings,
     const request = { domain, descriptors };
     const json = command === 'inspect' ? inspectionJson(await admin.inspect(request)) : resetJson(await admin.reset(request));
     process.stdout.write(`${json}\n`);
+    if (command === 'reset' && store.kind === 'redis') {
+      process.stderr.write('reset: note: running sidecars that were denying these keys keep denying from their local copy for up to the '
+        + 'Retry-After they announced; a reset through each sidecar\'s admin listener (POST /v1/reset) ends that at once (docs/operations.md).\n');
+    }
     return 0;
   } catch (error: unknown) {
     if (!(error instanceof RateLimitError)) throw error;

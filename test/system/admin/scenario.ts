@@ -185,6 +185,8 @@ export async function inspectAndReset(t: Test, options: ScenarioOptions): Promis
   const cliReset = await cli('reset');
   t.equal(cliReset.code, 0, `CLI reset exits 0 (${cliReset.stderr})`);
   t.same(JSON.parse(cliReset.stdout), { reset: options.shared ? BUCKETS : 0 });
+  t.match(cliReset.stderr, options.shared ? /running sidecars .* keep denying from their local copy .* admin listener/ : /memory store lives inside a server process/,
+    'stderr says what the CLI reset does not reach');
   t.same(remaining(await inspect()), options.shared ? after(0) : after(1), options.shared ? 'the server sees the reset' : 'a memory store is the server\'s own');
   if (options.shared) {
     const cliFull = await cli('inspect');
