@@ -179,12 +179,20 @@ export function createHttpServer(options: HttpServerOptions): HttpServer {
     // bytes kept as values), so such a path is still decided; anything else
     // is a 400 in our own error shape, not the router's.
     frameworkErrors: (error, request, reply) => {
-      if (error.code === 'FST_ERR_BAD_URL' && isForwardAuthPath(request.url)) {
-        const decided = forwardAuth(request, reply, 'http_auth', 429);
-        if (decided instanceof Promise) decided.catch((failure: unknown) => sendErrorBody(reply, failure));
+      if (error.code !== 'FST_ERR_BAD_URL') {
+        sendErrorBody(reply, error);
         return;
       }
-      sendErrorBody(reply, new InvalidRequestError('path', 'invalid percent-encoding (each % takes two hex digits, and the bytes must be UTF-8)'));
+      if (!isForwardAuthPath(request.url)) {
+        sendErrorBody(reply, new InvalidRequestError('path', 'invalid percent-encoding (each % takes two hex digits, and the bytes must be UTF-8)'));
+        return;
+      }
+      try {
+        const decided = forwardAuth(request, reply, 'http_auth', 429);
+        if (decided instanceof Promise) decided.catch((failure: unknown) => sendErrorBody(reply, failure));
+      } catch (failure: unknown) {
+        sendErrorBody(reply, failure); // e.g. an unknown X-RateLimit-Domain: a 400 naming it, as on the routed paths
+      }
     },
   });
 

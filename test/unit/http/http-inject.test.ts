@@ -3,7 +3,7 @@ import type { CompiledConfig } from '../../../src/core/config-model.js';
 import type { HttpRequestInput } from '../../../src/core/http-actions.js';
 import { DEFAULT_REQUEST_BOUNDS, checkDecisionRequest } from '../../../src/core/request-bounds.js';
 import type { Api, Decision, DecisionRequest, Descriptor } from '../../../src/core/types.js';
-import { StoreUnavailableError } from '../../../src/errors.js';
+import { InvalidRequestError, StoreUnavailableError } from '../../../src/errors.js';
 import { decideHttpRequest, type DecisionService } from '../../../src/service/decision-service.js';
 import { createLogger } from '../../../src/telemetry/logger.js';
 import { Metrics } from '../../../src/telemetry/metrics.js';
@@ -17,7 +17,10 @@ class ScriptedService implements DecisionService {
   decided = 0;
   noDescriptors = false;
   next: () => Promise<Decision> = async () => ({ overallCode: 'OK', statuses: [], decidedBy: 'store', storeFailure: undefined, shadowOverLimit: false });
-  resolveDomain(requested: string | undefined): string { return requested ?? 'd'; }
+  resolveDomain(requested: string | undefined, field = 'domain'): string {
+    if (requested === 'nope') throw new InvalidRequestError(field, '"nope" is not a loaded domain');
+    return requested ?? 'd';
+  }
   descriptorsFromHttp(_domain: string, request: HttpRequestInput): Descriptor[] {
     this.seen.push(request);
     return this.noDescriptors ? [] : [{ entries: [{ key: 'path', value: request.path }] }];
@@ -27,8 +30,8 @@ class ScriptedService implements DecisionService {
     this.decided++;
     return this.next();
   }
-  decideHttp(requestedDomain: string | undefined, request: HttpRequestInput, api: Api): Decision | Promise<Decision> {
-    return decideHttpRequest(this, requestedDomain, request, api);
+  decideHttp(requestedDomain: string | undefined, request: HttpRequestInput, api: Api, field?: string): Decision | Promise<Decision> {
+    return decideHttpRequest(this, requestedDomain, request, api, field);
   }
   readiness() { return { ready: false, detail: 'store down; deciding with: none' }; }
 }
@@ -91,6 +94,9 @@ t.test('a path the router cannot percent-decode: forward auth still decides it, 
     }, url);
   }
   service.next = async () => ({ overallCode: 'OK', statuses: [], decidedBy: 'store', storeFailure: undefined, shadowOverLimit: false });
+  const unknownDomain = await app.inject({ method: 'GET', url: '/v1/auth/x%ff', headers: { 'x-ratelimit-domain': 'nope' } });
+  t.equal(unknownDomain.statusCode, 400, 'a request problem found while deciding is a 400, as on a routed path');
+  t.match(unknownDomain.json(), { error: { code: 'RL_ERR_INVALID_REQUEST', field: 'X-RateLimit-Domain' } });
 });
 
 t.test('/readyz is 503 when the service cannot decide', async (t) => {
