@@ -1,7 +1,7 @@
 // deploy/nginx/nginx.conf, run for real: NGINX (auth_request) -> openclaw-ratelimit
 // (/v1/auth/nginx) -> a stand-in OpenClaw Rating API that counts the requests it sees.
 import { chmodSync, readFileSync, writeFileSync } from 'node:fs';
-import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
+import { createServer, request as httpRequest, type IncomingHttpHeaders, type Server } from 'node:http';
 import { join } from 'node:path';
 import t from 'tap';
 import {
@@ -10,19 +10,37 @@ import {
 } from './helpers.js';
 
 
-// api_key 3/minute, client address 5/minute: a keyed request counts against both.
+// api_key 3/minute, client address 6/minute: a keyed request counts against both.
+// The host blocked.example is refused (0/minute); other hosts have no limit.
 const CONFIG = `
 domain: openclaw
 descriptors:
   - key: api_key
     rate_limit: { unit: minute, requests_per_unit: 3 }
   - key: remote_address
-    rate_limit: { unit: minute, requests_per_unit: 5 }
+    rate_limit: { unit: minute, requests_per_unit: 6 }
+  - key: host
+    value: blocked.example
+    rate_limit: { unit: minute, requests_per_unit: 0 }
 http:
   descriptors:
     - [ { request_headers: { header_name: x-api-key, descriptor_key: api_key } } ]
     - [ { remote_address: {} } ]
+    - [ { request_headers: { header_name: ":authority", descriptor_key: host } } ]
 `;
+
+/** A GET with its own Host header (fetch always sends the URL's). */
+function getWithHost(url: string, host: string, headers: Record<string, string> = {}): Promise<{ status: number }> {
+  return new Promise((resolve, reject) => {
+    const request = httpRequest(url, { headers: { ...headers, host }, timeout: 5_000 }, (response) => {
+      response.resume();
+      response.on('end', () => resolve({ status: response.statusCode ?? 0 }));
+    });
+    request.on('timeout', () => request.destroy(new Error(`GET ${url}: timed out`)));
+    request.on('error', reject);
+    request.end();
+  });
+}
 
 /**
  * The shipped nginx.conf with the three documented values replaced (listen 80,
@@ -110,6 +128,15 @@ if (!nginxTool.ok && !nginxTool.fail) {
     const says = (status: number, expected: number, what: string): string =>
       status === expected ? what : `${what}\nnginx:\n${nginx?.output()}\nopenclaw-ratelimit:\n${ratelimit?.output()}`;
 
+    await t.test('the host the client asked for reaches the rules (:authority), and a client cannot name another', async (t) => {
+      const blocked = await getWithHost(`${edge}/rating`, 'blocked.example', { 'x-api-key': 'k9' });
+      t.equal(blocked.status, 429, 'Host: blocked.example is refused (was 200: the sidecar saw the upstream name "ratelimit")');
+      t.equal(upstream.hits, 0, 'the API saw nothing');
+      const spoofed = await get(`${edge}/rating`, { 'x-api-key': 'k9', 'x-forwarded-host': 'blocked.example' });
+      t.equal(spoofed.status, 200, 'a client-sent X-Forwarded-Host is replaced by the Host NGINX serves');
+      upstream.hits = 0; // that request took one of the address's 6: the tests below count from here
+    });
+
     await t.test('allowed requests reach the API with X-RateLimit-* headers', async (t) => {
       for (const expectedRemaining of ['2', '1', '0']) {
         const response = await get(`${edge}/rating?id=1`, { 'x-api-key': 'k1' });
@@ -141,11 +168,11 @@ if (!nginxTool.ok && !nginxTool.fail) {
     });
 
     await t.test('requests without an API key fall back to the client-address limit', async (t) => {
-      // The three keyed requests took 3 of the address's 5; the denied one took none.
+      // The spoofed-host request and the three keyed ones took 4 of the address's 6; the denied ones took none.
       for (const expectedRemaining of ['1', '0']) {
         const response = await get(`${edge}/rating`);
         t.equal(response.status, 200, says(response.status, 200, 'allowed by the address limit'));
-        t.equal(response.headers.get('x-ratelimit-limit'), '5', 'the remote_address limit');
+        t.equal(response.headers.get('x-ratelimit-limit'), '6', 'the remote_address limit');
         t.equal(response.headers.get('x-ratelimit-remaining'), expectedRemaining);
       }
       t.equal(upstream.hits, 5);
@@ -153,7 +180,7 @@ if (!nginxTool.ok && !nginxTool.fail) {
       const response = await get(`${edge}/rating`, { 'x-real-ip': '203.0.113.9', 'x-forwarded-for': '203.0.113.9' });
       t.equal(response.status, 429);
       t.ok(Number(response.headers.get('retry-after')) >= 1);
-      t.equal(response.headers.get('x-ratelimit-limit'), '5');
+      t.equal(response.headers.get('x-ratelimit-limit'), '6');
       t.equal(upstream.hits, 5, 'the API saw nothing');
     });
 
