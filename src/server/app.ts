@@ -60,6 +60,7 @@ export async function startApp(settings: Settings, logger: Logger): Promise<Runn
   const watcher = new ConfigWatcher(settings.config, {
     onReload: (config: CompiledConfig, reason: string) => {
       metrics.configReloads.inc({ result: 'success' });
+      metrics.configLastReloadSuccessful.set(1);
       if (settings.defaultDomain !== undefined && !config.domains.has(settings.defaultDomain)) {
         logger.warn({ defaultDomain: settings.defaultDomain, domains: [...config.domains.keys()] },
           'the reloaded config has no --default-domain: requests without a domain are not limited');
@@ -71,12 +72,15 @@ export async function startApp(settings: Settings, logger: Logger): Promise<Runn
     },
     onReloadError: (error: unknown, reason: string) => {
       metrics.configReloads.inc({ result: 'failure' });
+      metrics.configLastReloadSuccessful.set(0);
       logger.error({ reason, error: errorMessage(error) }, 'config reload failed; the previous config stays in force');
     },
   }, { load: { mergeDomains: settings.mergeDomains } });
   const config = (): CompiledConfig => watcher.current();
   const initial = watcher.current();
   metrics.configDomains.set(initial.domains.size);
+  metrics.configLastReloadSuccessful.set(1); // the process stops on a config it cannot load
+  metrics.tlsLastReloadSuccessful.set(1);
   if (settings.defaultDomain !== undefined && !initial.domains.has(settings.defaultDomain)) {
     watcher.close();
     // A typo here would silently turn limiting off (unknown domain = OK).
@@ -140,10 +144,12 @@ export async function startApp(settings: Settings, logger: Logger): Promise<Runn
       http.setTls(material);
       grpcCredentials?.update(material);
       metrics.tlsReloads.inc({ result: 'success' });
+      metrics.tlsLastReloadSuccessful.set(1);
       logger.info({ cert: tlsFiles.cert }, 'TLS files changed: new handshakes use the new certificate');
     },
     onError: (error) => {
       metrics.tlsReloads.inc({ result: 'failure' });
+      metrics.tlsLastReloadSuccessful.set(0);
       logger.error({ error: errorMessage(error) }, 'TLS files changed but are not usable (yet); the previous certificate stays in use');
     },
   });

@@ -167,6 +167,23 @@ export class Metrics {
     aggregator: 'max',
     registers: [this.registry],
   });
+  /**
+   * 1 while the config files on disk are the config in force; 0 after a
+   * reload they failed (the old config stays, but a restart would refuse the
+   * files). As Prometheus's own prometheus_config_last_reload_successful.
+   */
+  readonly configLastReloadSuccessful = new Gauge({
+    name: 'ratelimit_config_last_reload_successful',
+    help: '1 when the last config load or reload succeeded; 0 when the files changed into a config that failed validation (the previous one stays in force; a restart would exit 2).',
+    aggregator: 'min', // --workers: any worker that refused the files
+    registers: [this.registry],
+  });
+  readonly tlsLastReloadSuccessful = new Gauge({
+    name: 'ratelimit_tls_last_reload_successful',
+    help: '1 when the TLS files in use are the ones on disk (or TLS is off); 0 when they changed into files that are not usable (the previous certificate stays in use; a restart would exit 2).',
+    aggregator: 'min',
+    registers: [this.registry],
+  });
 
   /** The /metrics text; with --workers, the primary's aggregate of every worker (workers.ts). */
   text: () => Promise<string> = () => this.localText();

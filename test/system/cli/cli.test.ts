@@ -152,10 +152,16 @@ t.test('hot reload: a file edit takes effect; a broken edit keeps the old config
   writeFileSync(file, limitYaml(20));
   await waitFor('reload after edit', async () => (await remaining(server.httpUrl)) === 20, 10_000);
   t.pass('edit reloaded');
+  const metricsText = async (): Promise<string> => (await fetch(`${server.httpUrl}/metrics`)).text();
+  t.match(await metricsText(), /\nratelimit_config_last_reload_successful 1\n/, 'the files on disk are in force');
   writeFileSync(file, 'domain: app\ndescriptors: [ { key: a, rate_limit: { unit: parsec } } ]\n');
-  await waitFor('failure counted', async () => /config_reloads_total\{result="failure"\} [1-9]/.test(await (await fetch(`${server.httpUrl}/metrics`)).text()), 10_000);
+  await waitFor('failure counted', async () => /config_reloads_total\{result="failure"\} [1-9]/.test(await metricsText()), 10_000);
   t.equal(await remaining(server.httpUrl), 20, 'the old config stays in force');
   t.match(server.output(), /config reload failed/);
+  t.match(await metricsText(), /\nratelimit_config_last_reload_successful 0\n/, 'and the gauge says the files on disk are not (a restart would refuse them)');
+  writeFileSync(file, limitYaml(30));
+  await waitFor('reload after the fix', async () => (await remaining(server.httpUrl)) === 30, 10_000);
+  t.match(await metricsText(), /\nratelimit_config_last_reload_successful 1\n/, 'fixed: 1 again');
 });
 
 t.test('SIGHUP reloads the config', async (t) => {

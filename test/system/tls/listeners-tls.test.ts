@@ -122,10 +122,12 @@ t.test('TLS on both listeners; certificate rotation without restart', async (t) 
   await waitFor('the unusable pair is counted', async () => (await metric(server.httpPort, 'ratelimit_tls_reloads_total{result="failure"}')) === 1, 15_000, 100);
   t.equal(await handshakeSerial(server.httpPort), second.serial, 'HTTPS still presents the last good certificate');
   t.equal(await handshakeSerial(server.grpcPort, ['h2']), second.serial, 'so does gRPC');
+  t.equal(await metric(server.httpPort, 'ratelimit_tls_last_reload_successful'), 0, 'the files on disk are not the ones in use');
   install(third, live, ['key']);
   await waitFor('the completed pair is used', async () => (await handshakeSerial(server.httpPort)) === third.serial
     && (await handshakeSerial(server.grpcPort, ['h2'])) === third.serial, 15_000, 100);
   t.equal(await metric(server.httpPort, 'ratelimit_tls_reloads_total{result="failure"}'), 1, 'the failure was reported once, not every poll');
+  t.equal(await metric(server.httpPort, 'ratelimit_tls_last_reload_successful'), 1, 'and in use again once the pair is whole');
 });
 
 t.test('mTLS: --tls-client-ca refuses clients without a certificate it signed', async (t) => {
