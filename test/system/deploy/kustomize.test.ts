@@ -106,14 +106,25 @@ function clusterAddress(envoy: Doc, name: string): { address: string; port: numb
   return { address: socket.address, port: socket.port_value };
 }
 
-/** The shipped deploy/envoy/envoy-ext-authz.yaml with its two upstream addresses replaced. */
+/**
+ * The shipped deploy/envoy/envoy-ext-authz.yaml with its two upstream addresses replaced,
+ * and its admin API on loopback (in a pod every other pod could reach it; compose
+ * publishes it on the host's loopback instead).
+ */
 function shippedExtAuthz(ratelimitAddress: string, apiAddress: string): Doc {
   const envoy = parse(readFileSync(join(REPO_ROOT, 'deploy', 'envoy', 'envoy-ext-authz.yaml'), 'utf8')) as Doc;
   for (const cluster of envoy.static_resources.clusters as Doc[]) {
     const socket = cluster.load_assignment.endpoints[0].lb_endpoints[0].endpoint.address.socket_address;
     socket.address = cluster.name === 'ratelimit' ? ratelimitAddress : apiAddress;
   }
+  envoy.admin.address.socket_address.address = '127.0.0.1';
   return envoy;
+}
+
+/** A container's preStop sleep, seconds (0 without one). */
+function preStopSeconds(container: Doc): number {
+  const command = container.lifecycle?.preStop?.exec?.command as string[] | undefined;
+  return command?.[0] === 'sleep' ? Number(command[1]) : 0;
 }
 
 if (!kubectl.ok && !kubectl.fail) {
@@ -131,10 +142,22 @@ if (!kubectl.ok && !kubectl.fail) {
     t.same(clusterAddress(envoy, 'ratelimit'), { address: '127.0.0.1', port: GRPC_PORT }, 'Envoy calls the sidecar gRPC port');
     const api = (podSpec.containers as Doc[]).find((c) => c.name === 'rating-api');
     t.same(clusterAddress(envoy, 'openclaw_rating'), { address: '127.0.0.1', port: portNumber(api, 'api') });
-    t.same(envoy, shippedExtAuthz('127.0.0.1', '127.0.0.1'), 'the same as deploy/envoy/envoy-ext-authz.yaml but for the addresses');
+    t.same(envoy, shippedExtAuthz('127.0.0.1', '127.0.0.1'), 'the same as deploy/envoy/envoy-ext-authz.yaml but for the addresses and the admin on loopback');
     const envoyContainer = (podSpec.containers as Doc[]).find((c) => c.name === 'envoy');
     const listener = envoy.static_resources.listeners[0].address.socket_address.port_value;
     t.equal(portNumber(envoyContainer, 'http'), listener, 'the envoy container exposes its listener');
+    t.equal(envoy.admin.address.socket_address.address, '127.0.0.1', 'Envoy\'s admin API (no authentication) on loopback');
+    t.notOk((envoyContainer.ports as Doc[]).some((p) => p.containerPort === envoy.admin.address.socket_address.port_value), 'nor listed as a port');
+    t.equal(portNumber(envoyContainer, envoyContainer.readinessProbe?.tcpSocket?.port), listener, 'readiness: the client listener');
+
+    // Shutdown: every preStop starts at once; Envoy serves until its own ends, so the API
+    // and openclaw-ratelimit must outlive it, and the grace period the sidecar's drain too.
+    const ratelimitContainer = (podSpec.containers as Doc[]).find((c) => c.name === 'openclaw-ratelimit');
+    const envoyStops = preStopSeconds(envoyContainer);
+    t.ok(envoyStops >= 10, `Envoy keeps serving ${envoyStops} s: endpoint removal, then requests in flight`);
+    t.ok(preStopSeconds(api) >= envoyStops, 'the API answers Envoy until Envoy stops (it got SIGTERM at once before)');
+    t.ok(preStopSeconds(ratelimitContainer) > envoyStops, 'openclaw-ratelimit answers every check Envoy sends');
+    t.ok(podSpec.terminationGracePeriodSeconds >= preStopSeconds(ratelimitContainer) + 10, 'the grace period covers its drain too');
 
     const service = find(docs, 'Service', 'openclaw-rating');
     t.equal(service.spec.ports[0].targetPort, 'http', 'clients go through Envoy');
@@ -149,6 +172,9 @@ if (!kubectl.ok && !kubectl.fail) {
     t.same((apiPod.containers as Doc[]).map((c) => c.name).sort(), ['envoy', 'rating-api'], 'no sidecar left in the API pods');
     t.notOk((apiPod.volumes as Doc[]).some((v) => v.name === 'rules'), 'nor its volumes');
 
+    for (const doc of docs) {
+      t.equal(doc.metadata?.labels?.['app.kubernetes.io/part-of'], 'openclaw', `${doc.kind} ${doc.metadata?.name} is labelled part-of openclaw`);
+    }
     const shared = find(docs, 'Deployment', 'openclaw-ratelimit');
     t.equal(shared.spec.replicas, 3);
     checkRateLimitContainer(t, docs, shared.spec.template.spec);
@@ -163,7 +189,7 @@ if (!kubectl.ok && !kubectl.fail) {
 
     const envoy = envoyConfig(docs, apiPod);
     t.same(clusterAddress(envoy, 'ratelimit'), { address: 'openclaw-ratelimit', port: GRPC_PORT }, 'Envoy calls the Service');
-    t.same(envoy, shippedExtAuthz('openclaw-ratelimit', '127.0.0.1'), 'the same as deploy/envoy/envoy-ext-authz.yaml but for the addresses');
+    t.same(envoy, shippedExtAuthz('openclaw-ratelimit', '127.0.0.1'), 'the same as deploy/envoy/envoy-ext-authz.yaml but for the addresses and the admin on loopback');
   });
 }
 
