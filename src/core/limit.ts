@@ -113,6 +113,14 @@ export function limitSpecProblem(input: LimitInput): string | undefined {
 }
 
 /**
+ * Each configurable algorithm's tag in its limits' fingerprints (and so in
+ * their Redis keys): different algorithms store different states, so no two
+ * may share a tag. A Record, so a new algorithm cannot be left out (a chain
+ * of conditionals gave any new one the sliding window's keys).
+ */
+const KEY_TAG: Readonly<Record<Algorithm, string>> = Object.freeze({ token_bucket: 'tb', fixed_window: 'fw', sliding_window: 'sw' });
+
+/**
  * Derives the integer scale of a limit: the token bucket's ticks and levels,
  * or the sliding window's tick (see core/algorithms/).
  * Throws LimitSpecError (with limitSpecProblem's text) when the numbers cannot
@@ -131,7 +139,7 @@ export function compileLimit(input: LimitInput): LimitSpec {
   if (algorithm === 'token_bucket' && requestsPerUnit > 0) scale = bucketScale(requestsPerUnit, unitUs, burst)!;
   else if (algorithm === 'sliding_window') scale = { ...scale, tickUs: slidingTick(requestsPerUnit, unitUs)! };
   const { tickUs, refillPerTick, levelPerToken, capacityLevel } = scale;
-  const prefix = algorithm === 'token_bucket' ? 'tb' : algorithm === 'fixed_window' ? 'fw' : 'sw';
+  const prefix = KEY_TAG[algorithm];
   // "/N" only when the multiplier is not 1, so keys of existing limits do not change.
   const rate = unitMultiplier === 1 ? `${requestsPerUnit}${period}` : `${requestsPerUnit}/${period}`;
   const scope = input.scope ?? 'region';

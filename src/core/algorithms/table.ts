@@ -1,7 +1,12 @@
 // The one table of bucket algorithms: every store, the local mirror and the
 // Redis script's encoding find an algorithm's arithmetic here. Adding one is
-// a module beside these, its row here, its entry in lua/openclaw.lua's
-// ALGORITHMS and its name in the config schema.
+// a module beside these (its arithmetic, whole), its row here, its entry in
+// lua/openclaw.lua's ALGORITHMS, and its name: in the config schema, the
+// Algorithm type (core/types.ts) and its key tag (core/limit.ts KEY_TAG; the
+// compiler refuses a Record that lacks it). A limit whose numbers need a scale
+// of their own (token buckets' ticks, sliding windows' tick) adds it in
+// core/limit.ts; token-bucket-only options (burst, scope: global, overdraft)
+// are checked in config/compile-domain.ts.
 import type { BucketState } from '../bucket.js';
 import type { BucketOutcome, LimitSpec } from '../types.js';
 import { parseStoredState, type AlgorithmModule } from './algorithm.js';

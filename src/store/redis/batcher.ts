@@ -1,7 +1,6 @@
 // Coalesces concurrent decisions into one script call per Redis node per event-loop turn.
 import type { BucketOp } from '../../core/types.js';
-import { StoreCallError } from '../../errors.js';
-import { withRedisDeadline, type DeadlineEvents } from './deadline.js';
+import { timedOut, withRedisDeadline, type DeadlineEvents } from './deadline.js';
 import type { RedisLibrary, TakeResult } from './library.js';
 
 /** Most ops in one script call; more waiting ops go in further calls of the same turn. */
@@ -106,7 +105,7 @@ export class Batcher {
       (error: unknown) => {
         this.events.call(node, seconds(), false, error);
         settleEach(batches, (batch) => batch.reject(error));
-        if (!(error instanceof StoreCallError && error.timedOut)) return;
+        if (!timedOut(error)) return;
         this.events.timeout(node);
         // A reply that comes after the deadline still tells what Redis decided.
         call.then((results) => {

@@ -7,6 +7,11 @@ const LAG_TOLERANCE_MS = 1;
 /** The loop's lag may extend a deadline to at most this many times its length. */
 const MAX_EXTENSION_FACTOR = 10;
 
+/** Whether a call failed only because it missed its deadline: Redis still has it and will decide it. */
+export function timedOut(error: unknown): boolean {
+  return error instanceof StoreCallError && error.timedOut;
+}
+
 /**
  * Whether a call that failed with `error` after it was written may still
  * have been applied by Redis: its connection closed while it was in flight.
@@ -15,7 +20,7 @@ const MAX_EXTENSION_FACTOR = 10;
  */
 export function fateUnknown(error: unknown): boolean {
   if (error instanceof ReplyError) return false;
-  if (error instanceof RateLimitError) return error instanceof StoreCallError && error.timedOut;
+  if (error instanceof RateLimitError) return timedOut(error);
   const message = error instanceof Error ? error.message : String(error);
   return !/Stream isn't writeable|enableOfflineQueue/i.test(message);
 }

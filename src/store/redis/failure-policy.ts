@@ -1,7 +1,8 @@
 // --on-store-failure: what decides the ops of a Redis node that failed.
 import type { StoreFailurePolicy } from '../../core/store.js';
 import type { BucketOp, BucketOutcome, LimitSpec } from '../../core/types.js';
-import { StoreCallError, StoreUnavailableError } from '../../errors.js';
+import { StoreUnavailableError } from '../../errors.js';
+import { timedOut } from './deadline.js';
 import { redisErrorWords } from './error-words.js';
 import { misconfigurationOf } from './misconfiguration.js';
 import type { MemoryStore } from '../memory-store.js';
@@ -68,15 +69,19 @@ export class FailurePolicy {
     return this.divisor;
   }
 
-  /** Decides `ops` (a failed node's share of one request); throws StoreUnavailableError under `deny`, and for a misconfiguration. */
-  decide(given: readonly BucketOp[], error: unknown): PolicyDecision {
+  /**
+   * Decides `ops` (the failed nodes' share of one request); throws
+   * StoreUnavailableError under `deny`, and for a misconfiguration. `late`,
+   * per op: its call only missed its deadline (default: whether `error` says so).
+   */
+  decide(given: readonly BucketOp[], error: unknown, late?: readonly boolean[]): PolicyDecision {
     const misconfiguration = misconfigurationOf(error);
     if (misconfiguration !== undefined) throw new StoreUnavailableError(`store unavailable: ${misconfiguration.words}`, { cause: error });
-    const late = error instanceof StoreCallError && error.timedOut;
+    const allLate = timedOut(error);
     let staticShares = 0;
-    const ops = !given.some((op) => op.fallback !== undefined) ? given : given.map((op) => {
+    const ops = !given.some((op) => op.fallback !== undefined) ? given : given.map((op, i) => {
       if (op.fallback === undefined) return op;
-      if (late) return alwaysOver(op.fallback);
+      if (late?.[i] ?? allLate) return alwaysOver(op.fallback);
       staticShares++;
       return op.fallback;
     });

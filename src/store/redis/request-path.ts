@@ -8,7 +8,7 @@ import type { StoreDecision } from '../../core/store.js';
 import type { BucketOp } from '../../core/types.js';
 import { StoreCallError } from '../../errors.js';
 import type { Batcher, PendingBatch } from './batcher.js';
-import { fateUnknown } from './deadline.js';
+import { fateUnknown, timedOut } from './deadline.js';
 import type { FailurePolicy } from './failure-policy.js';
 import type { LateReplies, LateTicket } from './late-replies.js';
 import type { TakeResult } from './library.js';
@@ -172,7 +172,7 @@ class RedisRequest {
     this.options.events.fallbackDecision?.(policy);
     if (share.deniedByRedis) return { kind: 'untaken', policy, outcomes: this.options.policy.untaken(share.ops) };
     try {
-      const decided = this.options.policy.decide(share.ops, share.error);
+      const decided = this.options.policy.decide(share.ops, share.error, share.late);
       for (let k = 0; k < decided.staticShares; k++) this.options.events.staticShare?.();
       return { kind: 'decided', policy, commits: decided.commits, outcomes: decided.outcomes };
     } catch (error: unknown) {
@@ -191,7 +191,7 @@ class RedisRequest {
     if (this.failedCalls === undefined) return debits;
     let rest = debits;
     for (const call of this.failedCalls) {
-      if (call.error instanceof StoreCallError && call.error.timedOut) {
+      if (timedOut(call.error)) {
         const mine = new Set(call.ops);
         call.held = rest.filter((op) => mine.has(op));
         this.options.mirror.hold(call.held);

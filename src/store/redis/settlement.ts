@@ -5,6 +5,8 @@
 import { chargesAlways, takes, type BatchEvaluation } from '../../core/bucket.js';
 import type { StoreDecision, StoreFailurePolicy } from '../../core/store.js';
 import type { BucketOp, BucketOutcome } from '../../core/types.js';
+import { timedOut } from './deadline.js';
+import { misconfigurationOf } from './misconfiguration.js';
 import type { OpGroup } from './node-groups.js';
 
 /** What became of one group of a request (`ops`: the group's ops, in the order of `group.indices`). */
@@ -23,8 +25,14 @@ export type FinalOutcome = Exclude<GroupOutcome, { kind: 'moved' }>;
 export interface FailedShare {
   /** Their ops, group after group. */
   readonly ops: BucketOp[];
-  /** The first group's error (what a `deny` answer names). */
+  /**
+   * What the policy judges the share by: the first misconfigured group's
+   * error when any group's node is misconfigured (refused under every
+   * policy), else the first group's (what a `deny` answer names).
+   */
   readonly error: unknown;
+  /** Per op (as `ops`): its group's call only missed its deadline (Redis still has it). */
+  readonly late: readonly boolean[];
   /** A group Redis decided denied: the request is denied whatever the policy says, so it only reports. */
   readonly deniedByRedis: boolean;
 }
@@ -66,19 +74,28 @@ const NONE: readonly never[] = Object.freeze([]);
 /** The failed groups' share, or undefined when no group failed (the usual case: one pass, nothing built). */
 export function failedShare(outcomes: readonly FinalOutcome[]): FailedShare | undefined {
   let ops: BucketOp[] | undefined;
-  let error: unknown;
+  let late: boolean[] | undefined;
+  let first: unknown;
+  let misconfigured: unknown;
   let deniedByRedis = false;
   for (const outcome of outcomes) {
     if (outcome.kind === 'decided') {
       if (!outcome.evaluation.commits) deniedByRedis = true;
-    } else if (ops === undefined) {
-      ops = [...outcome.ops];
-      error = outcome.error;
-    } else {
-      ops.push(...outcome.ops);
+      continue;
     }
+    if (ops === undefined) {
+      ops = [];
+      late = [];
+      first = outcome.error;
+    }
+    const groupLate = timedOut(outcome.error);
+    for (const op of outcome.ops) {
+      ops.push(op);
+      late!.push(groupLate);
+    }
+    if (misconfigured === undefined && misconfigurationOf(outcome.error) !== undefined) misconfigured = outcome.error;
   }
-  return ops === undefined ? undefined : { ops, error, deniedByRedis };
+  return ops === undefined ? undefined : { ops, error: misconfigured ?? first, late: late!, deniedByRedis };
 }
 
 /**

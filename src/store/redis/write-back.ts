@@ -2,8 +2,7 @@
 // a master was unreachable (written back once it answers), and what a denied
 // request's groups took (given back).
 import type { BucketOp } from '../../core/types.js';
-import { StoreCallError } from '../../errors.js';
-import { fateUnknown, withRedisDeadline } from './deadline.js';
+import { fateUnknown, timedOut, withRedisDeadline } from './deadline.js';
 import type { RedisLibrary } from './library.js';
 import type { OpGroup } from './node-groups.js';
 import type { NodeHealth } from './node-health.js';
@@ -185,7 +184,7 @@ export class WriteBack {
       await withRedisDeadline(call, this.options.timeoutMs, 'debit');
     } catch (error: unknown) {
       this.options.onError(error, 'redis write-back of local admissions failed; retrying');
-      if (!(error instanceof StoreCallError && error.timedOut)) {
+      if (!timedOut(error)) {
         this.debits.add(ops);
         return;
       }

@@ -63,3 +63,12 @@ t.test('regional ops are decided locally as before, whatever the error', async (
   t.ok(p.decide([regionalOp], late).commits);
   t.equal(p.decide([regionalOp], late).staticShares, 0);
 });
+
+t.test('a request whose groups failed differently: each op is judged by its own group\'s failure', async (t) => {
+  const p = policy();
+  // Two global ops, homed on two masters: one call missed its deadline, the other master is unavailable.
+  const decision = p.decide([homeOp(), homeOp()], late, [true, false]);
+  t.notOk(decision.outcomes[0]!.allowed, 'the late group\'s op is denied (Redis has its call)');
+  t.ok(decision.outcomes[1]!.allowed, 'the unavailable group\'s op is decided from its static share');
+  t.equal(decision.staticShares, 1, 'one static-share decision, not none (the first group\'s error used to judge both)');
+});

@@ -1,6 +1,7 @@
 // Settlement without Redis: a request's answer from its groups' outcomes,
 // with the refunds and write-back debits the store is to carry out.
 import t from 'tap';
+import { StoreCallError } from '../../../src/errors.js';
 import { evaluateBatch, type BucketState } from '../../../src/core/bucket.js';
 import type { BucketOp, BucketOutcome } from '../../../src/core/types.js';
 import type { OpGroup } from '../../../src/store/redis/node-groups.js';
@@ -89,6 +90,22 @@ t.test('Redis denied while another group failed: the policy only reports, nothin
   t.equal(settled.allowed, false);
   t.same(settled.refunds, []);
   t.same(settled.debits, []);
+});
+
+t.test('groups that failed differently: the policy sees a misconfiguration wherever it is, and which ops were late', async (t) => {
+  const ops = [f.op([['k', 'a']], perHour), f.op([['k', 'b']], perHour), f.op([['k', 'c']], perHour)];
+  const late = new StoreCallError('redis: take not answered within its deadline', { timedOut: true });
+  const refused = new Error('WRONGPASS invalid username-password pair or user is disabled.');
+  const outcomes: FinalOutcome[] = [
+    { kind: 'failed', group: group('n1', [0, 1], ops), ops: [ops[0]!, ops[1]!], error: late },
+    { kind: 'failed', group: group('n2', [2], ops), ops: [ops[2]!], error: refused },
+  ];
+  const share = failedShare(outcomes);
+  t.equal(share?.error, refused, 'the misconfigured group\'s error, not the first group\'s: refused under every policy');
+  t.same(share?.late, [true, true, false], 'per op: its own group\'s call missed its deadline or not');
+  const plain = failedShare([outcomes[0]!, failed(ops, [2], 'n3')]);
+  t.equal(plain?.error, late, 'no misconfiguration: the first group\'s error, as before');
+  t.same(plain?.late, [true, true, false]);
 });
 
 t.test('deny policy: refused with its error, and what other groups took is still given back', async (t) => {
