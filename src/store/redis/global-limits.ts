@@ -139,6 +139,8 @@ export class GlobalLimits {
   private readonly timer: NodeJS.Timeout;
   private closed = false;
   private soon = false;
+  /** When the last regular tick ran: demand is what was asked since, over the time that really passed (the loop may lag). */
+  private lastTimedTickMs = performance.now();
 
   constructor(private readonly options: GlobalLimitsOptions) {
     for (const address of options.regions) {
@@ -274,11 +276,13 @@ export class GlobalLimits {
   private async tick(timed: boolean): Promise<void> {
     if (this.closed) return;
     const nowMs = performance.now();
+    const seconds = Math.max(0.001, (nowMs - this.lastTimedTickMs) / 1000);
+    if (timed) this.lastTimedTickMs = nowMs;
     const wanted: { state: KeyState; tokens: number }[] = [];
     const sidecars = Math.max(1, this.options.sidecars());
     for (const [key, state] of this.keys) {
       if (timed) {
-        state.rate = DEMAND_DECAY * state.rate + (1 - DEMAND_DECAY) * (state.asked / (LEASE_TICK_MS / 1000));
+        state.rate = DEMAND_DECAY * state.rate + (1 - DEMAND_DECAY) * (state.asked / seconds);
         state.asked = 0;
       }
       if (nowMs - state.seenAtMs > FORGET_AFTER_MS) {
