@@ -16,9 +16,10 @@ export function evaluate(limit: LimitSpec, state: BucketState | null, nowUs: num
 
 /**
  * What a bucket holds for `cost` at `nowUs`, nothing taken (the admin's
- * inspect), and what leases hold of it (`leased`). A token budget is inspected as a check (cost 0): its charges are
- * recorded whatever they answer, so its evaluation at a cost would report
- * the balance after a charge that inspecting does not make.
+ * inspect), and what leases hold of it (`leased`). A token budget is
+ * inspected as a check (cost 0): its charges are recorded whatever they
+ * answer, so its evaluation at a cost would report the balance after a
+ * charge that inspecting does not make.
  */
 export function inspectBucket(limit: LimitSpec, state: BucketState | null, nowUs: number, cost: number): BucketOutcome {
   const outcome = evaluate(limit, state, nowUs, limit.overdraft ? 0 : cost).untaken;

@@ -256,13 +256,13 @@ export function createHttpServer(options: HttpServerOptions): HttpServer {
     return reply.code(200).header('content-type', JSON_CONTENT_TYPE).send(checkResponseJson(decision));
   }
 
-  // An answer that cannot be written goes to the error handler, as a throw in the handler would.
   /** An error answered directly (a request the router never routed has no error handler of its own). */
   const sendErrorBody = (reply: FastifyReply, error: unknown): void => {
     const { status, body } = httpError(error);
     if (status >= 500 && !(error instanceof StoreUnavailableError)) logger.error({ err: error }, 'unexpected error in HTTP handler');
     void reply.code(status).send(body);
   };
+  // An answer that cannot be written goes to the error handler, as a throw in the handler would.
   const sendError = (reply: FastifyReply, error: unknown): void => {
     try {
       void reply.send(error instanceof Error ? error : new Error(String(error)));
