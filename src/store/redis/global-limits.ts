@@ -38,6 +38,7 @@ import { homeRegion, type RegionAddress } from '../../core/regions.js';
 import type { BucketOp, BucketOutcome, LimitSpec } from '../../core/types.js';
 import { createRedisConnection, type RedisConnection, type RedisConnectionOptions } from './connection.js';
 import { withRedisDeadline } from './deadline.js';
+import { TickClock, decayedRate } from './demand.js';
 import { RedisLibrary } from './library.js';
 import { Topology } from './topology.js';
 
@@ -60,8 +61,6 @@ const PARTITION_AFTER_MS = 1_000;
 /** Keys followed per sidecar; those not seen for FORGET_AFTER_MS are dropped. */
 const MAX_KEYS = 50_000;
 const FORGET_AFTER_MS = 10_000;
-/** Demand is an exponentially weighted rate; each tick keeps this much of the old. */
-const DEMAND_DECAY = 0.8;
 
 export interface GlobalLimitEvents {
   /** Tokens asked of a home region (one claimed key). */
@@ -139,8 +138,7 @@ export class GlobalLimits {
   private readonly timer: NodeJS.Timeout;
   private closed = false;
   private soon = false;
-  /** When the last regular tick ran: demand is what was asked since, over the time that really passed (the loop may lag). */
-  private lastTimedTickMs = performance.now();
+  private readonly clock = new TickClock();
 
   constructor(private readonly options: GlobalLimitsOptions) {
     for (const address of options.regions) {
@@ -276,13 +274,12 @@ export class GlobalLimits {
   private async tick(timed: boolean): Promise<void> {
     if (this.closed) return;
     const nowMs = performance.now();
-    const seconds = Math.max(0.001, (nowMs - this.lastTimedTickMs) / 1000);
-    if (timed) this.lastTimedTickMs = nowMs;
+    const seconds = timed ? this.clock.lap(nowMs) : 0;
     const wanted: { state: KeyState; tokens: number }[] = [];
     const sidecars = Math.max(1, this.options.sidecars());
     for (const [key, state] of this.keys) {
       if (timed) {
-        state.rate = DEMAND_DECAY * state.rate + (1 - DEMAND_DECAY) * (state.asked / seconds);
+        state.rate = decayedRate(state.rate, state.asked, seconds);
         state.asked = 0;
       }
       if (nowMs - state.seenAtMs > FORGET_AFTER_MS) {

@@ -28,6 +28,7 @@ import { ceilDiv } from '../../core/algorithms/algorithm.js';
 import type { StoreDecision, StoreHealth } from '../../core/store.js';
 import type { BucketOp, BucketOutcome, LimitSpec } from '../../core/types.js';
 import { withRedisDeadline } from './deadline.js';
+import { TickClock, decayedRate } from './demand.js';
 import type { LeaseHoldItem, LeaseHoldResult, LeaseTerms, RedisLibrary } from './library.js';
 import type { RedisStore } from './options.js';
 import type { Topology } from './topology.js';
@@ -67,8 +68,6 @@ const QUIET_AFTER_REFUSAL_MS = 500;
 const FORGET_AFTER_MS = 2_000;
 /** Most keys leased at once by one sidecar. */
 const MAX_LEASES = 10_000;
-/** Demand is an exponentially weighted rate; each tick keeps this much of the old. */
-const DEMAND_DECAY = 0.8;
 /** Deadline of a lease call (off the request path). */
 const CALL_DEADLINE_MS = 1_000;
 /** At close, how long giving leases back may take. */
@@ -136,7 +135,7 @@ class LocalLeasesLayer implements RedisStore {
   private candidates = new Map<string, { op: BucketOp; asked: number }>();
   private busyBefore = new Set<string>();
   private candidatesSinceMs = performance.now();
-  private lastTickMs = performance.now();
+  private readonly clock = new TickClock();
   private readonly member = `${process.pid}-${Math.random().toString(36).slice(2, 10)}`;
   private readonly timer: NodeJS.Timeout;
   private closed = false;
@@ -201,11 +200,10 @@ class LocalLeasesLayer implements RedisStore {
   private tick(): void {
     if (this.closed || !this.parts.usable()) return;
     const nowMs = performance.now();
-    const seconds = Math.max(0.001, (nowMs - this.lastTickMs) / 1000);
-    this.lastTickMs = nowMs;
+    const seconds = this.clock.lap(nowMs);
     const calls: Call[] = [];
     for (const [key, lease] of this.leases) {
-      lease.rate = DEMAND_DECAY * lease.rate + (1 - DEMAND_DECAY) * (lease.asked / seconds);
+      lease.rate = decayedRate(lease.rate, lease.asked, seconds);
       lease.asked = 0;
       if (lease.busy) continue;
       if (lease.tokens > 0 && lease.untilMs <= nowMs) {
