@@ -165,6 +165,17 @@ export function createHttpServer(options: HttpServerOptions): HttpServer {
   const { service, metrics, clientAddress, logger } = options;
   let wire: HttpWire | undefined;
   const headerStyle = options.headerStyle ?? 'x';
+  /**
+   * An error as its HTTP answer (httpError), a 500 logged: fastify's error
+   * handler, and directly for a request the router never routed (frameworkErrors).
+   */
+  function sendErrorBody(reply: FastifyReply, error: unknown): void {
+    const { status, body } = httpError(error);
+    if (status >= 500 && !(error instanceof StoreUnavailableError)) {
+      logger.error({ err: error, url: reply.request.url }, 'unexpected error in HTTP handler');
+    }
+    void reply.code(status).send(body);
+  }
   const app = Fastify({
     bodyLimit: service.bounds.maxBodyBytes,
     logger: false,
@@ -205,13 +216,7 @@ export function createHttpServer(options: HttpServerOptions): HttpServer {
     done(null, undefined);
   });
 
-  app.setErrorHandler((error, request, reply) => {
-    const { status, body } = httpError(error);
-    if (status >= 500 && !(error instanceof StoreUnavailableError)) {
-      options.logger.error({ err: error, url: request.url }, 'unexpected error in HTTP handler');
-    }
-    void reply.code(status).send(body);
-  });
+  app.setErrorHandler((error, _request, reply) => sendErrorBody(reply, error));
   app.setNotFoundHandler((request, reply) => {
     const allow = METHODS_OF_ROUTE.get(request.url.split('?', 1)[0]!);
     if (allow !== undefined) {
@@ -256,12 +261,6 @@ export function createHttpServer(options: HttpServerOptions): HttpServer {
     return reply.code(200).header('content-type', JSON_CONTENT_TYPE).send(checkResponseJson(decision));
   }
 
-  /** An error answered directly (a request the router never routed has no error handler of its own). */
-  const sendErrorBody = (reply: FastifyReply, error: unknown): void => {
-    const { status, body } = httpError(error);
-    if (status >= 500 && !(error instanceof StoreUnavailableError)) logger.error({ err: error }, 'unexpected error in HTTP handler');
-    void reply.code(status).send(body);
-  };
   // An answer that cannot be written goes to the error handler, as a throw in the handler would.
   const sendError = (reply: FastifyReply, error: unknown): void => {
     try {
